@@ -1,0 +1,148 @@
+package ai.k2j.cli;
+
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * {@code --flag value} and {@code --switch} arguments. A flag followed by another flag (or nothing) is a
+ * switch. Each command reads what it knows and then calls {@link #finish()} so unknown flags are errors.
+ */
+final class Args {
+    private final Map<String, String> values = new LinkedHashMap<>();
+    private final List<String> positional = new ArrayList<>();
+    private final Set<String> read = new HashSet<>();
+
+    static Args parse(String[] argv) {
+        Args a = new Args();
+        for (int i = 0; i < argv.length; i++) {
+            String s = argv[i];
+            if (s.startsWith("--")) {
+                String key = s.substring(2);
+                String val = "true";
+                int eq = key.indexOf('=');
+                if (eq >= 0) {
+                    val = key.substring(eq + 1);
+                    key = key.substring(0, eq);
+                } else if (i + 1 < argv.length && !(argv[i + 1].startsWith("--") && argv[i + 1].length() > 2)) {
+                    val = argv[++i];
+                }
+                if (key.isEmpty()) {
+                    throw new IllegalArgumentException("empty flag name");
+                }
+                if (a.values.put(key, val) != null) {
+                    throw new IllegalArgumentException("flag --" + key + " given twice");
+                }
+            } else {
+                a.positional.add(s);
+            }
+        }
+        return a;
+    }
+
+    boolean has(String key) {
+        read.add(key);
+        return values.containsKey(key);
+    }
+
+    String string(String key, String dflt) {
+        read.add(key);
+        return values.getOrDefault(key, dflt);
+    }
+
+    String required(String key) {
+        read.add(key);
+        String v = values.get(key);
+        if (v == null) {
+            throw new UsageException("missing required flag --" + key);
+        }
+        return v;
+    }
+
+    Path path(String key) {
+        return Path.of(required(key));
+    }
+
+    boolean flag(String key) {
+        read.add(key);
+        String v = values.get(key);
+        if (v == null) {
+            return false;
+        }
+        if (v.equals("true") || v.equals("false")) {
+            return Boolean.parseBoolean(v);
+        }
+        throw new UsageException("--" + key + " takes no value, got '" + v + "'");
+    }
+
+    int integer(String key, int dflt) {
+        String v = string(key, null);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            return Integer.parseInt(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " must be an integer, got '" + v + "'");
+        }
+    }
+
+    long longValue(String key, long dflt) {
+        String v = string(key, null);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            return Long.parseLong(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " must be an integer, got '" + v + "'");
+        }
+    }
+
+    double decimal(String key, double dflt) {
+        String v = string(key, null);
+        if (v == null) {
+            return dflt;
+        }
+        try {
+            return Double.parseDouble(v.trim());
+        } catch (NumberFormatException e) {
+            throw new UsageException("--" + key + " must be a number, got '" + v + "'");
+        }
+    }
+
+    /** Comma-separated integers, e.g. {@code --prompt-ids 1,2,3}. */
+    int[] ints(String key) {
+        String v = required(key);
+        String[] parts = v.split(",");
+        int[] out = new int[parts.length];
+        for (int i = 0; i < parts.length; i++) {
+            try {
+                out[i] = Integer.parseInt(parts[i].trim());
+            } catch (NumberFormatException e) {
+                throw new UsageException("--" + key + " must be comma-separated integers, got '" + parts[i] + "'");
+            }
+        }
+        return out;
+    }
+
+    List<String> positional() {
+        return List.copyOf(positional);
+    }
+
+    /** Throws for flags nobody read: typos must not be silently ignored. */
+    void finish() {
+        for (String k : values.keySet()) {
+            if (!read.contains(k)) {
+                throw new UsageException("unknown flag --" + k);
+            }
+        }
+        if (!positional.isEmpty()) {
+            throw new UsageException("unexpected argument '" + positional.get(0) + "'");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+package ai.k2j.loaders;
+
+/**
+ * Element types k2j reads and writes. The first group are safetensors' own dtype names; Q8_0 and Q4_0 are
+ * k2j's block-quantized types (blocks of 32 values, llama.cpp's layout) stored in k2j-written safetensors.
+ */
+public enum DType {
+    F32("F32", 4, 1),
+    F16("F16", 2, 1),
+    BF16("BF16", 2, 1),
+    F64("F64", 8, 1),
+    I64("I64", 8, 1),
+    I32("I32", 4, 1),
+    I16("I16", 2, 1),
+    I8("I8", 1, 1),
+    U8("U8", 1, 1),
+    BOOL("BOOL", 1, 1),
+    /** 32 values: f16 scale + 32 x int8 = 34 bytes. */
+    Q8_0("Q8_0", 34, 32),
+    /** 32 values: f16 scale + 16 bytes of packed 4-bit values = 18 bytes. */
+    Q4_0("Q4_0", 18, 32);
+
+    private final String safetensorsName;
+    private final int blockBytes;
+    private final int blockSize;
+
+    DType(String safetensorsName, int blockBytes, int blockSize) {
+        this.safetensorsName = safetensorsName;
+        this.blockBytes = blockBytes;
+        this.blockSize = blockSize;
+    }
+
+    public String safetensorsName() {
+        return safetensorsName;
+    }
+
+    /** Values per block (1 for plain types, 32 for Q8_0/Q4_0). */
+    public int blockSize() {
+        return blockSize;
+    }
+
+    /** Bytes per block. */
+    public int blockBytes() {
+        return blockBytes;
+    }
+
+    public boolean isQuantized() {
+        return blockSize > 1;
+    }
+
+    /** Bytes needed for {@code elements} values; elements must be a multiple of the block size. */
+    public long bytesFor(long elements) {
+        if (elements % blockSize != 0) {
+            throw new IllegalArgumentException(this + " needs a multiple of " + blockSize + " elements, got " + elements);
+        }
+        return Math.multiplyExact(elements / blockSize, (long) blockBytes);
+    }
+
+    /** Parses a safetensors dtype name; throws {@link ModelFormatException} naming the unknown dtype. */
+    public static DType fromSafetensors(String name, String source) {
+        for (DType d : values()) {
+            if (d.safetensorsName.equals(name)) {
+                return d;
+            }
+        }
+        throw new ModelFormatException(source + ": unknown dtype '" + name + "'");
+    }
+}
