@@ -1,0 +1,98 @@
+package ai.k2j.kernels;
+
+import ai.k2j.loaders.Tensor;
+
+import java.util.List;
+
+/**
+ * The operations a model is written in (ggml-style): CPU (Vector API) and CUDA implement the same ops and are
+ * tested against each other. All activations are float32 row-major matrices {@code [n, dim]} in backend-owned
+ * {@link Buffer}s; per-step metadata (token ids, positions, sequences, KV block tables, which rows need logits)
+ * travels in a host-side {@link Batch} that the backend reads (CPU) or uploads once per step (CUDA).
+ *
+ * <p>Ops may run asynchronously in submission order; {@link #download} and {@link #argmax} synchronize.
+ * A backend is used by one thread at a time (the engine's step loop); it may use its own worker threads.
+ * Nothing here allocates per call on the decode path.
+ */
+public interface Backend extends AutoCloseable {
+
+    /** "cpu" or "cuda". */
+    String name();
+
+    // ---------------------------------------------------------------- memory
+
+    /**
+     * A weight matrix {@code [rows, cols]} for {@link #matmul}: the given tensors' rows stacked in order (lets
+     * the engine fuse q/k/v or gate/up into one pass). All parts share cols and dtype. CPU keeps mmapped data
+     * zero-copy (or quantizes when {@code format} asks); CUDA uploads once.
+     *
+     * @param format null to keep the tensors' dtype, or a {@link ai.k2j.loaders.DType} name to convert to
+     */
+    Weight matrix(List<Tensor> rowsStacked, String format);
+
+    /** A 1-D parameter (norm weight, bias) converted to float32; several tensors are concatenated. */
+    Buffer vector(List<Tensor> parts);
+
+    /** A zeroed float32 activation buffer of {@code floats} elements. */
+    Buffer allocate(long floats);
+
+    /** Precomputed RoPE cos/sin for positions {@code [0, maxPositions)}: cos(p·invFreq[i])·scale. */
+    RopeTable ropeTable(float[] invFreq, float attentionScaling, int maxPositions);
+
+    /** Paged KV cache: {@code numBlocks} blocks of {@code blockSize} token slots per layer, float32. */
+    KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize);
+
+    // ---------------------------------------------------------------- ops over the batch's n tokens
+
+    /** out[t, :] = table[batch.tokens[t], :] (dequantized), t in [0, batch.nTokens). */
+    void embed(Weight table, Batch batch, Buffer out);
+
+    /** out[t] = x[t] / rms(x[t]) * gamma, rms with eps, for t in [0, n). out may equal x. */
+    void rmsNorm(Buffer x, Buffer gamma, float eps, int n, int dim, Buffer out);
+
+    /** out[n, rows] = x[n, cols] · Wᵀ (+ bias when non-null). out must not alias x. */
+    void matmul(Weight w, Buffer bias, Buffer x, int n, Buffer out);
+
+    /**
+     * Rotate-half RoPE in place on {@code heads} heads of {@code headDim} that start at column {@code colOffset}
+     * of each row of x (row stride {@code rowStride}), at position batch.positions[t] for row t.
+     */
+    void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch, RopeTable table);
+
+    /**
+     * Writes each token's key and value (columns [kOffset, kOffset+kvDim) and [vOffset, vOffset+kvDim) of
+     * {@code qkv}, row stride {@code rowStride}) into the cache slot of its sequence's position.
+     */
+    void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch);
+
+    /**
+     * Causal GQA attention: for token t of sequence s, query heads (columns [0, heads·headDim) of qkv row t)
+     * attend over the cached keys/values of s at positions [0, batch.positions[t]]. Softmax(q·k·scale)·v
+     * into out[t, heads·headDim]. The batch's own keys must already be stored ({@link #storeKv}).
+     */
+    void attention(Buffer qkv, int rowStride, KvCache cache, int layer, Batch batch, int heads, int kvHeads,
+                   int headDim, float scale, Buffer out);
+
+    /**
+     * out[t, i] = silu(gateUp[t, i]) * gateUp[t, dim + i] for a fused [n, 2·dim] gate/up buffer.
+     */
+    void siluMul(Buffer gateUp, int n, int dim, Buffer out);
+
+    /** x[t] += y[t] for t in [0, n) rows of width dim. */
+    void add(Buffer x, Buffer y, int n, int dim);
+
+    /** out[i] = x[batch.logitRows[i]] for i in [0, batch.nLogits): the rows whose logits are wanted. */
+    void gatherRows(Buffer x, int dim, Batch batch, Buffer out);
+
+    /** Copies {@code count} floats from src (starting at float {@code srcOffset}) to the host; synchronizes. */
+    void download(Buffer src, long srcOffset, float[] dst, int dstOffset, int count);
+
+    /** Argmax of each of n rows of width dim into out[0..n); synchronizes. Ties pick the lowest index. */
+    void argmax(Buffer x, int n, int dim, int[] out);
+
+    /** Waits for submitted work. */
+    void sync();
+
+    @Override
+    void close();
+}

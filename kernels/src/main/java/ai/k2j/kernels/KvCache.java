@@ -1,0 +1,20 @@
+package ai.k2j.kernels;
+
+/**
+ * Paged key/value storage on a backend: per layer, {@code numBlocks × blockSize} token slots of kvDim floats
+ * for keys and the same for values. Which blocks belong to which sequence is host-side bookkeeping
+ * (the engine's block allocator) passed to ops through {@link Batch#blockTables}; rolling a sequence back is
+ * a host-side length change, the data stays.
+ */
+public interface KvCache {
+    int layers();
+
+    int kvDim();
+
+    int numBlocks();
+
+    int blockSize();
+
+    /** Copies the slots of block {@code src} to block {@code dst} in every layer (for copy-on-write forks). */
+    void copyBlock(int src, int dst);
+}
