@@ -43,8 +43,8 @@ extern "C" __global__ void rope(float* x, int n, int rowStride, int colOffset, i
         const float c = cosT[p * half + j], s = sinT[p * half + j];
         float* xh = x + (i64) t * rowStride + colOffset + (i64) h * 2 * half;
         const float x0 = xh[j], x1 = xh[j + half];
-        xh[j] = x0 * c - x1 * s;
-        xh[j + half] = x1 * c + x0 * s;
+        xh[j] = __fmul_rn(x0, c) - __fmul_rn(x1, s);  // no FMA contraction: bit-equal to the CPU's order
+        xh[j + half] = __fmul_rn(x1, c) + __fmul_rn(x0, s);
     }
 }
 
