@@ -160,6 +160,11 @@ public final class CudaBackend implements Backend {
         return driver;
     }
 
+    /** NVRTC's error when prebuilt CUBINs stood in for it (see docs/cuda.md), else null. */
+    public String nvrtcFailure() {
+        return k.nvrtcFailure();
+    }
+
     // =========================================================================================== memory
 
     @Override

@@ -19,7 +19,8 @@ import java.util.List;
  * The k2j CUDA kernels (native/*.cu, on the class path as ai/k2j/kernels/cuda/*.cu): compiled by NVRTC for the
  * device's architecture once, cached as CUBIN under {@code ~/.cache/k2j/cuda} (or {@code -Dk2j.cuda.cacheDir},
  * {@code K2J_CUDA_CACHE}; the temp folder when neither is writable), keyed by a hash of source, options, NVRTC
- * version and architecture. Holds the CUfunction handles.
+ * version and architecture. When NVRTC fails and an nvcc-built CUBIN for the architecture is provided
+ * ({@code -Dk2j.cuda.prebuiltDir}), that is loaded instead and the failure is reported. Holds the CUfunction handles.
  */
 final class CudaKernels implements AutoCloseable {
 
@@ -53,6 +54,7 @@ final class CudaKernels implements AutoCloseable {
     private final CudaDriver driver;
     private final List<Long> modules = new ArrayList<>();
     private final StringBuilder report = new StringBuilder();
+    private String nvrtcFailure;
 
     /** gemv[dtypeCode][n] for n in 1..8 */
     final long[][] gemv = new long[5][9];
@@ -111,6 +113,27 @@ final class CudaKernels implements AutoCloseable {
         sampleFull = driver.function(sample, "sample_full");
     }
 
+    /** NVRTC's error when a prebuilt CUBIN had to stand in for it, else null. */
+    String nvrtcFailure() {
+        return nvrtcFailure;
+    }
+
+    /**
+     * An nvcc-built CUBIN for this architecture ({@code <dir>/<name>-sm_XY.cubin}, dir from
+     * {@code -Dk2j.cuda.prebuiltDir} or {@code K2J_CUDA_PREBUILT}), used only when NVRTC fails.
+     */
+    private Path prebuilt(String name) {
+        String dir = System.getProperty("k2j.cuda.prebuiltDir");
+        if (dir == null || dir.isBlank()) {
+            dir = System.getenv("K2J_CUDA_PREBUILT");
+        }
+        if (dir == null || dir.isBlank()) {
+            return null;
+        }
+        Path p = Path.of(dir, name + "-" + driver.architecture() + ".cubin");
+        return Files.isRegularFile(p) ? p : null;
+    }
+
     /** One line per source: cache hit or compile time. */
     String report() {
         return report.toString();
@@ -141,7 +164,26 @@ final class CudaKernels implements AutoCloseable {
             }
         }
         long t0 = System.nanoTime();
-        byte[] image = driver.compile(source, name + ".cu", options);
+        byte[] image;
+        try {
+            image = driver.compile(source, name + ".cu", options);
+        } catch (CudaException e) {
+            Path prebuilt = prebuilt(name);
+            if (prebuilt == null) {
+                throw e;
+            }
+            nvrtcFailure = (nvrtcFailure == null ? "" : nvrtcFailure + "\n") + e.getMessage();
+            try {
+                long module = driver.loadModule(Files.readAllBytes(prebuilt), name + " (prebuilt " + prebuilt + ")");
+                modules.add(module);
+                report.append(name).append(": NVRTC FAILED (").append(e.getMessage().lines().findFirst().orElse(""))
+                        .append("); using prebuilt ").append(prebuilt).append('\n');
+                return module;
+            } catch (IOException io) {
+                e.addSuppressed(io);
+                throw e;
+            }
+        }
         long ms = (System.nanoTime() - t0) / 1_000_000;
         long module = driver.loadModule(image, name);
         modules.add(module);
