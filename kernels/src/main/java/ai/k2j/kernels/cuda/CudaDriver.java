@@ -119,7 +119,11 @@ final class CudaDriver implements AutoCloseable {
             throw new CudaException("LWJGL could not load NVRTC (" + libs.nvrtc() + ", builtins " + libs.nvrtcBuiltins()
                     + "): " + t, t);
         }
-        return new CudaDriver(ordinal, libs);
+        try {
+            return new CudaDriver(ordinal, libs);
+        } catch (LinkageError e) {  // e.g. a symbol LWJGL binds is missing from this driver
+            throw new CudaException("LWJGL's CUDA bindings failed against " + libs + ": " + e, e);
+        }
     }
 
     // ------------------------------------------------------------------------------------------------ device
