@@ -374,7 +374,7 @@ def eval_loss(model, data, seq, n_windows, batch=64):
     for s in range(0, n, batch):
         x = windows(data, starts[s:s + batch], seq)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(input_ids=x[:, :-1]).logits
+            logits = model(input_ids=x[:, :-1], use_cache=False).logits
         total += float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1),
                                        reduction="sum"))
         count += x[:, 1:].numel()
@@ -422,7 +422,7 @@ def train_one(name, shape, ids, train_data, val_data, budget_s, args):
         starts = torch.randint(0, high, (args.batch,), device="cuda", generator=gen)
         x = windows(train_data, starts, args.seq)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits = model(input_ids=x[:, :-1]).logits
+            logits = model(input_ids=x[:, :-1], use_cache=False).logits
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
