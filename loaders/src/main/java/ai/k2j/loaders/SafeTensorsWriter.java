@@ -114,20 +114,46 @@ public final class SafeTensorsWriter {
         writeAtomically(file, ch -> {
             writeFully(ch, head);
             for (Entry e : ordered) {
-                MemorySegment data = e.data();
-                for (long pos = 0; pos < data.byteSize(); pos += chunkBytes) {
-                    long n = Math.min(chunkBytes, data.byteSize() - pos);
-                    writeFully(ch, data.asSlice(pos, n).asByteBuffer());
-                }
+                writeSegment(ch, e.data(), chunkBytes);
             }
         });
+    }
+
+    /**
+     * Streams a segment to the channel: off-heap and byte[]-backed segments are viewed as ByteBuffers directly;
+     * other heap segments (float[], short[], ...) cannot be, so they pass through a small bounce buffer.
+     */
+    private static void writeSegment(FileChannel ch, MemorySegment data, long chunkBytes) throws IOException {
+        boolean viewable = true;
+        if (!data.isNative()) {
+            try {
+                data.asSlice(0, 0).asByteBuffer();
+            } catch (UnsupportedOperationException notByteArray) {
+                viewable = false;
+            }
+        }
+        long size = data.byteSize();
+        if (viewable) {
+            for (long pos = 0; pos < size; pos += chunkBytes) {
+                writeFully(ch, data.asSlice(pos, Math.min(chunkBytes, size - pos)).asByteBuffer());
+            }
+            return;
+        }
+        byte[] bounce = new byte[(int) Math.min(Math.min(chunkBytes, 1 << 20), Math.max(size, 1))];
+        MemorySegment bounceSegment = MemorySegment.ofArray(bounce);
+        for (long pos = 0; pos < size; pos += bounce.length) {
+            int n = (int) Math.min(bounce.length, size - pos);
+            MemorySegment.copy(data, pos, bounceSegment, 0, n);
+            writeFully(ch, ByteBuffer.wrap(bounce, 0, n));
+        }
     }
 
     /**
      * Writes {@code model.safetensors} into {@code dir}, or, when the total exceeds {@code maxShardBytes},
      * {@code model-0000i-of-0000n.safetensors} shards plus {@code model.safetensors.index.json} as HF does.
      *
-     * <p>Shards are filled in entry order; a tensor larger than {@code maxShardBytes} gets a shard of its own.
+     * <p>Shards are filled in entry order as HF does: a tensor that would overflow the open shard starts a new one,
+     * and a tensor larger than {@code maxShardBytes} gets a dedicated shard while the open one stays open.
      * Every file carries {@code __metadata__ {"format": "pt"}}, which transformers requires. Weight files of the
      * other layout left in {@code dir} from an earlier write ({@code model.safetensors}, the index, stale
      * {@code model-NNNNN-of-NNNNN.safetensors}) are deleted so the directory holds exactly one checkpoint.
@@ -158,6 +184,10 @@ public final class SafeTensorsWriter {
             long currentBytes = 0;
             for (Entry e : tensors) {
                 long size = e.data().byteSize();
+                if (size > maxShardBytes) { // as HF: a dedicated shard, and the open shard stays open
+                    shards.add(List.of(e));
+                    continue;
+                }
                 if (!current.isEmpty() && currentBytes + size > maxShardBytes) {
                     shards.add(current);
                     current = new ArrayList<>();
@@ -166,7 +196,9 @@ public final class SafeTensorsWriter {
                 current.add(e);
                 currentBytes += size;
             }
-            shards.add(current);
+            if (!current.isEmpty()) {
+                shards.add(current);
+            }
             if (shards.size() > 99_999) {
                 throw new IllegalArgumentException(dir + ": " + shards.size() + " shards exceed the 5-digit naming");
             }
