@@ -54,7 +54,8 @@ class SafeTensorsFuzzTest {
     /** Opens the bytes; returns true when they opened (and every tensor byte was readable). */
     private boolean openOrFailCleanly(byte[] bytes, String what) {
         Path file = TestFiles.bytes(tmp.resolve("fuzz.safetensors"), bytes);
-        try (SafeTensorsFile f = SafeTensorsFile.open(file)) {
+        // a confined arena: closing a shared one costs a thread handshake per iteration
+        try (Arena arena = Arena.ofConfined(); SafeTensorsFile f = SafeTensorsFile.open(file, arena)) {
             long fileBytes = bytes.length;
             for (Tensor t : f.tensors().values()) {
                 long sum = 0;
@@ -91,7 +92,7 @@ class SafeTensorsFuzzTest {
         byte[] interesting = "{}[]\",:-0123456789eE.tfn \\u\u0000".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1);
         int opened = 0;
         int rejected = 0;
-        for (int iter = 0; iter < 2500; iter++) {
+        for (int iter = 0; iter < 2000; iter++) {
             byte[] b = valid.clone();
             int edits = 1 + rnd.nextInt(4);
             StringBuilder what = new StringBuilder("iteration " + iter + ":");
@@ -117,8 +118,8 @@ class SafeTensorsFuzzTest {
                 rejected++;
             }
         }
-        assertTrue(rejected > 1500, "the corruption should mostly be caught, rejected only " + rejected);
-        assertTrue(opened > 40, "some corruptions (e.g. in tensor bytes) leave a valid file, opened only " + opened);
+        assertTrue(rejected > 1200, "the corruption should mostly be caught, rejected only " + rejected);
+        assertTrue(opened > 30, "some corruptions (e.g. in tensor bytes) leave a valid file, opened only " + opened);
     }
 
     @Test
