@@ -33,9 +33,9 @@ import java.util.regex.Pattern;
  * crash never leaves a truncated file under the final name.
  *
  * <p>The output is the standard format HF {@code safetensors} reads: header padded with spaces to a multiple of
- * 8 bytes, tensors contiguous from offset 0 to the end of the file. Like HF, tensors are laid out by descending
- * element alignment (8-, then 4-, 2-, 1-byte types; caller order within a group), so every tensor starts at an
- * offset aligned to its element size. Entries are validated first: names unique and non-empty, bytes matching
+ * 8 bytes, tensors contiguous from offset 0 to the end of the file, laid out in HF's order (widest dtype first,
+ * then by name) so every tensor starts at an offset aligned to its element size and, for HF's own dtypes, the file
+ * is byte-for-byte what HF {@code safetensors.torch.save_file} writes for the same tensors and metadata. Entries are validated first: names unique and non-empty, bytes matching
  * dtype and shape ({@code elements / 32 * blockBytes} for Q8_0/Q4_0, whose last dimension must be a multiple of 32);
  * a bad entry is an {@link IllegalArgumentException} naming it. I/O failures are {@link UncheckedIOException}s.
  */
@@ -77,7 +77,7 @@ public final class SafeTensorsWriter {
     static void write(Path file, List<Entry> tensors, Map<String, String> metadata, long chunkBytes) {
         validate(file, tensors);
         List<Entry> ordered = new ArrayList<>(tensors);
-        ordered.sort(Comparator.comparingInt((Entry e) -> alignment(e.dtype())).reversed()); // stable
+        ordered.sort(HF_ORDER);
 
         ObjectNode header = Json.MAPPER.createObjectNode();
         if (metadata != null && !metadata.isEmpty()) {
@@ -263,10 +263,30 @@ public final class SafeTensorsWriter {
         }
     }
 
-    /** Element alignment used to order tensors (block types: their f16 scale). */
-    private static int alignment(DType d) {
-        return d.isQuantized() ? 2 : d.blockBytes();
+    /**
+     * HF safetensors' layout order: dtype by its rank in safetensors' Dtype enum (declared in increasing alignment),
+     * widest first, then name by UTF-8 bytes. Q8_0/Q4_0 (2-byte aligned f16 scales) go after the 2-byte types.
+     */
+    private static int hfRank(DType d) {
+        return switch (d) {
+            case BOOL -> 0;
+            case U8 -> 10;
+            case I8 -> 20;
+            case Q4_0 -> 40;
+            case Q8_0 -> 45;
+            case I16 -> 50;
+            case F16 -> 70;
+            case BF16 -> 80;
+            case I32 -> 90;
+            case F32 -> 110;
+            case F64 -> 120;
+            case I64 -> 130;
+        };
     }
+
+    private static final Comparator<Entry> HF_ORDER = Comparator.comparingInt((Entry e) -> -hfRank(e.dtype()))
+            .thenComparing((a, b) -> Arrays.compareUnsigned(a.name().getBytes(StandardCharsets.UTF_8),
+                    b.name().getBytes(StandardCharsets.UTF_8)));
 
     @FunctionalInterface
     private interface ChannelWriter {

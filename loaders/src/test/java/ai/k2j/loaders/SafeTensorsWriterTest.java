@@ -146,6 +146,29 @@ class SafeTensorsWriterTest {
     }
 
     @Test
+    void layoutFollowsHfOrderWidestDtypeFirstThenName() throws IOException {
+        Path file = tmp.resolve("order.safetensors");
+        try (Arena arena = Arena.ofConfined()) {
+            SafeTensorsWriter.write(file, List.of(
+                    entry(arena, "mask", DType.BOOL, 3),
+                    entry(arena, "z.f32", DType.F32, 3),
+                    entry(arena, "q", DType.Q8_0, 1, 32),
+                    entry(arena, "h", DType.F16, 1),
+                    entry(arena, "B.bf16", DType.BF16, 1),
+                    entry(arena, "a.bf16", DType.BF16, 1),
+                    entry(arena, "a.f32", DType.F32, 1),
+                    entry(arena, "u", DType.U8, 1),
+                    entry(arena, "ids", DType.I64, 1)), Map.of());
+            assertHfStandardLayout(file);
+        }
+        try (SafeTensorsFile f = SafeTensorsFile.open(file)) {
+            // the header lists tensors in layout order
+            assertEquals(List.of("ids", "a.f32", "z.f32", "B.bf16", "a.bf16", "h", "q", "u", "mask"),
+                    List.copyOf(f.tensors().keySet()));
+        }
+    }
+
+    @Test
     void chunkedStreamingWritesTheSameBytes() throws IOException {
         Path whole = tmp.resolve("whole.safetensors");
         Path chunked = tmp.resolve("chunked.safetensors");
