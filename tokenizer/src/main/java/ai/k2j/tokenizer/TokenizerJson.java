@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
 import java.nio.file.Files;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.text.Normalizer;
 import java.util.ArrayList;
@@ -54,6 +53,9 @@ final class TokenizerJson {
     }
 
     private static JsonNode readJson(Path file) {
+        if (!Files.exists(file)) {
+            throw new TokenizerFormatException(file, "file not found");
+        }
         try {
             JsonNode n = JSON.readTree(file.toFile());
             if (n == null || n.isMissingNode()) {
@@ -62,8 +64,6 @@ final class TokenizerJson {
             return n;
         } catch (JacksonException e) {
             throw new TokenizerFormatException(file, "malformed JSON: " + e.getOriginalMessage(), e);
-        } catch (NoSuchFileException e) {
-            throw new TokenizerFormatException(file, "file not found", e);
         } catch (IOException e) {
             throw new TokenizerFormatException(file, "cannot read: " + e, e);
         }
