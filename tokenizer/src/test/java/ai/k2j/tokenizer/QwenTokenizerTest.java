@@ -176,6 +176,60 @@ class QwenTokenizerTest {
     }
 
     @Test
+    void streamingMatchesDecodeOnRandomIds() {
+        java.util.Random r = new java.util.Random(7);
+        for (int it = 0; it < 2000; it++) {
+            int[] ids = new int[r.nextInt(12)];
+            for (int k = 0; k < ids.length; k++) {
+                // mostly single-byte tokens (ids 0..255 include every byte), some whole tokens and specials
+                int kind = r.nextInt(10);
+                ids[k] = kind < 7 ? id(String.valueOf(ByteLevel.BYTE_TO_CHAR[r.nextInt(256)]))
+                        : kind < 9 ? r.nextInt(tok.vocabSize()) : 151643 + r.nextInt(26);
+            }
+            for (boolean skip : new boolean[] {false, true}) {
+                StreamingDecoder sd = tok.streamingDecoder(skip);
+                StringBuilder sb = new StringBuilder();
+                for (int id : ids) {
+                    String piece = sd.push(id);
+                    assertFalse(!piece.isEmpty() && Character.isHighSurrogate(piece.charAt(piece.length() - 1)));
+                    sb.append(piece);
+                }
+                sb.append(sd.flush());
+                assertEquals(tok.decode(ids, skip), sb.toString(), () -> Arrays.toString(ids));
+            }
+        }
+    }
+
+    @Test
+    void concurrentEncodingGivesTheSameIds() throws Exception {
+        List<String> texts = QwenTokenizer.goldenTexts();
+        List<int[]> expected = texts.stream().map(tok::encode).toList();
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(4);
+        try {
+            List<java.util.concurrent.Future<Boolean>> results = new java.util.ArrayList<>();
+            for (int w = 0; w < 4; w++) {
+                int offset = w;
+                results.add(pool.submit(() -> {
+                    for (int rep = 0; rep < 3; rep++) {
+                        for (int k = 0; k < texts.size(); k++) {
+                            int i = (k * 7 + offset * 13) % texts.size();
+                            if (!Arrays.equals(expected.get(i), tok.encode(texts.get(i)))) {
+                                return false;
+                            }
+                        }
+                    }
+                    return true;
+                }));
+            }
+            for (var f : results) {
+                assertTrue(f.get());
+            }
+        } finally {
+            pool.shutdownNow();
+        }
+    }
+
+    @Test
     void streamingEmitsWholeTokensImmediately() {
         StreamingDecoder sd = tok.streamingDecoder(true);
         assertEquals("", sd.push(151644));
