@@ -96,7 +96,12 @@ public final class Tokenizer {
         this.decodeBytes = all.toByteArray();
     }
 
-    /** {@code path} is a tokenizer.json or a directory holding one (plus optional tokenizer_config.json). */
+    /**
+     * {@code path} is a tokenizer.json or a directory holding one (plus optional tokenizer_config.json).
+     * A tokenizer_config.json next to the tokenizer.json supplies the chat template.
+     *
+     * @throws TokenizerFormatException if a file is missing, malformed or uses an unsupported component
+     */
     public static Tokenizer load(Path path) {
         return new Tokenizer(TokenizerJson.load(path));
     }
