@@ -1,15 +1,17 @@
 package ai.k2j.tokenizer;
 
 import com.fasterxml.jackson.core.JacksonException;
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.text.Normalizer;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
@@ -44,12 +46,96 @@ final class TokenizerJson {
             Path sibling = path.resolveSibling("tokenizer_config.json");
             config = sibling;
         }
-        JsonNode root = readJson(file);
+        Raw raw = readTokenizerJson(file);
         String template = null;
         if (config != null && Files.isRegularFile(config)) {
             template = chatTemplate(config, readJson(config));
         }
-        return parse(file, root, template);
+        return parse(file, raw, template);
+    }
+
+    /** tokenizer.json with the two large parts (model.vocab, model.merges) read by streaming. */
+    record Raw(ObjectNode root, Map<String, Integer> vocab, List<String[]> merges) {}
+
+    private static Raw readTokenizerJson(Path file) {
+        if (!Files.exists(file)) {
+            throw new TokenizerFormatException(file, "file not found");
+        }
+        try (JsonParser p = JSON.createParser(file.toFile())) {
+            if (p.nextToken() != JsonToken.START_OBJECT) {
+                throw new TokenizerFormatException(file, "top level is not a JSON object");
+            }
+            ObjectNode root = JSON.createObjectNode();
+            Map<String, Integer> vocab = null;
+            List<String[]> merges = null;
+            while (p.nextToken() == JsonToken.FIELD_NAME) {
+                String name = p.currentName();
+                JsonToken t = p.nextToken();
+                if (name.equals("model") && t == JsonToken.START_OBJECT) {
+                    ObjectNode model = root.putObject("model");
+                    while (p.nextToken() == JsonToken.FIELD_NAME) {
+                        String f = p.currentName();
+                        JsonToken ft = p.nextToken();
+                        if (f.equals("vocab") && ft == JsonToken.START_OBJECT) {
+                            vocab = readVocab(file, p);
+                        } else if (f.equals("merges") && ft == JsonToken.START_ARRAY) {
+                            merges = readMerges(file, p);
+                        } else {
+                            model.set(f, p.readValueAsTree());
+                        }
+                    }
+                } else {
+                    root.set(name, p.readValueAsTree());
+                }
+            }
+            if (p.currentToken() != JsonToken.END_OBJECT || p.nextToken() != null) {
+                throw new TokenizerFormatException(file, "malformed JSON: trailing content after the top-level object");
+            }
+            return new Raw(root, vocab, merges);
+        } catch (JacksonException e) {
+            throw new TokenizerFormatException(file, "malformed JSON: " + e.getOriginalMessage(), e);
+        } catch (IOException e) {
+            throw new TokenizerFormatException(file, "cannot read: " + e, e);
+        }
+    }
+
+    private static Map<String, Integer> readVocab(Path file, JsonParser p) throws IOException {
+        Map<String, Integer> vocab = new HashMap<>(1 << 18);
+        while (p.nextToken() == JsonToken.FIELD_NAME) {
+            String token = p.currentName();
+            JsonToken t = p.nextToken();
+            if (t != JsonToken.VALUE_NUMBER_INT || p.getLongValue() < 0 || p.getLongValue() > Integer.MAX_VALUE - 1) {
+                throw new TokenizerFormatException(file, "model.vocab[" + quote(token) + "] is not a valid id: " + p.getText());
+            }
+            vocab.put(token, p.getIntValue());
+        }
+        return vocab;
+    }
+
+    private static List<String[]> readMerges(Path file, JsonParser p) throws IOException {
+        List<String[]> merges = new ArrayList<>(1 << 18);
+        JsonToken t;
+        while ((t = p.nextToken()) != JsonToken.END_ARRAY) {
+            int rank = merges.size();
+            if (t == JsonToken.VALUE_STRING) { // legacy "a b"
+                String m = p.getText();
+                int sp = m.indexOf(' ');
+                if (sp < 0 || m.indexOf(' ', sp + 1) >= 0) {
+                    throw new TokenizerFormatException(file, "model.merges[" + rank + "] " + quote(m) + " is not two tokens separated by one space");
+                }
+                merges.add(new String[] {m.substring(0, sp), m.substring(sp + 1)});
+            } else if (t == JsonToken.START_ARRAY) {
+                String a = p.nextToken() == JsonToken.VALUE_STRING ? p.getText() : null;
+                String b = a != null && p.nextToken() == JsonToken.VALUE_STRING ? p.getText() : null;
+                if (b == null || p.nextToken() != JsonToken.END_ARRAY) {
+                    throw new TokenizerFormatException(file, "model.merges[" + rank + "] is neither \"a b\" nor [a, b]");
+                }
+                merges.add(new String[] {a, b});
+            } else {
+                throw new TokenizerFormatException(file, "model.merges[" + rank + "] is neither \"a b\" nor [a, b]");
+            }
+        }
+        return merges;
     }
 
     private static JsonNode readJson(Path file) {
@@ -91,10 +177,8 @@ final class TokenizerJson {
         throw new TokenizerFormatException(config, "chat_template is neither a string nor a list");
     }
 
-    static Parsed parse(Path file, JsonNode root, String chatTemplate) {
-        if (!root.isObject()) {
-            throw new TokenizerFormatException(file, "top level is not a JSON object");
-        }
+    static Parsed parse(Path file, Raw raw, String chatTemplate) {
+        JsonNode root = raw.root();
         JsonNode model = root.get("model");
         if (model == null || !model.isObject()) {
             throw new TokenizerFormatException(file, "missing \"model\" object");
@@ -103,18 +187,9 @@ final class TokenizerJson {
         if (!type.equals("BPE")) {
             throw new TokenizerFormatException(file, "unsupported model type \"" + type + "\" (only BPE)");
         }
-        JsonNode vocabNode = model.get("vocab");
-        if (vocabNode == null || !vocabNode.isObject()) {
+        Map<String, Integer> vocab = raw.vocab();
+        if (vocab == null) {
             throw new TokenizerFormatException(file, "model.vocab is missing or not an object");
-        }
-        Map<String, Integer> vocab = new HashMap<>(vocabNode.size() * 2);
-        for (Iterator<Map.Entry<String, JsonNode>> it = vocabNode.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            JsonNode v = e.getValue();
-            if (!v.isIntegralNumber() || v.asLong() < 0 || v.asLong() > Integer.MAX_VALUE - 1) {
-                throw new TokenizerFormatException(file, "model.vocab[" + quote(e.getKey()) + "] is not a valid id: " + v);
-            }
-            vocab.put(e.getKey(), v.asInt());
         }
 
         String prefix = text(file, model, "continuing_subword_prefix");
@@ -132,7 +207,7 @@ final class TokenizerJson {
             }
             unkId = id;
         }
-        Bpe.MergeMap merges = parseMerges(file, model.get("merges"), vocab, prefix);
+        Bpe.MergeMap merges = resolveMerges(file, raw.merges(), vocab, prefix);
         Bpe bpe = new Bpe(vocab, merges, unkId, bool(model, "fuse_unk"), bool(model, "byte_fallback"),
                 bool(model, "ignore_merges"), prefix, suffix);
 
@@ -173,31 +248,15 @@ final class TokenizerJson {
         return new Parsed(bpe, vocab, added, normalizer, pre, byteLevel, chatTemplate);
     }
 
-    private static Bpe.MergeMap parseMerges(Path file, JsonNode node, Map<String, Integer> vocab, String prefix) {
-        if (node == null || node.isNull()) {
+    private static Bpe.MergeMap resolveMerges(Path file, List<String[]> pairs, Map<String, Integer> vocab, String prefix) {
+        if (pairs == null) {
             return new Bpe.MergeMap(0);
         }
-        if (!node.isArray()) {
-            throw new TokenizerFormatException(file, "model.merges is not an array");
-        }
-        Bpe.MergeMap map = new Bpe.MergeMap(node.size());
+        Bpe.MergeMap map = new Bpe.MergeMap(pairs.size());
         int rank = 0;
-        for (JsonNode m : node) {
-            String a;
-            String b;
-            if (m.isTextual()) { // legacy "a b"
-                String[] parts = m.asText().split(" ", -1);
-                if (parts.length != 2) {
-                    throw new TokenizerFormatException(file, "model.merges[" + rank + "] " + quote(m.asText()) + " is not two tokens separated by one space");
-                }
-                a = parts[0];
-                b = parts[1];
-            } else if (m.isArray() && m.size() == 2 && m.get(0).isTextual() && m.get(1).isTextual()) {
-                a = m.get(0).asText();
-                b = m.get(1).asText();
-            } else {
-                throw new TokenizerFormatException(file, "model.merges[" + rank + "] is neither \"a b\" nor [a, b]");
-            }
+        for (String[] pair : pairs) {
+            String a = pair[0];
+            String b = pair[1];
             Integer aId = vocab.get(a);
             Integer bId = vocab.get(b);
             if (aId == null || bId == null) {
