@@ -237,11 +237,7 @@ public final class Tokenizer {
             System.arraycopy(decodeBytes, decodeOffsets[id], pending, len, n);
             len += n;
             int ready = len - Utf8.incompleteTail(pending, len);
-            if (ready == 0) {
-                return "";
-            }
-            String s = take(ready);
-            return s;
+            return ready == 0 ? "" : take(ready);
         }
 
         @Override
