@@ -1,0 +1,81 @@
+package ai.k2j.engine;
+
+import ai.k2j.engine.TestModels.Spec;
+import ai.k2j.loaders.DType;
+import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.Tensor;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.Arena;
+import java.lang.management.ManagementFactory;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The decode step (feed a token, run the model, sample) allocates nothing: bytes allocated by the generating
+ * thread over 100 steps, read from {@link com.sun.management.ThreadMXBean}, must be zero. Warm-up steps first
+ * let the JIT compile the loop (interpreted code allocates nothing extra either, but compilation of the
+ * measured code must not be attributed to it).
+ */
+class NoAllocationTest {
+
+    private static final com.sun.management.ThreadMXBean THREADS =
+            (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+
+    @Test
+    void greedyDecodeStepsAllocateNothing() {
+        assertZeroAllocationPerStep(SamplingParams.greedy());
+    }
+
+    @Test
+    void sampledDecodeStepsAllocateNothing() {
+        assertZeroAllocationPerStep(new SamplingParams(0.9, 0.9, 40, 0.02, 7));
+        assertZeroAllocationPerStep(new SamplingParams(1.0, 0.8, 0, 0, 8)); // top-p over the whole vocabulary
+    }
+
+    private static void assertZeroAllocationPerStep(SamplingParams params) {
+        assertTrue(THREADS.isThreadAllocatedMemorySupported() && THREADS.isThreadAllocatedMemoryEnabled(),
+                "this JVM cannot measure per-thread allocation");
+        ModelConfig c = Spec.gqa().withVocab(1000).config();
+        try (Arena arena = Arena.ofConfined()) {
+            Map<String, Tensor> w = TestModels.weights(c, DType.BF16, 3, arena);
+            Qwen2Model model = TestModels.model(c, w, Qwen2Model.Limits.singleSequence(2048));
+            Sampler sampler = new Sampler(c.vocabSize());
+            sampler.reset(params);
+            DecodeLoop loop = new DecodeLoop(model, sampler, 256);
+            try (Sequence seq = model.newSequence()) {
+                int token = loop.prefill(seq, TestModels.randomTokens(20, c.vocabSize(), 1));
+                for (int i = 0; i < 1500; i++) { // warm-up: let the JIT compile the step
+                    token = loop.step(token);
+                }
+                long overhead = measureOverhead();
+                long tid = Thread.currentThread().threadId();
+                long before = THREADS.getThreadAllocatedBytes(tid);
+                for (int i = 0; i < 100; i++) {
+                    token = loop.step(token);
+                }
+                long after = THREADS.getThreadAllocatedBytes(tid);
+                long perStep = (after - before - overhead) / 100;
+                assertEquals(0, perStep, "bytes allocated per decode step with " + params + " (total "
+                        + (after - before - overhead) + ")");
+                assertEquals(1620, seq.length());
+                assertTrue(token >= 0 && token < c.vocabSize());
+            }
+            model.backend().close();
+        }
+    }
+
+    /** What two back-to-back readings of the counter cost by themselves. */
+    private static long measureOverhead() {
+        long tid = Thread.currentThread().threadId();
+        long min = Long.MAX_VALUE;
+        for (int i = 0; i < 10; i++) {
+            long a = THREADS.getThreadAllocatedBytes(tid);
+            long b = THREADS.getThreadAllocatedBytes(tid);
+            min = Math.min(min, b - a);
+        }
+        return min;
+    }
+}
