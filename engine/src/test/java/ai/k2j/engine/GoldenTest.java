@@ -84,6 +84,7 @@ class GoldenTest {
         try (LanguageModel lm = LanguageModel.load(caseDir, options)) {
             assertEquals(hf.cols(), lm.config().vocabSize(), caseDir + ": logits.npy columns vs vocab_size");
             float[][] ours = lm.logits(prompt);
+            double worstRatio = 0;
             for (int t = 0; t < prompt.length; t++) {
                 float[] ref = hf.row(t);
                 double scale = 1;
@@ -97,9 +98,12 @@ class GoldenTest {
                         worstAt = v;
                     }
                 }
+                worstRatio = Math.max(worstRatio, worst / scale);
                 assertTrue(worst <= 1e-3 * scale, caseDir.getFileName() + " [" + backend + "] position " + t
                         + ": |ours − HF| = " + worst + " at token " + worstAt + " (allowed " + 1e-3 * scale + ")");
             }
+            System.out.printf("golden %s [%s]: max |ours - HF| / max(1, max|HF|) = %.2e%n", caseDir.getFileName(),
+                    backend, worstRatio);
             GenerationResult r = lm.generate(
                     new GenerationRequest(prompt, maxNew, SamplingParams.greedy(), List.of(), true), null);
             assertArrayEquals(greedy, r.ids(), caseDir.getFileName() + " [" + backend + "]: greedy ids");
