@@ -335,6 +335,10 @@ public final class LanguageModel implements AutoCloseable {
     }
 
     private void checkOpen() {
+        if (lock.getHoldCount() > 1) {
+            throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
+                    + " for it");
+        }
         if (closed) {
             throw new IllegalStateException("model " + source + " is closed");
         }
@@ -344,6 +348,9 @@ public final class LanguageModel implements AutoCloseable {
     public void close() {
         lock.lock();
         try {
+            if (lock.getHoldCount() > 1) {
+                throw new IllegalStateException("a TokenListener must not close the LanguageModel generating for it");
+            }
             if (closed) {
                 return;
             }

@@ -33,6 +33,22 @@ import java.util.function.Function;
  *   logits = lm_head(rmsNorm(x[logit rows]))                  (the norm is row-wise, so gather first)
  * </pre>
  *
+ * <p>Driving it (prefill, then speculative verification of k draft tokens):
+ * <pre>{@code
+ * Batch batch = model.newBatch();
+ * try (Sequence seq = model.newSequence()) {
+ *     Qwen2Model.clear(batch);
+ *     seq.addTo(batch, prompt, 0, prompt.length, 1);   // logits for the last prompt token only
+ *     float[] logits = model.forward(batch);           // [1 × vocab]
+ *     Qwen2Model.clear(batch);
+ *     seq.addTo(batch, lastAndDrafts, 0, k + 1, k + 1);
+ *     logits = model.forward(batch);                   // row i: the distribution after lastAndDrafts[i]
+ *     seq.rollback(seq.length() - rejected);           // forget the rejected drafts' KV
+ * }
+ * }</pre>
+ * Several sequences go into one batch by calling {@link Sequence#addTo} for each; logit rows follow the order
+ * in which tokens were added.
+ *
  * <p>Not thread-safe: one step loop drives it. Its buffers live as long as the backend (the caller closes the
  * backend). Nothing allocates per step.
  */

@@ -140,6 +140,21 @@ class LanguageModelTest {
     }
 
     @Test
+    void listenerCannotReenterTheModel() {
+        int[] prompt = {1, 2, 3};
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> lm.generate(
+                GenerationRequest.of(prompt, 5, null), (id, text) -> lm.logits(prompt) == null));
+        assertTrue(e.getMessage().contains("TokenListener"), e.getMessage());
+        assertThrows(IllegalStateException.class, () -> lm.generate(GenerationRequest.of(prompt, 5, null),
+                (id, text) -> {
+                    lm.close();
+                    return true;
+                }));
+        // the model is still usable afterwards
+        assertEquals(5, lm.generate(new GenerationRequest(prompt, 5, null, List.of(), true), null).generatedTokens());
+    }
+
+    @Test
     void seededSamplingIsReproducible() {
         int[] prompt = TestModels.randomTokens(8, config.vocabSize(), 3);
         SamplingParams p = new SamplingParams(4.0, 0.95, 30, 0.0, 2024);
