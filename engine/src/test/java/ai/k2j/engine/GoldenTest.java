@@ -39,17 +39,6 @@ class GoldenTest {
         return base.resolve("src/test/resources/golden");
     }
 
-    static List<String> backends() {
-        List<String> out = new ArrayList<>(List.of("reference"));
-        try {
-            Class.forName(LanguageModel.CPU_BACKEND_CLASS);
-            out.add("cpu");
-        } catch (ClassNotFoundException e) {
-            // the CPU backend is not in this build yet
-        }
-        return out;
-    }
-
     @TestFactory
     Stream<DynamicTest> goldenCases() throws IOException {
         Path dir = goldenDir();
@@ -61,7 +50,7 @@ class GoldenTest {
         assertFalse(cases.isEmpty(), dir + " exists but holds no case directory with an expected.json");
         List<DynamicTest> tests = new ArrayList<>();
         for (Path c : cases) {
-            for (String backend : backends()) {
+            for (String backend : TestModels.backends()) {
                 tests.add(DynamicTest.dynamicTest(c.getFileName() + " on " + backend, () -> check(c, backend)));
             }
         }

@@ -4,11 +4,13 @@ import ai.k2j.engine.TestModels.Spec;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.Arena;
 import java.lang.management.ManagementFactory;
 import java.util.Map;
+import java.util.stream.Stream;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -24,24 +26,30 @@ class NoAllocationTest {
     private static final com.sun.management.ThreadMXBean THREADS =
             (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
 
-    @Test
-    void greedyDecodeStepsAllocateNothing() {
-        assertZeroAllocationPerStep(SamplingParams.greedy());
+    static Stream<String> backends() {
+        return TestModels.backends().stream();
     }
 
-    @Test
-    void sampledDecodeStepsAllocateNothing() {
-        assertZeroAllocationPerStep(new SamplingParams(0.9, 0.9, 40, 0.02, 7));
-        assertZeroAllocationPerStep(new SamplingParams(1.0, 0.8, 0, 0, 8)); // top-p over the whole vocabulary
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void greedyDecodeStepsAllocateNothing(String backend) {
+        assertZeroAllocationPerStep(SamplingParams.greedy(), backend);
     }
 
-    private static void assertZeroAllocationPerStep(SamplingParams params) {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void sampledDecodeStepsAllocateNothing(String backend) {
+        assertZeroAllocationPerStep(new SamplingParams(0.9, 0.9, 40, 0.02, 7), backend);
+        assertZeroAllocationPerStep(new SamplingParams(1.0, 0.8, 0, 0, 8), backend); // top-p over the whole vocabulary
+    }
+
+    private static void assertZeroAllocationPerStep(SamplingParams params, String backend) {
         assertTrue(THREADS.isThreadAllocatedMemorySupported() && THREADS.isThreadAllocatedMemoryEnabled(),
                 "this JVM cannot measure per-thread allocation");
         ModelConfig c = Spec.gqa().withVocab(1000).config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.BF16, 3, arena);
-            Qwen2Model model = TestModels.model(c, w, Qwen2Model.Limits.singleSequence(2048));
+            Qwen2Model model = TestModels.model(c, w, Qwen2Model.Limits.singleSequence(2048), backend);
             Sampler sampler = new Sampler(c.vocabSize());
             sampler.reset(params);
             DecodeLoop loop = new DecodeLoop(model, sampler, 256);
@@ -58,7 +66,7 @@ class NoAllocationTest {
                 }
                 long after = THREADS.getThreadAllocatedBytes(tid);
                 long perStep = (after - before - overhead) / 100;
-                assertEquals(0, perStep, "bytes allocated per decode step with " + params + " (total "
+                assertEquals(0, perStep, "bytes allocated per decode step on " + backend + " with " + params + " (total "
                         + (after - before - overhead) + ")");
                 assertEquals(1620, seq.length());
                 assertTrue(token >= 0 && token < c.vocabSize());

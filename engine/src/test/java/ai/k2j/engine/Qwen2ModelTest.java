@@ -9,6 +9,7 @@ import ai.k2j.loaders.RopeScaling;
 import ai.k2j.loaders.Tensor;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
 
 import java.lang.foreign.Arena;
@@ -36,36 +37,45 @@ class Qwen2ModelTest {
                         512));
     }
 
-    /** Every position of a prompt through Qwen2Model on the reference backend vs the naive double model. */
-    @ParameterizedTest(name = "{0}")
-    @MethodSource("specs")
-    void forwardMatchesNaiveImplementation(Spec spec) {
+    static Stream<String> backends() {
+        return TestModels.backends().stream();
+    }
+
+    static Stream<Arguments> specsOnBackends() {
+        return specs().flatMap(spec -> backends().map(backend -> Arguments.of(spec, backend)));
+    }
+
+    /** Every position of a prompt through Qwen2Model on each backend vs the naive double model. */
+    @ParameterizedTest(name = "{0} on {1}")
+    @MethodSource("specsOnBackends")
+    void forwardMatchesNaiveImplementation(Spec spec, String backend) {
         ModelConfig c = spec.config();
         int n = 37; // crosses two KV block boundaries
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, spec.dtype(), 42, arena);
             int[] tokens = TestModels.randomTokens(n, c.vocabSize(), 7);
             double[][] expected = NaiveQwen2.logits(c, w, tokens);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4), backend);
             float[][] actual = allLogits(model, tokens, n);
             double worst = 0;
             for (int t = 0; t < n; t++) {
                 worst = Math.max(worst, relativeError(actual[t], expected[t]));
             }
-            assertTrue(worst <= 1e-4, spec + ": worst relative error " + worst);
+            assertTrue(worst <= 1e-4, spec + " on " + backend + ": worst relative error " + worst);
             // the logits must actually vary (a broken model tends to produce constants)
             assertTrue(spread(expected[n - 1]) > 0.5, "test model logits are too flat to be a meaningful check");
             model.backend().close();
         }
     }
 
-    @Test
-    void multiSequenceBatchEqualsEachSequenceAlone() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void multiSequenceBatchEqualsEachSequenceAlone(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 1, arena);
             Qwen2Model.Limits limits = new Qwen2Model.Limits(64, 64, 3, 32, 16);
-            Qwen2Model model = TestModels.model(c, w, limits);
+            Qwen2Model model = TestModels.model(c, w, limits, backend);
             int[] a = TestModels.randomTokens(5, c.vocabSize(), 11);
             int[] b = TestModels.randomTokens(19, c.vocabSize(), 12);
             int[] d = TestModels.randomTokens(1, c.vocabSize(), 13);
@@ -101,12 +111,13 @@ class Qwen2ModelTest {
         }
     }
 
-    @Test
-    void rollbackThenRefeedEqualsFreshPrefill() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void rollbackThenRefeedEqualsFreshPrefill(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 3, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 32, 4));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 32, 4), backend);
             int[] prompt = TestModels.randomTokens(30, c.vocabSize(), 21);
             int[] draft = TestModels.randomTokens(6, c.vocabSize(), 22);
             int[] accepted = TestModels.randomTokens(10, c.vocabSize(), 23);
@@ -140,12 +151,13 @@ class Qwen2ModelTest {
         }
     }
 
-    @Test
-    void chunkedPrefillEqualsOneShot() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void chunkedPrefillEqualsOneShot(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 4, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4), backend);
             int[] prompt = TestModels.randomTokens(45, c.vocabSize(), 31);
             float[][] oneShot = allLogits(model, prompt, prompt.length);
             Batch batch = model.newBatch();
@@ -164,12 +176,13 @@ class Qwen2ModelTest {
         }
     }
 
-    @Test
-    void forkSharesBlocksAndCopiesOnWrite() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void forkSharesBlocksAndCopiesOnWrite(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 5, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 32, 8));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 32, 8), backend);
             int[] prompt = TestModels.randomTokens(20, c.vocabSize(), 41);
             int[] left = TestModels.randomTokens(5, c.vocabSize(), 42);
             int[] right = TestModels.randomTokens(3, c.vocabSize(), 43);
@@ -200,12 +213,13 @@ class Qwen2ModelTest {
         }
     }
 
-    @Test
-    void fullKvCacheIsAClearErrorAndChangesNothing() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void fullKvCacheIsAClearErrorAndChangesNothing(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 6, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 8, 2));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 8, 2), backend);
             Batch batch = model.newBatch();
             try (Sequence seq = model.newSequence()) {
                 feed(model, batch, seq, TestModels.randomTokens(32, c.vocabSize(), 1), 0);
@@ -221,12 +235,13 @@ class Qwen2ModelTest {
         }
     }
 
-    @Test
-    void contextLimitIsEnforcedPerSequence() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void contextLimitIsEnforcedPerSequence(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 6, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(20, 32, 1, 8, 4));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(20, 32, 1, 8, 4), backend);
             Batch batch = model.newBatch();
             try (Sequence seq = model.newSequence()) {
                 IllegalStateException e = assertThrows(IllegalStateException.class,
@@ -265,12 +280,13 @@ class Qwen2ModelTest {
         }
     }
 
-    @Test
-    void oversizedBatchIsRejected() {
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backends")
+    void oversizedBatchIsRejected(String backend) {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofConfined()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 8, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 16, 1, 4, 4));
+            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 16, 1, 4, 4), backend);
             Batch batch = new Batch(32, 1, 4);
             try (Sequence seq = model.newSequence()) {
                 seq.addTo(batch, new int[20], 0, 20, 1);

@@ -11,7 +11,9 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.SplittableRandom;
@@ -134,8 +136,25 @@ final class TestModels {
 
     /** A Qwen2Model over the reference backend; the arena must outlive it. */
     static Qwen2Model model(ModelConfig c, Map<String, Tensor> weights, Qwen2Model.Limits limits) {
+        return model(c, weights, limits, "reference");
+    }
+
+    /** A Qwen2Model over the named backend (closed by closing {@code model.backend()}). */
+    static Qwen2Model model(ModelConfig c, Map<String, Tensor> weights, Qwen2Model.Limits limits, String backend) {
         return Qwen2Model.load(c, name -> Optional.ofNullable(weights.get(name)), "test-model",
-                new ReferenceBackend(), limits, null);
+                LanguageModel.createBackend(backend, 2), limits, null);
+    }
+
+    /** "reference", plus "cpu" once the CPU backend is in the build. */
+    static List<String> backends() {
+        List<String> out = new ArrayList<>(List.of("reference"));
+        try {
+            Class.forName(LanguageModel.CPU_BACKEND_CLASS);
+            out.add("cpu");
+        } catch (ClassNotFoundException e) {
+            // not merged yet
+        }
+        return out;
     }
 
     static LanguageModel languageModel(ModelConfig c, Map<String, Tensor> weights, int maxContext, Arena arena) {
