@@ -51,7 +51,7 @@ class Qwen2ModelTest {
     void forwardMatchesNaiveImplementation(Spec spec, String backend) {
         ModelConfig c = spec.config();
         int n = 37; // crosses two KV block boundaries
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, spec.dtype(), 42, arena);
             int[] tokens = TestModels.randomTokens(n, c.vocabSize(), 7);
             double[][] expected = NaiveQwen2.logits(c, w, tokens);
@@ -72,7 +72,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void multiSequenceBatchEqualsEachSequenceAlone(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 1, arena);
             Qwen2Model.Limits limits = new Qwen2Model.Limits(64, 64, 3, 32, 16);
             Qwen2Model model = TestModels.model(c, w, limits, backend);
@@ -115,7 +115,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void rollbackThenRefeedEqualsFreshPrefill(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 3, arena);
             Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 32, 4), backend);
             int[] prompt = TestModels.randomTokens(30, c.vocabSize(), 21);
@@ -155,7 +155,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void chunkedPrefillEqualsOneShot(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 4, arena);
             Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4), backend);
             int[] prompt = TestModels.randomTokens(45, c.vocabSize(), 31);
@@ -180,7 +180,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void forkSharesBlocksAndCopiesOnWrite(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 5, arena);
             Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 32, 8), backend);
             int[] prompt = TestModels.randomTokens(20, c.vocabSize(), 41);
@@ -217,7 +217,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void fullKvCacheIsAClearErrorAndChangesNothing(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 6, arena);
             Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 8, 2), backend);
             Batch batch = model.newBatch();
@@ -239,7 +239,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void contextLimitIsEnforcedPerSequence(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 6, arena);
             Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(20, 32, 1, 8, 4), backend);
             Batch batch = model.newBatch();
@@ -255,7 +255,7 @@ class Qwen2ModelTest {
     @Test
     void shapeAndPresenceAreValidatedNamingTheTensor() {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = new HashMap<>(TestModels.weights(c, DType.F32, 7, arena));
             String name = "model.layers.1.self_attn.k_proj.weight";
             w.put(name, TestModels.tensor(name, DType.F32, new long[] {8, 32}, new float[256], arena));
@@ -284,7 +284,7 @@ class Qwen2ModelTest {
     @MethodSource("backends")
     void oversizedBatchIsRejected(String backend) {
         ModelConfig c = Spec.gqa().config();
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 8, arena);
             Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 16, 1, 4, 4), backend);
             Batch batch = new Batch(32, 1, 4);
