@@ -77,6 +77,55 @@ public final class Sampler {
         return ids[count - 1];
     }
 
+    /**
+     * The distribution {@link #sample} draws from, written to probs[0, vocab): filtered tokens get 0, the rest
+     * sum to 1; greedy puts 1 on the argmax. For speculative sampling, which compares the draft's and the
+     * target's warped distributions.
+     */
+    public void probabilities(float[] logits, int offset, float[] probs) {
+        java.util.Arrays.fill(probs, 0, vocab, 0f);
+        if (params.isGreedy()) {
+            probs[argmax(logits, offset, vocab)] = 1f;
+            return;
+        }
+        filter(logits, offset);
+        double total = 0;
+        for (int i = 0; i < count; i++) {
+            total += weights[i];
+        }
+        for (int i = 0; i < count; i++) {
+            probs[ids[i]] = (float) (weights[i] / total);
+        }
+    }
+
+    /** Draws an index from weights[0, n) (non-negative, not necessarily normalized) with this sampler's generator. */
+    public int sampleFrom(float[] weights, int n) {
+        double total = 0;
+        for (int i = 0; i < n; i++) {
+            total += weights[i];
+        }
+        if (!(total > 0)) {
+            throw new IllegalArgumentException("weights must have a positive sum, got " + total);
+        }
+        double r = nextDouble() * total;
+        int last = 0;
+        for (int i = 0; i < n; i++) {
+            if (weights[i] > 0) {
+                last = i;
+                r -= weights[i];
+                if (r < 0) {
+                    return i;
+                }
+            }
+        }
+        return last;
+    }
+
+    /** A uniform number in [0, 1) from this sampler's generator (e.g. speculative sampling's acceptance test). */
+    public double nextUniform() {
+        return nextDouble();
+    }
+
     /** Index of the largest of x[offset, offset + n) minus offset; the lowest index wins ties. */
     public static int argmax(float[] x, int offset, int n) {
         int best = 0;

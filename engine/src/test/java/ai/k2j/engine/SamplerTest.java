@@ -144,6 +144,29 @@ class SamplerTest {
         assertEquals(List.of(1, 2, 3), candidates(s), "HF keeps every token scoring >= the k-th largest");
     }
 
+    @Test
+    void probabilitiesAreTheWarpedDistributionAndSampleFromFollowsWeights() {
+        float[] l = logitsOf(0.5, 0.3, 0.15, 0.05);
+        Sampler s = new Sampler(4);
+        float[] probs = new float[4];
+        s.reset(new SamplingParams(1, 0.75, 0, 0, 1));
+        s.probabilities(l, 0, probs);
+        assertArrayEquals(new float[] {0.625f, 0.375f, 0, 0}, probs, 1e-6f);
+        s.reset(SamplingParams.greedy());
+        s.probabilities(new float[] {0, 3, 3, 1}, 0, probs);
+        assertArrayEquals(new float[] {0, 1, 0, 0}, probs);
+        s.reset(new SamplingParams(1, 1, 0, 0, 3));
+        int[] counts = new int[4];
+        for (int i = 0; i < 20_000; i++) {
+            counts[s.sampleFrom(new float[] {1, 0, 3, 0}, 4)]++;
+        }
+        assertEquals(0, counts[1] + counts[3]);
+        assertEquals(0.75, counts[2] / 20_000.0, 0.015);
+        double u = s.nextUniform();
+        assertTrue(u >= 0 && u < 1);
+        assertThrows(IllegalArgumentException.class, () -> s.sampleFrom(new float[] {0, 0}, 2));
+    }
+
     /** The filters against a literal transcription of HF's warpers (full sort, normalized float probabilities). */
     @Test
     void filtersMatchHfWarpersOnRandomLogits() {
