@@ -33,7 +33,7 @@ import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * Every CUDA op against scalar double-precision references computed here from the very same (dequantized)
- * inputs. Tolerances: matmul |gpu − ref| ≤ tol · Σ|w·x| (tol 1e-5 for F32 weights, 1e-4 otherwise — the inputs are
+ * inputs, plus a small composed forward pass and the weight quantizers against {@link ai.k2j.kernels.ReferenceBackend}. Tolerances: matmul |gpu − ref| ≤ tol · Σ|w·x| (tol 1e-5 for F32 weights, 1e-4 otherwise — the inputs are
  * identical, only the FP32 summation order differs; 5e-3 for the BF16 tensor-core prefill path, which rounds
  * activations to BF16); element-wise ops 1e-5 relative; attention ≤ 1e-4 · max|v|; embedding and gathers exact.
  *
@@ -595,7 +595,7 @@ class CudaBackendTest {
 
     @Test
     void graphReplayMatchesEagerDecoding() {
-        TinyModel m = new TinyModel(new Random(12));
+        TinyModel m = new TinyModel(backend, 12);
         KvCache cacheEager = backend.kvCache(1, m.kvDim, 70, 16);
         KvCache cacheGraph = backend.kvCache(1, m.kvDim, 70, 16);
         int maxBlocks = 64;  // capacity 1024 positions: the captured attention uses 8 splits
@@ -666,6 +666,7 @@ class CudaBackendTest {
 
     /** One attention layer + lm_head, enough to exercise every op in a captured decode step. */
     private static final class TinyModel {
+        final ai.k2j.kernels.Backend be;
         final int vocab = 1000;
         final int hidden = 256;
         final int heads = 4;
@@ -687,46 +688,116 @@ class CudaBackendTest {
         final Buffer hl;
         final Buffer logits;
 
-        TinyModel(Random rnd) {
-            embedding = backend.matrix(List.of(tensor("emb", DType.BF16, vocab, hidden, rnd)), null);
-            wqkv = backend.matrix(List.of(tensor("q", DType.BF16, heads * headDim, hidden, rnd),
+        /** Same seed, same weights, on any backend. */
+        TinyModel(ai.k2j.kernels.Backend be, long seed) {
+            this.be = be;
+            Random rnd = new Random(seed);
+            embedding = be.matrix(List.of(tensor("emb", DType.BF16, vocab, hidden, rnd)), null);
+            wqkv = be.matrix(List.of(tensor("q", DType.BF16, heads * headDim, hidden, rnd),
                     tensor("k", DType.BF16, kvDim, hidden, rnd), tensor("v", DType.BF16, kvDim, hidden, rnd)), null);
-            bqkv = upload(randn(rnd, qkvDim));
-            wo = backend.matrix(List.of(tensor("o", DType.Q8_0, hidden, heads * headDim, rnd)), null);
-            gamma = upload(randn(rnd, hidden));
+            bqkv = be.vector(List.of(f32("bqkv", randn(rnd, qkvDim))));
+            wo = be.matrix(List.of(tensor("o", DType.Q8_0, hidden, heads * headDim, rnd)), null);
+            gamma = be.vector(List.of(f32("gamma", randn(rnd, hidden))));
             float[] invFreq = new float[headDim / 2];
             for (int i = 0; i < invFreq.length; i++) {
                 invFreq[i] = (float) Math.pow(10000, -2.0 * i / headDim);
             }
-            rope = backend.ropeTable(invFreq, 1f, 1024);
-            x = backend.allocate(16L * hidden);
-            h = backend.allocate(16L * hidden);
-            qkv = backend.allocate(16L * qkvDim);
-            att = backend.allocate(16L * heads * headDim);
-            o = backend.allocate(16L * hidden);
-            hl = backend.allocate(16L * hidden);
-            logits = backend.allocate((long) vocab * 16);
+            rope = be.ropeTable(invFreq, 1f, 1024);
+            x = be.allocate(16L * hidden);
+            h = be.allocate(16L * hidden);
+            qkv = be.allocate(16L * qkvDim);
+            att = be.allocate(16L * heads * headDim);
+            o = be.allocate(16L * hidden);
+            hl = be.allocate(16L * hidden);
+            logits = be.allocate((long) vocab * 16);
         }
 
         void enqueue(Batch b, KvCache cache) {
             int n = b.nTokens;
-            backend.embed(embedding, b, x);
-            backend.rmsNorm(x, gamma, 1e-6f, n, hidden, h);
-            backend.matmul(wqkv, bqkv, h, n, qkv);
-            backend.rope(qkv, n, qkvDim, 0, heads, headDim, b, rope);
-            backend.rope(qkv, n, qkvDim, heads * headDim, kvHeads, headDim, b, rope);
-            backend.storeKv(cache, 0, qkv, qkvDim, heads * headDim, heads * headDim + kvDim, b);
-            backend.attention(qkv, qkvDim, cache, 0, b, heads, kvHeads, headDim, 0.125f, att);
-            backend.matmul(wo, null, att, n, o);
-            backend.add(x, o, n, hidden);
-            backend.rmsNorm(x, gamma, 1e-6f, n, hidden, h);
-            backend.gatherRows(h, hidden, b, hl);
-            backend.matmul(embedding, null, hl, b.nLogits, logits);
+            be.embed(embedding, b, x);
+            be.rmsNorm(x, gamma, 1e-6f, n, hidden, h);
+            be.matmul(wqkv, bqkv, h, n, qkv);
+            be.rope(qkv, n, qkvDim, 0, heads, headDim, b, rope);
+            be.rope(qkv, n, qkvDim, heads * headDim, kvHeads, headDim, b, rope);
+            be.storeKv(cache, 0, qkv, qkvDim, heads * headDim, heads * headDim + kvDim, b);
+            be.attention(qkv, qkvDim, cache, 0, b, heads, kvHeads, headDim, 0.125f, att);
+            be.matmul(wo, null, att, n, o);
+            be.add(x, o, n, hidden);
+            be.rmsNorm(x, gamma, 1e-6f, n, hidden, h);
+            be.gatherRows(h, hidden, b, hl);
+            be.matmul(embedding, null, hl, b.nLogits, logits);
         }
 
         float[] forward(Batch b, KvCache cache) {
             enqueue(b, cache);
-            return download(logits, b.nLogits * vocab);
+            float[] out = new float[b.nLogits * vocab];
+            be.download(logits, 0, out, 0, out.length);
+            return out;
+        }
+    }
+
+    // =========================================================================================== vs ReferenceBackend
+
+    @Test
+    void tinyForwardMatchesReferenceBackend() {
+        try (ai.k2j.kernels.ReferenceBackend ref = new ai.k2j.kernels.ReferenceBackend()) {
+            TinyModel gpu = new TinyModel(backend, 21);
+            TinyModel oracle = new TinyModel(ref, 21);
+            KvCache gpuCache = backend.kvCache(1, gpu.kvDim, 8, 16);
+            KvCache refCache = ref.kvCache(1, oracle.kvDim, 8, 16);
+            Batch b = new Batch(8, 1, 4);
+            b.nSeqs = 1;
+            int[] table = {6, 1, 3, 0};
+            System.arraycopy(table, 0, b.blockTables, 0, 4);
+            // a 6-token prefill (GEMV path, no BF16 activation rounding), then 4 decode steps
+            b.nTokens = 6;
+            b.nLogits = 2;
+            b.logitRows[0] = 5;
+            b.logitRows[1] = 2;
+            for (int t = 0; t < 6; t++) {
+                b.tokens[t] = (t * 131 + 17) % gpu.vocab;
+                b.positions[t] = t;
+            }
+            b.seqKvLength[0] = 6;
+            for (int step = 0; step < 5; step++) {
+                if (step > 0) {
+                    b.nTokens = 1;
+                    b.nLogits = 1;
+                    b.logitRows[0] = 0;
+                    b.tokens[0] = (step * 977) % gpu.vocab;
+                    b.positions[0] = 5 + step;
+                    b.seqKvLength[0] = 6 + step;
+                }
+                float[] want = oracle.forward(b, refCache);
+                float[] got = gpu.forward(b, gpuCache);
+                double max = 0;
+                for (float v : want) {
+                    max = Math.max(max, Math.abs(v));
+                }
+                for (int i = 0; i < want.length; i++) {
+                    assertEquals(want[i], got[i], 1e-4 * max, "step " + step + " logit " + i);
+                }
+            }
+        }
+    }
+
+    @Test
+    void quantizedConversionsMatchReferenceBackend() {
+        Random rnd = new Random(22);
+        try (ai.k2j.kernels.ReferenceBackend ref = new ai.k2j.kernels.ReferenceBackend()) {
+            for (DType src : new DType[] {DType.F32, DType.BF16}) {
+                Tensor t = tensor("w", src, 48, 256, rnd);
+                for (String format : new String[] {"q8_0", "q4_0", "f32"}) {
+                    Weight gw = backend.matrix(List.of(t), format);
+                    Weight rw = ref.matrix(List.of(t), format);
+                    assertEquals(rw.byteSize(), gw.byteSize(), format);
+                    float[] x = randn(rnd, 3 * 256);
+                    float[] got = runMatmul(backend, gw, null, x, 3);
+                    float[] want = runMatmul(ref, rw, null, x, 3);
+                    float[] wq = referenceConvert(dequant(t), DType.valueOf(format.toUpperCase()));
+                    assertClose(want, got, absSums(wq, 48, 256, x, 3), 1e-5, src + " -> " + format + " vs reference");
+                }
+            }
         }
     }
 
@@ -806,7 +877,7 @@ class CudaBackendTest {
                         .describe().lines().filter(l -> l.startsWith("prefill")).findFirst().orElse("") + ")");
     }
 
-    private static float[] runMatmul(CudaBackend be, Weight w, Buffer bias, float[] x, int n) {
+    private static float[] runMatmul(ai.k2j.kernels.Backend be, Weight w, Buffer bias, float[] x, int n) {
         Buffer xb = be.vector(List.of(f32("x", x)));
         Buffer out = be.allocate((long) n * w.rows());
         be.matmul(w, bias, xb, n, out);
