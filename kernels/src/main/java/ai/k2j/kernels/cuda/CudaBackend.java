@@ -73,7 +73,7 @@ public final class CudaBackend implements Backend {
         }
     }
 
-    private static final int MAX_BATCH_OBJECTS = 64;
+    private static final int MAX_BATCH_OBJECTS = 32;
     private static final long STAGING_BYTES = 64L << 20;
     private static final long DEQUANT_SCRATCH_BYTES = 256L << 20;
     private static final long ATTENTION_PARTIAL_BUDGET = 256L << 20;
@@ -91,6 +91,7 @@ public final class CudaBackend implements Backend {
     private final List<Long> retired = new ArrayList<>();
     private final Map<Batch, DeviceBatch> batches = new IdentityHashMap<>();
     private DeviceBatch lastBatch;
+    private long batchUseClock;
     private final List<CudaGraph> graphs = new ArrayList<>();
     private Cublas cublas;
     private String cublasProblem;
@@ -865,8 +866,6 @@ public final class CudaBackend implements Backend {
             long firstOut = ceilDiv(dim, SAMPLE_SLICE) * kk;
             long pingFloats = (long) n * firstOut;
             long base = sampleScratch.ensure(16 * pingFloats);  // two (value, index) ping-pong arrays
-            long[] vals = {base, base + 8 * pingFloats};
-            long[] idxs = {base + 4 * pingFloats, base + 12 * pingFloats};
             long inVal = xb.ptr;
             long inIdx = 0;
             long inStride = dim;
@@ -874,11 +873,13 @@ public final class CudaBackend implements Backend {
             while (count > SAMPLE_SLICE) {
                 int slices = (int) ceilDiv(count, SAMPLE_SLICE);
                 long outCount = (long) slices * kk;
+                long outVal = base + 8 * which * pingFloats;  // (values, indices) at base or base + 8·ping
+                long outIdx = outVal + 4 * pingFloats;
                 args.reset().ptr(inVal).ptr(inIdx).i64(inStride).i32((int) count).i32(kk)
-                        .ptr(vals[which]).ptr(idxs[which]).i64(outCount);
+                        .ptr(outVal).ptr(outIdx).i64(outCount);
                 launch(k.topkSlices, "topk_slices", slices, n, 1024);
-                inVal = vals[which];
-                inIdx = idxs[which];
+                inVal = outVal;
+                inIdx = outIdx;
                 inStride = outCount;
                 count = outCount;
                 which ^= 1;
@@ -1000,7 +1001,8 @@ public final class CudaBackend implements Backend {
                         + " outside the embedding table [0, " + graph.minEmbedRows + ")");
             }
         }
-        for (DevKvCache c : graph.caches) {
+        for (int i = 0; i < graph.caches.size(); i++) {  // indexed: no iterator on the per-token path
+            DevKvCache c = graph.caches.get(i);
             if (!db.matches(batch, c.blockSize)) {
                 db.upload(driver, batch);
             }
@@ -1120,12 +1122,12 @@ public final class CudaBackend implements Backend {
                         + " capturing");
             }
             if (batches.size() >= MAX_BATCH_OBJECTS) {
-                throw new IllegalStateException("more than " + MAX_BATCH_OBJECTS + " distinct Batch objects used with"
-                        + " this backend; allocate Batch objects once and refill them");
+                evictLeastRecentBatch();
             }
             db = new DeviceBatch(driver, batch);
             batches.put(batch, db);
         }
+        db.lastUse = ++batchUseClock;
         lastBatch = db;
         if (!db.matches(batch, blockSize)) {
             if (capture != null) {
@@ -1136,6 +1138,33 @@ public final class CudaBackend implements Backend {
             db.upload(driver, batch);
         }
         return db;
+    }
+
+    /**
+     * Frees the device copy of the least recently used Batch that no graph reads (Batch objects are meant to be
+     * allocated once; this only bounds memory when an engine creates them per request).
+     */
+    private void evictLeastRecentBatch() {
+        DeviceBatch victim = null;
+        for (DeviceBatch db : batches.values()) {
+            boolean pinned = capture != null && capture.batch == db.batch;
+            for (CudaGraph g : graphs) {
+                pinned |= g.batch == db.batch;
+            }
+            if (!pinned && (victim == null || db.lastUse < victim.lastUse)) {
+                victim = db;
+            }
+        }
+        if (victim == null) {
+            throw new IllegalStateException(MAX_BATCH_OBJECTS + " Batch objects are in use by CUDA graphs; close graphs"
+                    + " or reuse Batch objects");
+        }
+        driver.synchronize();  // queued kernels may still read its buffer
+        batches.remove(victim.batch);
+        if (lastBatch == victim) {
+            lastBatch = null;
+        }
+        victim.free(driver);
     }
 
     /** Every block-table entry the batch's kernels read for this cache must name a block of it. */

@@ -436,7 +436,13 @@ final class CudaDriver implements AutoCloseable {
 
     /** Starts recording the stream's work into a graph (relaxed mode: allocation is allowed meanwhile). */
     void beginCapture() {
-        check(CU.cuStreamBeginCapture_v2(stream, CU.CU_STREAM_CAPTURE_MODE_RELAXED), "cuStreamBeginCapture");
+        int r;
+        try {
+            r = CU.cuStreamBeginCapture_v2(stream, CU.CU_STREAM_CAPTURE_MODE_RELAXED);
+        } catch (NullPointerException missing) {  // LWJGL: symbol absent from this driver; the v1 call (global mode)
+            r = CU.cuStreamBeginCapture(stream);
+        }
+        check(r, "cuStreamBeginCapture(RELAXED)");
     }
 
     /** Ends recording; returns the CUgraph (caller destroys it). */

@@ -50,6 +50,8 @@ final class DeviceBatch {
     private final boolean[] eventPending = new boolean[2];
     private int nextStaging;
 
+    /** Backend's use counter at the last op that used this batch (for eviction). */
+    long lastUse;
     /** Incremented per upload; op validations are cached against it. */
     long generation;
     long validatedKvGeneration = -1;
