@@ -250,7 +250,10 @@ final class SynthCommand implements Command {
 
     // ------------------------------------------------------------------ random values
 
-    /** Seeded values, deterministic whatever the thread count: chunk c always uses generator state mix(seed, c). */
+    /**
+     * Seeded values, deterministic whatever the thread count: chunk c always starts from the same generator
+     * state. Filled in parallel, so {@code arena} must be a shared one.
+     */
     static MemorySegment randomPool(Arena arena, long elements, DType dtype, long seed) {
         MemorySegment pool = arena.allocate(dtype.bytesFor(elements), 64);
         long chunks = (elements + CHUNK - 1) / CHUNK;
