@@ -4,12 +4,16 @@ import ai.k2j.loaders.DType;
 import ai.k2j.loaders.SafeTensorsWriter;
 import ai.k2j.tokenizer.Tokenizer;
 
+import com.fasterxml.jackson.core.util.DefaultIndenter;
+import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
+import com.fasterxml.jackson.core.util.Separators;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.io.IOException;
 import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.lang.foreign.Arena;
+import java.math.BigDecimal;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
@@ -37,6 +41,11 @@ final class SynthCommand implements Command {
     /** Slack past the largest tensor so slices start at distinct offsets. */
     static final long POOL_SLACK = 1 << 20;
     private static final int CHUNK = 1 << 20;
+    /** Indented like transformers' save_pretrained output: {@code "key": value}, arrays one item per line. */
+    private static final DefaultPrettyPrinter HF_STYLE = new DefaultPrettyPrinter()
+            .withSeparators(Separators.createDefaultInstance()
+                    .withObjectFieldValueSpacing(Separators.Spacing.AFTER))
+            .withArrayIndenter(DefaultIndenter.SYSTEM_LINEFEED_INSTANCE);
 
     @Override
     public String usage() {
@@ -127,8 +136,8 @@ final class SynthCommand implements Command {
                 }
                 entries.add(new SafeTensorsWriter.Entry(s.name, dtype, s.shape, data));
             }
-            err.printf(Locale.ROOT, "[k2j] writing %d tensors (shards of at most %s)%n", entries.size(),
-                    Cli.bytes(maxShardBytes));
+            err.printf(Locale.ROOT, "[k2j] writing %d tensors (shards of at most %s GB)%n", entries.size(),
+                    BigDecimal.valueOf(shardGb).stripTrailingZeros().toPlainString());
             SafeTensorsWriter.writeCheckpoint(outDir, entries, maxShardBytes);
         }
 
@@ -333,7 +342,7 @@ final class SynthCommand implements Command {
 
     private static void writeJson(Path file, ObjectNode node) {
         try {
-            Files.writeString(file, Cli.JSON.writerWithDefaultPrettyPrinter().writeValueAsString(node) + "\n");
+            Files.writeString(file, Cli.JSON.writer(HF_STYLE).writeValueAsString(node) + "\n");
         } catch (IOException e) {
             throw new UncheckedIOException("cannot write " + file + ": " + e.getMessage(), e);
         }
