@@ -11,11 +11,14 @@ import ai.k2j.tokenizer.ChatMessage;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.io.PrintStream;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.ThreadLocalRandom;
+import java.util.stream.Collectors;
 
 /**
  * {@code k2j generate}: loads a model, generates from a prompt and streams the text to stdout as it comes.
@@ -157,6 +160,11 @@ final class GenerateCommand implements Command {
             });
             double ttftMs = firstTokenAt[0] == 0 ? 0 : (firstTokenAt[0] - start) / 1e6;
             printer.finish(result.text());
+            if (!json && !Files.isRegularFile(modelDir.resolve("tokenizer.json"))) {
+                // no tokenizer, no text: show the ids rather than nothing
+                out.println(Arrays.stream(result.ids()).mapToObj(Integer::toString).collect(Collectors.joining(",")));
+                err.println("[k2j] " + modelDir + " has no tokenizer.json: printed the generated ids");
+            }
 
             if (json) {
                 ObjectNode o = Cli.JSON.createObjectNode();

@@ -147,6 +147,18 @@ class RoundTripTest {
             assertArrayEquals(x[t], y[t], "one file or shards: the same weights give the same logits");
         }
 
+        // without a tokenizer: ids in, ids out; a text prompt is a clear failure
+        CliRunner gen = CliRunner.run("generate", "--model", sharded.toString(), "--prompt-ids", "1,2,3,1000",
+                "--max-tokens", "3", "--threads", "2");
+        ok(gen);
+        String[] printed = gen.out().strip().split(",");
+        assertTrue(printed.length >= 1 && printed.length <= 3, gen::toString);
+        assertEquals(argmax(y[3]), Integer.parseInt(printed[0]), "greedy first token = argmax of last logits");
+        assertTrue(gen.err().contains("has no tokenizer.json: printed the generated ids"), gen::toString);
+        CliRunner text = CliRunner.run("generate", "--model", sharded.toString(), "--prompt", "hello");
+        assertEquals(1, text.code(), text::toString);
+        assertTrue(text.err().contains("tokenizer"), text::toString);
+
         CliRunner outside = CliRunner.run("logits", "--model", a.toString(), "--prompt-ids", "1,1024",
                 "--out", la.toString());
         assertEquals(1, outside.code(), outside::toString);
