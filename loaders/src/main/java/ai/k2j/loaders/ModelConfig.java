@@ -1,15 +1,14 @@
 package ai.k2j.loaders;
 
-import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
+import java.util.Arrays;
+import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 
 /**
@@ -36,7 +35,6 @@ public record ModelConfig(
         int bosTokenId,
         int[] eosTokenIds) {
 
-    private static final ObjectMapper JSON = new ObjectMapper();
     private static final Set<String> SUPPORTED_ROPE = Set.of("default", "yarn", "linear", "dynamic");
 
     public ModelConfig {
@@ -55,6 +53,7 @@ public record ModelConfig(
             throw new ModelFormatException("config: head_dim must be even for RoPE, got " + headDim);
         }
         eosTokenIds = eosTokenIds == null ? new int[0] : eosTokenIds.clone();
+        ropeScaling = ropeScaling == null ? RopeScaling.NONE : ropeScaling;
     }
 
     public int qDim() {
@@ -87,6 +86,7 @@ public record ModelConfig(
         return eosTokenIds.clone();
     }
 
+    /** Reads a config.json; a missing file, bad JSON or a bad field is a {@link ModelFormatException}. */
     public static ModelConfig read(Path configJson) {
         String text;
         try {
@@ -94,39 +94,55 @@ public record ModelConfig(
         } catch (NoSuchFileException e) {
             throw new ModelFormatException(configJson + ": config.json not found");
         } catch (IOException e) {
-            throw new ModelFormatException(configJson + ": cannot read: " + e.getMessage(), e);
+            throw new ModelFormatException(configJson + ": cannot read: " + e, e);
         }
         return parse(text, configJson.toString());
     }
 
+    /** Parses config.json text; {@code source} names it in errors. */
     public static ModelConfig parse(String json, String source) {
-        JsonNode root;
-        try {
-            root = JSON.readTree(json);
-        } catch (JsonProcessingException e) {
-            throw new ModelFormatException(source + ": invalid JSON: " + e.getOriginalMessage(), e);
+        JsonNode root = Json.parseObject(json, source);
+        String arch = "Qwen2ForCausalLM";
+        JsonNode archs = root.get("architectures");
+        if (!Json.absent(archs)) {
+            if (!archs.isArray() || (!archs.isEmpty() && !archs.get(0).isTextual())) {
+                throw new ModelFormatException(source + ": field 'architectures' must be a list of strings, got " + archs);
+            }
+            if (!archs.isEmpty()) {
+                arch = archs.get(0).textValue();
+            }
         }
-        if (root == null || !root.isObject()) {
-            throw new ModelFormatException(source + ": expected a JSON object");
+        String modelType = Json.optString(root, "model_type", "qwen2", source);
+        int hidden = Json.requireInt(root, "hidden_size", source);
+        int inter = Json.requireInt(root, "intermediate_size", source);
+        int layers = Json.requireInt(root, "num_hidden_layers", source);
+        int heads = Json.requireInt(root, "num_attention_heads", source);
+        int kvHeads = Json.optInt(root, "num_key_value_heads", heads, source);
+        int vocab = Json.requireInt(root, "vocab_size", source);
+        requirePositive(source, "hidden_size", hidden);
+        requirePositive(source, "intermediate_size", inter);
+        requirePositive(source, "num_hidden_layers", layers);
+        requirePositive(source, "num_attention_heads", heads);
+        requirePositive(source, "num_key_value_heads", kvHeads);
+        requirePositive(source, "vocab_size", vocab);
+        int headDim;
+        if (Json.absent(root.get("head_dim"))) {
+            if (hidden % heads != 0) {
+                throw new ModelFormatException(source + ": hidden_size " + hidden
+                        + " is not divisible by num_attention_heads " + heads + " and no head_dim is given");
+            }
+            headDim = hidden / heads;
+        } else {
+            headDim = Json.requireInt(root, "head_dim", source);
+            requirePositive(source, "head_dim", headDim);
         }
-        // transformers 5 nests the text config for multimodal models; Qwen2 keeps it flat.
-        String arch = root.path("architectures").isArray() && !root.path("architectures").isEmpty()
-                ? root.path("architectures").get(0).asText() : "Qwen2ForCausalLM";
-        String modelType = root.path("model_type").asText("qwen2");
-        int hidden = requireInt(root, "hidden_size", source);
-        int inter = requireInt(root, "intermediate_size", source);
-        int layers = requireInt(root, "num_hidden_layers", source);
-        int heads = requireInt(root, "num_attention_heads", source);
-        int kvHeads = optInt(root, "num_key_value_heads", heads, source);
-        int vocab = requireInt(root, "vocab_size", source);
-        int headDim = optInt(root, "head_dim", heads > 0 && hidden % heads == 0 ? hidden / heads : -1, source);
-        if (headDim <= 0) {
-            throw new ModelFormatException(source + ": hidden_size " + hidden
-                    + " is not divisible by num_attention_heads " + heads + " and no head_dim is given");
+        int maxPos = Json.optInt(root, "max_position_embeddings", 32768, source);
+        requirePositive(source, "max_position_embeddings", maxPos);
+        double eps = Json.optDouble(root, "rms_norm_eps", 1e-6, source);
+        if (!(eps > 0) || Double.isInfinite(eps)) {
+            throw new ModelFormatException(source + ": rms_norm_eps must be a finite number > 0, got " + eps);
         }
-        int maxPos = optInt(root, "max_position_embeddings", 32768, source);
-        double eps = optDouble(root, "rms_norm_eps", 1e-6, source);
-        String hiddenAct = root.path("hidden_act").asText("silu");
+        String hiddenAct = Json.optString(root, "hidden_act", "silu", source);
         if (!hiddenAct.equals("silu")) {
             throw new ModelFormatException(source + ": hidden_act '" + hiddenAct + "' is not supported (only silu)");
         }
@@ -136,30 +152,57 @@ public record ModelConfig(
         JsonNode ropeParams = root.get("rope_parameters");
         JsonNode scalingNode;
         double theta;
-        if (ropeParams != null && ropeParams.isObject()) {
-            theta = optDouble(ropeParams, "rope_theta", optDouble(root, "rope_theta", 10000.0, source), source);
+        if (!Json.absent(ropeParams)) {
+            if (!ropeParams.isObject()) {
+                throw new ModelFormatException(source + ": field 'rope_parameters' must be an object, got " + ropeParams);
+            }
+            for (Map.Entry<String, JsonNode> e : ropeParams.properties()) {
+                if (e.getValue().isObject()) { // {"full_attention": {...}, "sliding_attention": {...}}
+                    throw new ModelFormatException(source + ": per-layer-type rope_parameters ('" + e.getKey()
+                            + "') are not supported");
+                }
+            }
+            theta = Json.optDouble(ropeParams, "rope_theta", Json.optDouble(root, "rope_theta", 10000.0, source),
+                    source);
             scalingNode = ropeParams;
         } else {
-            theta = optDouble(root, "rope_theta", 10000.0, source);
+            theta = Json.optDouble(root, "rope_theta", 10000.0, source);
             scalingNode = root.get("rope_scaling");
+        }
+        if (!(theta > 0) || Double.isInfinite(theta)) {
+            throw new ModelFormatException(source + ": rope_theta must be a finite number > 0, got " + theta);
         }
         RopeScaling scaling = parseScaling(scalingNode, source);
 
-        boolean tie = root.path("tie_word_embeddings").asBoolean(false);
-        String dtype = root.hasNonNull("dtype") ? root.get("dtype").asText()
-                : root.path("torch_dtype").asText("bfloat16");
-        int bos = root.path("bos_token_id").isNumber() ? root.get("bos_token_id").asInt() : -1;
-        int[] eos = ids(root.get("eos_token_id"));
-        return new ModelConfig(arch, modelType, hidden, inter, layers, heads, kvHeads, headDim, vocab, maxPos, eps,
-                theta, scaling, tie, dtype, bos, eos);
+        boolean tie = Json.optBoolean(root, "tie_word_embeddings", false, source);
+        String dtype = Json.absent(root.get("dtype"))
+                ? Json.optString(root, "torch_dtype", "bfloat16", source)
+                : Json.optString(root, "dtype", "bfloat16", source);
+        int bos = Json.optInt(root, "bos_token_id", -1, source);
+        int[] eos = Json.optIds(root, "eos_token_id", source);
+        try {
+            return new ModelConfig(arch, modelType, hidden, inter, layers, heads, kvHeads, headDim, vocab, maxPos,
+                    eps, theta, scaling, tie, dtype, bos, eos);
+        } catch (ModelFormatException e) { // the constructor cannot know the file name
+            throw new ModelFormatException(source + ": " + e.getMessage().replaceFirst("^config: ", ""), e);
+        }
+    }
+
+    private static void requirePositive(String source, String field, int value) {
+        if (value <= 0) {
+            throw new ModelFormatException(source + ": field '" + field + "' must be positive, got " + value);
+        }
     }
 
     private static RopeScaling parseScaling(JsonNode n, String source) {
-        if (n == null || n.isNull() || !n.isObject()) {
+        if (Json.absent(n)) {
             return RopeScaling.NONE;
         }
-        String type = n.hasNonNull("rope_type") ? n.get("rope_type").asText()
-                : n.hasNonNull("type") ? n.get("type").asText() : "default";
+        if (!n.isObject()) {
+            throw new ModelFormatException(source + ": field 'rope_scaling' must be an object or null, got " + n);
+        }
+        String type = !Json.absent(n.get("rope_type")) ? Json.optString(n, "rope_type", "default", source)
+                : Json.optString(n, "type", "default", source);
         if (!SUPPORTED_ROPE.contains(type)) {
             throw new ModelFormatException(source + ": rope type '" + type + "' is not supported (supported: "
                     + SUPPORTED_ROPE + ")");
@@ -167,68 +210,57 @@ public record ModelConfig(
         if (type.equals("default")) {
             return RopeScaling.NONE;
         }
-        double factor = optDouble(n, "factor", Double.NaN, source);
-        if (!(factor > 0)) {
-            throw new ModelFormatException(source + ": rope scaling '" + type + "' needs a positive 'factor'");
+        double factor = Json.optDouble(n, "factor", Double.NaN, source);
+        if (!(factor > 0) || Double.isInfinite(factor)) {
+            throw new ModelFormatException(source + ": rope scaling '" + type + "' needs a positive 'factor', got "
+                    + n.get("factor"));
         }
         return new RopeScaling(type, factor,
-                optInt(n, "original_max_position_embeddings", 0, source),
-                optDouble(n, "beta_fast", Double.NaN, source),
-                optDouble(n, "beta_slow", Double.NaN, source),
-                optDouble(n, "mscale", Double.NaN, source),
-                optDouble(n, "mscale_all_dim", Double.NaN, source),
-                optDouble(n, "attention_factor", Double.NaN, source),
-                n.path("truncate").asBoolean(true));
+                Json.optInt(n, "original_max_position_embeddings", 0, source),
+                Json.optDouble(n, "beta_fast", Double.NaN, source),
+                Json.optDouble(n, "beta_slow", Double.NaN, source),
+                Json.optDouble(n, "mscale", Double.NaN, source),
+                Json.optDouble(n, "mscale_all_dim", Double.NaN, source),
+                Json.optDouble(n, "attention_factor", Double.NaN, source),
+                Json.optBoolean(n, "truncate", true, source));
     }
 
-    private static int[] ids(JsonNode n) {
-        if (n == null || n.isNull()) {
-            return new int[0];
-        }
-        if (n.isNumber()) {
-            return new int[] {n.asInt()};
-        }
-        List<Integer> out = new ArrayList<>();
-        if (n.isArray()) {
-            n.forEach(e -> {
-                if (e.isNumber()) {
-                    out.add(e.asInt());
-                }
-            });
-        }
-        return out.stream().mapToInt(Integer::intValue).toArray();
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof ModelConfig c
+                && Objects.equals(architecture, c.architecture)
+                && Objects.equals(modelType, c.modelType)
+                && hiddenSize == c.hiddenSize
+                && intermediateSize == c.intermediateSize
+                && numLayers == c.numLayers
+                && numHeads == c.numHeads
+                && numKvHeads == c.numKvHeads
+                && headDim == c.headDim
+                && vocabSize == c.vocabSize
+                && maxPositionEmbeddings == c.maxPositionEmbeddings
+                && Double.compare(rmsNormEps, c.rmsNormEps) == 0
+                && Double.compare(ropeTheta, c.ropeTheta) == 0
+                && Objects.equals(ropeScaling, c.ropeScaling)
+                && tieWordEmbeddings == c.tieWordEmbeddings
+                && Objects.equals(torchDtype, c.torchDtype)
+                && bosTokenId == c.bosTokenId
+                && Arrays.equals(eosTokenIds, c.eosTokenIds);
     }
 
-    private static int requireInt(JsonNode root, String field, String source) {
-        JsonNode n = root.get(field);
-        if (n == null || n.isNull()) {
-            throw new ModelFormatException(source + ": required field '" + field + "' is missing");
-        }
-        if (!n.canConvertToInt() || !n.isIntegralNumber()) {
-            throw new ModelFormatException(source + ": field '" + field + "' must be an integer, got " + n);
-        }
-        return n.asInt();
+    @Override
+    public int hashCode() {
+        return Objects.hash(architecture, modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads,
+                headDim, vocabSize, maxPositionEmbeddings, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings,
+                torchDtype, bosTokenId, Arrays.hashCode(eosTokenIds));
     }
 
-    private static int optInt(JsonNode root, String field, int dflt, String source) {
-        JsonNode n = root.get(field);
-        if (n == null || n.isNull()) {
-            return dflt;
-        }
-        if (!n.isIntegralNumber() || !n.canConvertToInt()) {
-            throw new ModelFormatException(source + ": field '" + field + "' must be an integer, got " + n);
-        }
-        return n.asInt();
-    }
-
-    private static double optDouble(JsonNode root, String field, double dflt, String source) {
-        JsonNode n = root.get(field);
-        if (n == null || n.isNull()) {
-            return dflt;
-        }
-        if (!n.isNumber()) {
-            throw new ModelFormatException(source + ": field '" + field + "' must be a number, got " + n);
-        }
-        return n.asDouble();
+    @Override
+    public String toString() {
+        return "ModelConfig[" + architecture + ", " + modelType + ", hidden=" + hiddenSize + ", intermediate="
+                + intermediateSize + ", layers=" + numLayers + ", heads=" + numHeads + ", kvHeads=" + numKvHeads
+                + ", headDim=" + headDim + ", vocab=" + vocabSize + ", maxPos=" + maxPositionEmbeddings
+                + ", eps=" + rmsNormEps + ", ropeTheta=" + ropeTheta + ", " + ropeScaling + ", tie="
+                + tieWordEmbeddings + ", dtype=" + torchDtype + ", bos=" + bosTokenId + ", eos="
+                + Arrays.toString(eosTokenIds) + "]";
     }
 }
