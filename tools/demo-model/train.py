@@ -368,7 +368,9 @@ def eval_loss(model, data, seq, n_windows, batch=64):
     if data.numel() < seq + 2:
         return None
     n = max(1, min(n_windows, (data.numel() - 1) // seq))
-    starts = torch.linspace(0, data.numel() - seq - 2, n, device=data.device).long()
+    # Integer arithmetic: a float32 linspace over ~1e8 tokens rounds past the end of the data.
+    last = data.numel() - seq - 2
+    starts = torch.arange(n, device=data.device, dtype=torch.long) * last // max(1, n - 1)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
@@ -656,7 +658,7 @@ def main():
         "safetensors_total_bytes": total_bytes,
     }
     with open(os.path.join(args.out_dir, "train_report.json"), "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=1, ensure_ascii=False)
+        json.dump(report, f, indent=1, ensure_ascii=False, default=str)
         f.write("\n")
     if total_bytes > TOTAL_LIMIT_BYTES:
         log(f"WARNING: safetensors total {total_bytes} bytes > {TOTAL_LIMIT_BYTES}")

@@ -1,0 +1,130 @@
+package ai.k2j.tokenizer;
+
+import java.util.List;
+
+/**
+ * ChatML rendering equal to what the Qwen chat templates (tokenizer_config.json {@code chat_template})
+ * produce for plain messages without tools. The style is chosen from the template text:
+ * <ul>
+ *   <li>{@link Style#QWEN25}: the template carries Qwen2.5's default system prompt, which is inserted
+ *       when the first message is not a system message;</li>
+ *   <li>{@link Style#QWEN3}: the template handles {@code reasoning_content}; no default system prompt;
+ *       an assistant turn after the last user query is rendered with its {@code <think>} block
+ *       (an empty one, {@code <think>\n\n</think>\n\n}, when it is the final message), and earlier
+ *       assistant turns have their {@code <think>...</think>} part removed;</li>
+ *   <li>{@link Style#PLAIN}: no template, or one of neither kind.</li>
+ * </ul>
+ * Every style writes {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, groups consecutive
+ * {@code tool} messages into one user turn of {@code <tool_response>} blocks (Qwen styles), and ends
+ * with {@code <|im_start|>assistant\n} when a generation prompt is asked for.
+ */
+final class ChatTemplate {
+    static final String QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
+    enum Style { PLAIN, QWEN25, QWEN3 }
+
+    private final Style style;
+
+    ChatTemplate(Style style) {
+        this.style = style;
+    }
+
+    static ChatTemplate fromTemplate(String template) {
+        if (template == null) {
+            return new ChatTemplate(Style.PLAIN);
+        }
+        if (template.contains(QWEN25_DEFAULT_SYSTEM)) {
+            return new ChatTemplate(Style.QWEN25);
+        }
+        if (template.contains("reasoning_content") && template.contains("</think>")) {
+            return new ChatTemplate(Style.QWEN3);
+        }
+        return new ChatTemplate(Style.PLAIN);
+    }
+
+    Style style() {
+        return style;
+    }
+
+    String apply(List<ChatMessage> messages, boolean addGenerationPrompt) {
+        StringBuilder sb = new StringBuilder();
+        int n = messages.size();
+        boolean firstIsSystem = n > 0 && messages.getFirst().role().equals("system");
+        if (style == Style.QWEN25 && !firstIsSystem) {
+            turn(sb, "system", QWEN25_DEFAULT_SYSTEM);
+        }
+        int lastQuery = n - 1;
+        if (style == Style.QWEN3) {
+            for (int i = n - 1; i >= 0; i--) {
+                ChatMessage m = messages.get(i);
+                String c = m.content();
+                if (m.role().equals("user") && !(c.startsWith("<tool_response>") && c.endsWith("</tool_response>"))) {
+                    lastQuery = i;
+                    break;
+                }
+            }
+        }
+        for (int i = 0; i < n; i++) {
+            ChatMessage m = messages.get(i);
+            String role = m.role();
+            if (style != Style.PLAIN && role.equals("tool")) {
+                if (i == 0 || !messages.get(i - 1).role().equals("tool")) {
+                    sb.append("<|im_start|>user");
+                }
+                sb.append("\n<tool_response>\n").append(m.content()).append("\n</tool_response>");
+                if (i == n - 1 || !messages.get(i + 1).role().equals("tool")) {
+                    sb.append("<|im_end|>\n");
+                }
+            } else if (style == Style.QWEN3 && role.equals("assistant")) {
+                assistantQwen3(sb, m.content(), i > lastQuery, i == n - 1);
+            } else if (style == Style.QWEN3 && !role.equals("user") && !role.equals("system")) {
+                // the Qwen3 template renders no other roles
+            } else {
+                turn(sb, role, m.content());
+            }
+        }
+        if (addGenerationPrompt) {
+            sb.append("<|im_start|>assistant\n");
+        }
+        return sb.toString();
+    }
+
+    private static void turn(StringBuilder sb, String role, String content) {
+        sb.append("<|im_start|>").append(role).append('\n').append(content).append("<|im_end|>\n");
+    }
+
+    private static void assistantQwen3(StringBuilder sb, String content, boolean afterLastQuery, boolean last) {
+        String reasoning = "";
+        int end = content.indexOf("</think>");
+        if (end >= 0) {
+            String before = stripTrailingNewlines(content.substring(0, end));
+            int open = before.lastIndexOf("<think>");
+            reasoning = stripLeadingNewlines(open >= 0 ? before.substring(open + "<think>".length()) : before);
+            content = stripLeadingNewlines(content.substring(content.lastIndexOf("</think>") + "</think>".length()));
+        }
+        sb.append("<|im_start|>assistant\n");
+        if (afterLastQuery && (last || !reasoning.isEmpty())) {
+            sb.append("<think>\n").append(stripTrailingNewlines(stripLeadingNewlines(reasoning)))
+                    .append("\n</think>\n\n").append(stripLeadingNewlines(content));
+        } else {
+            sb.append(content);
+        }
+        sb.append("<|im_end|>\n");
+    }
+
+    private static String stripLeadingNewlines(String s) {
+        int i = 0;
+        while (i < s.length() && s.charAt(i) == '\n') {
+            i++;
+        }
+        return s.substring(i);
+    }
+
+    private static String stripTrailingNewlines(String s) {
+        int j = s.length();
+        while (j > 0 && s.charAt(j - 1) == '\n') {
+            j--;
+        }
+        return s.substring(0, j);
+    }
+}
