@@ -1,43 +1,199 @@
 package ai.k2j.engine;
 
+import ai.k2j.kernels.Backend;
+import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.ReferenceBackend;
+import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.Tensor;
 import ai.k2j.tokenizer.ChatMessage;
+import ai.k2j.tokenizer.StreamingDecoder;
 import ai.k2j.tokenizer.Tokenizer;
 
+import java.lang.reflect.InvocationTargetException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Function;
+import java.util.stream.IntStream;
 
 /**
  * The embeddable entry point: a loaded model (weights mapped, backend ready, tokenizer) that generates text.
  * Thread-safety: one generation at a time per instance (calls are serialized); {@link #close()} unmaps weights.
+ *
+ * <p>Generation prefills the prompt in chunks of 256 tokens, then decodes one token per step. It stops at an
+ * end-of-sequence id (generation_config.json's ∪ config.json's, unless {@code ignoreEos}; the id is kept in
+ * {@link GenerationResult#ids()} but adds no text), at a stop string (matched on the decoded text, which is cut
+ * before it; the ids keep the token that completed it), after {@code maxTokens}, when the context is full
+ * (prompt + generated = {@link #maxContext()}), or when the listener returns false. Text skips special tokens.
  */
 public final class LanguageModel implements AutoCloseable {
+
+    private static final System.Logger LOG = System.getLogger(LanguageModel.class.getName());
+
+    /** Prompt tokens per prefill step. */
+    static final int PREFILL_CHUNK = 256;
+    /** Default context cap: keeps the KV cache reasonable for 32k/128k-position models. */
+    static final int DEFAULT_MAX_CONTEXT = 8192;
+    static final String CPU_BACKEND_CLASS = "ai.k2j.kernels.cpu.CpuBackend";
+    static final String CUDA_BACKEND_CLASS = "ai.k2j.kernels.cuda.CudaBackend";
+
+    private final ReentrantLock lock = new ReentrantLock();
+    private final ModelConfig config;
+    private final GenerationConfig generationConfig;
+    private final Tokenizer tokenizer;
+    private final Backend backend;
+    private final AutoCloseable weights;
+    private final String source;
+    private final Qwen2Model model;
+    private final Sampler sampler;
+    private final DecodeLoop loop;
+    private final Batch batch;
+    private final int[] eosIds;
+    private boolean closed;
+
+    private LanguageModel(ModelConfig config, GenerationConfig generationConfig, Tokenizer tokenizer,
+                          Backend backend, AutoCloseable weights, String source, Qwen2Model model) {
+        this.config = config;
+        this.generationConfig = generationConfig;
+        this.tokenizer = tokenizer;
+        this.backend = backend;
+        this.weights = weights;
+        this.source = source;
+        this.model = model;
+        this.sampler = new Sampler(config.vocabSize());
+        this.loop = new DecodeLoop(model, sampler, PREFILL_CHUNK);
+        this.batch = model.newBatch();
+        this.eosIds = IntStream.concat(Arrays.stream(generationConfig.eosTokenIds()),
+                Arrays.stream(config.eosTokenIds())).distinct().toArray();
+    }
 
     public static LanguageModel load(Path dir) {
         return load(dir, ModelOptions.defaults());
     }
 
+    /**
+     * Opens the checkpoint in {@code dir}, prepares the backend named by the options ("cpu" falls back to the
+     * slow reference backend, with a warning, when the CPU backend is not in the build) and loads
+     * {@code tokenizer.json} when the directory has one.
+     */
     public static LanguageModel load(Path dir, ModelOptions options) {
-        throw new UnsupportedOperationException("not yet implemented");
+        Checkpoint checkpoint = Checkpoint.open(dir);
+        Backend backend = null;
+        try {
+            ModelConfig config = checkpoint.config();
+            backend = createBackend(options.backend(), options.threads());
+            Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
+            return create(config, checkpoint.generationConfig(), checkpoint::find, dir.toString(), backend,
+                    tokenizer, resolveMaxContext(config, options.maxContext()), options.weightFormat(), checkpoint);
+        } catch (RuntimeException | Error e) {
+            if (backend != null) {
+                backend.close();
+            }
+            checkpoint.close();
+            throw e;
+        }
+    }
+
+    /**
+     * Assembles a model from parts (tests build tensors in memory). Takes ownership of {@code backend} and
+     * {@code weights} (closed by {@link #close()}; null when nothing needs closing).
+     */
+    static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
+                                Function<String, Optional<Tensor>> tensors, String source, Backend backend,
+                                Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights) {
+        Qwen2Model model = Qwen2Model.load(config, tensors, source, backend,
+                Qwen2Model.Limits.singleSequence(maxContext), weightFormat);
+        return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model);
+    }
+
+    /** The requested context, or by default max_position_embeddings capped at 8192. */
+    static int resolveMaxContext(ModelConfig config, int requested) {
+        return requested > 0 ? requested : Math.min(config.maxPositionEmbeddings(), DEFAULT_MAX_CONTEXT);
+    }
+
+    /** "reference", "cpu" (falls back to reference when absent) or "cuda"; threads &lt;= 0 means all cores. */
+    static Backend createBackend(String name, int threads) {
+        String backendName = name == null ? "cpu" : name.toLowerCase(Locale.ROOT);
+        int t = threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
+        return switch (backendName) {
+            case "reference" -> new ReferenceBackend();
+            case "cpu" -> {
+                Backend b = instantiate(CPU_BACKEND_CLASS, t);
+                if (b == null) {
+                    LOG.log(System.Logger.Level.WARNING, "k2j: the CPU backend (" + CPU_BACKEND_CLASS
+                            + ") is not in this build; falling back to the slow ReferenceBackend");
+                    yield new ReferenceBackend();
+                }
+                yield b;
+            }
+            case "cuda" -> {
+                Backend b = instantiate(CUDA_BACKEND_CLASS, t);
+                if (b == null) {
+                    throw new IllegalArgumentException("the cuda backend (" + CUDA_BACKEND_CLASS
+                            + ") is not in this build");
+                }
+                yield b;
+            }
+            default -> throw new IllegalArgumentException("unknown backend '" + name
+                    + "' (expected cpu, cuda or reference)");
+        };
+    }
+
+    /** new className(threads), or new className(); null when the class is absent. */
+    private static Backend instantiate(String className, int threads) {
+        Class<?> type;
+        try {
+            type = Class.forName(className);
+        } catch (ClassNotFoundException e) {
+            return null;
+        }
+        try {
+            try {
+                return (Backend) type.getConstructor(int.class).newInstance(threads);
+            } catch (NoSuchMethodException e) {
+                return (Backend) type.getConstructor().newInstance();
+            }
+        } catch (InvocationTargetException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof RuntimeException re) {
+                throw re;
+            }
+            throw new IllegalStateException("cannot start " + className + ": " + cause, cause);
+        } catch (ReflectiveOperationException | ClassCastException e) {
+            throw new IllegalStateException("cannot start " + className + ": " + e, e);
+        }
     }
 
     public ModelConfig config() {
-        throw new UnsupportedOperationException();
+        return config;
     }
 
     public GenerationConfig generationConfig() {
-        throw new UnsupportedOperationException();
+        return generationConfig;
     }
 
     /** The model directory's tokenizer; an {@link IllegalStateException} when the directory has none. */
     public Tokenizer tokenizer() {
-        throw new UnsupportedOperationException();
+        if (tokenizer == null) {
+            throw new IllegalStateException(source + " has no tokenizer.json");
+        }
+        return tokenizer;
     }
 
     /** Max tokens (prompt + generated) one sequence may hold. */
     public int maxContext() {
-        throw new UnsupportedOperationException();
+        return model.limits().maxContext();
+    }
+
+    /** The backend's name ("cpu", "cuda" or "reference"). */
+    public String backendName() {
+        return backend.name();
     }
 
     public int[] encode(String text) {
@@ -53,16 +209,165 @@ public final class LanguageModel implements AutoCloseable {
      * when the prompt does not fit the context.
      */
     public GenerationResult generate(GenerationRequest request, TokenListener listener) {
-        throw new UnsupportedOperationException();
+        lock.lock();
+        try {
+            checkOpen();
+            return generateLocked(request, listener == null ? TokenListener.NONE : listener);
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private GenerationResult generateLocked(GenerationRequest request, TokenListener listener) {
+        int[] prompt = request.promptIds();
+        checkIds(prompt, "prompt");
+        if (!request.stop().isEmpty() && tokenizer == null) {
+            throw new IllegalArgumentException("stop strings need a tokenizer, but " + source
+                    + " has no tokenizer.json");
+        }
+        int budget = Math.min(request.maxTokens(), maxContext() - prompt.length);
+        if (budget == 0) {
+            return new GenerationResult(new int[0], "", FinishReason.LENGTH, prompt.length, 0, 0);
+        }
+        boolean stopAtEos = !request.ignoreEos();
+        StreamingDecoder decoder = tokenizer == null ? null : tokenizer.streamingDecoder(true);
+        StopStrings text = new StopStrings(request.stop());
+        int[] generated = new int[budget];
+        int n = 0;
+        FinishReason reason;
+        long start = System.nanoTime();
+        long prefillNanos;
+        try (Sequence seq = model.newSequence()) {
+            sampler.reset(request.sampling());
+            int token = loop.prefill(seq, prompt);
+            prefillNanos = System.nanoTime() - start;
+            while (true) {
+                generated[n++] = token;
+                boolean eos = stopAtEos && isEos(token);
+                if (!eos && decoder != null) {
+                    text.append(decoder.push(token));
+                }
+                if (text.stopped() || eos || n == budget) {
+                    if (decoder != null && !text.stopped()) {
+                        text.append(decoder.flush());
+                    }
+                    reason = text.stopped() || eos ? FinishReason.STOP : FinishReason.LENGTH;
+                    listener.onToken(token, text.takeAll());
+                    break;
+                }
+                if (!listener.onToken(token, text.takeSafe())) {
+                    if (decoder != null) {
+                        text.append(decoder.flush());
+                    }
+                    reason = FinishReason.CANCELLED;
+                    break;
+                }
+                token = loop.step(token);
+            }
+        }
+        long decodeNanos = System.nanoTime() - start - prefillNanos;
+        return new GenerationResult(Arrays.copyOf(generated, n), text.text(), reason, prompt.length, prefillNanos,
+                decodeNanos);
+    }
+
+    private boolean isEos(int token) {
+        for (int id : eosIds) {
+            if (id == token) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** Float32 logits [ids.length][vocab] for every position of the prompt (one prefill pass). */
     public float[][] logits(int[] ids) {
-        throw new UnsupportedOperationException();
+        lock.lock();
+        try {
+            checkOpen();
+            checkIds(ids, "ids");
+            int vocab = config.vocabSize();
+            float[][] out = new float[ids.length][vocab];
+            int chunk = Math.min(PREFILL_CHUNK, model.limits().maxLogitRows());
+            try (Sequence seq = model.newSequence()) {
+                for (int offset = 0; offset < ids.length; offset += chunk) {
+                    int count = Math.min(chunk, ids.length - offset);
+                    Qwen2Model.clear(batch);
+                    seq.addTo(batch, ids, offset, count, count);
+                    float[] logits = model.forward(batch);
+                    for (int i = 0; i < count; i++) {
+                        System.arraycopy(logits, i * vocab, out[offset + i], 0, vocab);
+                    }
+                }
+            }
+            return out;
+        } finally {
+            lock.unlock();
+        }
+    }
+
+    private void checkIds(int[] ids, String what) {
+        if (ids.length == 0) {
+            throw new IllegalArgumentException(what + " must hold at least one token");
+        }
+        if (ids.length > maxContext()) {
+            throw new IllegalArgumentException(what + " has " + ids.length + " tokens but the context holds at most "
+                    + maxContext() + " (maxContext)");
+        }
+        for (int i = 0; i < ids.length; i++) {
+            if (ids[i] < 0 || ids[i] >= config.vocabSize()) {
+                throw new IllegalArgumentException(what + " token " + i + " is id " + ids[i]
+                        + ", outside the vocabulary [0, " + config.vocabSize() + ")");
+            }
+        }
+    }
+
+    /** The forward pass and KV cache behind this instance (for engine-internal loops such as speculation). */
+    Qwen2Model model() {
+        return model;
+    }
+
+    DecodeLoop decodeLoop() {
+        return loop;
+    }
+
+    Sampler sampler() {
+        return sampler;
+    }
+
+    private void checkOpen() {
+        if (lock.getHoldCount() > 1) {
+            throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
+                    + " for it");
+        }
+        if (closed) {
+            throw new IllegalStateException("model " + source + " is closed");
+        }
     }
 
     @Override
     public void close() {
-        throw new UnsupportedOperationException();
+        lock.lock();
+        try {
+            if (lock.getHoldCount() > 1) {
+                throw new IllegalStateException("a TokenListener must not close the LanguageModel generating for it");
+            }
+            if (closed) {
+                return;
+            }
+            closed = true;
+            try {
+                backend.close();
+            } finally {
+                if (weights != null) {
+                    try {
+                        weights.close();
+                    } catch (Exception e) {
+                        throw new IllegalStateException("closing " + source + ": " + e.getMessage(), e);
+                    }
+                }
+            }
+        } finally {
+            lock.unlock();
+        }
     }
 }

@@ -1,7 +1,8 @@
 package ai.k2j.engine;
 
 /**
- * How to load a model. backend: "cpu" (default) or "cuda". threads &lt;= 0: all available processors.
+ * How to load a model. backend: "cpu" (default; falls back to "reference" with a warning when the CPU backend
+ * is not in the build), "cuda", or "reference" (the slow scalar oracle). threads &lt;= 0: all available processors.
  * maxContext &lt;= 0: the model's max_position_embeddings, capped to keep the KV cache reasonable.
  * weightFormat: null/"native" keeps the checkpoint's dtype; "q8_0"/"q4_0" quantize at load.
  */

@@ -1,0 +1,55 @@
+package ai.k2j.engine;
+
+import ai.k2j.kernels.Batch;
+
+/**
+ * The hot half of generation: prefill a prompt in chunks, then one token in, one token out. Everything it
+ * touches is preallocated, so {@link #step} allocates nothing (measured by NoAllocationTest); text, stop
+ * strings and listeners live outside it in {@link LanguageModel}.
+ */
+final class DecodeLoop {
+    private final Qwen2Model model;
+    private final Sampler sampler;
+    private final Batch batch;
+    private final int prefillChunk;
+    private final int[] argmax = new int[1];
+    private Sequence seq;
+
+    DecodeLoop(Qwen2Model model, Sampler sampler, int prefillChunk) {
+        this.model = model;
+        this.sampler = sampler;
+        this.batch = model.newBatch();
+        this.prefillChunk = Math.min(prefillChunk, model.limits().maxBatchTokens());
+    }
+
+    /** Appends the prompt to {@code seq} in chunks and returns the first generated token. */
+    int prefill(Sequence seq, int[] prompt) {
+        this.seq = seq;
+        for (int offset = 0; offset < prompt.length; offset += prefillChunk) {
+            int count = Math.min(prefillChunk, prompt.length - offset);
+            boolean last = offset + count == prompt.length;
+            Qwen2Model.clear(batch);
+            seq.addTo(batch, prompt, offset, count, last ? 1 : 0);
+            if (!last) {
+                model.forward(batch);
+            }
+        }
+        return next();
+    }
+
+    /** Feeds {@code token} at the end of the sequence and returns the next one. Allocation-free. */
+    int step(int token) {
+        Qwen2Model.clear(batch);
+        seq.addTo(batch, token, true);
+        return next();
+    }
+
+    private int next() {
+        if (sampler.params().isGreedy()) {
+            model.forwardArgmax(batch, argmax);
+            return argmax[0];
+        }
+        float[] logits = model.forward(batch);
+        return sampler.sample(logits, 0);
+    }
+}

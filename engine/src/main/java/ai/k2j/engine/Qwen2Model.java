@@ -1,0 +1,375 @@
+package ai.k2j.engine;
+
+import ai.k2j.kernels.Backend;
+import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.Buffer;
+import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Weight;
+import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.ModelFormatException;
+import ai.k2j.loaders.Tensor;
+
+import java.util.Arrays;
+import java.util.List;
+import java.util.Optional;
+import java.util.function.Function;
+
+/**
+ * The Qwen2 decoder (HF {@code Qwen2ForCausalLM}) written in {@link Backend} ops, plus its paged KV cache.
+ * One {@link #forward} runs any {@link Batch}: a prefill chunk, one decode token, k draft tokens to verify, or
+ * tokens of many sequences at once (continuous batching). Build batches with {@link #newBatch()},
+ * {@link #clear(Batch)} and {@link Sequence#addTo}.
+ *
+ * <pre>
+ *   x = embed(tokens)
+ *   per layer:  h = rmsNorm(x)
+ *               q|k|v = h·[Wq|Wk|Wv]ᵀ + [bq|bk|bv]         (one fused matmul)
+ *               rope(q), rope(k);  store k, v in the cache
+ *               x += attention(q, cache)·Woᵀ                 (GQA, scale 1/√headDim, no o_proj bias)
+ *               h = rmsNorm(x)
+ *               gate|up = h·[Wgate|Wup]ᵀ                     (one fused matmul)
+ *               x += (silu(gate)·up)·Wdownᵀ
+ *   logits = lm_head(rmsNorm(x[logit rows]))                  (the norm is row-wise, so gather first)
+ * </pre>
+ *
+ * <p>Driving it (prefill, then speculative verification of k draft tokens):
+ * <pre>{@code
+ * Batch batch = model.newBatch();
+ * try (Sequence seq = model.newSequence()) {
+ *     Qwen2Model.clear(batch);
+ *     seq.addTo(batch, prompt, 0, prompt.length, 1);   // logits for the last prompt token only
+ *     float[] logits = model.forward(batch);           // [1 × vocab]
+ *     Qwen2Model.clear(batch);
+ *     seq.addTo(batch, lastAndDrafts, 0, k + 1, k + 1);
+ *     logits = model.forward(batch);                   // row i: the distribution after lastAndDrafts[i]
+ *     seq.rollback(seq.length() - rejected);           // forget the rejected drafts' KV
+ * }
+ * }</pre>
+ * Several sequences go into one batch by calling {@link Sequence#addTo} for each; logit rows follow the order
+ * in which tokens were added.
+ *
+ * <p>Not thread-safe: one step loop drives it. Its buffers live as long as the backend (the caller closes the
+ * backend). Nothing allocates per step.
+ */
+public final class Qwen2Model {
+
+    /** Tokens per KV cache block. */
+    public static final int KV_BLOCK_SIZE = 16;
+
+    /**
+     * Sizes fixed at load.
+     *
+     * @param maxContext     most tokens one sequence may hold (RoPE table length)
+     * @param maxBatchTokens most tokens one forward step may process (activation buffers)
+     * @param maxSeqs        most sequences one step may hold
+     * @param maxLogitRows   most rows whose logits one step may request
+     * @param kvBlocks       KV cache blocks of {@link #KV_BLOCK_SIZE} tokens shared by all sequences
+     */
+    public record Limits(int maxContext, int maxBatchTokens, int maxSeqs, int maxLogitRows, int kvBlocks) {
+        public Limits {
+            if (maxContext <= 0 || maxBatchTokens <= 0 || maxSeqs <= 0 || maxLogitRows <= 0 || kvBlocks <= 0) {
+                throw new IllegalArgumentException("all limits must be positive: " + this);
+            }
+            if (maxLogitRows > maxBatchTokens) {
+                throw new IllegalArgumentException("maxLogitRows " + maxLogitRows + " exceeds maxBatchTokens "
+                        + maxBatchTokens);
+            }
+        }
+
+        /** One sequence of up to maxContext tokens: 256-token steps, 16 logit rows, a cache just big enough. */
+        public static Limits singleSequence(int maxContext) {
+            return new Limits(maxContext, 256, 1, 16, blocksFor(maxContext));
+        }
+
+        public int maxBlocksPerSeq() {
+            return blocksFor(maxContext);
+        }
+
+        public Limits withKvBlocks(int blocks) {
+            return new Limits(maxContext, maxBatchTokens, maxSeqs, maxLogitRows, blocks);
+        }
+
+        public Limits withMaxSeqs(int seqs) {
+            return new Limits(maxContext, maxBatchTokens, seqs, maxLogitRows, kvBlocks);
+        }
+
+        public Limits withMaxBatchTokens(int tokens, int logitRows) {
+            return new Limits(maxContext, tokens, maxSeqs, logitRows, kvBlocks);
+        }
+
+        static int blocksFor(int tokens) {
+            return (tokens + KV_BLOCK_SIZE - 1) / KV_BLOCK_SIZE;
+        }
+    }
+
+    /** One decoder layer's weights on the backend. */
+    private record Layer(Buffer inputNorm, Weight qkv, Buffer qkvBias, Weight o, Buffer postNorm, Weight gateUp,
+                         Weight down) {
+    }
+
+    private final ModelConfig config;
+    private final Backend backend;
+    private final Limits limits;
+
+    private final Weight embedTokens;
+    private final Layer[] layers;
+    private final Buffer finalNorm;
+    private final Weight lmHead;
+
+    private final RopeTable rope;
+    private final KvCache kvCache;
+    private final KvBlockAllocator blocks;
+
+    // activations [maxBatchTokens, width] and the logits [maxLogitRows, vocab]
+    private final Buffer x;
+    private final Buffer xNorm;
+    private final Buffer qkv;
+    private final Buffer attnOut;
+    private final Buffer proj;
+    private final Buffer gateUp;
+    private final Buffer ffn;
+    private final Buffer logitHidden;
+    private final Buffer logits;
+    private final float[] hostLogits;
+
+    // sizes
+    private final int hidden;
+    private final int qDim;
+    private final int kvDim;
+    private final int qkvDim;
+    private final int intermediate;
+    private final int vocab;
+    private final float eps;
+    private final float attentionScale;
+
+    private Qwen2Model(ModelConfig config, Backend backend, Limits limits, Weight embedTokens, Layer[] layers,
+                       Buffer finalNorm, Weight lmHead) {
+        this.config = config;
+        this.backend = backend;
+        this.limits = limits;
+        this.embedTokens = embedTokens;
+        this.layers = layers;
+        this.finalNorm = finalNorm;
+        this.lmHead = lmHead;
+
+        hidden = config.hiddenSize();
+        qDim = config.qDim();
+        kvDim = config.kvDim();
+        qkvDim = qDim + 2 * kvDim;
+        intermediate = config.intermediateSize();
+        vocab = config.vocabSize();
+        eps = (float) config.rmsNormEps();
+        attentionScale = (float) (1.0 / Math.sqrt(config.headDim()));
+
+        RopeFrequencies freqs = RopeFrequencies.of(config, limits.maxContext());
+        rope = backend.ropeTable(freqs.invFreq(), freqs.attentionScaling(), limits.maxContext());
+        kvCache = backend.kvCache(config.numLayers(), kvDim, limits.kvBlocks(), KV_BLOCK_SIZE);
+        blocks = new KvBlockAllocator(limits.kvBlocks(), KV_BLOCK_SIZE);
+
+        long t = limits.maxBatchTokens();
+        x = backend.allocate(t * hidden);
+        xNorm = backend.allocate(t * hidden);
+        qkv = backend.allocate(t * qkvDim);
+        attnOut = backend.allocate(t * qDim);
+        proj = backend.allocate(t * hidden);
+        gateUp = backend.allocate(t * 2L * intermediate);
+        ffn = backend.allocate(t * intermediate);
+        logitHidden = backend.allocate((long) limits.maxLogitRows() * hidden);
+        long logitFloats = (long) limits.maxLogitRows() * vocab;
+        if (logitFloats > Integer.MAX_VALUE - 16) {
+            throw new IllegalArgumentException(limits.maxLogitRows() + " logit rows of " + vocab
+                    + " do not fit one host array");
+        }
+        logits = backend.allocate(logitFloats);
+        hostLogits = new float[(int) logitFloats];
+    }
+
+    /**
+     * Loads the weights named as in HF checkpoints, validating every shape against the config.
+     *
+     * @param tensors      looks tensors up by name (e.g. {@code checkpoint::find})
+     * @param source       names the checkpoint in error messages
+     * @param weightFormat null/"native" to keep the checkpoint's dtype, or a format the backend converts to
+     */
+    public static Qwen2Model load(ModelConfig config, Function<String, Optional<Tensor>> tensors, String source,
+                                  Backend backend, Limits limits, String weightFormat) {
+        if (!config.architecture().equals("Qwen2ForCausalLM")) {
+            throw new ModelFormatException(source + ": architecture '" + config.architecture()
+                    + "' is not supported (k2j runs Qwen2ForCausalLM)");
+        }
+        Weights w = new Weights(tensors, source, config);
+        int h = config.hiddenSize();
+        int q = config.qDim();
+        int kv = config.kvDim();
+        int ff = config.intermediateSize();
+        int v = config.vocabSize();
+
+        Tensor embed = w.get("model.embed_tokens.weight", v, h);
+        Layer[] layers = new Layer[config.numLayers()];
+        for (int i = 0; i < layers.length; i++) {
+            String p = "model.layers." + i + ".";
+            layers[i] = new Layer(
+                    backend.vector(List.of(w.get(p + "input_layernorm.weight", h))),
+                    backend.matrix(List.of(
+                            w.get(p + "self_attn.q_proj.weight", q, h),
+                            w.get(p + "self_attn.k_proj.weight", kv, h),
+                            w.get(p + "self_attn.v_proj.weight", kv, h)), weightFormat),
+                    backend.vector(List.of(
+                            w.get(p + "self_attn.q_proj.bias", q),
+                            w.get(p + "self_attn.k_proj.bias", kv),
+                            w.get(p + "self_attn.v_proj.bias", kv))),
+                    backend.matrix(List.of(w.get(p + "self_attn.o_proj.weight", h, q)), weightFormat),
+                    backend.vector(List.of(w.get(p + "post_attention_layernorm.weight", h))),
+                    backend.matrix(List.of(
+                            w.get(p + "mlp.gate_proj.weight", ff, h),
+                            w.get(p + "mlp.up_proj.weight", ff, h)), weightFormat),
+                    backend.matrix(List.of(w.get(p + "mlp.down_proj.weight", h, ff)), weightFormat));
+        }
+        Buffer finalNorm = backend.vector(List.of(w.get("model.norm.weight", h)));
+
+        // The embedding is only gathered from, so it keeps its dtype; the lm_head is a matmul and follows
+        // weightFormat. Tied (as HF): lm_head is embed_tokens, whatever lm_head.weight the file may hold.
+        Weight embedTokens = backend.matrix(List.of(embed), null);
+        boolean keepNative = weightFormat == null || weightFormat.isBlank() || weightFormat.equalsIgnoreCase("native");
+        Weight lmHead;
+        if (config.tieWordEmbeddings()) {
+            lmHead = keepNative ? embedTokens : backend.matrix(List.of(embed), weightFormat);
+        } else {
+            lmHead = backend.matrix(List.of(w.get("lm_head.weight", v, h)), weightFormat);
+        }
+        return new Qwen2Model(config, backend, limits, embedTokens, layers, finalNorm, lmHead);
+    }
+
+    // ================================================================ the forward pass
+
+    /**
+     * Runs one step over the batch's tokens (their keys/values are stored as a side effect) and downloads the
+     * logits of {@code batch.logitRows}: row i of the result, at offset {@code i·vocab}, belongs to batch row
+     * {@code batch.logitRows[i]}. The returned array is this model's own and is overwritten by the next call.
+     */
+    public float[] forward(Batch batch) {
+        run(batch);
+        if (batch.nLogits > 0) {
+            backend.download(logits, 0, hostLogits, 0, batch.nLogits * vocab);
+        }
+        return hostLogits;
+    }
+
+    /** Like {@link #forward} but only the argmax of each logit row comes back (greedy without a download). */
+    public void forwardArgmax(Batch batch, int[] out) {
+        run(batch);
+        if (batch.nLogits > 0) {
+            backend.argmax(logits, batch.nLogits, vocab, out);
+        }
+    }
+
+    private void run(Batch batch) {
+        checkBatch(batch);
+        int n = batch.nTokens;
+        backend.embed(embedTokens, batch, x);
+        for (int l = 0; l < layers.length; l++) {
+            Layer layer = layers[l];
+            // attention block
+            backend.rmsNorm(x, layer.inputNorm, eps, n, hidden, xNorm);
+            backend.matmul(layer.qkv, layer.qkvBias, xNorm, n, qkv);
+            backend.rope(qkv, n, qkvDim, 0, config.numHeads(), config.headDim(), batch, rope);
+            backend.rope(qkv, n, qkvDim, qDim, config.numKvHeads(), config.headDim(), batch, rope);
+            backend.storeKv(kvCache, l, qkv, qkvDim, qDim, qDim + kvDim, batch);
+            backend.attention(qkv, qkvDim, kvCache, l, batch, config.numHeads(), config.numKvHeads(),
+                    config.headDim(), attentionScale, attnOut);
+            backend.matmul(layer.o, null, attnOut, n, proj);
+            backend.add(x, proj, n, hidden);
+            // feed-forward block
+            backend.rmsNorm(x, layer.postNorm, eps, n, hidden, xNorm);
+            backend.matmul(layer.gateUp, null, xNorm, n, gateUp);
+            backend.siluMul(gateUp, n, intermediate, ffn);
+            backend.matmul(layer.down, null, ffn, n, proj);
+            backend.add(x, proj, n, hidden);
+        }
+        if (batch.nLogits > 0) {
+            backend.gatherRows(x, hidden, batch, logitHidden);
+            backend.rmsNorm(logitHidden, finalNorm, eps, batch.nLogits, hidden, logitHidden);
+            backend.matmul(lmHead, null, logitHidden, batch.nLogits, logits);
+        }
+    }
+
+    private void checkBatch(Batch batch) {
+        if (batch.nTokens <= 0 || batch.nTokens > limits.maxBatchTokens()) {
+            throw new IllegalArgumentException("batch has " + batch.nTokens + " tokens; a step takes 1 to "
+                    + limits.maxBatchTokens());
+        }
+        if (batch.nLogits > limits.maxLogitRows()) {
+            throw new IllegalArgumentException("batch asks for " + batch.nLogits + " logit rows; a step gives at most "
+                    + limits.maxLogitRows());
+        }
+        if (batch.nSeqs <= 0 || batch.nSeqs > batch.maxSeqs) {
+            throw new IllegalArgumentException("batch has " + batch.nSeqs + " sequences");
+        }
+    }
+
+    // ================================================================ batches and sequences
+
+    /** A batch sized to this model's limits. */
+    public Batch newBatch() {
+        return new Batch(limits.maxBatchTokens(), limits.maxSeqs(), limits.maxBlocksPerSeq());
+    }
+
+    /** Empties a batch for the next step. */
+    public static void clear(Batch batch) {
+        batch.nTokens = 0;
+        batch.nSeqs = 0;
+        batch.nLogits = 0;
+    }
+
+    /** An empty sequence in this model's KV cache; close it to free its blocks. */
+    public Sequence newSequence() {
+        return new Sequence(blocks, kvCache, limits.maxContext());
+    }
+
+    /** Free KV blocks (a server admits a request when its blocks fit). */
+    public int freeKvBlocks() {
+        return blocks.freeBlocks();
+    }
+
+    public ModelConfig config() {
+        return config;
+    }
+
+    public Limits limits() {
+        return limits;
+    }
+
+    public Backend backend() {
+        return backend;
+    }
+
+    public int vocabSize() {
+        return vocab;
+    }
+
+    /** Bytes one decode step streams from weights (every matrix once, plus one embedding row). */
+    public long weightBytesPerToken() {
+        long total = lmHead.byteSize();
+        for (Layer layer : layers) {
+            total += layer.qkv.byteSize() + layer.o.byteSize() + layer.gateUp.byteSize() + layer.down.byteSize();
+        }
+        return total;
+    }
+
+    /** Looks tensors up and checks their shapes, naming the source and tensor on failure. */
+    private record Weights(Function<String, Optional<Tensor>> lookup, String source, ModelConfig config) {
+        Tensor get(String name, long... shape) {
+            Tensor t = lookup.apply(name).orElseThrow(() -> new ModelFormatException(source
+                    + ": missing tensor '" + name + "'"));
+            if (!Arrays.equals(t.shape(), shape)) {
+                throw new ModelFormatException(source + ": tensor '" + name + "' has shape "
+                        + Arrays.toString(t.shape()) + ", but config.json (hidden_size=" + config.hiddenSize()
+                        + ", heads=" + config.numHeads() + ", kv_heads=" + config.numKvHeads() + ", head_dim="
+                        + config.headDim() + ", intermediate_size=" + config.intermediateSize() + ", vocab_size="
+                        + config.vocabSize() + ") implies " + Arrays.toString(shape));
+            }
+            return t;
+        }
+    }
+}
