@@ -145,7 +145,7 @@ public final class CpuBackend implements Backend {
             return target;
         }
         if (target.isQuantized()) {
-            throw new IllegalArgumentException("weight format '" + format + "' (tensor '" + tensorName
+            throw new IllegalArgumentException("weight format " + target + " (asked for tensor '" + tensorName
                     + "') is not supported by the CPU backend yet; use null, f32, bf16 or f16");
         }
         throw new IllegalArgumentException("the CPU backend converts weights only to f32, not " + source + " to '"
@@ -508,7 +508,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void close() {
         pool.close();
-        arena.close();
+        if (arena.scope().isAlive()) {
+            arena.close(); // converted weights die with the backend; later use of them throws IllegalStateException
+        }
     }
 
     // ================================================================================================ dispatch
