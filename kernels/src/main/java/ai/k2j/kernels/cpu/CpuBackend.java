@@ -40,6 +40,8 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     /** Attention score scratch per part, as long as the largest KV cache has slots. */
     private float[][] scores;
+    /** Four decoded weight rows per part (F16 matmul), 4 × the widest matrix's cols. */
+    private float[][] rowScratch;
 
     private final MatmulTask matmulTask = new MatmulTask();
     private final RmsNormTask rmsNormTask = new RmsNormTask();
@@ -59,6 +61,7 @@ public final class CpuBackend implements Backend {
         int parts = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
         this.pool = new WorkerPool(parts, "k2j-cpu-worker-");
         this.scores = new float[parts][0];
+        this.rowScratch = new float[parts][0];
     }
 
     /** Threads working on each op, the caller included. */
@@ -121,6 +124,9 @@ public final class CpuBackend implements Backend {
         }
         CpuWeight weight = new CpuWeight(source, cols, segments, partStart);
         DType target = targetFormat(format, source, first.name());
+        if (4 * cols > rowScratch[0].length) {
+            rowScratch = grown(rowScratch.length, 4 * cols);
+        }
         return target == source ? weight : toF32(weight);
     }
 
@@ -241,13 +247,17 @@ public final class CpuBackend implements Backend {
     public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize) {
         CpuKvCache cache = new CpuKvCache(layers, kvDim, numBlocks, blockSize);
         if (cache.slots() > scores[0].length) {
-            float[][] grown = new float[scores.length][];
-            for (int i = 0; i < grown.length; i++) {
-                grown[i] = new float[cache.slots()];
-            }
-            scores = grown;
+            scores = grown(scores.length, cache.slots());
         }
         return cache;
+    }
+
+    private static float[][] grown(int parts, int length) {
+        float[][] a = new float[parts][];
+        for (int i = 0; i < parts; i++) {
+            a[i] = new float[length];
+        }
+        return a;
     }
 
     // ================================================================================================ ops
@@ -299,10 +309,10 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("matmul out must not alias x");
         }
         checkRows(n, cw.cols);
-        need(xs, (long) n * cw.cols, "matmul x (" + cw + ")");
-        need(o, (long) n * cw.rows, "matmul out (" + cw + ")");
+        need(xs, (long) n * cw.cols, "matmul x", cw);
+        need(o, (long) n * cw.rows, "matmul out", cw);
         if (b != null) {
-            need(b, cw.rows, "matmul bias (" + cw + ")");
+            need(b, cw.rows, "matmul bias", cw);
         }
         MatmulTask task = matmulTask;
         task.w = cw;
@@ -310,6 +320,7 @@ public final class CpuBackend implements Backend {
         task.x = xs;
         task.n = n;
         task.out = o;
+        task.rowScratch = rowScratch;
         dispatch(task, cw.rows, (long) n * cw.rows * cw.cols);
     }
 
@@ -557,10 +568,11 @@ public final class CpuBackend implements Backend {
         float[] x;
         int n;
         float[] out;
+        float[][] rowScratch;
 
         @Override
         void runRows(int r0, int r1, int part) {
-            matmulRows(w, x, n, out, r0, r1);
+            matmulRows(w, x, n, out, r0, r1, rowScratch[part]);
             if (bias != null) {
                 for (int t = 0; t < n; t++) {
                     Kernels.add(out, t * w.rows + r0, bias, r0, r1 - r0);
@@ -570,7 +582,7 @@ public final class CpuBackend implements Backend {
     }
 
     /** out[t, r] = x[t] · row r for rows [r0, r1), walking the stacked parts those rows live in. */
-    static void matmulRows(CpuWeight w, float[] x, int n, float[] out, int r0, int r1) {
+    static void matmulRows(CpuWeight w, float[] x, int n, float[] out, int r0, int r1, float[] rowScratch) {
         for (int p = 0; p < w.segments.length; p++) {
             int first = Math.max(r0, w.partStart[p]);
             int end = Math.min(r1, w.partStart[p + 1]);
@@ -582,7 +594,8 @@ public final class CpuBackend implements Backend {
             switch (w.dtype) {
                 case F32 -> MatmulKernels.rowsF32(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
                 case BF16 -> MatmulKernels.rowsBF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
-                case F16 -> MatmulKernels.rowsF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
+                case F16 -> MatmulKernels.rowsF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
+                        rowScratch);
                 default -> throw new IllegalStateException("no CPU kernel for " + w.dtype);
             }
         }
@@ -715,8 +728,14 @@ public final class CpuBackend implements Backend {
     }
 
     private static void need(float[] data, long floats, String what) {
+        need(data, floats, what, null);
+    }
+
+    /** Checks a buffer's capacity; the message (naming {@code subject} when given) is only built on failure. */
+    private static void need(float[] data, long floats, String what, Object subject) {
         if (data.length < floats) {
-            throw new IllegalArgumentException(what + " needs " + floats + " floats, the buffer holds " + data.length);
+            throw new IllegalArgumentException(what + (subject == null ? "" : " (" + subject + ")") + " needs " + floats
+                    + " floats, the buffer holds " + data.length);
         }
     }
 
