@@ -27,6 +27,10 @@ import java.util.Locale;
  *       output features, or (token, head) pairs). A dot product is never split, and every kernel sums in a
  *       fixed order, so results are bit-identical for any thread count and any batch composition.</li>
  *   <li>Nothing is allocated by the ops; all scratch is sized when weights, buffers or caches are created.</li>
+ *   <li>Aliasing: rmsNorm and siluMul may write in place (out == x, out == gateUp); matmul's out must not be
+ *       x, and attention's out must not be qkv (both are refused).</li>
+ *   <li>Bad arguments (foreign or too small buffers, token ids, positions or block-table entries out of range)
+ *       throw {@link IllegalArgumentException} before any work starts.</li>
  * </ul>
  */
 public final class CpuBackend implements Backend {
@@ -36,6 +40,7 @@ public final class CpuBackend implements Backend {
     private static final long MAX_FLOATS = Integer.MAX_VALUE - 8;
 
     private final WorkerPool pool;
+    private final long parallelWork;
     /** Owns converted weight copies; closed with the backend. */
     private final Arena arena = Arena.ofShared();
     /** Attention score scratch per part, as long as the largest KV cache has slots. */
@@ -55,11 +60,17 @@ public final class CpuBackend implements Backend {
      * @param threads threads that work on each op, the caller included; 0 means all available processors
      */
     public CpuBackend(int threads) {
+        this(threads, PARALLEL_WORK);
+    }
+
+    /** Tests use {@code parallelWork = 0} to split even tiny ops over the threads. */
+    CpuBackend(int threads, long parallelWork) {
         if (threads < 0) {
             throw new IllegalArgumentException("threads must be >= 0 (0 = all processors), got " + threads);
         }
         int parts = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
         this.pool = new WorkerPool(parts, "k2j-cpu-worker-");
+        this.parallelWork = parallelWork;
         this.scores = new float[parts][0];
         this.rowScratch = new float[parts][0];
     }
@@ -441,8 +452,16 @@ public final class CpuBackend implements Backend {
         task.gateUp = g;
         task.dim = dim;
         task.out = o;
-        // In place (out == gateUp) is only correct row by row in order: row t's output lands on consumed input.
-        dispatch(task, n, g == o ? 0 : (long) n * dim * 8);
+        if (g == o) {
+            // In place is only correct row by row in order: row t's output lands on input already consumed.
+            checkOpen();
+            task.rows = n;
+            if (n > 0) {
+                task.runRows(0, n, 0);
+            }
+        } else {
+            dispatch(task, n, (long) n * dim * 8);
+        }
     }
 
     @Override
@@ -548,7 +567,7 @@ public final class CpuBackend implements Backend {
         if (rows <= 0) {
             return;
         }
-        if (rows == 1 || work < PARALLEL_WORK || pool.parts() == 1) {
+        if (rows == 1 || work < parallelWork || pool.parts() == 1) {
             task.runRows(0, rows, 0);
         } else {
             pool.run(task);

@@ -65,7 +65,7 @@ class CpuAttentionTest {
     private static void run(Layout layout) {
         float[] out1;
         float[] out2;
-        try (CpuBackend one = new CpuBackend(1); CpuBackend two = new CpuBackend(2)) {
+        try (CpuBackend one = new CpuBackend(1); CpuBackend two = new CpuBackend(2, 0)) {
             out1 = scenario(one, layout);
             out2 = scenario(two, layout);
         }

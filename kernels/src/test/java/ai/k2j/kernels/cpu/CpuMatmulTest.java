@@ -36,8 +36,8 @@ class CpuMatmulTest {
     @BeforeAll
     static void start() {
         one = new CpuBackend(1);
-        two = new CpuBackend(2);
-        three = new CpuBackend(3);
+        two = new CpuBackend(2, 0); // split even tiny ops over both threads
+        three = new CpuBackend(3, 0);
     }
 
     @AfterAll

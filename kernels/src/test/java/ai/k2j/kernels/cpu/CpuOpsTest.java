@@ -39,7 +39,7 @@ class CpuOpsTest {
     @BeforeAll
     static void start() {
         one = new CpuBackend(1);
-        two = new CpuBackend(2);
+        two = new CpuBackend(2, 0); // split even tiny ops over both threads
     }
 
     @AfterAll

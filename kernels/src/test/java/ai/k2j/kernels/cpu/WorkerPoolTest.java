@@ -15,7 +15,7 @@ class WorkerPoolTest {
     @Test
     void everyPartRunsExactlyOncePerTaskAndResultsAreVisible() throws InterruptedException {
         try (WorkerPool pool = new WorkerPool(3, "test-worker-")) {
-            int rounds = 20_000;
+            int rounds = 5_000;
             AtomicIntegerArray runs = new AtomicIntegerArray(3);
             long[] plain = new long[3]; // written by the parts without synchronization, read by the caller after run
             for (int round = 0; round < rounds; round++) {
@@ -25,7 +25,7 @@ class WorkerPoolTest {
                     runs.incrementAndGet(part);
                     plain[part] += r;
                 });
-                if (round % 5000 == 0) {
+                if (round % 1000 == 0) {
                     Thread.sleep(2); // let the workers fall asleep (park) now and then
                 }
             }
