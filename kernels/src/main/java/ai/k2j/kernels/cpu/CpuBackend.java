@@ -135,7 +135,10 @@ public final class CpuBackend implements Backend {
         }
         CpuWeight weight = new CpuWeight(source, cols, segments, partStart);
         DType target = targetFormat(format, source, first.name());
-        if (4 * cols > rowScratch[0].length) {
+        if (target == DType.F16 && 4L * cols > rowScratch[0].length) {
+            if (4L * cols > MAX_FLOATS) {
+                throw new IllegalArgumentException("F16 tensor '" + first.name() + "' is too wide: " + cols + " columns");
+            }
             rowScratch = grown(rowScratch.length, 4 * cols);
         }
         return target == source ? weight : toF32(weight);
