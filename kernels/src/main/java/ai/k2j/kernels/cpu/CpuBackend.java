@@ -83,6 +83,63 @@ public final class CpuBackend implements Backend {
         return pool.parts();
     }
 
+    /**
+     * The machine's read bandwidth as this backend's threads see it, in bytes per second: the best of
+     * {@code passes} passes of summing {@code bytes} of freshly written off-heap memory (make it several times the
+     * last-level cache), split evenly over the threads like a matmul's rows, with the same vector loads the
+     * kernels use. The memory is freed before returning. This is the roofline the decode kernels are measured
+     * against; it runs on the calling thread plus the workers.
+     */
+    public double measureReadBandwidth(long bytes, int passes) {
+        if (bytes < 1 << 20 || passes < 1) {
+            throw new IllegalArgumentException("bandwidth probe needs >= 1 MiB and >= 1 pass, got " + bytes + " bytes, "
+                    + passes + " passes");
+        }
+        checkOpen();
+        long vectorBytes = (long) MatmulKernels.L * Float.BYTES * 4;
+        long size = bytes / vectorBytes * vectorBytes;
+        try (Arena probe = Arena.ofShared()) {
+            MemorySegment seg = probe.allocate(size, 4096);
+            seg.fill((byte) 1); // touch every page before timing
+            ReadTask task = new ReadTask();
+            task.seg = seg;
+            task.unit = vectorBytes;
+            task.sums = new float[pool.parts()];
+            double best = 0;
+            for (int p = 0; p < passes; p++) {
+                long t0 = System.nanoTime();
+                task.rows = (int) (size / vectorBytes);
+                if (pool.parts() == 1) {
+                    task.runRows(0, task.rows, 0);
+                } else {
+                    pool.run(task);
+                }
+                long dt = System.nanoTime() - t0;
+                best = Math.max(best, size / (dt / 1e9));
+            }
+            float check = 0;
+            for (float f : task.sums) {
+                check += f;
+            }
+            if (check == 42.4242f) { // keeps the sums alive; never true
+                System.err.print("");
+            }
+            return best;
+        }
+    }
+
+    /** Sums units of four vectors ({@code unit} bytes) [r0, r1) of a segment: the bandwidth probe's work. */
+    private static final class ReadTask extends RowTask {
+        MemorySegment seg;
+        long unit;
+        float[] sums;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            sums[part] = MatmulKernels.sum(seg, r0 * unit, (r1 - r0) * unit);
+        }
+    }
+
     /** Worker thread ids (for allocation accounting in tests). */
     long[] workerThreadIds() {
         return pool.workerThreadIds();

@@ -57,6 +57,15 @@ final class MatmulKernels {
     static final int PARTS = BL / L;
     /** The quantized register kernels need a half block (16 values) to be whole byte vectors. */
     static final boolean QUANT_IN_REGISTERS = BL <= 16;
+    /**
+     * With 16-lane floats (AVX-512) a Q4_0 block decodes by table lookup: the 16 values (q − 8)·d a nibble can
+     * stand for fit one vector, so a permute replaces the int→float conversion and the scaling per weight vector
+     * (measured ~35% faster than converting, single thread, on Zen 4).
+     */
+    static final boolean Q4_LOOKUP = L == 16;
+    /** q − 8 for q = 0..15: times a block's d, the block's 16 possible values (exact). */
+    private static final FloatVector Q4_LEVELS = L == 16
+            ? FloatVector.fromArray(F, new float[] {-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7}, 0) : null;
 
     /** Tokens per {@link #tile} pass (and rows: 4). Twelve accumulators + three x + one w fill AVX2's 16. */
     static final int TILE_TOKENS = 3;
@@ -201,7 +210,13 @@ final class MatmulKernels {
                     case F32 -> dot4RowsF32(w, off, rowBytes, k, cols, x, 0, out, outRow + r, scratch, lanes);
                     case BF16 -> dot4RowsBF16(w, off, rowBytes, k, cols, x, 0, out, outRow + r, scratch, lanes);
                     case Q8_0 -> dot4RowsQ8_0(w, off, rowBytes, k, cols, x, 0, out, outRow + r, scratch, lanes);
-                    case Q4_0 -> dot4RowsQ4_0(w, off, rowBytes, k, cols, x, 0, out, outRow + r, scratch, lanes);
+                    case Q4_0 -> {
+                        if (Q4_LOOKUP) {
+                            dot4RowsQ4_0Lookup(w, off, rowBytes, k, cols, x, 0, out, outRow + r, scratch, lanes);
+                        } else {
+                            dot4RowsQ4_0(w, off, rowBytes, k, cols, x, 0, out, outRow + r, scratch, lanes);
+                        }
+                    }
                     default -> throw new IllegalStateException("unreachable: " + dtype);
                 }
             } else {
@@ -473,6 +488,57 @@ final class MatmulKernels {
                 treeSum(lanes, lo + 3 * L));
     }
 
+    /**
+     * {@link #dot4RowsQ4_0} for 16-lane floats: the 16 bytes of a block widen to 16 int lanes whose low nibbles
+     * index columns 0–15 and high nibbles columns 16–31 in a per-row table of the block's values (q − 8)·d.
+     * The weights are the same exact values in the same order (a zero may come out as −0, which adds nothing).
+     */
+    static void dot4RowsQ4_0Lookup(MemorySegment w, long off, long rowBytes, int rows, int cols, float[] x, int xOff,
+            float[] out, int o, float[] lanes, int lo) {
+        long o0 = off;
+        long o1 = rows > 1 ? o0 + rowBytes : o0;
+        long o2 = rows > 2 ? o0 + 2 * rowBytes : o0;
+        long o3 = rows > 3 ? o0 + 3 * rowBytes : o0;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        FloatVector levels = Q4_LEVELS;
+        int blocks = cols >>> 5;
+        for (int b = 0; b < blocks; b++) {
+            long q = 18L * b;
+            FloatVector x0 = FloatVector.fromArray(F, x, xOff + 32 * b);
+            FloatVector x1 = FloatVector.fromArray(F, x, xOff + 32 * b + 16);
+            IntVector t0 = levels.mul(scale(w, o0 + q)).reinterpretAsInts();
+            IntVector t1 = levels.mul(scale(w, o1 + q)).reinterpretAsInts();
+            IntVector t2 = levels.mul(scale(w, o2 + q)).reinterpretAsInts();
+            IntVector t3 = levels.mul(scale(w, o3 + q)).reinterpretAsInts();
+            IntVector n0 = nibbleLanes(w, o0 + q + 2);
+            IntVector n1 = nibbleLanes(w, o1 + q + 2);
+            IntVector n2 = nibbleLanes(w, o2 + q + 2);
+            IntVector n3 = nibbleLanes(w, o3 + q + 2);
+            a0 = n0.and(15).selectFrom(t0).reinterpretAsFloats().fma(x0, a0);
+            a1 = n1.and(15).selectFrom(t1).reinterpretAsFloats().fma(x0, a1);
+            a2 = n2.and(15).selectFrom(t2).reinterpretAsFloats().fma(x0, a2);
+            a3 = n3.and(15).selectFrom(t3).reinterpretAsFloats().fma(x0, a3);
+            a0 = n0.lanewise(VectorOperators.LSHR, 4).selectFrom(t0).reinterpretAsFloats().fma(x1, a0);
+            a1 = n1.lanewise(VectorOperators.LSHR, 4).selectFrom(t1).reinterpretAsFloats().fma(x1, a1);
+            a2 = n2.lanewise(VectorOperators.LSHR, 4).selectFrom(t2).reinterpretAsFloats().fma(x1, a2);
+            a3 = n3.lanewise(VectorOperators.LSHR, 4).selectFrom(t3).reinterpretAsFloats().fma(x1, a3);
+        }
+        a0.intoArray(lanes, lo);
+        a1.intoArray(lanes, lo + L);
+        a2.intoArray(lanes, lo + 2 * L);
+        a3.intoArray(lanes, lo + 3 * L);
+        store4(out, o, 1, rows, treeSum(lanes, lo), treeSum(lanes, lo + L), treeSum(lanes, lo + 2 * L),
+                treeSum(lanes, lo + 3 * L));
+    }
+
+    /** The 16 packed bytes of a Q4_0 block, zero-extended to 16 int lanes (16-lane floats only). */
+    static IntVector nibbleLanes(MemorySegment w, long off) {
+        return (IntVector) loadBytes(w, off).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
+    }
+
     /** Low nibbles (h = 0) or high nibbles (h = 1) of packed Q4_0 bytes, as values 0–15. */
     static ByteVector nibbles(ByteVector packed, int h) {
         return h == 0 ? packed.and((byte) 0x0F) : packed.lanewise(VectorOperators.LSHR, 4);
@@ -617,6 +683,25 @@ final class MatmulKernels {
         if (tokens > 2) {
             store4(out, o + 2 * oStride, 1, rows, s02, s12, s22, s32);
         }
+    }
+
+    // ================================================================================================ probes
+
+    /** Sum of the floats in w[off, off + bytes) (bytes a multiple of 4 vectors): a pure streaming read. */
+    static float sum(MemorySegment w, long off, long bytes) {
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        long step = 4L * L * Float.BYTES;
+        long vb = (long) L * Float.BYTES;
+        for (long b = off; b < off + bytes; b += step) {
+            a0 = a0.add(loadF32(w, b));
+            a1 = a1.add(loadF32(w, b + vb));
+            a2 = a2.add(loadF32(w, b + 2 * vb));
+            a3 = a3.add(loadF32(w, b + 3 * vb));
+        }
+        return a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
     }
 
     // ================================================================================================ row decoders

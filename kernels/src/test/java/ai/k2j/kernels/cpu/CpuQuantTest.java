@@ -307,6 +307,11 @@ class CpuQuantTest {
                 MatmulKernels.dot4RowsQ8_0(bytes, 0, rowBytes, 4, cols, x, 0, fused, 0, lanes, 0);
             } else {
                 MatmulKernels.dot4RowsQ4_0(bytes, 0, rowBytes, 4, cols, x, 0, fused, 0, lanes, 0);
+                if (MatmulKernels.Q4_LOOKUP) {
+                    float[] lookup = new float[4];
+                    MatmulKernels.dot4RowsQ4_0Lookup(bytes, 0, rowBytes, 4, cols, x, 0, lookup, 0, lanes, 0);
+                    assertArrayEquals(viaRows, lookup, "Q4_0 by lookup");
+                }
             }
             assertArrayEquals(viaRows, fused, q + " with " + L + "-lane vectors");
         }
