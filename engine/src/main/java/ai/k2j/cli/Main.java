@@ -23,6 +23,10 @@ public final class Main {
               synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
                                              [--tokenizer PATH] [--max-shard-gb G]
               info       describe a model    --model DIR
+              bench      speed vs roofline   --model DIR [--quant q8_0|q4_0] [--prompt-tokens N] [--gen-tokens M]
+                                             [--threads N] [--json]
+              quantize   write Q8_0/Q4_0     --model DIR --quant q8_0|q4_0 --out DIR [--head-quant Q]
+              quant-accuracy  KL vs BF16     --model DIR (--quant Q | --quantized DIR) (--text FILE | --tokens N)
             run 'k2j VERB --help' for a verb's flags.
             """;
 
@@ -52,6 +56,9 @@ public final class Main {
                 case "tokenize" -> new TokenizeCommand();
                 case "synth" -> new SynthCommand();
                 case "info" -> new InfoCommand();
+                case "bench" -> new BenchCommand();
+                case "quantize" -> new QuantizeCommand();
+                case "quant-accuracy" -> new QuantAccuracyCommand();
                 default -> null;
             };
             if (cmd == null) {

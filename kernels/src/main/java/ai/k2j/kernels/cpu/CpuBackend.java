@@ -45,6 +45,8 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     /** Attention score scratch per part, as long as the largest KV cache has slots. */
     private float[][] scores;
+    /** One vector of floats per part, where attention's dot products spill their accumulator to sum its lanes. */
+    private final float[][] lanes;
     /**
      * Decoded weight rows per part: a tile of rows for the multi-token matmul path ({@link MatmulKernels#rows}), or
      * four rows for the one-token F16 path; sized for the widest matrix made so far.
@@ -75,6 +77,7 @@ public final class CpuBackend implements Backend {
         this.pool = new WorkerPool(parts, "k2j-cpu-worker-");
         this.parallelWork = parallelWork;
         this.scores = new float[parts][0];
+        this.lanes = new float[parts][MatmulKernels.L];
         this.rowScratch = new float[parts][0];
     }
 
@@ -140,8 +143,8 @@ public final class CpuBackend implements Backend {
         }
     }
 
-    /** Worker thread ids (for allocation accounting in tests). */
-    long[] workerThreadIds() {
+    /** Ids of the worker threads (not the caller), for allocation accounting by tests and benchmarks. */
+    public long[] workerThreadIds() {
         return pool.workerThreadIds();
     }
 
@@ -508,6 +511,7 @@ public final class CpuBackend implements Backend {
         task.scale = scale;
         task.out = o;
         task.scores = scores;
+        task.lanes = lanes;
         long work = 0;
         for (int t = 0; t < n; t++) {
             work += (long) (batch.positions[t] + 1) * qWidth;
@@ -737,16 +741,18 @@ public final class CpuBackend implements Backend {
         float scale;
         float[] out;
         float[][] scores;
+        float[][] lanes;
 
         @Override
         void runRows(int r0, int r1, int part) {
             float[] scratch = scores[part];
+            float[] lane = lanes[part];
             for (int i = r0; i < r1; i++) {
                 int t = i / heads;
                 int h = i % heads;
                 Kernels.attendHead(q, t * rowStride + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
                         batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
-                        batch.positions[t] + 1, scale, scratch, out, (t * heads + h) * headDim);
+                        batch.positions[t] + 1, scale, scratch, lane, out, (t * heads + h) * headDim);
             }
         }
     }

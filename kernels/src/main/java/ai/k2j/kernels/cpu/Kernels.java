@@ -4,7 +4,6 @@ import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
-import static ai.k2j.kernels.cpu.MatmulKernels.sumLanes;
 
 /**
  * Row kernels over float32 activations (everything but the weight matrices). Each works on one row (or one
@@ -19,14 +18,18 @@ final class Kernels {
     private static final VectorSpecies<Float> F = MatmulKernels.F;
     private static final int L = F.length();
 
-    /** Σ a[ao + i]·b[bo + i] for i in [0, len): one fused vector accumulator, lanes in order, then the tail. */
-    static float dot(float[] a, int ao, float[] b, int bo, int len) {
+    /**
+     * Σ a[ao + i]·b[bo + i] for i in [0, len): one fused vector accumulator, lanes summed in MatmulKernels' fixed
+     * tree (spilled to {@code lanes[0, L)}: no vector crosses a call, see MatmulKernels), then the tail.
+     */
+    static float dot(float[] a, int ao, float[] b, int bo, int len, float[] lanes) {
         FloatVector acc = FloatVector.zero(F);
         int upper = F.loopBound(len);
         for (int i = 0; i < upper; i += L) {
             acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
         }
-        float s = sumLanes(acc);
+        acc.intoArray(lanes, 0);
+        float s = MatmulKernels.treeSum(lanes, 0);
         for (int i = upper; i < len; i++) {
             s = Math.fma(a[ao + i], b[bo + i], s);
         }
@@ -92,13 +95,14 @@ final class Kernels {
      * + p % blockSize}, head columns starting at {@code headOff} of the slot's kvDim floats.
      *
      * @param scores scratch of at least len floats
+     * @param lanes  scratch of at least one vector's floats
      */
     static void attendHead(float[] q, int qo, float[] keys, float[] values, int kvDim, int headOff, int headDim,
                            int[] table, int tableOff, int blockSize, int len, float scale, float[] scores,
-                           float[] out, int o) {
+                           float[] lanes, float[] out, int o) {
         for (int p = 0; p < len; p++) {
             int slot = table[tableOff + p / blockSize] * blockSize + p % blockSize;
-            scores[p] = dot(q, qo, keys, slot * kvDim + headOff, headDim) * scale;
+            scores[p] = dot(q, qo, keys, slot * kvDim + headOff, headDim, lanes) * scale;
         }
         softmax(scores, len);
         java.util.Arrays.fill(out, o, o + headDim, 0f);

@@ -135,6 +135,24 @@ final class MatmulKernels {
      * boxed.
      */
     static float treeSum(float[] v, int o) {
+        if (L == 16) { // the common shapes spelled out: loads and adds in registers, no stores
+            float s0 = v[o] + v[o + 8];
+            float s1 = v[o + 1] + v[o + 9];
+            float s2 = v[o + 2] + v[o + 10];
+            float s3 = v[o + 3] + v[o + 11];
+            float s4 = v[o + 4] + v[o + 12];
+            float s5 = v[o + 5] + v[o + 13];
+            float s6 = v[o + 6] + v[o + 14];
+            float s7 = v[o + 7] + v[o + 15];
+            return ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7));
+        }
+        if (L == 8) {
+            float s0 = v[o] + v[o + 4];
+            float s1 = v[o + 1] + v[o + 5];
+            float s2 = v[o + 2] + v[o + 6];
+            float s3 = v[o + 3] + v[o + 7];
+            return (s0 + s2) + (s1 + s3);
+        }
         if (L > 16) {
             float s = v[o];
             for (int i = 1; i < L; i++) {
@@ -254,36 +272,20 @@ final class MatmulKernels {
 
     // ================================================================================================ loaders
 
-    static FloatVector loadF32(MemorySegment w, long off) {
-        return FloatVector.fromMemorySegment(F, w, off, LE);
-    }
+    /*
+     * Vector loads and decodes are written out inside each kernel rather than called through helpers: a helper
+     * taking or returning a vector must be inlined by C2 or the vector is boxed (allocating), and C2 declines to
+     * inline a method that is already compiled into a big body elsewhere (InlineSmallCode), which depends on what
+     * ran earlier in the process. Scalar helpers are safe either way.
+     */
 
     static float atF32(MemorySegment w, long off) {
         return w.get(F32_LE, off);
     }
 
-    /** bf16 is the top half of a float32: widen the shorts to ints and shift them into place. */
-    static FloatVector loadBF16(MemorySegment w, long off) {
-        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, off, LE).convertShape(VectorOperators.S2I, I, 0);
-        return h.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
-
+    /** bf16 is the top half of a float32 (vectors: widen the shorts to ints and shift them left by 16). */
     static float atBF16(MemorySegment w, long off) {
         return Float.intBitsToFloat(w.get(I16_LE, off) << 16);
-    }
-
-    /**
-     * IEEE half → float without a hardware conversion (JDK 25 has no vector one). Shifting the sign-extended half
-     * left by 13 puts its sign, exponent and mantissa where a float keeps them; multiplying by 2^112 rebiases the
-     * exponent, which also turns half subnormals into the right normal floats, exactly. Exponent 31 (inf/NaN)
-     * gets the float's all-ones exponent instead. Exact for all 65536 inputs (see the tests).
-     */
-    static FloatVector loadF16(MemorySegment w, long off) {
-        IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, off, LE).convertShape(VectorOperators.S2I, I, 0);
-        IntVector bits = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFF_E000); // sign (bit 31 after sign extension)
-        FloatVector finite = bits.reinterpretAsFloats().mul(0x1p112f);
-        VectorMask<Integer> infOrNan = h.and(0x7C00).compare(VectorOperators.EQ, 0x7C00);
-        return finite.reinterpretAsInts().blend(bits.or(0x7F80_0000), infOrNan).reinterpretAsFloats();
     }
 
     static float atF16(MemorySegment w, long off) {
@@ -293,15 +295,6 @@ final class MatmulKernels {
     /** The f16 scale at the start of a Q8_0/Q4_0 block (F16C converts it in one instruction). */
     static float scale(MemorySegment w, long blockOff) {
         return Float.float16ToFloat(w.get(I16_LE, blockOff));
-    }
-
-    static ByteVector loadBytes(MemorySegment w, long off) {
-        return ByteVector.fromMemorySegment(B, w, off, LE);
-    }
-
-    /** Part p of a byte vector (int8 or nibble values) widened to floats. */
-    static FloatVector widen(ByteVector q, int p) {
-        return (FloatVector) q.convertShape(VectorOperators.B2F, F, p);
     }
 
     // ================================================================================================ one token
@@ -324,10 +317,10 @@ final class MatmulKernels {
         for (int c = 0; c < upper; c += L) {
             FloatVector xv = FloatVector.fromArray(F, x, xOff + c);
             long b = 4L * c;
-            a0 = loadF32(w, o0 + b).fma(xv, a0);
-            a1 = loadF32(w, o1 + b).fma(xv, a1);
-            a2 = loadF32(w, o2 + b).fma(xv, a2);
-            a3 = loadF32(w, o3 + b).fma(xv, a3);
+            a0 = FloatVector.fromMemorySegment(F, w, o0 + b, LE).fma(xv, a0);
+            a1 = FloatVector.fromMemorySegment(F, w, o1 + b, LE).fma(xv, a1);
+            a2 = FloatVector.fromMemorySegment(F, w, o2 + b, LE).fma(xv, a2);
+            a3 = FloatVector.fromMemorySegment(F, w, o3 + b, LE).fma(xv, a3);
         }
         a0.intoArray(lanes, lo + 0 * L);
         a1.intoArray(lanes, lo + 1 * L);
@@ -363,10 +356,14 @@ final class MatmulKernels {
         for (int c = 0; c < upper; c += L) {
             FloatVector xv = FloatVector.fromArray(F, x, xOff + c);
             long b = 2L * c;
-            a0 = loadBF16(w, o0 + b).fma(xv, a0);
-            a1 = loadBF16(w, o1 + b).fma(xv, a1);
-            a2 = loadBF16(w, o2 + b).fma(xv, a2);
-            a3 = loadBF16(w, o3 + b).fma(xv, a3);
+            a0 = ((IntVector) ShortVector.fromMemorySegment(S, w, o0 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xv, a0);
+            a1 = ((IntVector) ShortVector.fromMemorySegment(S, w, o1 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xv, a1);
+            a2 = ((IntVector) ShortVector.fromMemorySegment(S, w, o2 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xv, a2);
+            a3 = ((IntVector) ShortVector.fromMemorySegment(S, w, o3 + b, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().fma(xv, a3);
         }
         a0.intoArray(lanes, lo + 0 * L);
         a1.intoArray(lanes, lo + 1 * L);
@@ -411,16 +408,16 @@ final class MatmulKernels {
             int xb = xOff + 32 * b;
             for (int c = 0; c < 32; c += BL) {
                 long at = q + 2 + c;
-                ByteVector q0 = loadBytes(w, o0 + at);
-                ByteVector q1 = loadBytes(w, o1 + at);
-                ByteVector q2 = loadBytes(w, o2 + at);
-                ByteVector q3 = loadBytes(w, o3 + at);
+                ByteVector q0 = ByteVector.fromMemorySegment(B, w, o0 + at, LE);
+                ByteVector q1 = ByteVector.fromMemorySegment(B, w, o1 + at, LE);
+                ByteVector q2 = ByteVector.fromMemorySegment(B, w, o2 + at, LE);
+                ByteVector q3 = ByteVector.fromMemorySegment(B, w, o3 + at, LE);
                 for (int p = 0; p < PARTS; p++) {
                     FloatVector xv = FloatVector.fromArray(F, x, xb + c + p * L);
-                    a0 = widen(q0, p).mul(d0).fma(xv, a0);
-                    a1 = widen(q1, p).mul(d1).fma(xv, a1);
-                    a2 = widen(q2, p).mul(d2).fma(xv, a2);
-                    a3 = widen(q3, p).mul(d3).fma(xv, a3);
+                    a0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, F, p)).mul(d0).fma(xv, a0);
+                    a1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, F, p)).mul(d1).fma(xv, a1);
+                    a2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, F, p)).mul(d2).fma(xv, a2);
+                    a3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, F, p)).mul(d3).fma(xv, a3);
                 }
             }
         }
@@ -466,16 +463,16 @@ final class MatmulKernels {
             for (int h = 0; h < 2; h++) {
                 for (int c = 0; c < 16; c += BL) {
                     long at = q + 2 + c;
-                    ByteVector q0 = nibbles(loadBytes(w, o0 + at), h);
-                    ByteVector q1 = nibbles(loadBytes(w, o1 + at), h);
-                    ByteVector q2 = nibbles(loadBytes(w, o2 + at), h);
-                    ByteVector q3 = nibbles(loadBytes(w, o3 + at), h);
+                    ByteVector q0 = (h == 0 ? ByteVector.fromMemorySegment(B, w, o0 + at, LE).and((byte) 0x0F) : ByteVector.fromMemorySegment(B, w, o0 + at, LE).lanewise(VectorOperators.LSHR, 4));
+                    ByteVector q1 = (h == 0 ? ByteVector.fromMemorySegment(B, w, o1 + at, LE).and((byte) 0x0F) : ByteVector.fromMemorySegment(B, w, o1 + at, LE).lanewise(VectorOperators.LSHR, 4));
+                    ByteVector q2 = (h == 0 ? ByteVector.fromMemorySegment(B, w, o2 + at, LE).and((byte) 0x0F) : ByteVector.fromMemorySegment(B, w, o2 + at, LE).lanewise(VectorOperators.LSHR, 4));
+                    ByteVector q3 = (h == 0 ? ByteVector.fromMemorySegment(B, w, o3 + at, LE).and((byte) 0x0F) : ByteVector.fromMemorySegment(B, w, o3 + at, LE).lanewise(VectorOperators.LSHR, 4));
                     for (int p = 0; p < PARTS; p++) {
                         FloatVector xv = FloatVector.fromArray(F, x, xb + 16 * h + c + p * L);
-                        a0 = widen(q0, p).fma(d0, m0).fma(xv, a0);
-                        a1 = widen(q1, p).fma(d1, m1).fma(xv, a1);
-                        a2 = widen(q2, p).fma(d2, m2).fma(xv, a2);
-                        a3 = widen(q3, p).fma(d3, m3).fma(xv, a3);
+                        a0 = ((FloatVector) q0.convertShape(VectorOperators.B2F, F, p)).fma(d0, m0).fma(xv, a0);
+                        a1 = ((FloatVector) q1.convertShape(VectorOperators.B2F, F, p)).fma(d1, m1).fma(xv, a1);
+                        a2 = ((FloatVector) q2.convertShape(VectorOperators.B2F, F, p)).fma(d2, m2).fma(xv, a2);
+                        a3 = ((FloatVector) q3.convertShape(VectorOperators.B2F, F, p)).fma(d3, m3).fma(xv, a3);
                     }
                 }
             }
@@ -513,10 +510,10 @@ final class MatmulKernels {
             IntVector t1 = levels.mul(scale(w, o1 + q)).reinterpretAsInts();
             IntVector t2 = levels.mul(scale(w, o2 + q)).reinterpretAsInts();
             IntVector t3 = levels.mul(scale(w, o3 + q)).reinterpretAsInts();
-            IntVector n0 = nibbleLanes(w, o0 + q + 2);
-            IntVector n1 = nibbleLanes(w, o1 + q + 2);
-            IntVector n2 = nibbleLanes(w, o2 + q + 2);
-            IntVector n3 = nibbleLanes(w, o3 + q + 2);
+            IntVector n0 = ((IntVector) ByteVector.fromMemorySegment(B, w, o0 + q + 2, LE).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0));
+            IntVector n1 = ((IntVector) ByteVector.fromMemorySegment(B, w, o1 + q + 2, LE).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0));
+            IntVector n2 = ((IntVector) ByteVector.fromMemorySegment(B, w, o2 + q + 2, LE).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0));
+            IntVector n3 = ((IntVector) ByteVector.fromMemorySegment(B, w, o3 + q + 2, LE).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0));
             a0 = n0.and(15).selectFrom(t0).reinterpretAsFloats().fma(x0, a0);
             a1 = n1.and(15).selectFrom(t1).reinterpretAsFloats().fma(x0, a1);
             a2 = n2.and(15).selectFrom(t2).reinterpretAsFloats().fma(x0, a2);
@@ -532,16 +529,6 @@ final class MatmulKernels {
         a3.intoArray(lanes, lo + 3 * L);
         store4(out, o, 1, rows, treeSum(lanes, lo), treeSum(lanes, lo + L), treeSum(lanes, lo + 2 * L),
                 treeSum(lanes, lo + 3 * L));
-    }
-
-    /** The 16 packed bytes of a Q4_0 block, zero-extended to 16 int lanes (16-lane floats only). */
-    static IntVector nibbleLanes(MemorySegment w, long off) {
-        return (IntVector) loadBytes(w, off).convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0);
-    }
-
-    /** Low nibbles (h = 0) or high nibbles (h = 1) of packed Q4_0 bytes, as values 0–15. */
-    static ByteVector nibbles(ByteVector packed, int h) {
-        return h == 0 ? packed.and((byte) 0x0F) : packed.lanewise(VectorOperators.LSHR, 4);
     }
 
     /** As the segment kernels, over float rows w[k·rowStride, k·rowStride + cols) (F16 and fallbacks). */
@@ -696,10 +683,10 @@ final class MatmulKernels {
         long step = 4L * L * Float.BYTES;
         long vb = (long) L * Float.BYTES;
         for (long b = off; b < off + bytes; b += step) {
-            a0 = a0.add(loadF32(w, b));
-            a1 = a1.add(loadF32(w, b + vb));
-            a2 = a2.add(loadF32(w, b + 2 * vb));
-            a3 = a3.add(loadF32(w, b + 3 * vb));
+            a0 = a0.add(FloatVector.fromMemorySegment(F, w, b, LE));
+            a1 = a1.add(FloatVector.fromMemorySegment(F, w, b + vb, LE));
+            a2 = a2.add(FloatVector.fromMemorySegment(F, w, b + 2 * vb, LE));
+            a3 = a3.add(FloatVector.fromMemorySegment(F, w, b + 3 * vb, LE));
         }
         return a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
     }
@@ -715,18 +702,30 @@ final class MatmulKernels {
     static void dequantizeBF16(MemorySegment w, long off, int cols, float[] out, int o) {
         int upper = F.loopBound(cols);
         for (int c = 0; c < upper; c += L) {
-            loadBF16(w, off + 2L * c).intoArray(out, o + c);
+            ((IntVector) ShortVector.fromMemorySegment(S, w, off + 2L * c, LE).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(out, o + c);
         }
         for (int c = upper; c < cols; c++) {
             out[o + c] = atBF16(w, off + 2L * c);
         }
     }
 
-    /** Dequantizes one F16 row into out[o, o + cols). */
+    /**
+     * Dequantizes one F16 row into out[o, o + cols): IEEE half → float without a hardware conversion (JDK 25 has
+     * no vector one). Shifting the sign-extended half left by 13 puts its sign, exponent and mantissa where a float
+     * keeps them; multiplying by 2^112 rebiases the exponent, which also turns half subnormals into the right
+     * normal floats, exactly. Exponent 31 (inf/NaN) gets the float's all-ones exponent instead. Exact for all
+     * 65536 inputs (see the tests).
+     */
     static void dequantizeF16(MemorySegment w, long off, int cols, float[] out, int o) {
         int upper = F.loopBound(cols);
         for (int c = 0; c < upper; c += L) {
-            loadF16(w, off + 2L * c).intoArray(out, o + c);
+            IntVector h = (IntVector) ShortVector.fromMemorySegment(S, w, off + 2L * c, LE)
+                    .convertShape(VectorOperators.S2I, I, 0);
+            IntVector bits = h.lanewise(VectorOperators.LSHL, 13).and(0x8FFF_E000); // sign: bit 31 after extension
+            FloatVector finite = bits.reinterpretAsFloats().mul(0x1p112f);
+            VectorMask<Integer> infOrNan = h.and(0x7C00).compare(VectorOperators.EQ, 0x7C00);
+            finite.reinterpretAsInts().blend(bits.or(0x7F80_0000), infOrNan).reinterpretAsFloats().intoArray(out, o + c);
         }
         for (int c = upper; c < cols; c++) {
             out[o + c] = atF16(w, off + 2L * c);
@@ -740,9 +739,9 @@ final class MatmulKernels {
             long q = off + 34L * b;
             FloatVector d = FloatVector.broadcast(F, scale(w, q));
             for (int c = 0; c < 32; c += BL) {
-                ByteVector v = loadBytes(w, q + 2 + c);
+                ByteVector v = ByteVector.fromMemorySegment(B, w, q + 2 + c, LE);
                 for (int p = 0; p < PARTS; p++) {
-                    widen(v, p).mul(d).intoArray(out, o + 32 * b + c + p * L);
+                    ((FloatVector) v.convertShape(VectorOperators.B2F, F, p)).mul(d).intoArray(out, o + 32 * b + c + p * L);
                 }
             }
         }
@@ -758,9 +757,9 @@ final class MatmulKernels {
             FloatVector m = FloatVector.broadcast(F, -8f * s);
             for (int h = 0; h < 2; h++) {
                 for (int c = 0; c < 16; c += BL) {
-                    ByteVector v = nibbles(loadBytes(w, q + 2 + c), h);
+                    ByteVector v = (h == 0 ? ByteVector.fromMemorySegment(B, w, q + 2 + c, LE).and((byte) 0x0F) : ByteVector.fromMemorySegment(B, w, q + 2 + c, LE).lanewise(VectorOperators.LSHR, 4));
                     for (int p = 0; p < PARTS; p++) {
-                        widen(v, p).fma(d, m).intoArray(out, o + 32 * b + 16 * h + c + p * L);
+                        ((FloatVector) v.convertShape(VectorOperators.B2F, F, p)).fma(d, m).intoArray(out, o + 32 * b + 16 * h + c + p * L);
                     }
                 }
             }

@@ -282,6 +282,20 @@ class CpuQuantTest {
     }
 
     @Test
+    void scalarTreeSumEqualsTheVectorLaneSum() {
+        Random rnd = new Random(12);
+        float[] v = new float[L];
+        for (int trial = 0; trial < 1000; trial++) {
+            for (int i = 0; i < L; i++) {
+                v[i] = (rnd.nextFloat() - 0.5f) * (float) Math.pow(2, rnd.nextInt(40) - 20);
+            }
+            float expected = MatmulKernels.sumLanes(jdk.incubator.vector.FloatVector.fromArray(MatmulKernels.F, v, 0));
+            assertEquals(Float.floatToRawIntBits(expected), Float.floatToRawIntBits(MatmulKernels.treeSum(v.clone(), 0)),
+                    "trial " + trial);
+        }
+    }
+
+    @Test
     void everyWidthQuantizedKernelAgreesWithTheDecoder() {
         // a direct check of the register kernels against dot4Rows over decoded rows, independent of dispatch
         Random rnd = new Random(8);
