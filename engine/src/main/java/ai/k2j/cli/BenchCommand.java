@@ -32,6 +32,8 @@ final class BenchCommand implements Command {
     static final int DEFAULT_PROMPT = 512;
     static final int DEFAULT_GEN = 128;
     static final int PREFILL_CHUNK = 256;
+    /** Decode steps per warm-up round: enough for C2 to compile the decode kernels. */
+    static final int WARMUP_DECODE = 64;
 
     @Override
     public String usage() {
@@ -108,11 +110,13 @@ final class BenchCommand implements Command {
         try (Checkpoint ckpt = Checkpoint.open(dir);
              Backend backend = backendName.equals("cpu") ? new CpuBackend(threads) : new ReferenceBackend()) {
             ModelConfig config = ckpt.config();
-            int context = prompt + gen + 1;
-            if (context > config.maxPositionEmbeddings()) {
-                throw new IllegalArgumentException("prompt + gen tokens (" + (context - 1) + ") exceed the model's "
+            if (prompt + gen > config.maxPositionEmbeddings()) {
+                throw new IllegalArgumentException("prompt + gen tokens (" + (prompt + gen) + ") exceed the model's "
                         + config.maxPositionEmbeddings() + " positions");
             }
+            int warmPrompt = Math.min(prompt, PREFILL_CHUNK);
+            int warmGen = Math.max(2, Math.min(WARMUP_DECODE, config.maxPositionEmbeddings() - warmPrompt));
+            int context = Math.max(prompt + gen, warmPrompt + warmGen);
             long t0 = System.nanoTime();
             Qwen2Model model = Qwen2Model.load(config, ckpt::find, dir.toString(), backend,
                     Qwen2Model.Limits.singleSequence(context), quant);
@@ -121,10 +125,9 @@ final class BenchCommand implements Command {
 
             double bandwidth = probe(backend, probeBytes);
             int[] promptIds = new SplittableRandom(42).ints(prompt, 0, config.vocabSize()).toArray();
-            Run run = new Run(model, gen);
+            Run run = new Run(model, Math.max(gen, warmGen));
             for (int w = 0; w < warmup; w++) {
-                int[] warm = Arrays.copyOf(promptIds, Math.min(prompt, 2 * PREFILL_CHUNK));
-                run.once(warm, Math.min(gen, 32));
+                run.once(Arrays.copyOf(promptIds, warmPrompt), warmGen);
                 err.printf(Locale.ROOT, "[k2j] bench: warm-up %d/%d%n", w + 1, warmup);
             }
             run.once(promptIds, gen);

@@ -316,14 +316,14 @@ class CpuQuantTest {
             float[] lanes = new float[MatmulKernels.LANES];
             float[] viaRows = new float[4];
             float[] fused = new float[4];
-            MatmulKernels.dot4Rows(decoded, cols, 4, cols, x, 0, viaRows, 0, lanes, 0);
+            MatmulKernels.dot4Rows(decoded, cols, 4, cols, x, 0, viaRows, 0, 1, lanes, 0);
             if (q == DType.Q8_0) {
-                MatmulKernels.dot4RowsQ8_0(bytes, 0, rowBytes, 4, cols, x, 0, fused, 0, lanes, 0);
+                MatmulKernels.dot4RowsQ8_0(bytes, 0, rowBytes, 4, cols, x, 0, fused, 0, 1, lanes, 0);
             } else {
-                MatmulKernels.dot4RowsQ4_0(bytes, 0, rowBytes, 4, cols, x, 0, fused, 0, lanes, 0);
+                MatmulKernels.dot4RowsQ4_0(bytes, 0, rowBytes, 4, cols, x, 0, fused, 0, 1, lanes, 0);
                 if (MatmulKernels.Q4_LOOKUP) {
                     float[] lookup = new float[4];
-                    MatmulKernels.dot4RowsQ4_0Lookup(bytes, 0, rowBytes, 4, cols, x, 0, lookup, 0, lanes, 0);
+                    MatmulKernels.dot4RowsQ4_0Lookup(bytes, 0, rowBytes, 4, cols, x, 0, lookup, 0, 1, lanes, 0);
                     assertArrayEquals(viaRows, lookup, "Q4_0 by lookup");
                 }
             }
