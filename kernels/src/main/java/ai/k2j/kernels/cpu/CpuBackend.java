@@ -530,15 +530,18 @@ public final class CpuBackend implements Backend {
         task.gateUp = g;
         task.dim = dim;
         task.out = o;
+        // Units of up to SILU_CHUNK columns of one row, so one token's row is split over the threads too.
+        task.chunks = Math.max(1, (dim + SILU_CHUNK - 1) / SILU_CHUNK);
+        int units = n * task.chunks;
         if (g == o) {
             // In place is only correct row by row in order: row t's output lands on input already consumed.
             checkOpen();
-            task.rows = n;
-            if (n > 0) {
-                task.runRows(0, n, 0);
+            task.rows = units;
+            if (units > 0) {
+                task.runRows(0, units, 0);
             }
         } else {
-            dispatch(task, n, (long) n * dim * 8);
+            dispatch(task, units, (long) n * dim * 8);
         }
     }
 
@@ -757,15 +760,22 @@ public final class CpuBackend implements Backend {
         }
     }
 
+    /** Columns per siluMul work unit (a multiple of every vector length). */
+    private static final int SILU_CHUNK = 1024;
+
     private static final class SiluMulTask extends RowTask {
         float[] gateUp;
         int dim;
+        int chunks;
         float[] out;
 
         @Override
         void runRows(int r0, int r1, int part) {
-            for (int t = r0; t < r1; t++) {
-                Kernels.siluMul(gateUp, 2 * t * dim, gateUp, 2 * t * dim + dim, dim, out, t * dim);
+            for (int i = r0; i < r1; i++) {
+                int t = i / chunks;
+                int c0 = (i % chunks) * SILU_CHUNK;
+                int len = Math.min(SILU_CHUNK, dim - c0);
+                Kernels.siluMul(gateUp, 2 * t * dim + c0, gateUp, 2 * t * dim + dim + c0, len, out, t * dim + c0);
             }
         }
     }
