@@ -1,7 +1,6 @@
 package ai.k2j.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -10,7 +9,7 @@ import jdk.incubator.vector.VectorSpecies;
  * Row kernels over float32 activations (everything but the weight matrices). Each works on one row (or one
  * attention head of one token) and accumulates in float32 in a fixed order, so results do not depend on how rows
  * are spread over threads. The exponential is k2j's own ({@link #exp}): fused multiply-adds only, so its result
- * is the same in interpreted and compiled code and in vector lanes and scalar tails, unlike a vector EXP.
+ * is the same in interpreted and compiled code.
  */
 final class Kernels {
     private Kernels() {
@@ -20,9 +19,8 @@ final class Kernels {
     private static final int L = F.length();
 
     // e^x = 2^n · e^r with n = round(x·log2 e), r = x − n·ln 2 (ln 2 in two parts), e^r by Cephes' degree-6
-    // polynomial (relative error ~1e-7). Only fused multiply-adds and exact steps: the vector lanes and the scalar
-    // version give identical results in every JIT tier, unlike a vector EXP (SVML when compiled, Math.exp when
-    // interpreted), and it is an order of magnitude faster than Math.exp per element.
+    // polynomial (relative error ~1e-7). Only fused multiply-adds and exact steps, so the same in every JIT tier
+    // (and if C2 vectorizes a loop of it), and several times cheaper than Math.exp.
     static final float EXP_MIN = -87f;   // n >= -126: 2^n stays a normal float
     static final float EXP_MAX = 88f;    // n <= 127
     static final float LOG2E = 1.44269504088896341f;
@@ -105,49 +103,18 @@ final class Kernels {
     }
 
     /**
-     * Numerically stable softmax of v[0, len) in place: e^(v − max) / Σ, the exponentials by {@link #exp}'s
-     * arithmetic, the sum in a fixed order (one vector accumulator, its lanes by MatmulKernels.treeSum, then the
-     * tail). {@code lanes} is scratch of one vector. The exp is written out in the loop: no vector crosses a call.
+     * Numerically stable softmax of v[0, len) in place: {@link #exp}(v − max) / Σ, summed in index order. Plain
+     * loops on purpose: a head's softmax can be short, and Vector API code that a tiny model calls too rarely for
+     * C2 to compile boxes its vectors (allocating); {@link #exp} already makes this several times cheaper than
+     * Math.exp. ({@code lanes} is unused scratch, kept for a vector version.)
      */
     static void softmax(float[] v, int len, float[] lanes) {
-        int upper = F.loopBound(len);
         float max = Float.NEGATIVE_INFINITY;
-        if (upper > 0) {
-            FloatVector m = FloatVector.fromArray(F, v, 0);
-            for (int i = L; i < upper; i += L) {
-                m = m.max(FloatVector.fromArray(F, v, i));
-            }
-            m.intoArray(lanes, 0);
-            for (int i = 0; i < L; i++) {
-                max = Math.max(max, lanes[i]); // max is exact in any order
-            }
-        }
-        for (int i = upper; i < len; i++) {
+        for (int i = 0; i < len; i++) {
             max = Math.max(max, v[i]);
         }
-        FloatVector ln2Hi = FloatVector.broadcast(F, NEG_LN2_HI);
-        FloatVector ln2Lo = FloatVector.broadcast(F, NEG_LN2_LO);
-        FloatVector p2 = FloatVector.broadcast(F, P2);
-        FloatVector p3 = FloatVector.broadcast(F, P3);
-        FloatVector p4 = FloatVector.broadcast(F, P4);
-        FloatVector p5 = FloatVector.broadcast(F, P5);
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < upper; i += L) {
-            FloatVector x = FloatVector.fromArray(F, v, i).sub(max);
-            FloatVector xc = x.max(EXP_MIN).min(EXP_MAX);
-            FloatVector n = xc.fma(LOG2E, ROUND).sub(ROUND);
-            FloatVector r = n.fma(ln2Hi, xc);
-            r = n.fma(ln2Lo, r);
-            FloatVector p = r.fma(P0, P1).fma(r, p2).fma(r, p3).fma(r, p4).fma(r, p5);
-            FloatVector y = p.fma(r.mul(r), r.add(1f));
-            IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
-            FloatVector e = y.mul(bits.reinterpretAsFloats());
-            e.intoArray(v, i);
-            acc = acc.add(e);
-        }
-        acc.intoArray(lanes, 0);
-        float sum = MatmulKernels.treeSum(lanes, 0);
-        for (int i = upper; i < len; i++) {
+        float sum = 0f;
+        for (int i = 0; i < len; i++) {
             float e = exp(v[i] - max);
             v[i] = e;
             sum += e;
@@ -189,28 +156,12 @@ final class Kernels {
         }
     }
 
-    /** out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g), e^−g by {@link #exp}'s arithmetic. */
+    /**
+     * out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g) with {@link #exp}. A plain loop, as
+     * {@link #softmax}: allocation-free whatever the JIT did with it.
+     */
     static void siluMul(float[] g, int go, float[] u, int uo, int dim, float[] out, int o) {
-        int upper = F.loopBound(dim);
-        FloatVector ln2Hi = FloatVector.broadcast(F, NEG_LN2_HI);
-        FloatVector ln2Lo = FloatVector.broadcast(F, NEG_LN2_LO);
-        FloatVector p2 = FloatVector.broadcast(F, P2);
-        FloatVector p3 = FloatVector.broadcast(F, P3);
-        FloatVector p4 = FloatVector.broadcast(F, P4);
-        FloatVector p5 = FloatVector.broadcast(F, P5);
-        for (int i = 0; i < upper; i += L) {
-            FloatVector gv = FloatVector.fromArray(F, g, go + i);
-            FloatVector xc = gv.neg().max(EXP_MIN).min(EXP_MAX);
-            FloatVector n = xc.fma(LOG2E, ROUND).sub(ROUND);
-            FloatVector r = n.fma(ln2Hi, xc);
-            r = n.fma(ln2Lo, r);
-            FloatVector p = r.fma(P0, P1).fma(r, p2).fma(r, p3).fma(r, p4).fma(r, p5);
-            FloatVector y = p.fma(r.mul(r), r.add(1f));
-            IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
-            FloatVector e = y.mul(bits.reinterpretAsFloats());
-            gv.div(e.add(1f)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(out, o + i);
-        }
-        for (int i = upper; i < dim; i++) {
+        for (int i = 0; i < dim; i++) {
             float gi = g[go + i];
             out[o + i] = gi / (1f + exp(-gi)) * u[uo + i];
         }
