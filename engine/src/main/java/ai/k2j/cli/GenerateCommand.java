@@ -49,6 +49,7 @@ final class GenerateCommand implements Command {
                   --seed S             sampling seed (default: random, printed on stderr)
                   --stop STR           also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)
                   --threads N          CPU threads (default: all processors)
+                  --quant Q            quantize the weights at load: q8_0 or q4_0 (docs/performance.md)
                   --ctx N              context length to allocate (default: the model's, capped)
                   --json               print one JSON object with ids, text and timings instead of streaming
                 """.formatted(DEFAULT_MAX_TOKENS);
@@ -100,6 +101,10 @@ final class GenerateCommand implements Command {
             throw new UsageException("--stop must not be empty");
         }
         int threads = Cli.intAtLeast(args, "threads", 0, 1);
+        String quant = args.string("quant", null);
+        if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
+            throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
+        }
         int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
         boolean json = args.flag("json");
         args.finish();
@@ -107,7 +112,8 @@ final class GenerateCommand implements Command {
         // ---- load
         Path modelDir = Cli.modelDir(args);
         long t0 = System.nanoTime();
-        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx);
+        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx)
+                .withWeightFormat(quant);
         try (LanguageModel model = LanguageModel.load(modelDir, options)) {
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
 

@@ -17,7 +17,7 @@ public final class Main {
             usage: k2j VERB [flags]
               generate   generate text       --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
                                              [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]
-                                             [--seed S] [--stop STR] [--threads N] [--ctx N] [--json]
+                                             [--seed S] [--stop STR] [--threads N] [--ctx N] [--quant Q] [--json]
               logits     prompt logits       --model DIR --prompt-ids 1,2,3 --out FILE.npy
               tokenize   text to ids         --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
               synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
