@@ -77,6 +77,7 @@ final class BenchCommand implements Command {
 
     @Override
     public int run(Args args, PrintStream out, PrintStream err) {
+        // Variants (e.g. speculative decoding's --draft) branch here on their flag, before the flags below are read.
         Path dir = args.path("model");
         String quant = args.string("quant", null);
         if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
