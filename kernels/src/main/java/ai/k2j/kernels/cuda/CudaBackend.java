@@ -3,6 +3,7 @@ package ai.k2j.kernels.cuda;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
+import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Weight;
@@ -34,7 +35,7 @@ import java.util.stream.IntStream;
  * asynchronous copy) only when the fields the op reads differ from the last upload, so the engine just fills
  * its Batch and calls the ops.
  */
-public final class CudaBackend implements Backend {
+public final class CudaBackend implements Backend, GraphCapable {
 
     /** How matmuls with {@code n >= gemmMinTokens} rows (prefill) are computed. */
     public enum PrefillGemm {
@@ -838,6 +839,7 @@ public final class CudaBackend implements Backend {
      * @param topK 0 = disabled
      * @param topP in (0, 1]; 1 = disabled
      */
+    @Override
     public void sample(Buffer logits, int n, int dim, float temperature, int topK, float topP, long seed, int[] out) {
         enterOutsideCapture("sample");
         DevBuffer xb = buffer(logits, "sample logits");
@@ -917,6 +919,7 @@ public final class CudaBackend implements Backend {
      * ... throw IllegalStateException). Matmuls use the GEMV kernels while capturing. Capture records, it does
      * not run: call {@link #replay} to execute.
      */
+    @Override
     public void beginCapture(Batch batch) {
         enterOutsideCapture("beginCapture");
         DeviceBatch db = sync(batch, 0);
@@ -930,6 +933,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Ends the recording and instantiates the graph. */
+    @Override
     public CudaGraph endCapture() {
         enter();
         if (capture == null) {
@@ -952,6 +956,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Abandons a capture after an op failed during it; the stream is usable again afterwards. */
+    @Override
     public void abortCapture() {
         enter();
         if (capture == null) {
@@ -976,9 +981,10 @@ public final class CudaBackend implements Backend {
      * nSeqs and nLogits; positions, block tables and tokens may change) and launches the graph. Asynchronous
      * like the ops; read results with download/argmax/sample.
      */
-    public void replay(CudaGraph graph, Batch batch) {
+    @Override
+    public void replay(GraphCapable.Graph step, Batch batch) {
         enterOutsideCapture("replay");
-        if (graph.owner != this || graph.closed) {
+        if (!(step instanceof CudaGraph graph) || graph.owner != this || graph.closed) {
             throw new IllegalArgumentException("replay: graph is closed or belongs to another backend");
         }
         if (batch != graph.batch) {
