@@ -107,6 +107,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     private MemorySegment hostStaging;
 
     private Capture capture;
+    private int gemvRowsOverride = Integer.getInteger("k2j.cuda.gemvRows", 0);
 
     /** A backend on the device and settings of {@link Options#defaults()}. */
     public CudaBackend() {
@@ -530,16 +531,37 @@ public final class CudaBackend implements Backend, GraphCapable {
         gemv(w, b == null ? 0 : b.ptr, xb.ptr, n, o.ptr);
     }
 
+    /**
+     * Rows per warp of the GEMV kernels: 4 for Q8_0/Q4_0 (each activation load then serves four rows; with one
+     * row per warp their few weight bytes per activation float made them activation-bound), 1 for dense types;
+     * {@code -Dk2j.cuda.gemvRows=1|4} forces one for all (comparisons).
+     */
+    private int gemvRows(DType dtype) {
+        if (gemvRowsOverride == 1 || gemvRowsOverride == 4) {
+            return gemvRowsOverride;
+        }
+        return dtype.isQuantized() ? 4 : 1;
+    }
+
+    /** 0 (auto), 1 or 4: see {@link #gemvRows}; package-private for the smoke check's comparison. */
+    void gemvRowsOverride(int rows) {
+        if (rows != 0 && rows != 1 && rows != 4) {
+            throw new IllegalArgumentException("gemv rows per warp must be 0 (auto), 1 or 4, got " + rows);
+        }
+        gemvRowsOverride = rows;
+    }
+
     private void gemv(DevWeight w, long bias, long x, int n, long out) {
         boolean fast = w.cols % CudaKernels.chunkElements(w.dtype) == 0;
-        int blocks = (w.rows + 3) / 4;  // 4 warps per block, one row per warp
+        int rowsPerWarp = fast ? gemvRows(w.dtype) : 1;
+        int blocks = (w.rows + 4 * rowsPerWarp - 1) / (4 * rowsPerWarp);  // 4 warps per block
         for (int t0 = 0; t0 < n; t0 += 8) {
             int nb = Math.min(8, n - t0);
             long xp = x + 4L * t0 * w.cols;
             long op = out + 4L * t0 * w.rows;
             args.reset().ptr(w.data).ptr(w.scales).ptr(xp).ptr(bias).ptr(op).i32(w.rows).i32(w.cols);
             if (fast) {
-                launch(k.gemv[w.code][nb], "gemv", blocks, 1, 128);
+                launch(rowsPerWarp == 4 ? k.gemvR4[w.code][nb] : k.gemv[w.code][nb], "gemv", blocks, 1, 128);
             } else {
                 args.i32(w.code).i32(nb);
                 launch(k.gemvGeneric, "gemv_generic", blocks, 1, 128);

@@ -58,6 +58,8 @@ final class CudaKernels implements AutoCloseable {
 
     /** gemv[dtypeCode][n] for n in 1..8 */
     final long[][] gemv = new long[5][9];
+    /** gemvR4[dtypeCode][n]: four rows per warp */
+    final long[][] gemvR4 = new long[5][9];
     final long gemvGeneric;
     final long dequantF32;
     final long f32ToBf16;
@@ -84,6 +86,7 @@ final class CudaKernels implements AutoCloseable {
         for (int dt = 0; dt < 5; dt++) {
             for (int n = 1; n <= 8; n++) {
                 gemv[dt][n] = driver.function(gemvModule, prefixes[dt] + "_" + n);
+                gemvR4[dt][n] = driver.function(gemvModule, prefixes[dt] + "_r4_" + n);
             }
         }
         gemvGeneric = driver.function(gemvModule, "gemv_generic");

@@ -49,13 +49,28 @@ public final class CudaSmoke {
             if (be.nvrtcFailure() != null) {
                 failures.add("NVRTC failed, prebuilt CUBINs used: " + be.nvrtcFailure());
             }
-            check(failures, gemvCheck(be, arena, DType.BF16, 4096, 4096));
-            check(failures, gemvCheck(be, arena, DType.Q4_0, 1000, 2048));
+            for (int rows : new int[] {1, 4}) {  // both GEMV kernel families: one row per warp, four
+                be.gemvRowsOverride(rows);
+                System.out.printf("GEMV kernels with %d row(s) per warp:%n", rows);
+                check(failures, gemvCheck(be, arena, DType.BF16, 4096, 4096));
+                check(failures, gemvCheck(be, arena, DType.Q4_0, 1000, 2048));
+                check(failures, gemvCheck(be, arena, DType.Q8_0, 1003, 1024));
+            }
+            be.gemvRowsOverride(0);
             check(failures, graphCheck(be, arena));
             copyBandwidth(be);
             for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0, DType.F32}) {
-                gemvBandwidth(be, arena, dt, 8192, 8192);
+                for (int rows : new int[] {1, 4}) {
+                    be.gemvRowsOverride(rows);
+                    gemvBandwidth(be, arena, dt, 8192, 8192, rows);
+                }
             }
+            for (int rows : new int[] {1, 4}) {  // Qwen2.5-7B gate|up and down
+                be.gemvRowsOverride(rows);
+                gemvBandwidth(be, arena, DType.BF16, 37888, 3584, rows);
+                gemvBandwidth(be, arena, DType.BF16, 3584, 18944, rows);
+            }
+            be.gemvRowsOverride(0);
         } catch (RuntimeException e) {
             e.printStackTrace(System.out);
             failures.add(e.toString());
@@ -239,7 +254,7 @@ public final class CudaSmoke {
         }
     }
 
-    private static void gemvBandwidth(CudaBackend be, Arena arena, DType dt, int rows, int cols) {
+    private static void gemvBandwidth(CudaBackend be, Arena arena, DType dt, int rows, int cols, int rowsPerWarp) {
         DType source = dt.isQuantized() ? dt : DType.BF16;
         Weight w = be.matrix(List.of(weights(arena, source, rows, cols, null)), dt.name());
         Buffer x = be.allocate(cols);
@@ -257,8 +272,8 @@ public final class CudaSmoke {
             d.eventRecord(e1);
             d.eventSynchronize(e1);
             double s = d.elapsedMillis(e0, e1) / 1e3 / reps;
-            System.out.printf("GEMV %s %dx%d n=1: %.1f us, %.0f GB/s of weights%n", dt, rows, cols, s * 1e6,
-                    w.byteSize() / s / 1e9);
+            System.out.printf("GEMV %s %dx%d n=1, %d row(s)/warp: %.1f us, %.0f GB/s of weights%n", dt, rows, cols,
+                    rowsPerWarp, s * 1e6, w.byteSize() / s / 1e9);
         } finally {
             d.eventDestroy(e0);
             d.eventDestroy(e1);
