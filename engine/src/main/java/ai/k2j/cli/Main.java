@@ -17,6 +17,7 @@ public final class Main {
               tokenize   text to ids         --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
               synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S] [--tokenizer PATH]
               info       describe a model    --model DIR
+              plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
             run 'k2j VERB --help' for a verb's flags.
             """;
 
@@ -44,6 +45,7 @@ public final class Main {
         }
         try {
             Command cmd = switch (verb) {
+                case "plan" -> new PlanCommand();
                 default -> null;
             };
             if (cmd == null) {

@@ -106,6 +106,22 @@ final class HeadModel {
         return c;
     }
 
+    /** Buffers for looked-up vectors of {@code t} tokens in a tied table (the vector is split over the band's rows). */
+    double tiedLookupActivationsPerPe(int rows, int t) {
+        return 2.0 * ceilDiv(h, rows) * t * ACT_BYTES;
+    }
+
+    /** Fewest rows of a tied table: logits buffers for {@code t} tokens, lookup buffers for {@code lookupT}. */
+    int tiedRows(long capacity, long reserved, int t, int lookupT, int maxRows) {
+        for (int r = 1; r <= maxRows; r++) {
+            if (reserved + headWeightsPerPe(r) + headActivationsPerPe(r, t) + tiedLookupActivationsPerPe(r, lookupT)
+                    <= capacity) {
+                return r;
+            }
+        }
+        return -1;
+    }
+
     /** Lookup in a tied table (head layout): the token's column holds the vector, split over the band's rows. */
     Cycles tiedLookupCycles(int rows, int t) {
         Cycles c = new Cycles();

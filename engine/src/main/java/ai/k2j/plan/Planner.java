@@ -31,23 +31,73 @@ public final class Planner {
     private final CostModel cost;
     private final Side tgt;
     private final Side dft;
+    private final int kCap;
     private final int tPass;
     private final long cap;
-    private long evaluated;
+    private final long[] counter;
 
-    private Planner(PlanRequest req) {
+    /** {@code kCap}: the most tokens drafted per step (verification buffers hold kCap + 1); 0 without a draft. */
+    private Planner(PlanRequest req, int kCap, long[] counter) {
         this.req = req;
         this.dev = req.device();
         this.cost = new CostModel(dev, req.calibration());
-        this.tPass = req.tokensPerPass();
+        this.kCap = kCap;
+        this.tPass = req.draft() == null ? 1 : kCap + 1;
         this.cap = dev.sramPerPeBytes();
+        this.counter = counter;
         this.tgt = new Side("target", "", req.model(), req.batch());
         this.dft = req.draft() == null ? null : new Side("draft", "draft.", req.draft(), req.batch());
     }
 
-    /** Plans the request; throws {@link PlanException} with the reason when no legal plan exists. */
+    /**
+     * Plans the request; throws {@link PlanException} with the reason when no legal plan exists. The fewest wafers
+     * win first; with a draft model and no fixed k, verification buffers are sized for the largest k (8, 4, 2, 1)
+     * that still fits on that many wafers, and the best k up to it is chosen.
+     */
     public static Plan plan(PlanRequest req) {
-        return new Planner(req).run();
+        if (req.model().isMoe(req.model().layers() - 1)) {
+            throw new PlanException(req.model().name() + " has MoE layers: the graph and cost model for expert "
+                    + "partitions are designed (docs/wafer-plan.md, \"MoE\") but not implemented yet");
+        }
+        int[] caps = req.draft() == null ? new int[] {0}
+                : req.specK() > 0 ? new int[] {req.specK()} : new int[] {PlanRequest.MAX_SPEC_K, 4, 2, 1};
+        long[] counter = new long[1];
+        Planner[] planners = new Planner[caps.length];
+        planners[0] = new Planner(req, caps[0], counter);
+        List<Integer> tried = new ArrayList<>();
+        if (req.wafers() > 0) {
+            tried.add(req.wafers());
+            for (int i = 0; i < caps.length; i++) {
+                Planner p = planner(planners, i, req, caps, counter);
+                Choice c = p.search(req.wafers());
+                if (c != null) {
+                    return p.build(c, tried, null);
+                }
+            }
+            throw planners[0].notEnough(req.wafers());
+        }
+        int lo = planners[0].lowerBound();
+        for (int n = lo; n <= MAX_WAFERS; n++) {
+            tried.add(n);
+            for (int i = 0; i < caps.length; i++) {
+                Planner p = planner(planners, i, req, caps, counter);
+                Choice c = p.search(n);
+                if (c != null) {
+                    String note = n == lo ? "SRAM capacity needs " + lo + "; the layout fits on " + n
+                            : "SRAM capacity alone needs " + lo + ", the layout needs " + n;
+                    return p.build(c, tried, note);
+                }
+            }
+        }
+        throw new PlanException(req.model().name() + ": no legal placement on up to " + MAX_WAFERS + " wafers; "
+                + planners[0].whyNoShape());
+    }
+
+    private static Planner planner(Planner[] ps, int i, PlanRequest req, int[] caps, long[] counter) {
+        if (ps[i] == null) {
+            ps[i] = new Planner(req, caps[i], counter);
+        }
+        return ps[i];
     }
 
     // ------------------------------------------------------------------------------------------------------
@@ -79,9 +129,11 @@ public final class Planner {
             this.layer = new LayerModel(shape, cost, req.dtype());
             this.head = new HeadModel(shape, cost, req.dtype(), dev.peCols());
             long reserved = dev.reservedBytesPerPe();
-            int t = tPass;
-            this.headRows = head.headRows(cap, reserved, t, dev.peRows());
-            this.embedRows = shape.tiedEmbeddings() ? 0 : head.embedRows(cap, reserved, t, dev.peRows());
+            // the embedding serves every prompt token of a prefill chunk, the head only the last one
+            int lookupT = Math.max(tPass, req.calibration().prefillChunk());
+            this.headRows = shape.tiedEmbeddings() ? head.tiedRows(cap, reserved, tPass, lookupT, dev.peRows())
+                    : head.headRows(cap, reserved, tPass, dev.peRows());
+            this.embedRows = shape.tiedEmbeddings() ? 0 : head.embedRows(cap, reserved, lookupT, dev.peRows());
             if (headRows < 0 || embedRows < 0) {
                 throw new PlanException(String.format(Locale.ROOT,
                         "%s: the %s (%.2f GB) does not fit in one wafer's SRAM; k2j places it as one band on one "
@@ -132,7 +184,7 @@ public final class Planner {
         }
 
         double decodeCycles(LayerShape s) {
-            evaluated++;
+            counter[0]++;
             return layer.layerCycles(s, 1, req.ctx()).total()
                     + streamCycles(layer.h * ACT_BYTES, s.rows(), 1); // to the next block
         }
@@ -230,34 +282,6 @@ public final class Planner {
     }
 
     record Choice(int wafers, Option target, Option draft, Fit fit, int specK, double objective) {
-    }
-
-    private Plan run() {
-        if (tgt.shape.isMoe(tgt.shape.layers() - 1)) {
-            throw new PlanException(tgt.shape.name() + " has MoE layers: the graph and cost model for expert "
-                    + "partitions are designed (docs/wafer-plan.md, \"MoE\") but not implemented yet");
-        }
-        List<Integer> tried = new ArrayList<>();
-        if (req.wafers() > 0) {
-            tried.add(req.wafers());
-            Choice c = search(req.wafers());
-            if (c == null) {
-                throw notEnough(req.wafers());
-            }
-            return build(c, tried, null);
-        }
-        int lo = lowerBound();
-        for (int n = lo; n <= MAX_WAFERS; n++) {
-            tried.add(n);
-            Choice c = search(n);
-            if (c != null) {
-                String note = n == lo ? "fewest wafers by SRAM capacity (" + lo + ") suffice"
-                        : "capacity bound " + lo + " wafer(s); layout needed " + n;
-                return build(c, tried, note);
-            }
-        }
-        throw new PlanException(tgt.shape.name() + ": no legal placement on up to " + MAX_WAFERS + " wafers; "
-                + whyNoShape());
     }
 
     /** Wafers needed by SRAM capacity alone (weights, KV caches, reserved bytes), before layout losses. */
@@ -393,10 +417,10 @@ public final class Planner {
         double best = -1;
         int bestK = 1;
         int kMin = req.specK() > 0 ? req.specK() : 1;
-        int kMax = req.specK() > 0 ? req.specK() : PlanRequest.MAX_SPEC_K;
+        int kMax = kCap;
         for (int k = kMin; k <= kMax; k++) {
             double verify = tgt.shape.layers() * tgt.layer.layerCycles(t.shape(), k + 1, req.ctx()).total();
-            evaluated++;
+            counter[0]++;
             double rate = expectedTokens(req.acceptRate(), k) / (k * draftToken + verify);
             if (rate > best) {
                 best = rate;
@@ -428,7 +452,8 @@ public final class Planner {
         Rect rect;
         double weightsPerPe;
         double kvPerPe;
-        IntToDoubleFunction activationsPerPe;
+        IntToDoubleFunction activationsPerPe;          // buffers for a decode pass of t tokens
+        IntToDoubleFunction prefillActivationsPerPe;   // buffers for a prefill chunk of t tokens (null: same)
         double weightBytes;
         double kvBytes;
         double flops;
@@ -592,7 +617,9 @@ public final class Planner {
         HeadModel hm = s.head;
         PNode e = lay.add(s, "embed", NodeKind.EMBEDDING, null, wafer, new Rect(row, 0, s.embedRows, hm.embedCols()));
         e.weightsPerPe = hm.embedWeightsPerPe(s.embedRows);
-        e.activationsPerPe = hm::embedActivationsPerPe;
+        int lookupT = Math.max(tPass, req.calibration().prefillChunk());
+        e.activationsPerPe = t -> hm.embedActivationsPerPe(lookupT);
+        e.prefillActivationsPerPe = hm::embedActivationsPerPe;
         e.weightBytes = hm.embeddingBytes();
         e.flops = 0;
         e.bytesMoved = hm.h * req.dtype().bytesPerWeight() + hm.h * ACT_BYTES;
@@ -623,6 +650,11 @@ public final class Planner {
         // in a prefill the lookup runs for every prompt token, the logits only for the last one
         lm.inPrefill = tied;
         lm.prefillCycles = (t, ctx) -> hm.tiedLookupCycles(hr, t);
+        if (tied) {
+            lm.activationsPerPe = t -> hm.headActivationsPerPe(hr, t) + hm.tiedLookupActivationsPerPe(hr,
+                    Math.max(tPass, req.calibration().prefillChunk()));
+            lm.prefillActivationsPerPe = t -> hm.headActivationsPerPe(hr, tPass) + hm.tiedLookupActivationsPerPe(hr, t);
+        }
     }
 
     /** Layers {@code first..first+count-1} in serpentine shelves starting at {@code row}. */
@@ -734,8 +766,10 @@ public final class Planner {
         return c;
     }
 
-    private double sramTotal(PNode p, int t) {
-        return dev.reservedBytesPerPe() + p.weightsPerPe + p.kvPerPe + p.activationsPerPe.applyAsDouble(t);
+    /** SRAM of a node's fullest PE while a prefill chunk of {@code t} tokens passes through it. */
+    private double prefillSram(PNode p, int t) {
+        IntToDoubleFunction act = p.prefillActivationsPerPe != null ? p.prefillActivationsPerPe : p.activationsPerPe;
+        return dev.reservedBytesPerPe() + p.weightsPerPe + p.kvPerPe + act.applyAsDouble(t);
     }
 
     private Plan assemble(Choice c, Layout lay, List<Integer> tried, String note) {
@@ -746,7 +780,7 @@ public final class Planner {
         while (chunk > 1) {
             boolean fits = true;
             for (PNode p : lay.nodes) {
-                if (p.role.equals("target") && sramTotal(p, chunk) > cap) {
+                if (p.role.equals("target") && p.inPrefill && prefillSram(p, chunk) > cap) {
                     fits = false;
                     break;
                 }
@@ -813,8 +847,7 @@ public final class Planner {
             double bestVerify = 0;
             double bestExchange = 0;
             int kMin = req.specK() > 0 ? req.specK() : 1;
-            int kMax = req.specK() > 0 ? req.specK() : PlanRequest.MAX_SPEC_K;
-            for (int k = kMin; k <= kMax; k++) {
+            for (int k = kMin; k <= kCap; k++) {
                 double verify = pass(lay, "target", k + 1).total();
                 double exchange = 0;
                 for (PEdge e : lay.edges) {
@@ -871,9 +904,9 @@ public final class Planner {
         List<Integer> triedOut = tried.size() <= 8 ? List.copyOf(tried)
                 : List.of(tried.get(0), tried.get(tried.size() - 1));
         Plan.Search search = new Plan.Search(dft == null
-                ? "minimise decode cycles per token (batch-1 latency)"
-                : "maximise speculative tokens per second (draft k steps + one k+1-token verification pass)",
-                evaluated, triedOut, note);
+                ? "fewest wafers, then minimise decode cycles per token (batch-1 latency)"
+                : "fewest wafers, then maximise speculative tokens per second (k draft steps + one (k+1)-token "
+                + "verification pass, k <= " + kCap + ")", counter[0], triedOut, note);
         Plan plan = new Plan(Plan.SCHEMA, modelInfo(tgt), dft == null ? null : modelInfo(dft),
                 new Plan.Request(dev.id(), req.wafers() > 0 ? req.wafers() : null, c.wafers(), req.dtype().label(), ctx,
                         b, dft == null ? null : dft.shape.name(), dft == null ? null : req.acceptRate(),
