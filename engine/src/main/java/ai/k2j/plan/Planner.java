@@ -323,9 +323,9 @@ public final class Planner {
         double missing = Math.max(0, weights + kv - usable);
         if (missing > 0) {
             double perToken = missing / dev.waferIoBytesPerSecond();
-            sb.append(String.format(Locale.ROOT, ". Streaming the %.1f GB that do not fit from external memory "
-                            + "(MemoryX) over the %.0f GB/s wafer I/O would cost >= %.1f ms per token (<= %.1f tok/s "
-                            + "per sequence); k2j does not plan weight streaming for decode",
+            sb.append(String.format(Locale.ROOT, ". Streaming the %.1f GB of weights that do not fit from external "
+                            + "memory (MemoryX) over the %.0f GB/s wafer I/O instead would cost >= %.1f ms per token "
+                            + "(<= %.1f tok/s per sequence); k2j does not plan weight streaming for decode",
                     missing / 1e9, dev.waferIoBytesPerSecond() / 1e9, perToken * 1e3, 1 / perToken));
         }
         if (req.dtype() == WeightDType.BF16) {
@@ -378,7 +378,10 @@ public final class Planner {
         return best;
     }
 
-    /** Greedy contiguous assignment of target layers to wafers under the bands and the draft region. */
+    /**
+     * Contiguous assignment of target layers to wafers under the bands and the draft region: balanced (each wafer
+     * takes its share of what is left), or, when balancing runs out of room on the later wafers, greedy.
+     */
     Fit fit(int n, Option t, Option d, int draftWafer) {
         int rows = dev.peRows();
         int[] reserved = new int[n];
@@ -387,17 +390,26 @@ public final class Planner {
         if (d != null) {
             reserved[draftWafer] += dft.topBandRows() + dft.bottomBandRows() + d.rowsFor(dft.shape.layers());
         }
-        int[] layers = new int[n];
-        int remaining = tgt.shape.layers();
+        int[] capacity = new int[n];
         for (int w = 0; w < n; w++) {
             if (reserved[w] > rows) {
                 return null;
             }
-            int capacity = (rows - reserved[w]) / t.shape().rows() * t.perShelf();
-            layers[w] = Math.min(capacity, remaining);
-            remaining -= layers[w];
+            capacity[w] = (rows - reserved[w]) / t.shape().rows() * t.perShelf();
         }
-        return remaining > 0 ? null : new Fit(layers, draftWafer);
+        for (boolean balanced : new boolean[] {true, false}) {
+            int[] layers = new int[n];
+            int remaining = tgt.shape.layers();
+            for (int w = 0; w < n; w++) {
+                int share = balanced ? (remaining + (n - w) - 1) / (n - w) : remaining;
+                layers[w] = Math.min(capacity[w], share);
+                remaining -= layers[w];
+            }
+            if (remaining == 0) {
+                return new Fit(layers, draftWafer);
+            }
+        }
+        return null;
     }
 
     /** The search objective for the target alone: layer cycles plus shelf turns (approximate; exact in build). */
