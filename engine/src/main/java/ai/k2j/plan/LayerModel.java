@@ -159,15 +159,6 @@ final class LayerModel {
         return c;
     }
 
-    /** Bytes per token of the stream that enters partition {@code p} (from the previous one in the layer). */
-    double inputBytes(Part p) {
-        return switch (p) {
-            case NORM1, NORM2, MLP -> h * (double) ACT_BYTES;
-            case ATTN -> h * (double) ACT_BYTES;
-            case KV -> (q + 2 * kv) * (double) ACT_BYTES;
-        };
-    }
-
     /** One layer's cycles for a pass of t tokens: its partitions plus the streams inside the block. */
     Cycles layerCycles(LayerShape s, int t, int ctx) {
         Cycles c = new Cycles();
