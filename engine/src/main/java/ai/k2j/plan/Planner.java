@@ -55,9 +55,11 @@ public final class Planner {
      * that still fits on that many wafers, and the best k up to it is chosen.
      */
     public static Plan plan(PlanRequest req) {
-        if (req.model().isMoe(req.model().layers() - 1)) {
-            throw new PlanException(req.model().name() + " has MoE layers: the graph and cost model for expert "
-                    + "partitions are designed (docs/wafer-plan.md, \"MoE\") but not implemented yet");
+        for (ModelShape m : req.draft() == null ? List.of(req.model()) : List.of(req.model(), req.draft())) {
+            if (m.moe() != null) {
+                throw new PlanException(m.name() + " has MoE layers: the graph and cost model for expert "
+                        + "partitions are designed (docs/wafer-plan.md, \"MoE\") but not implemented yet");
+            }
         }
         int[] caps = req.draft() == null ? new int[] {0}
                 : req.specK() > 0 ? new int[] {req.specK()} : new int[] {PlanRequest.MAX_SPEC_K, 4, 2, 1};
@@ -366,7 +368,7 @@ public final class Planner {
                     if (f == null) {
                         continue;
                     }
-                    double[] spec = bestSpec(t, d, f);
+                    double[] spec = bestSpec(t, d);
                     Choice c = new Choice(n, t, d, f, (int) spec[1], -spec[0]);
                     if (best == null || c.objective() < best.objective() - 1e-9) {
                         best = c;
@@ -424,7 +426,7 @@ public final class Planner {
     }
 
     /** {tokens per cycle-budget (to maximise), k} for a target/draft pair, from layer costs only. */
-    private double[] bestSpec(Option t, Option d, Fit f) {
+    private double[] bestSpec(Option t, Option d) {
         double draftToken = dft.shape.layers() * d.layerCycles();
         double best = -1;
         int bestK = 1;
@@ -491,14 +493,9 @@ public final class Planner {
     }
 
     private final class Layout {
-        final int n;
         final List<PNode> nodes = new ArrayList<>();
         final Map<String, PNode> byId = new LinkedHashMap<>();
         final List<PEdge> edges = new ArrayList<>();
-
-        Layout(int n) {
-            this.n = n;
-        }
 
         PNode add(Side side, String id, NodeKind kind, Integer layer, int wafer, Rect rect) {
             PNode p = new PNode();
@@ -580,7 +577,7 @@ public final class Planner {
     }
 
     private Plan build(Choice c, List<Integer> tried, String note) {
-        Layout lay = new Layout(c.wafers());
+        Layout lay = new Layout();
         int n = c.wafers();
         int rows = dev.peRows();
         int[] cursor = new int[n];
