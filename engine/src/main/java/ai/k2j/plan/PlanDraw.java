@@ -80,6 +80,7 @@ public final class PlanDraw {
     private static final double GAP_PX = 90;
     private static final double TOP_PX = 96;
     private static final double LEGEND_PX = 150;
+    private static final double MIN_WIDTH_PX = 1040; // room for the title and the legend
 
     public static String svg(Plan plan) {
         int cols = (int) plan.device().parameters().get("peCols").value();
@@ -87,7 +88,7 @@ public final class PlanDraw {
         int n = plan.request().wafers();
         double s = WAFER_WIDTH_PX / cols;
         double waferH = rows * s;
-        double width = 40 + n * WAFER_WIDTH_PX + (n - 1) * GAP_PX + 40;
+        double width = Math.max(MIN_WIDTH_PX, 40 + n * WAFER_WIDTH_PX + (n - 1) * GAP_PX + 40);
         double height = TOP_PX + waferH + 60 + LEGEND_PX;
         StringBuilder sb = new StringBuilder();
         sb.append("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
