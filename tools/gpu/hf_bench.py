@@ -98,11 +98,11 @@ def main():
         import transformers
         from transformers import AutoModelForCausalLM
     except Exception as e:  # noqa: BLE001 - report whatever broke the import
-        emit({**base, "mode": "eager", "error": "import failed: %r" % (e,)}, a.json)
+        emit({**base, "mode": a.modes.split(",")[0], "error": "import failed: %r" % (e,)}, a.json)
         return 0
     base["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
     if not torch.cuda.is_available():
-        emit({**base, "mode": "eager", "error": "torch.cuda.is_available() is False"}, a.json)
+        emit({**base, "mode": a.modes.split(",")[0], "error": "torch.cuda.is_available() is False"}, a.json)
         return 0
     try:
         t = time.perf_counter()
