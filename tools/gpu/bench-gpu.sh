@@ -5,7 +5,7 @@
 # 1. smoke check (device, copy and GEMV bandwidth)      2. k2j synth qwen2.5-{0.5b,1.5b,7b}, bf16 (random weights)
 # 3. k2j DecodeBench per model: prefill tok/s (512-token prompt), decode tok/s (256 tokens, greedy), GB/s of
 #    weights streamed per token, ratio to the device-to-device copy bandwidth measured in the same process;
-#    0.5B also without graphs (eager launches) and in Q8_0 / Q4_0
+#    0.5B also without graphs (eager launches), in Q8_0 / Q4_0 and with 4-rows-per-warp BF16 GEMV (7B too)
 # 4. tools/gpu/hf_bench.py per model: transformers generate, bf16, static cache, greedy, same lengths; eager, then
 #    compiled while the time budget lasts
 # Prints one table; writes bench-gpu.jsonl (every measurement), bench-gpu.json (the table) and logs to $OUT.
@@ -72,6 +72,11 @@ if [[ -f "$MODELS/$first/config.json" ]]; then
     bench "$first-eager" "$MODELS/$first" -Dk2j.graphs=false --
     bench "$first-q8_0" "$MODELS/$first" -- --weight-format q8_0
     bench "$first-q4_0" "$MODELS/$first" -- --weight-format q4_0
+    bench "$first-r4" "$MODELS/$first" -Dk2j.cuda.gemvRows=4 --
+fi
+last=$(echo $PRESETS | awk '{print $NF}')
+if [[ "$last" != "$first" && -f "$MODELS/$last/config.json" ]] && (( $(left) > 300 )); then
+    bench "$last-r4" "$MODELS/$last" -Dk2j.cuda.gemvRows=4 --  # BF16 GEMV with four rows per warp
 fi
 
 if [[ "${K2J_BENCH_HF:-1}" != 0 ]]; then
@@ -95,7 +100,7 @@ fi
 
 say "done in $((SECONDS - START)) s"
 "$PY" - "$JSONL" "$LOG_DIR/bench-gpu.json" <<'PYEOF' 2>&1 | tee -a "$LOG" || cat "$JSONL"
-import json, sys
+import json, re, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 k2j = [r for r in rows if r.get("engine") == "k2j"]
 hf = {}
@@ -104,16 +109,16 @@ for r in rows:
         hf.setdefault(r["label"], {})[r.get("mode", "?")] = r
 table = []
 print()
-print("%-16s %-5s %9s %9s %8s %7s %9s %9s %7s" % ("model", "w", "prefill", "decode", "GB/s", "%copy", "HF eager",
+print("%-20s %-5s %9s %9s %8s %7s %9s %9s %7s" % ("model", "w", "prefill", "decode", "GB/s", "%copy", "HF eager",
                                                   "HF comp", "xHF"))
 for r in k2j:
-    base = r["label"].split("-eager")[0].split("-q8_0")[0].split("-q4_0")[0]
+    base = re.match(r"^(qwen2\.5-[0-9.]+b|[^-]+)", r["label"]).group(1)
     h = hf.get(base, {})
     he = h.get("eager", {}).get("decode_tok_s")
     hc = h.get("compiled", {}).get("decode_tok_s")
     best = max([x for x in (he, hc) if x] or [0])
     ratio = r["decode_tok_s"] / best if best else None
-    print("%-16s %-5s %9.0f %9.1f %8.0f %6.0f%% %9s %9s %7s" % (
+    print("%-20s %-5s %9.0f %9.1f %8.0f %6.0f%% %9s %9s %7s" % (
         r["label"], r["weights"], r["prefill_tok_s"], r["decode_tok_s"], r["achieved_gb_s"],
         100 * r["roofline_fraction"], "%.1f" % he if he else "-", "%.1f" % hc if hc else "-",
         "%.1fx" % ratio if ratio else "-"))
