@@ -5,7 +5,8 @@ import ai.k2j.kernels.GraphCapable;
 
 /**
  * Recorded forward steps of a {@link GraphCapable} backend, one per (Batch object, nTokens, nSeqs, nLogits):
- * the first step of a shape is captured, then every step of that shape replays it with one launch. Only small
+ * a shape that occurs on two consecutive steps is captured, then every step of that shape replays it with one
+ * launch (a shape seen once runs eagerly). Only small
  * steps are recorded (decode, speculative verification): prefill chunks run eagerly, where launch overhead is
  * negligible next to the GEMMs. A few entries are kept; the least recently used one is closed beyond that.
  * Lookup and replay allocate nothing.
@@ -22,6 +23,8 @@ final class StepGraphs implements AutoCloseable {
     private final long[] lastUse = new long[CAPACITY];
     private final GraphCapable.Graph[] graphs = new GraphCapable.Graph[CAPACITY];
     private long clock;
+    private Batch lastBatch;
+    private int lastShape;
     private int captures;
 
     /** The eager forward step that gets recorded. */
@@ -37,7 +40,7 @@ final class StepGraphs implements AutoCloseable {
         return batch.nTokens <= MAX_TOKENS;
     }
 
-    /** Runs {@code step} on {@code batch}: replays its recorded graph, recording it first when new. */
+    /** Runs {@code step} on {@code batch}: replays its recorded graph, recording it first when it recurs. */
     void run(Batch batch, Step step) {
         int shape = batch.nTokens | batch.nSeqs << 8 | batch.nLogits << 20;
         int slot = -1;
@@ -48,6 +51,14 @@ final class StepGraphs implements AutoCloseable {
             }
         }
         if (slot < 0) {
+            if (batch != lastBatch || shape != lastShape) {
+                // a shape seen once (a prefill tail, a logits chunk, a server's passing mix) runs eagerly; one
+                // that recurs on the next step (decode, verification) is worth recording
+                lastBatch = batch;
+                lastShape = shape;
+                step.run(batch);
+                return;
+            }
             slot = victim();
             if (graphs[slot] != null) {
                 graphs[slot].close();
