@@ -60,17 +60,10 @@ public final class CudaSmoke {
             check(failures, graphCheck(be, arena));
             copyBandwidth(be);
             for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0, DType.F32}) {
-                for (int rows : new int[] {1, 4}) {
-                    be.gemvRowsOverride(rows);
-                    gemvBandwidth(be, arena, dt, 8192, 8192, rows);
-                }
+                gemvBandwidth(be, arena, dt, 8192, 8192);
             }
-            for (int rows : new int[] {1, 4}) {  // Qwen2.5-7B gate|up and down
-                be.gemvRowsOverride(rows);
-                gemvBandwidth(be, arena, DType.BF16, 37888, 3584, rows);
-                gemvBandwidth(be, arena, DType.BF16, 3584, 18944, rows);
-            }
-            be.gemvRowsOverride(0);
+            gemvBandwidth(be, arena, DType.BF16, 37888, 3584);  // Qwen2.5-7B gate|up
+            gemvBandwidth(be, arena, DType.BF16, 3584, 18944);  // and down
         } catch (RuntimeException e) {
             e.printStackTrace(System.out);
             failures.add(e.toString());
@@ -254,7 +247,8 @@ public final class CudaSmoke {
         }
     }
 
-    private static void gemvBandwidth(CudaBackend be, Arena arena, DType dt, int rows, int cols, int rowsPerWarp) {
+    /** n=1 GEMV time and weight GB/s, with one and with four rows per warp (then back to the default). */
+    private static void gemvBandwidth(CudaBackend be, Arena arena, DType dt, int rows, int cols) {
         DType source = dt.isQuantized() ? dt : DType.BF16;
         Weight w = be.matrix(List.of(weights(arena, source, rows, cols, null)), dt.name());
         Buffer x = be.allocate(cols);
@@ -263,20 +257,25 @@ public final class CudaSmoke {
         long e0 = d.eventCreate(true);
         long e1 = d.eventCreate(true);
         try {
-            be.matmul(w, null, x, 1, out);
-            int reps = 50;
-            d.eventRecord(e0);
-            for (int i = 0; i < reps; i++) {
+            for (int rowsPerWarp : new int[] {1, 4}) {
+                be.gemvRowsOverride(rowsPerWarp);
                 be.matmul(w, null, x, 1, out);
+                int reps = 50;
+                d.eventRecord(e0);
+                for (int i = 0; i < reps; i++) {
+                    be.matmul(w, null, x, 1, out);
+                }
+                d.eventRecord(e1);
+                d.eventSynchronize(e1);
+                double s = d.elapsedMillis(e0, e1) / 1e3 / reps;
+                System.out.printf("GEMV %s %dx%d n=1, %d row(s)/warp: %.1f us, %.0f GB/s of weights%n", dt, rows,
+                        cols, rowsPerWarp, s * 1e6, w.byteSize() / s / 1e9);
             }
-            d.eventRecord(e1);
-            d.eventSynchronize(e1);
-            double s = d.elapsedMillis(e0, e1) / 1e3 / reps;
-            System.out.printf("GEMV %s %dx%d n=1, %d row(s)/warp: %.1f us, %.0f GB/s of weights%n", dt, rows, cols,
-                    rowsPerWarp, s * 1e6, w.byteSize() / s / 1e9);
         } finally {
+            be.gemvRowsOverride(0);
             d.eventDestroy(e0);
             d.eventDestroy(e1);
         }
     }
+
 }
