@@ -277,5 +277,4 @@ public final class CudaSmoke {
             d.eventDestroy(e1);
         }
     }
-
 }
