@@ -180,17 +180,33 @@ class CudaEngineTest {
             Map<String, Tensor> w = TestModels.weights(c, DType.BF16, 11, arena);
             int[] prompt = TestModels.randomTokens(37, c.vocabSize(), 3);
             int steps = 40;  // crosses KV blocks of 16
-            float[][] eager = decodeLogits(c, w, prompt, steps, false);
-            float[][] graph = decodeLogits(c, w, prompt, steps, true);
+            float[][] eager = decodeLogits(c, w, prompt, steps, false, true);
+            float[][] graph = decodeLogits(c, w, prompt, steps, true, true);
             worstRelative(eager, graph, "graph vs eager decode", 1e-5);
+            // the backend's launch fusion (add+rmsNorm, rope q+k) is bit-equal to separate launches
+            float[][] unfused = decodeLogits(c, w, prompt, steps, false, false);
+            for (int i = 0; i < steps; i++) {
+                assertArrayEquals(unfused[i], eager[i], "fused vs unfused launches, step " + i);
+            }
         }
     }
 
     /** Greedy-decodes steps tokens after prompt; returns each step's logits. */
     private static float[][] decodeLogits(ModelConfig c, Map<String, Tensor> w, int[] prompt, int steps,
-                                          boolean graphs) {
+                                          boolean graphs, boolean fuse) {
         Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(256);
-        Backend backend = cuda(CudaBackend.PrefillGemm.FP32);
+        String before = System.getProperty("k2j.cuda.fuse");
+        System.setProperty("k2j.cuda.fuse", Boolean.toString(fuse));  // read when the backend is built
+        Backend backend;
+        try {
+            backend = cuda(CudaBackend.PrefillGemm.FP32);
+        } finally {
+            if (before == null) {
+                System.clearProperty("k2j.cuda.fuse");
+            } else {
+                System.setProperty("k2j.cuda.fuse", before);
+            }
+        }
         try {
             Qwen2Model model = Qwen2Model.load(c, name -> Optional.ofNullable(w.get(name)), "test-model", backend,
                     limits, null);

@@ -489,7 +489,7 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     @Override
     public void rmsNorm(Buffer x, Buffer gamma, float eps, int n, int dim, Buffer out) {
-        enter();
+        enterKeepingPending();
         DevBuffer xb = buffer(x, "rmsNorm x");
         DevBuffer g = buffer(gamma, "rmsNorm gamma");
         DevBuffer o = buffer(out, "rmsNorm out");
@@ -501,6 +501,15 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (o.ptr != xb.ptr && overlaps(o.ptr, (long) n * dim, xb.ptr, (long) n * dim)) {
             throw new IllegalArgumentException("rmsNorm: out partially overlaps x (it may equal x)");
         }
+        long rowsFloats = (long) n * dim;
+        if (pending == PENDING_ADD && pendX == xb.ptr && pendCount == rowsFloats
+                && (o.ptr == pendY || !overlaps(o.ptr, rowsFloats, pendY, rowsFloats))) {
+            pending = PENDING_NONE;  // x += y and the norm in one pass
+            args.reset().ptr(xb.ptr).ptr(pendY).ptr(g.ptr).f32(eps).i32(dim).ptr(o.ptr);
+            launch(k.addRmsnorm, "add_rmsnorm", n, 1, 256);
+            return;
+        }
+        flushPending();
         args.reset().ptr(xb.ptr).ptr(g.ptr).f32(eps).i32(dim).ptr(o.ptr);
         launch(k.rmsnorm, "rmsnorm", n, 1, 256);
     }
@@ -622,7 +631,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     @Override
     public void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch,
                      RopeTable table) {
-        enter();
+        enterKeepingPending();
         DevBuffer xb = buffer(x, "rope x");
         if (!(table instanceof DevRope r) || r.owner != this) {
             throw new IllegalArgumentException("rope: table is not a RopeTable of this CUDA backend");
@@ -638,6 +647,16 @@ public final class CudaBackend implements Backend, GraphCapable {
                     + ") do not fit rows of " + rowStride);
         }
         need(xb, (long) (n - 1) * rowStride + colOffset + (long) heads * headDim, "rope x");
+        // a held rope on the preceding heads of the same rows, same batch and table, whose batch copy needs no
+        // re-upload, is extended by these heads; anything else is issued first (before sync may upload)
+        DeviceBatch current = lastBatch != null && lastBatch.batch == batch ? lastBatch : batches.get(batch);
+        boolean merge = pending == PENDING_ROPE && pendX == xb.ptr && pendN == n && pendRowStride == rowStride
+                && pendRope == r && pendBatch == batch && pendHalf == r.half
+                && colOffset == pendColOffset + pendHeads * 2 * pendHalf
+                && current != null && current.matches(batch, 0);
+        if (!merge) {
+            flushPending();
+        }
         DeviceBatch db = sync(batch, 0);
         if (n > batch.nTokens) {
             throw new IllegalArgumentException("rope: n=" + n + " exceeds Batch.nTokens=" + batch.nTokens);
@@ -651,9 +670,26 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (capture != null) {
             capture.minRopePositions = Math.min(capture.minRopePositions, r.maxPositions);
         }
-        args.reset().ptr(xb.ptr).i32(n).i32(rowStride).i32(colOffset).i32(heads).i32(r.half).ptr(db.positionsPtr)
-                .ptr(r.cos).ptr(r.sin);
-        launch(k.rope, "rope", grid((long) n * heads * r.half), 1, 256);
+        if (merge) {
+            pendHeads += heads;
+            return;
+        }
+        if (!fuse) {
+            launchRope(xb.ptr, n, rowStride, colOffset, heads, r.half, db.positionsPtr, r.cos, r.sin);
+            return;
+        }
+        pending = PENDING_ROPE;  // held back: the next op may rotate the following heads
+        pendX = xb.ptr;
+        pendN = n;
+        pendRowStride = rowStride;
+        pendColOffset = colOffset;
+        pendHeads = heads;
+        pendHalf = r.half;
+        pendPositions = db.positionsPtr;
+        pendRopeCos = r.cos;
+        pendRopeSin = r.sin;
+        pendRope = r;
+        pendBatch = batch;
     }
 
     @Override
@@ -777,7 +813,7 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     @Override
     public void add(Buffer x, Buffer y, int n, int dim) {
-        enter();
+        enterKeepingPending();
         DevBuffer xb = buffer(x, "add x");
         DevBuffer yb = buffer(y, "add y");
         positive(n, "add n");
@@ -787,6 +823,14 @@ public final class CudaBackend implements Backend, GraphCapable {
         need(yb, count, "add y");
         if (xb.ptr != yb.ptr && overlaps(xb.ptr, count, yb.ptr, count)) {
             throw new IllegalArgumentException("add: x and y partially overlap");
+        }
+        flushPending();
+        if (fuse) {  // held back: the next op may be rmsNorm of x
+            pending = PENDING_ADD;
+            pendX = xb.ptr;
+            pendY = yb.ptr;
+            pendCount = count;
+            return;
         }
         args.reset().ptr(xb.ptr).ptr(yb.ptr).i64(count);
         launch(k.add, "add", grid(count), 1, 256);
@@ -980,6 +1024,9 @@ public final class CudaBackend implements Backend, GraphCapable {
     /** Abandons a capture after an op failed during it; the stream is usable again afterwards. */
     @Override
     public void abortCapture() {
+        pending = PENDING_NONE;  // a held launch belongs to the failed recording
+        pendBatch = null;
+        pendRope = null;
         enter();
         if (capture == null) {
             return;
@@ -1055,11 +1102,68 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     // =========================================================================================== helpers
 
+    /** Every op starts here: the backend is open, its context current, and a deferred launch is issued. */
     private void enter() {
+        enterKeepingPending();
+        flushPending();
+    }
+
+    /** For the ops that may merge with the deferred launch (add, rmsNorm, rope): they flush themselves. */
+    private void enterKeepingPending() {
         if (closed) {
             throw new IllegalStateException("CudaBackend is closed");
         }
         driver.makeCurrent();
+    }
+
+    // ------------------------------------------------------------------ deferred launches (fusion)
+    // add and rope are held back one op: add followed by rmsNorm of the same rows becomes add_rmsnorm, and rope
+    // followed by rope on the next heads of the same rows (q then k) becomes one rope launch. Both are bit-equal
+    // to the separate launches. Every other op (and every sync, capture or replay) goes through enter(), which
+    // issues the held launch first, so the stream order is unchanged. -Dk2j.cuda.fuse=false turns this off.
+
+    private static final int PENDING_NONE = 0;
+    private static final int PENDING_ADD = 1;
+    private static final int PENDING_ROPE = 2;
+    private final boolean fuse = !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true"));
+    private int pending = PENDING_NONE;
+    private long pendX;
+    private long pendY;
+    private long pendCount;
+    private int pendN;
+    private int pendRowStride;
+    private int pendColOffset;
+    private int pendHeads;
+    private int pendHalf;
+    private long pendPositions;
+    private DevRope pendRope;
+    private Batch pendBatch;
+
+    private void flushPending() {
+        int kind = pending;
+        if (kind == PENDING_NONE) {
+            return;
+        }
+        pending = PENDING_NONE;
+        pendBatch = null;
+        pendRope = null;
+        if (kind == PENDING_ADD) {
+            args.reset().ptr(pendX).ptr(pendY).i64(pendCount);
+            launch(k.add, "add", grid(pendCount), 1, 256);
+        } else {
+            launchRope(pendX, pendN, pendRowStride, pendColOffset, pendHeads, pendHalf, pendPositions, pendRopeCos,
+                    pendRopeSin);
+        }
+    }
+
+    private long pendRopeCos;
+    private long pendRopeSin;
+
+    private void launchRope(long x, int n, int rowStride, int colOffset, int heads, int half, long positions,
+                            long cos, long sin) {
+        args.reset().ptr(x).i32(n).i32(rowStride).i32(colOffset).i32(heads).i32(half).ptr(positions)
+                .ptr(cos).ptr(sin);
+        launch(k.rope, "rope", grid((long) n * heads * half), 1, 256);
     }
 
     private void enterOutsideCapture(String what) {
@@ -1283,6 +1387,9 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (closed) {
             return;
         }
+        pending = PENDING_NONE;
+        pendBatch = null;
+        pendRope = null;
         driver.makeCurrent();
         if (capture != null) {
             abortCapture();

@@ -66,6 +66,7 @@ final class CudaKernels implements AutoCloseable {
     final long addBias;
     final long embed;
     final long rmsnorm;
+    final long addRmsnorm;
     final long rope;
     final long siluMul;
     final long add;
@@ -97,6 +98,7 @@ final class CudaKernels implements AutoCloseable {
         long ops = load("ops");
         embed = driver.function(ops, "embed");
         rmsnorm = driver.function(ops, "rmsnorm");
+        addRmsnorm = driver.function(ops, "add_rmsnorm");
         rope = driver.function(ops, "rope");
         siluMul = driver.function(ops, "silu_mul");
         add = driver.function(ops, "add_inplace");
