@@ -40,7 +40,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  *
  * <p>Tolerances (docs/cuda.md, Precision): with {@code PrefillGemm.FP32} every path is FP32 and differs from the
  * CPU by summation order only: logits within {@value #EXACT}·max(1, max|cpu|), greedy ids identical. With the
- * default {@code AUTO}, BF16 weights run prefill GEMMs on tensor cores with activations rounded to BF16, so those
+ * opt-in {@code AUTO}, BF16 weights run prefill GEMMs on tensor cores with activations rounded to BF16, so those
  * logits get {@value #BF16_GEMM}·scale and their greedy ids are not compared (near-ties may flip); other dtypes
  * stay within {@value #EXACT} and must match greedily too.
  *
@@ -50,7 +50,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class CudaEngineTest {
 
     static final double EXACT = 1e-4;
-    static final double BF16_GEMM = 3e-2;
+    /** Measured on the H200: up to 3.4e-2 (yarn_classic_bf16, 90-token YaRN prompt, weight std 0.15). */
+    static final double BF16_GEMM = 5e-2;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A CUDA backend, or a skipped test (a failure when CUDA is required). */
@@ -248,9 +249,12 @@ class CudaEngineTest {
             int[] prompt = TestModels.randomTokens(20, c.vocabSize(), 1);
             int[] a = sample(gpu, prompt, 42);
             int[] b = sample(gpu, prompt, 42);
-            int[] d = sample(gpu, prompt, 43);
             assertArrayEquals(a, b, "same seed, same tokens");
-            assertFalse(java.util.Arrays.equals(a, d), "another seed should change 48 sampled tokens");
+            // A random model can be so peaked that top-p 0.95 leaves one candidate per step; the flat
+            // distribution (temperature 3) makes the seed matter at almost every step.
+            int[] hot1 = sample(gpu, prompt, 42, 3.0);
+            int[] hot2 = sample(gpu, prompt, 43, 3.0);
+            assertFalse(java.util.Arrays.equals(hot1, hot2), "another seed should change 48 tokens sampled at T=3");
             for (int id : a) {
                 assertTrue(id >= 0 && id < c.vocabSize(), "sampled id " + id);
             }
@@ -258,8 +262,12 @@ class CudaEngineTest {
     }
 
     private static int[] sample(LanguageModel lm, int[] prompt, long seed) {
-        return lm.generate(new GenerationRequest(prompt, 48, SamplingParams.of(1.0, 0.95, 40, seed), List.of(), true),
-                null).ids();
+        return sample(lm, prompt, seed, 1.0);
+    }
+
+    private static int[] sample(LanguageModel lm, int[] prompt, long seed, double temperature) {
+        return lm.generate(new GenerationRequest(prompt, 48, SamplingParams.of(temperature, 0.95, 40, seed),
+                List.of(), true), null).ids();
     }
 
     // ------------------------------------------------------------------------------------------- helpers

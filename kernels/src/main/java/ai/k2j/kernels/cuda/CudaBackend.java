@@ -25,7 +25,7 @@ import java.util.stream.IntStream;
  * The CUDA implementation of {@link Backend}: weights, activations and the paged KV cache live in device memory;
  * ops are kernels (native/*.cu, compiled by NVRTC at construction) launched on one stream, in submission order.
  * Results match the CPU backend to float rounding (see docs/cuda.md for the tolerances and the one exception:
- * {@link PrefillGemm#AUTO} rounds activations to BF16 in BF16 prefill matmuls).
+ * the opt-in {@link PrefillGemm#AUTO} rounds activations to BF16 in BF16 prefill matmuls).
  *
  * <p>Beyond the interface: {@link #sample} (temperature / top-k / top-p on the device, only token ids come back)
  * and CUDA graphs — {@link #beginCapture}, {@link #endCapture}, {@link #replay} — to record a whole decode step
@@ -65,11 +65,11 @@ public final class CudaBackend implements Backend, GraphCapable {
 
         /**
          * From system properties {@code k2j.cuda.device} (0), {@code k2j.cuda.prefillGemm} (auto|fp32|kernel,
-         * default auto) and {@code k2j.cuda.gemmMinTokens} (default 9: n <= 8 uses the GEMV kernels).
+         * default fp32: exact to float rounding; auto trades BF16 activation rounding for tensor-core speed) and {@code k2j.cuda.gemmMinTokens} (default 9: n <= 8 uses the GEMV kernels).
          */
         public static Options defaults() {
             return new Options(Integer.getInteger("k2j.cuda.device", 0),
-                    PrefillGemm.valueOf(System.getProperty("k2j.cuda.prefillGemm", "auto").toUpperCase(Locale.ROOT)),
+                    PrefillGemm.valueOf(System.getProperty("k2j.cuda.prefillGemm", "fp32").toUpperCase(Locale.ROOT)),
                     Integer.getInteger("k2j.cuda.gemmMinTokens", 9));
         }
     }
