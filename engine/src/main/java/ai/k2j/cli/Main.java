@@ -23,6 +23,7 @@ public final class Main {
               synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
                                              [--tokenizer PATH] [--max-shard-gb G]
               info       describe a model    --model DIR
+              plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
             run 'k2j VERB --help' for a verb's flags.
             """;
 
@@ -52,6 +53,7 @@ public final class Main {
                 case "tokenize" -> new TokenizeCommand();
                 case "synth" -> new SynthCommand();
                 case "info" -> new InfoCommand();
+                case "plan" -> new PlanCommand();
                 default -> null;
             };
             if (cmd == null) {
