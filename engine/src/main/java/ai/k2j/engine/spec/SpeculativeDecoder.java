@@ -51,6 +51,8 @@ public final class SpeculativeDecoder {
     /** the prompt and every token produced so far; [0, length) */
     private final int[] history;
     private final int[] proposals;
+    /** the draft's top probability at each proposal (adaptive mode) */
+    private final double[] confidences;
     /** the last accepted token followed by the proposals: one target pass's input */
     private final int[] verifyTokens;
     private final int[] targetArgmax;
@@ -105,6 +107,7 @@ public final class SpeculativeDecoder {
         this.draftSampler = new Sampler(vocab);
         this.history = new int[limits.maxContext()];
         this.proposals = new int[Math.max(1, maxDraft)];
+        this.confidences = new double[Math.max(1, maxDraft)];
         this.verifyTokens = new int[maxDraft + 1];
         this.targetArgmax = new int[maxDraft + 1];
         this.draftProbs = draft == null ? null : new float[Math.max(1, maxDraft)][vocab];
@@ -269,9 +272,10 @@ public final class SpeculativeDecoder {
                 confidence = max(q);
             }
             draftPasses++;
+            confidences[k] = confidence;
             proposals[k++] = token;
             if (adaptive) {
-                survival *= confidence;
+                survival *= adaptiveLength.acceptance(confidence);
                 if (!adaptiveLength.keepDrafting(survival)) {
                     break;
                 }
@@ -337,7 +341,7 @@ public final class SpeculativeDecoder {
         accepted += ok;
         emitted += ok + 1;
         if (speculation.adaptive() && k > 0) {
-            adaptiveLength.record(ok < k ? ok + 1 : k, ok);
+            adaptiveLength.record(ok < k ? ok + 1 : k, ok, confidences);
         }
 
         System.arraycopy(proposals, 0, history, length, ok);

@@ -41,16 +41,37 @@ class AdaptiveDraftLengthTest {
         a.reset(4);
         assertEquals(4, a.cap(), "starts at the requested length");
         for (int round = 0; round < 30; round++) {
-            a.record(a.cap(), a.cap()); // everything accepted
+            a.record(a.cap(), a.cap(), conf(a.cap(), 0.3)); // everything accepted
         }
         assertTrue(a.alpha() > 0.95 && a.cap() >= 10, "alpha " + a.alpha() + ", cap " + a.cap());
         for (int round = 0; round < 30; round++) {
-            a.record(1, 0); // first proposal rejected every time
+            a.record(1, 0, conf(1, 0.95)); // first proposal rejected every time
         }
         assertTrue(a.alpha() < 0.2 && a.cap() == 1, "alpha " + a.alpha() + ", cap " + a.cap());
         a.reset(6);
         assertEquals(6, a.cap(), "reset forgets the previous generation");
         assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.alpha());
+    }
+
+    private static double[] conf(int n, double c) {
+        double[] out = new double[n];
+        java.util.Arrays.fill(out, c);
+        return out;
+    }
+
+    @Test
+    void confidenceIsCalibratedByTheAcceptanceSeenAtThatConfidence() {
+        AdaptiveDraftLength a = new AdaptiveDraftLength(15, 0.1);
+        a.reset(4);
+        assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.acceptance(0.35), 1e-12, "the prior before evidence");
+        for (int round = 0; round < 40; round++) {
+            a.record(2, 1, new double[] {0.35, 0.92}); // low-confidence drafts pass, high-confidence ones fail
+        }
+        assertTrue(a.acceptance(0.31) > 0.9, "drafts at confidence 0.3-0.4 were always accepted: "
+                + a.acceptance(0.31));
+        assertTrue(a.acceptance(0.95) < 0.1, "drafts at confidence 0.9-1 were always rejected: " + a.acceptance(0.95));
+        a.reset(4);
+        assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.acceptance(0.95), 1e-12, "reset forgets the calibration");
     }
 
     @Test
