@@ -24,9 +24,10 @@ import java.util.function.Function;
  *   <li>speedup: speculative decode tokens/s ÷ plain decode tokens/s (the prefill is excluded from both);</li>
  *   <li>α: accepted ÷ tested drafts ({@link SpeculativeStats#acceptanceRate()});</li>
  *   <li>c: drafting time per proposed token ÷ the time of a plain target step;</li>
- *   <li>the theoretical speedup (1 − α^(k+1)) / ((1 − α)(1 + c·k)) (Leviathan et al., 2023), with k the fixed
- *       draft length, or for adaptive and lookup settings the mean draft length (then only indicative), and the
- *       measured speedup as a fraction of it;</li>
+ *   <li>the theoretical speedup (1 − α^(k+1)) / ((1 − α)(1 + c·k)) (Leviathan et al., 2023), with k the mean
+ *       draft length per target pass (the fixed k, slightly less where a round was shortened at the end of the
+ *       token budget; for adaptive and lookup settings, whose lengths vary, the bound is only indicative), and
+ *       the measured speedup as a fraction of it;</li>
  *   <li>v: a verification pass's time ÷ a plain step's: the bound assumes 1 (a target pass over k + 1 tokens
  *       costs what one over a single token does, true while decode is memory-bound); the bound with the measured
  *       v, τ / (c·k + v), shows how much of the gap that explains.</li>
@@ -169,8 +170,7 @@ public final class SpeculativeBench {
         for (int i = 0; i < n; i++) {
             Speculation s = config.speculations().get(i);
             SpeculativeStats st = stats[i];
-            double k = s.mode() == Speculation.Mode.DRAFT_MODEL && !s.adaptive() ? s.draftTokens()
-                    : st.meanDraftLength();
+            double k = st.meanDraftLength(); // = the fixed k, less the rounds shortened at the end of the budget
             double alpha = st.acceptanceRate();
             double c = st.proposed() > 0 ? st.draftNanos() / (double) st.proposed() / stepNanos : 0;
             double v = st.targetPasses() > 0 ? st.targetNanos() / (double) st.targetPasses() / stepNanos : 0;
