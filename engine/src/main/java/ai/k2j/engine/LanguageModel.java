@@ -67,7 +67,8 @@ public final class LanguageModel implements AutoCloseable {
     /** the draft model sharing the backend, or null */
     private final Qwen2Model draft;
     private final AutoCloseable draftWeights;
-    private final SpeculativeDecoder speculator;
+    /** created on the first speculative request (its buffers are vocabulary-sized) */
+    private SpeculativeDecoder speculator;
     private boolean closed;
 
     private LanguageModel(ModelConfig config, GenerationConfig generationConfig, Tokenizer tokenizer,
@@ -87,7 +88,6 @@ public final class LanguageModel implements AutoCloseable {
                 Arrays.stream(config.eosTokenIds())).distinct().toArray();
         this.draft = draft;
         this.draftWeights = draftWeights;
-        this.speculator = new SpeculativeDecoder(model, draft);
     }
 
     public static LanguageModel load(Path dir) {
@@ -297,12 +297,15 @@ public final class LanguageModel implements AutoCloseable {
             throw new IllegalArgumentException("speculation '" + speculation.describe() + "' needs a draft model, but "
                     + source + " was loaded without one (ModelOptions.withDraft)");
         }
-        if (speculation.draftTokens() > speculator.maxDraftTokens()) {
+        boolean speculative = !speculation.isOff();
+        if (speculative && speculator == null) {
+            speculator = new SpeculativeDecoder(model, draft);
+        }
+        if (speculative && speculation.draftTokens() > speculator.maxDraftTokens()) {
             throw new IllegalArgumentException(speculation.draftTokens() + " draft tokens need "
                     + (speculation.draftTokens() + 1) + " logit rows per step; this model verifies at most "
                     + speculator.maxDraftTokens());
         }
-        boolean speculative = !speculation.isOff();
         int budget = Math.min(request.maxTokens(), maxContext() - prompt.length);
         if (budget == 0) {
             return new GenerationResult(new int[0], "", FinishReason.LENGTH, prompt.length, 0, 0,
@@ -350,7 +353,9 @@ public final class LanguageModel implements AutoCloseable {
                 token = speculative ? speculator.step(token) : loop.step(token);
             }
         } finally {
-            speculator.finish();
+            if (speculative) {
+                speculator.finish();
+            }
         }
         long decodeNanos = System.nanoTime() - start - prefillNanos;
         return new GenerationResult(Arrays.copyOf(generated, n), text.text(), reason, prompt.length, prefillNanos,

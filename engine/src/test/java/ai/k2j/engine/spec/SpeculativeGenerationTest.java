@@ -32,7 +32,7 @@ class SpeculativeGenerationTest {
 
     private static final String[] PROMPTS = {
             "def quicksort(arr):", "import os\nimport sys\n\n\ndef main(", "class Stack:\n    def push(self, item):",
-            "    for key, value in sorted(", "# Licensed under the Apache License", "x = np.zeros((3, 4))\ny ="};
+            "    for key, value in sorted("};
 
     private static LanguageModel lm;
 
@@ -42,7 +42,7 @@ class SpeculativeGenerationTest {
 
     @BeforeAll
     static void load() {
-        lm = LanguageModel.load(demo("target"), ModelOptions.defaults().withThreads(2).withDraft(demo("draft")));
+        lm = LanguageModel.load(demo("target"), ModelOptions.defaults().withThreads(1).withDraft(demo("draft")));
     }
 
     @AfterAll
@@ -81,7 +81,7 @@ class SpeculativeGenerationTest {
             int[] prompt = lm.encode(text);
             for (List<String> stop : stops) {
                 for (boolean ignoreEos : new boolean[] {false, true}) {
-                    GenerationRequest req = new GenerationRequest(prompt, 60, SamplingParams.greedy(), stop, ignoreEos,
+                    GenerationRequest req = new GenerationRequest(prompt, 48, SamplingParams.greedy(), stop, ignoreEos,
                             Speculation.none());
                     GenerationResult plain = lm.generate(req, null);
                     stoppedByString += !stop.isEmpty() && plain.finishReason() == FinishReason.STOP ? 1 : 0;
@@ -95,7 +95,7 @@ class SpeculativeGenerationTest {
                 }
             }
         }
-        assertTrue(stoppedByString >= 10, "stop strings should end several generations mid-way: " + stoppedByString);
+        assertTrue(stoppedByString >= 6, "stop strings should end several generations mid-way: " + stoppedByString);
     }
 
     @Test
@@ -136,7 +136,7 @@ class SpeculativeGenerationTest {
                 GenerationRequest.of(prompt, 10, SamplingParams.greedy()).withSpeculation(new Speculation(
                         Speculation.Mode.DRAFT_MODEL, 16, false, 0)), null));
         assertTrue(tooLong.getMessage().contains("draft tokens must be in [1, 15]"), tooLong.getMessage());
-        try (LanguageModel alone = LanguageModel.load(demo("target"), ModelOptions.defaults().withThreads(2))) {
+        try (LanguageModel alone = LanguageModel.load(demo("target"), ModelOptions.defaults().withThreads(1))) {
             assertEquals(Speculation.none(), alone.defaultSpeculation());
             IllegalArgumentException noDraft = assertThrows(IllegalArgumentException.class, () -> alone.generate(
                     GenerationRequest.of(prompt, 10, SamplingParams.greedy())
@@ -154,7 +154,7 @@ class SpeculativeGenerationTest {
     void aDraftWithAnotherVocabularyIsRefusedAtLoad() {
         Path other = SpecTestSupport.repoRoot().resolve("engine/src/test/resources/golden/tied_mha_f32");
         ModelFormatException e = assertThrows(ModelFormatException.class, () -> LanguageModel.load(demo("target"),
-                ModelOptions.defaults().withThreads(2).withDraft(other)));
+                ModelOptions.defaults().withThreads(1).withDraft(other)));
         assertTrue(e.getMessage().contains("vocab_size 512 differs from the target's 8192"), e.getMessage());
         assertTrue(e.getMessage().contains(other.toString()), e.getMessage());
     }
