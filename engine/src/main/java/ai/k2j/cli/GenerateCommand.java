@@ -52,6 +52,7 @@ final class GenerateCommand implements Command {
                   --seed S             sampling seed (default: random, printed on stderr)
                   --stop STR           also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)
                   --threads N          CPU threads (default: all processors)
+                  --backend NAME       cpu (default), cuda or reference
                   --ctx N              context length to allocate (default: the model's, capped)
                   --json               print one JSON object with ids, text and timings instead of streaming
                 """.formatted(DEFAULT_MAX_TOKENS);
@@ -104,6 +105,7 @@ final class GenerateCommand implements Command {
         }
         int threads = Cli.intAtLeast(args, "threads", 0, 1);
         int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
+        String backend = args.string("backend", "cpu");
         boolean json = args.flag("json");
         args.finish();
 
@@ -111,7 +113,7 @@ final class GenerateCommand implements Command {
         SpeculationFlags spec = models.resolve();
         Path modelDir = spec.model();
         long t0 = System.nanoTime();
-        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx)
+        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx).withBackend(backend)
                 .withDraft(spec.draft());
         try (LanguageModel model = LanguageModel.load(modelDir, options)) {
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
