@@ -155,10 +155,17 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
 
     /** One stderr line: the acceptance rate and what it bought. */
     static String summary(SpeculativeStats s, Path draft) {
-        String source = draft != null ? "draft " + draft : "prompt lookup";
+        String source = draft != null ? "draft " + shortPath(draft) : "prompt lookup";
         return String.format(Locale.ROOT, "[k2j] speculative decoding (%s, %s): acceptance rate %.1f%% (%d of %d"
                         + " drafts), %.2f tokens per target pass, drafting %.0f%% of decode time",
                 source, s.speculation(), 100 * s.acceptanceRate(), s.accepted(), s.verified(),
                 s.tokensPerTargetPass(), 100 * s.draftTimeShare());
+    }
+
+    /** A path under the k2j home relative to it (models/demo/draft), others as given. */
+    static Path shortPath(Path p) {
+        Path abs = p.toAbsolutePath().normalize();
+        Path home = home().toAbsolutePath().normalize();
+        return abs.startsWith(home) ? home.relativize(abs) : p;
     }
 }

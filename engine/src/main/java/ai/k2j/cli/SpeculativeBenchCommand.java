@@ -16,7 +16,8 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * {@code k2j spec-bench} (also {@code k2j bench --draft DIR}): plain against speculative decoding in one run on
+ * {@code k2j spec-bench} (meant to be reached as {@code k2j bench --draft DIR} too, once the bench verb exists):
+ * plain against speculative decoding in one run on
  * the same prompts, with speedup, acceptance rate α, cost ratio c and the theoretical speedup
  * ({@link SpeculativeBench}). Defaults: the demo pair on 8 held-out code prompts of 96 tokens, 128 new tokens,
  * greedy, k = 4.
@@ -26,7 +27,7 @@ final class SpeculativeBenchCommand implements Command {
     @Override
     public String usage() {
         return """
-                usage: k2j spec-bench [--model DIR] [--draft DIR] [flags]     (also: k2j bench --draft DIR ...)
+                usage: k2j spec-bench [--model DIR] [--draft DIR] [flags]
                   --model DIR          target model (default: the demo target, models/demo/target)
                   --draft DIR          draft model, same vocabulary (default: models/demo/draft with the default
                                        model; none otherwise, then only --lookup rows run)
