@@ -16,11 +16,10 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * {@code k2j spec-bench} (meant to be reached as {@code k2j bench --draft DIR} too, once the bench verb exists):
- * plain against speculative decoding in one run on
- * the same prompts, with speedup, acceptance rate α, cost ratio c and the theoretical speedup
- * ({@link SpeculativeBench}). Defaults: the demo pair on 8 held-out code prompts of 96 tokens, 128 new tokens,
- * greedy, k = 4.
+ * {@code k2j spec-bench}: plain against speculative decoding in one run on the same prompts, with speedup,
+ * acceptance rate α, cost ratio c and the theoretical speedup ({@link SpeculativeBench}). Defaults: the demo pair
+ * on 8 held-out code prompts of 96 tokens, 128 new tokens, greedy, k = 4. Meant to be reached as
+ * {@code k2j bench --draft DIR} too, once the bench verb exists.
  */
 final class SpeculativeBenchCommand implements Command {
 
