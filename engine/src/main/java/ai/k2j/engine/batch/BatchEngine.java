@@ -241,6 +241,11 @@ public final class BatchEngine implements AutoCloseable {
         return metrics;
     }
 
+    /** False once {@link #close()} was called or the step loop died. */
+    public boolean isRunning() {
+        return !stopping && thread.isAlive();
+    }
+
     /** Stops the step loop (unfinished requests fail with an {@link IllegalStateException}) and frees the models. */
     @Override
     public void close() {
