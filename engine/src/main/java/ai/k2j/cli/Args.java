@@ -9,11 +9,14 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * {@code --flag value} and {@code --switch} arguments. A flag followed by another flag (or nothing) is a
- * switch. Each command reads what it knows and then calls {@link #finish()} so unknown flags are errors.
+ * {@code --flag value}, {@code --flag=value} and {@code --switch} arguments. A flag followed by another flag (or
+ * nothing) is a switch; reading a switch as a value is a usage error, so {@code --prompt --chat} does not
+ * silently generate for the prompt "true". Each command reads what it knows and then calls {@link #finish()} so
+ * unknown flags are errors.
  */
 final class Args {
     private final Map<String, String> values = new LinkedHashMap<>();
+    private final Set<String> switches = new HashSet<>();
     private final List<String> positional = new ArrayList<>();
     private final Set<String> read = new HashSet<>();
 
@@ -24,15 +27,21 @@ final class Args {
             if (s.startsWith("--")) {
                 String key = s.substring(2);
                 String val = "true";
+                boolean isSwitch = false;
                 int eq = key.indexOf('=');
                 if (eq >= 0) {
                     val = key.substring(eq + 1);
                     key = key.substring(0, eq);
                 } else if (i + 1 < argv.length && !(argv[i + 1].startsWith("--") && argv[i + 1].length() > 2)) {
                     val = argv[++i];
+                } else {
+                    isSwitch = true;
                 }
                 if (key.isEmpty()) {
                     throw new IllegalArgumentException("empty flag name");
+                }
+                if (isSwitch) {
+                    a.switches.add(key);
                 }
                 if (a.values.put(key, val) != null) {
                     throw new IllegalArgumentException("flag --" + key + " given twice");
@@ -51,6 +60,7 @@ final class Args {
 
     String string(String key, String dflt) {
         read.add(key);
+        requireValue(key);
         return values.getOrDefault(key, dflt);
     }
 
@@ -60,7 +70,14 @@ final class Args {
         if (v == null) {
             throw new UsageException("missing required flag --" + key);
         }
+        requireValue(key);
         return v;
+    }
+
+    private void requireValue(String key) {
+        if (switches.contains(key)) {
+            throw new UsageException("--" + key + " needs a value");
+        }
     }
 
     Path path(String key) {

@@ -2,7 +2,14 @@ package ai.k2j.cli;
 
 import java.io.PrintStream;
 
-/** One CLI verb. Output for machines goes to {@code out}; progress and diagnostics to {@code err}. */
+/**
+ * One CLI verb. Output for machines goes to {@code out}; progress and diagnostics to {@code err}.
+ * {@link #run} validates every flag (throwing {@link UsageException}, exit 2) before doing any work.
+ */
 interface Command {
+    /** Returns the exit code: 0 ok, 1 failure. */
     int run(Args args, PrintStream out, PrintStream err);
+
+    /** The verb's help text ({@code k2j VERB --help}). */
+    String usage();
 }

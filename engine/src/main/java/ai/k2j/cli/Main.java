@@ -1,6 +1,10 @@
 package ai.k2j.cli;
 
+import java.io.BufferedOutputStream;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
 import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 
 /** {@code k2j VERB [flags]}: the command-line interface. Each verb lives in its own class. */
@@ -11,39 +15,45 @@ public final class Main {
 
     static final String USAGE = """
             usage: k2j VERB [flags]
-              generate   generate text       --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--max-tokens N]
-                                             [--temperature T] [--top-p P] [--top-k K] [--min-p P] [--seed S] [--json]
+              generate   generate text       --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
+                                             [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]
+                                             [--seed S] [--stop STR] [--threads N] [--ctx N] [--json]
               logits     prompt logits       --model DIR --prompt-ids 1,2,3 --out FILE.npy
               tokenize   text to ids         --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
-              synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S] [--tokenizer PATH]
+              synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
+                                             [--tokenizer PATH] [--max-shard-gb G]
               info       describe a model    --model DIR
+              plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
             run 'k2j VERB --help' for a verb's flags.
             """;
 
     public static void main(String[] argv) {
-        int code = run(argv, System.out, System.err);
-        System.out.flush();
-        if (code != 0) {
-            System.exit(code);
-        }
+        // Tokens and JSON are UTF-8 whatever the platform's locale says; stdout is flushed by the verbs
+        // (per token when streaming) and at exit.
+        PrintStream out = new PrintStream(new BufferedOutputStream(new FileOutputStream(FileDescriptor.out), 1 << 16),
+                false, StandardCharsets.UTF_8);
+        PrintStream err = new PrintStream(new FileOutputStream(FileDescriptor.err), true, StandardCharsets.UTF_8);
+        int code = run(argv, out, err);
+        out.flush();
+        err.flush();
+        System.exit(code);
     }
 
     /** Runs a command; returns the process exit code (0 ok, 2 usage error, 1 failure). */
     public static int run(String[] argv, PrintStream out, PrintStream err) {
         if (argv.length == 0 || argv[0].equals("--help") || argv[0].equals("-h") || argv[0].equals("help")) {
-            out.print(USAGE);
+            (argv.length == 0 ? err : out).print(USAGE);
             return argv.length == 0 ? 2 : 0;
         }
         String verb = argv[0];
-        Args args;
-        try {
-            args = Args.parse(Arrays.copyOfRange(argv, 1, argv.length));
-        } catch (IllegalArgumentException e) {
-            err.println("k2j " + verb + ": " + e.getMessage());
-            return 2;
-        }
         try {
             Command cmd = switch (verb) {
+                case "generate" -> new GenerateCommand();
+                case "logits" -> new LogitsCommand();
+                case "tokenize" -> new TokenizeCommand();
+                case "synth" -> new SynthCommand();
+                case "info" -> new InfoCommand();
+                case "plan" -> new PlanCommand();
                 default -> null;
             };
             if (cmd == null) {
@@ -51,16 +61,41 @@ public final class Main {
                 err.print(USAGE);
                 return 2;
             }
-            return cmd.run(args, out, err);
+            String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
+            Args args;
+            try {
+                args = Args.parse(rest);
+            } catch (IllegalArgumentException e) {
+                throw new UsageException(e.getMessage());
+            }
+            if (args.has("help") || args.positional().contains("-h")) {
+                out.print(cmd.usage());
+                out.flush();
+                return 0;
+            }
+            int code = cmd.run(args, out, err);
+            out.flush();
+            return code;
         } catch (UsageException e) {
+            out.flush();
             err.println("k2j " + verb + ": " + e.getMessage());
             return 2;
-        } catch (RuntimeException e) {
-            err.println("k2j " + verb + ": error: " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+        } catch (RuntimeException | OutOfMemoryError e) {
+            out.flush();
+            err.println("k2j " + verb + ": error: " + describe(e));
             if (System.getenv("K2J_DEBUG") != null) {
                 e.printStackTrace(err);
             }
             return 1;
         }
+    }
+
+    /** The exception's message, or its class name when it has none (e.g. a bare NullPointerException). */
+    private static String describe(Throwable e) {
+        String m = e.getMessage();
+        if (e instanceof OutOfMemoryError) {
+            return "out of memory (" + (m == null ? "heap" : m) + "); raise -Xmx via K2J_JAVA_OPTS";
+        }
+        return m == null || m.isBlank() ? e.getClass().getSimpleName() : m;
     }
 }

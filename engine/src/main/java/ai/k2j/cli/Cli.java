@@ -1,0 +1,84 @@
+package ai.k2j.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Locale;
+
+/** Small helpers shared by the verbs. */
+final class Cli {
+
+    static final ObjectMapper JSON = new ObjectMapper();
+
+    private Cli() {
+    }
+
+    /** A model directory that exists; otherwise a failure naming it (exit 1). */
+    static Path modelDir(Args args) {
+        Path dir = args.path("model");
+        if (!Files.isDirectory(dir)) {
+            throw new IllegalArgumentException("model directory not found: " + dir);
+        }
+        return dir;
+    }
+
+    /** An optional integer flag that must be at least {@code min} when given. */
+    static int intAtLeast(Args args, String key, int dflt, int min) {
+        int v = args.integer(key, dflt);
+        if (args.has(key) && v < min) {
+            throw new UsageException("--" + key + " must be >= " + min + ", got " + v);
+        }
+        return v;
+    }
+
+    /** Turns {@code \n}, {@code \t}, {@code \r} and {@code \\} written on a command line into the characters. */
+    static String unescape(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c == '\\' && i + 1 < s.length()) {
+                char n = s.charAt(i + 1);
+                switch (n) {
+                    case 'n' -> { b.append('\n'); i++; }
+                    case 't' -> { b.append('\t'); i++; }
+                    case 'r' -> { b.append('\r'); i++; }
+                    case '\\' -> { b.append('\\'); i++; }
+                    default -> b.append(c);
+                }
+            } else {
+                b.append(c);
+            }
+        }
+        return b.toString();
+    }
+
+    /** 1536 → "1.5 KiB"; binary units, as `ls -h` prints them. */
+    static String bytes(long n) {
+        if (n < 1024) {
+            return n + " B";
+        }
+        String[] units = {"KiB", "MiB", "GiB", "TiB"};
+        double v = n;
+        int u = -1;
+        while (v >= 1024 && u < units.length - 1) {
+            v /= 1024;
+            u++;
+        }
+        return String.format(Locale.ROOT, "%.2f %s", v, units[u]);
+    }
+
+    /** 7615616512 → "7.62 B". */
+    static String count(long n) {
+        if (n >= 1_000_000_000L) {
+            return String.format(Locale.ROOT, "%.2f B", n / 1e9);
+        }
+        if (n >= 1_000_000L) {
+            return String.format(Locale.ROOT, "%.2f M", n / 1e6);
+        }
+        if (n >= 1_000L) {
+            return String.format(Locale.ROOT, "%.2f K", n / 1e3);
+        }
+        return Long.toString(n);
+    }
+}

@@ -1,0 +1,835 @@
+package ai.k2j.kernels.cpu;
+
+import ai.k2j.kernels.Backend;
+import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.Buffer;
+import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Weight;
+import ai.k2j.loaders.DType;
+import ai.k2j.loaders.Tensor;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.List;
+import java.util.Locale;
+
+/**
+ * The CPU backend: Vector API kernels on a persistent pool of worker threads.
+ *
+ * <ul>
+ *   <li>Weights (F32, BF16, F16) stay zero-copy on the caller's (memory-mapped) segments; format "f32" makes a
+ *       converted off-heap copy owned by this backend.</li>
+ *   <li>Activations, RoPE tables and the KV cache are {@code float[]}s (at most 2<sup>31</sup>−9 floats each;
+ *       a KV cache layer is one array for keys and one for values, {@code [numBlocks·blockSize][kvDim]}).</li>
+ *   <li>Ops run synchronously on the calling thread plus {@code threads − 1} workers, split by rows (tokens,
+ *       output features, or (token, head) pairs). A dot product is never split, and every kernel sums in a
+ *       fixed order, so results are bit-identical for any thread count and any batch composition.</li>
+ *   <li>Nothing is allocated by the ops; all scratch is sized when weights, buffers or caches are created.</li>
+ *   <li>Aliasing: rmsNorm and siluMul may write in place (out == x, out == gateUp); matmul's out must not be
+ *       x, and attention's out must not be qkv (both are refused).</li>
+ *   <li>Bad arguments (foreign or too small buffers, token ids, positions or block-table entries out of range)
+ *       throw {@link IllegalArgumentException} before any work starts.</li>
+ * </ul>
+ */
+public final class CpuBackend implements Backend {
+
+    /** Below this many multiply-adds (or elements touched) an op runs on the caller alone: a handoff costs more. */
+    private static final long PARALLEL_WORK = 1 << 15;
+    private static final long MAX_FLOATS = Integer.MAX_VALUE - 8;
+
+    private final WorkerPool pool;
+    private final long parallelWork;
+    /** Owns converted weight copies; closed with the backend. */
+    private final Arena arena = Arena.ofShared();
+    /** Attention score scratch per part, as long as the largest KV cache has slots. */
+    private float[][] scores;
+    /** Four decoded weight rows per part (F16 matmul), 4 × the widest matrix's cols. */
+    private float[][] rowScratch;
+
+    private final MatmulTask matmulTask = new MatmulTask();
+    private final RmsNormTask rmsNormTask = new RmsNormTask();
+    private final RopeTask ropeTask = new RopeTask();
+    private final AttentionTask attentionTask = new AttentionTask();
+    private final SiluMulTask siluMulTask = new SiluMulTask();
+    private final AddTask addTask = new AddTask();
+    private final ArgmaxTask argmaxTask = new ArgmaxTask();
+
+    /**
+     * @param threads threads that work on each op, the caller included; 0 means all available processors
+     */
+    public CpuBackend(int threads) {
+        this(threads, PARALLEL_WORK);
+    }
+
+    /** Tests use {@code parallelWork = 0} to split even tiny ops over the threads. */
+    CpuBackend(int threads, long parallelWork) {
+        if (threads < 0) {
+            throw new IllegalArgumentException("threads must be >= 0 (0 = all processors), got " + threads);
+        }
+        int parts = threads == 0 ? Runtime.getRuntime().availableProcessors() : threads;
+        this.pool = new WorkerPool(parts, "k2j-cpu-worker-");
+        this.parallelWork = parallelWork;
+        this.scores = new float[parts][0];
+        this.rowScratch = new float[parts][0];
+    }
+
+    /** Threads working on each op, the caller included. */
+    public int threads() {
+        return pool.parts();
+    }
+
+    /** Worker thread ids (for allocation accounting in tests). */
+    long[] workerThreadIds() {
+        return pool.workerThreadIds();
+    }
+
+    @Override
+    public String name() {
+        return "cpu";
+    }
+
+    // ================================================================================================ memory
+
+    @Override
+    public Weight matrix(List<Tensor> rowsStacked, String format) {
+        if (rowsStacked == null || rowsStacked.isEmpty()) {
+            throw new IllegalArgumentException("matrix needs at least one tensor");
+        }
+        Tensor first = rowsStacked.getFirst();
+        DType source = first.dtype();
+        if (first.rank() != 2) {
+            throw new IllegalArgumentException("tensor '" + first.name() + "' is not a matrix: " + first);
+        }
+        long colsL = first.dim(1);
+        if (colsL <= 0 || colsL > MAX_FLOATS) {
+            throw new IllegalArgumentException("tensor '" + first.name() + "' has unsupported column count " + colsL);
+        }
+        int cols = (int) colsL;
+        checkElementType(first);
+        int[] partStart = new int[rowsStacked.size() + 1];
+        MemorySegment[] segments = new MemorySegment[rowsStacked.size()];
+        long rows = 0;
+        for (int p = 0; p < segments.length; p++) {
+            Tensor t = rowsStacked.get(p);
+            if (t.rank() != 2 || t.dim(1) != cols) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " cannot be stacked with '"
+                        + first.name() + "' " + first + ": all parts need shape [rows, " + cols + "]");
+            }
+            if (t.dtype() != source) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' is " + t.dtype() + " but '" + first.name()
+                        + "' is " + source + ": stacked parts must share a dtype");
+            }
+            long expected = source.bytesFor(t.elements());
+            if (t.data().byteSize() != expected) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " has " + t.data().byteSize()
+                        + " bytes of data, expected " + expected);
+            }
+            segments[p] = t.data().isNative() ? t.data() : nativeCopy(t.data());
+            rows += t.dim(0);
+            if (rows > Integer.MAX_VALUE) {
+                throw new IllegalArgumentException("matrix has more than 2^31-1 rows at tensor '" + t.name() + "'");
+            }
+            partStart[p + 1] = (int) rows;
+        }
+        CpuWeight weight = new CpuWeight(source, cols, segments, partStart);
+        DType target = targetFormat(format, source, first.name());
+        if (target == DType.F16 && 4L * cols > rowScratch[0].length) {
+            if (4L * cols > MAX_FLOATS) {
+                throw new IllegalArgumentException("F16 tensor '" + first.name() + "' is too wide: " + cols + " columns");
+            }
+            rowScratch = grown(rowScratch.length, 4 * cols);
+        }
+        return target == source ? weight : toF32(weight);
+    }
+
+    /**
+     * The dtype a weight is kept in. Extension point for Q8_0/Q4_0: quantize here into an arena segment, and add
+     * their loaders and kernels to {@link MatmulKernels} and a case to {@link #matmulRows}.
+     */
+    private static DType targetFormat(String format, DType source, String tensorName) {
+        if (format == null) {
+            return source;
+        }
+        DType target = switch (format.toUpperCase(Locale.ROOT)) {
+            case "F32" -> DType.F32;
+            case "BF16" -> DType.BF16;
+            case "F16" -> DType.F16;
+            case "Q8_0" -> DType.Q8_0;
+            case "Q4_0" -> DType.Q4_0;
+            default -> throw new IllegalArgumentException("unknown weight format '" + format + "' for tensor '"
+                    + tensorName + "'; the CPU backend takes null (keep dtype), f32, bf16 or f16");
+        };
+        if (target == source || target == DType.F32) {
+            return target;
+        }
+        if (target.isQuantized()) {
+            throw new IllegalArgumentException("weight format " + target + " (asked for tensor '" + tensorName
+                    + "') is not supported by the CPU backend yet; use null, f32, bf16 or f16");
+        }
+        throw new IllegalArgumentException("the CPU backend converts weights only to f32, not " + source + " to '"
+                + format + "' (tensor '" + tensorName + "')");
+    }
+
+    private static void checkElementType(Tensor t) {
+        switch (t.dtype()) {
+            case F32, BF16, F16 -> {
+            }
+            default -> throw new IllegalArgumentException("tensor '" + t.name() + "' has dtype " + t.dtype()
+                    + ", which the CPU backend does not support yet (F32, BF16, F16)");
+        }
+    }
+
+    private MemorySegment nativeCopy(MemorySegment heap) {
+        MemorySegment copy = arena.allocate(heap.byteSize(), 64);
+        copy.copyFrom(heap);
+        return copy;
+    }
+
+    private CpuWeight toF32(CpuWeight w) {
+        MemorySegment dst = arena.allocate((long) w.rows * w.cols * Float.BYTES, 64);
+        float[] row = new float[w.cols];
+        for (int r = 0; r < w.rows; r++) {
+            dequantizeRow(w, r, row, 0);
+            MemorySegment.copy(row, 0, dst, ValueLayout.JAVA_FLOAT_UNALIGNED, (long) r * w.cols * Float.BYTES, w.cols);
+        }
+        return new CpuWeight(DType.F32, w.cols, new MemorySegment[] {dst}, new int[] {0, w.rows});
+    }
+
+    /** Row r of w as float32 into out[o, o + cols). */
+    static void dequantizeRow(CpuWeight w, int r, float[] out, int o) {
+        int p = w.partOf(r);
+        MemorySegment seg = w.segments[p];
+        long off = (r - w.partStart[p]) * w.rowBytes;
+        switch (w.dtype) {
+            case F32 -> MatmulKernels.dequantizeF32(seg, off, w.cols, out, o);
+            case BF16 -> MatmulKernels.dequantizeBF16(seg, off, w.cols, out, o);
+            case F16 -> MatmulKernels.dequantizeF16(seg, off, w.cols, out, o);
+            default -> throw new IllegalStateException("no CPU kernel for " + w.dtype);
+        }
+    }
+
+    @Override
+    public Buffer vector(List<Tensor> parts) {
+        if (parts == null || parts.isEmpty()) {
+            throw new IllegalArgumentException("vector needs at least one tensor");
+        }
+        long total = 0;
+        for (Tensor t : parts) {
+            checkElementType(t);
+            long expected = t.dtype().bytesFor(t.elements());
+            if (t.data().byteSize() != expected) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " has " + t.data().byteSize()
+                        + " bytes of data, expected " + expected);
+            }
+            total += t.elements();
+        }
+        if (total > MAX_FLOATS) {
+            throw new IllegalArgumentException("vector of " + total + " floats is too large for the CPU backend");
+        }
+        float[] data = new float[(int) total];
+        int o = 0;
+        for (Tensor t : parts) {
+            int count = (int) t.elements();
+            MemorySegment seg = t.data().isNative() ? t.data() : nativeCopy(t.data());
+            switch (t.dtype()) {
+                case F32 -> MatmulKernels.dequantizeF32(seg, 0, count, data, o);
+                case BF16 -> MatmulKernels.dequantizeBF16(seg, 0, count, data, o);
+                case F16 -> MatmulKernels.dequantizeF16(seg, 0, count, data, o);
+                default -> throw new IllegalStateException("unreachable: " + t.dtype());
+            }
+            o += count;
+        }
+        return new CpuBuffer(data);
+    }
+
+    @Override
+    public Buffer allocate(long floats) {
+        if (floats < 0 || floats > MAX_FLOATS) {
+            throw new IllegalArgumentException("CPU buffers hold 0.." + MAX_FLOATS + " floats, asked for " + floats);
+        }
+        return new CpuBuffer(new float[(int) floats]);
+    }
+
+    @Override
+    public RopeTable ropeTable(float[] invFreq, float attentionScaling, int maxPositions) {
+        return new CpuRopeTable(invFreq, attentionScaling, maxPositions);
+    }
+
+    @Override
+    public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize) {
+        CpuKvCache cache = new CpuKvCache(layers, kvDim, numBlocks, blockSize);
+        if (cache.slots() > scores[0].length) {
+            scores = grown(scores.length, cache.slots());
+        }
+        return cache;
+    }
+
+    private static float[][] grown(int parts, int length) {
+        float[][] a = new float[parts][];
+        for (int i = 0; i < parts; i++) {
+            a[i] = new float[length];
+        }
+        return a;
+    }
+
+    // ================================================================================================ ops
+
+    @Override
+    public void embed(Weight table, Batch batch, Buffer out) {
+        CpuWeight w = weight(table);
+        float[] o = data(out, "out");
+        int n = tokens(batch);
+        need(o, (long) n * w.cols, "embed out");
+        for (int t = 0; t < n; t++) {
+            int token = batch.tokens[t];
+            if (token < 0 || token >= w.rows) {
+                throw new IllegalArgumentException("token id " + token + " at batch row " + t + " is outside the "
+                        + w.rows + "-row embedding table");
+            }
+        }
+        checkOpen();
+        for (int t = 0; t < n; t++) {
+            dequantizeRow(w, batch.tokens[t], o, t * w.cols);
+        }
+    }
+
+    @Override
+    public void rmsNorm(Buffer x, Buffer gamma, float eps, int n, int dim, Buffer out) {
+        float[] xs = data(x, "x");
+        float[] g = data(gamma, "gamma");
+        float[] o = data(out, "out");
+        checkRows(n, dim);
+        need(xs, (long) n * dim, "rmsNorm x");
+        need(o, (long) n * dim, "rmsNorm out");
+        need(g, dim, "rmsNorm gamma");
+        RmsNormTask task = rmsNormTask;
+        task.x = xs;
+        task.gamma = g;
+        task.eps = eps;
+        task.dim = dim;
+        task.out = o;
+        dispatch(task, n, (long) n * dim);
+    }
+
+    @Override
+    public void matmul(Weight w, Buffer bias, Buffer x, int n, Buffer out) {
+        CpuWeight cw = weight(w);
+        float[] xs = data(x, "x");
+        float[] o = data(out, "out");
+        float[] b = bias == null ? null : data(bias, "bias");
+        if (x == out) {
+            throw new IllegalArgumentException("matmul out must not alias x");
+        }
+        checkRows(n, cw.cols);
+        need(xs, (long) n * cw.cols, "matmul x", cw);
+        need(o, (long) n * cw.rows, "matmul out", cw);
+        if (b != null) {
+            need(b, cw.rows, "matmul bias", cw);
+        }
+        MatmulTask task = matmulTask;
+        task.w = cw;
+        task.bias = b;
+        task.x = xs;
+        task.n = n;
+        task.out = o;
+        task.rowScratch = rowScratch;
+        dispatch(task, cw.rows, (long) n * cw.rows * cw.cols);
+    }
+
+    @Override
+    public void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch,
+                     RopeTable table) {
+        float[] xs = data(x, "x");
+        if (!(table instanceof CpuRopeTable rt)) {
+            throw new IllegalArgumentException("rope table " + table + " was not made by a CpuBackend");
+        }
+        if (headDim != 2 * rt.halfDim) {
+            throw new IllegalArgumentException("headDim " + headDim + " does not match the RoPE table's " + rt.halfDim
+                    + " frequencies");
+        }
+        if (heads < 0 || colOffset < 0 || (long) colOffset + (long) heads * headDim > rowStride) {
+            throw new IllegalArgumentException("rope columns [" + colOffset + ", " + colOffset + " + " + heads + "·"
+                    + headDim + ") do not fit rows of " + rowStride);
+        }
+        checkTokens(batch, n);
+        need(xs, rowsNeed(n, rowStride, colOffset + heads * headDim), "rope x");
+        for (int t = 0; t < n; t++) {
+            int pos = batch.positions[t];
+            if (pos < 0 || pos >= rt.maxPositions) {
+                throw new IllegalArgumentException("position " + pos + " of batch row " + t + " is outside the RoPE table [0, "
+                        + rt.maxPositions + ")");
+            }
+        }
+        RopeTask task = ropeTask;
+        task.x = xs;
+        task.rowStride = rowStride;
+        task.colOffset = colOffset;
+        task.heads = heads;
+        task.half = rt.halfDim;
+        task.positions = batch.positions;
+        task.table = rt;
+        dispatch(task, n, (long) n * heads * headDim);
+    }
+
+    @Override
+    public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
+        CpuKvCache c = kvCache(cache, layer);
+        float[] q = data(qkv, "qkv");
+        int kvDim = c.kvDim;
+        if (kOffset < 0 || vOffset < 0 || (long) kOffset + kvDim > rowStride || (long) vOffset + kvDim > rowStride) {
+            throw new IllegalArgumentException("key/value columns " + kOffset + ", " + vOffset + " (+" + kvDim
+                    + ") do not fit rows of " + rowStride);
+        }
+        int n = tokens(batch);
+        need(q, rowsNeed(n, rowStride, Math.max(kOffset, vOffset) + kvDim), "storeKv qkv");
+        checkOpen();
+        float[] keys = c.keys[layer];
+        float[] values = c.values[layer];
+        for (int t = 0; t < n; t++) {
+            int seq = checkSeq(batch, t);
+            int pos = checkPosition(batch, t, c);
+            int block = batch.blockTables[seq * batch.maxBlocksPerSeq + pos / c.blockSize];
+            checkBlock(block, c, seq, pos / c.blockSize);
+            int slot = block * c.blockSize + pos % c.blockSize;
+            System.arraycopy(q, t * rowStride + kOffset, keys, slot * kvDim, kvDim);
+            System.arraycopy(q, t * rowStride + vOffset, values, slot * kvDim, kvDim);
+        }
+    }
+
+    @Override
+    public void attention(Buffer qkv, int rowStride, KvCache cache, int layer, Batch batch, int heads, int kvHeads,
+                          int headDim, float scale, Buffer out) {
+        CpuKvCache c = kvCache(cache, layer);
+        float[] q = data(qkv, "qkv");
+        float[] o = data(out, "out");
+        if (heads <= 0 || kvHeads <= 0 || headDim <= 0 || heads % kvHeads != 0) {
+            throw new IllegalArgumentException("attention needs heads (" + heads + ") a positive multiple of kvHeads ("
+                    + kvHeads + ") and headDim > 0 (" + headDim + ")");
+        }
+        if ((long) kvHeads * headDim != c.kvDim) {
+            throw new IllegalArgumentException("kvHeads·headDim = " + kvHeads + "·" + headDim + " but the cache has kvDim "
+                    + c.kvDim);
+        }
+        int qWidth = heads * headDim;
+        if (qWidth > rowStride) {
+            throw new IllegalArgumentException("query columns [0, " + qWidth + ") do not fit rows of " + rowStride);
+        }
+        int n = tokens(batch);
+        need(q, rowsNeed(n, rowStride, qWidth), "attention qkv");
+        need(o, (long) n * qWidth, "attention out");
+        if (q == o) {
+            throw new IllegalArgumentException("attention out must not alias qkv");
+        }
+        checkAttentionBatch(batch, n, c);
+        AttentionTask task = attentionTask;
+        task.q = q;
+        task.rowStride = rowStride;
+        task.keys = c.keys[layer];
+        task.values = c.values[layer];
+        task.kvDim = c.kvDim;
+        task.blockSize = c.blockSize;
+        task.batch = batch;
+        task.heads = heads;
+        task.group = heads / kvHeads;
+        task.headDim = headDim;
+        task.scale = scale;
+        task.out = o;
+        task.scores = scores;
+        long work = 0;
+        for (int t = 0; t < n; t++) {
+            work += (long) (batch.positions[t] + 1) * qWidth;
+        }
+        dispatch(task, n * heads, 2 * work);
+    }
+
+    @Override
+    public void siluMul(Buffer gateUp, int n, int dim, Buffer out) {
+        float[] g = data(gateUp, "gateUp");
+        float[] o = data(out, "out");
+        checkRows(n, dim);
+        need(g, 2L * n * dim, "siluMul gateUp");
+        need(o, (long) n * dim, "siluMul out");
+        SiluMulTask task = siluMulTask;
+        task.gateUp = g;
+        task.dim = dim;
+        task.out = o;
+        if (g == o) {
+            // In place is only correct row by row in order: row t's output lands on input already consumed.
+            checkOpen();
+            task.rows = n;
+            if (n > 0) {
+                task.runRows(0, n, 0);
+            }
+        } else {
+            dispatch(task, n, (long) n * dim * 8);
+        }
+    }
+
+    @Override
+    public void add(Buffer x, Buffer y, int n, int dim) {
+        float[] xs = data(x, "x");
+        float[] ys = data(y, "y");
+        checkRows(n, dim);
+        need(xs, (long) n * dim, "add x");
+        need(ys, (long) n * dim, "add y");
+        AddTask task = addTask;
+        task.x = xs;
+        task.y = ys;
+        task.dim = dim;
+        dispatch(task, n, (long) n * dim);
+    }
+
+    @Override
+    public void gatherRows(Buffer x, int dim, Batch batch, Buffer out) {
+        float[] xs = data(x, "x");
+        float[] o = data(out, "out");
+        if (dim < 0) {
+            throw new IllegalArgumentException("dim must be >= 0, got " + dim);
+        }
+        int n = batch.nLogits;
+        if (n < 0 || n > batch.maxTokens) {
+            throw new IllegalArgumentException("batch.nLogits " + n + " is outside [0, " + batch.maxTokens + "]");
+        }
+        need(o, (long) n * dim, "gatherRows out");
+        for (int i = 0; i < n; i++) {
+            int row = batch.logitRows[i];
+            if (row < 0 || (long) (row + 1) * dim > xs.length) {
+                throw new IllegalArgumentException("logit row " + row + " (entry " + i + ") is outside x of "
+                        + xs.length + " floats with rows of " + dim);
+            }
+        }
+        checkOpen();
+        for (int i = 0; i < n; i++) {
+            System.arraycopy(xs, batch.logitRows[i] * dim, o, i * dim, dim);
+        }
+    }
+
+    @Override
+    public void download(Buffer src, long srcOffset, float[] dst, int dstOffset, int count) {
+        float[] s = data(src, "src");
+        if (count < 0 || srcOffset < 0 || srcOffset + count > s.length || dstOffset < 0
+                || (long) dstOffset + count > dst.length) {
+            throw new IndexOutOfBoundsException("download of " + count + " floats from offset " + srcOffset + " of "
+                    + s.length + " into offset " + dstOffset + " of " + dst.length);
+        }
+        checkOpen();
+        System.arraycopy(s, (int) srcOffset, dst, dstOffset, count);
+    }
+
+    @Override
+    public void argmax(Buffer x, int n, int dim, int[] out) {
+        float[] xs = data(x, "x");
+        checkRows(n, dim);
+        need(xs, (long) n * dim, "argmax x");
+        if (out.length < n) {
+            throw new IllegalArgumentException("argmax out holds " + out.length + " ints, needs " + n);
+        }
+        ArgmaxTask task = argmaxTask;
+        task.x = xs;
+        task.dim = dim;
+        task.out = out;
+        dispatch(task, n, (long) n * dim / 4);
+    }
+
+    @Override
+    public void sync() {
+        // Ops complete before they return.
+    }
+
+    @Override
+    public void close() {
+        pool.close();
+        if (arena.scope().isAlive()) {
+            arena.close(); // converted weights die with the backend; later use of them throws IllegalStateException
+        }
+    }
+
+    // ================================================================================================ dispatch
+
+    /** One op split by rows: part p of P does rows [rows·p/P, rows·(p+1)/P). */
+    private abstract static class RowTask implements WorkerPool.Task {
+        int rows;
+
+        @Override
+        public final void run(int part, int parts) {
+            int r0 = (int) ((long) rows * part / parts);
+            int r1 = (int) ((long) rows * (part + 1) / parts);
+            if (r0 < r1) {
+                runRows(r0, r1, part);
+            }
+        }
+
+        abstract void runRows(int r0, int r1, int part);
+    }
+
+    private void dispatch(RowTask task, int rows, long work) {
+        checkOpen();
+        task.rows = rows;
+        if (rows <= 0) {
+            return;
+        }
+        if (rows == 1 || work < parallelWork || pool.parts() == 1) {
+            task.runRows(0, rows, 0);
+        } else {
+            pool.run(task);
+        }
+    }
+
+    private void checkOpen() {
+        if (arena.scope().isAlive()) {
+            return;
+        }
+        throw new IllegalStateException("CpuBackend is closed");
+    }
+
+    private static final class MatmulTask extends RowTask {
+        CpuWeight w;
+        float[] bias;
+        float[] x;
+        int n;
+        float[] out;
+        float[][] rowScratch;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            matmulRows(w, x, n, out, r0, r1, rowScratch[part]);
+            if (bias != null) {
+                for (int t = 0; t < n; t++) {
+                    Kernels.add(out, t * w.rows + r0, bias, r0, r1 - r0);
+                }
+            }
+        }
+    }
+
+    /** out[t, r] = x[t] · row r for rows [r0, r1), walking the stacked parts those rows live in. */
+    static void matmulRows(CpuWeight w, float[] x, int n, float[] out, int r0, int r1, float[] rowScratch) {
+        for (int p = 0; p < w.segments.length; p++) {
+            int first = Math.max(r0, w.partStart[p]);
+            int end = Math.min(r1, w.partStart[p + 1]);
+            if (first >= end) {
+                continue;
+            }
+            MemorySegment seg = w.segments[p];
+            long base = (first - w.partStart[p]) * w.rowBytes;
+            switch (w.dtype) {
+                case F32 -> MatmulKernels.rowsF32(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
+                case BF16 -> MatmulKernels.rowsBF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
+                case F16 -> MatmulKernels.rowsF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
+                        rowScratch);
+                default -> throw new IllegalStateException("no CPU kernel for " + w.dtype);
+            }
+        }
+    }
+
+    private static final class RmsNormTask extends RowTask {
+        float[] x;
+        float[] gamma;
+        float eps;
+        int dim;
+        float[] out;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int t = r0; t < r1; t++) {
+                Kernels.rmsNorm(x, t * dim, gamma, eps, dim, out, t * dim);
+            }
+        }
+    }
+
+    private static final class RopeTask extends RowTask {
+        float[] x;
+        int rowStride;
+        int colOffset;
+        int heads;
+        int half;
+        int[] positions;
+        CpuRopeTable table;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int t = r0; t < r1; t++) {
+                int co = positions[t] * half;
+                for (int h = 0; h < heads; h++) {
+                    Kernels.rope(x, t * rowStride + colOffset + h * 2 * half, half, table.cos, table.sin, co);
+                }
+            }
+        }
+    }
+
+    private static final class AttentionTask extends RowTask {
+        float[] q;
+        int rowStride;
+        float[] keys;
+        float[] values;
+        int kvDim;
+        int blockSize;
+        Batch batch;
+        int heads;
+        int group;
+        int headDim;
+        float scale;
+        float[] out;
+        float[][] scores;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            float[] scratch = scores[part];
+            for (int i = r0; i < r1; i++) {
+                int t = i / heads;
+                int h = i % heads;
+                Kernels.attendHead(q, t * rowStride + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
+                        batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
+                        batch.positions[t] + 1, scale, scratch, out, (t * heads + h) * headDim);
+            }
+        }
+    }
+
+    private static final class SiluMulTask extends RowTask {
+        float[] gateUp;
+        int dim;
+        float[] out;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int t = r0; t < r1; t++) {
+                Kernels.siluMul(gateUp, 2 * t * dim, gateUp, 2 * t * dim + dim, dim, out, t * dim);
+            }
+        }
+    }
+
+    private static final class AddTask extends RowTask {
+        float[] x;
+        float[] y;
+        int dim;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            Kernels.add(x, r0 * dim, y, r0 * dim, (r1 - r0) * dim);
+        }
+    }
+
+    private static final class ArgmaxTask extends RowTask {
+        float[] x;
+        int dim;
+        int[] out;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int t = r0; t < r1; t++) {
+                out[t] = Kernels.argmax(x, t * dim, dim);
+            }
+        }
+    }
+
+    // ================================================================================================ checks
+
+    private static float[] data(Buffer b, String what) {
+        if (b instanceof CpuBuffer cb) {
+            return cb.data;
+        }
+        throw new IllegalArgumentException(what + " buffer " + b + " was not allocated by a CpuBackend");
+    }
+
+    private static CpuWeight weight(Weight w) {
+        if (w instanceof CpuWeight cw) {
+            return cw;
+        }
+        throw new IllegalArgumentException("weight " + w + " was not made by a CpuBackend");
+    }
+
+    private CpuKvCache kvCache(KvCache cache, int layer) {
+        if (!(cache instanceof CpuKvCache c)) {
+            throw new IllegalArgumentException("KV cache " + cache + " was not made by a CpuBackend");
+        }
+        if (layer < 0 || layer >= c.layers) {
+            throw new IllegalArgumentException("layer " + layer + " is outside the cache's " + c.layers + " layers");
+        }
+        return c;
+    }
+
+    private static void need(float[] data, long floats, String what) {
+        need(data, floats, what, null);
+    }
+
+    /** Checks a buffer's capacity; the message (naming {@code subject} when given) is only built on failure. */
+    private static void need(float[] data, long floats, String what, Object subject) {
+        if (data.length < floats) {
+            throw new IllegalArgumentException(what + (subject == null ? "" : " (" + subject + ")") + " needs " + floats
+                    + " floats, the buffer holds " + data.length);
+        }
+    }
+
+    private static void checkRows(int n, int dim) {
+        if (n < 0 || dim < 0) {
+            throw new IllegalArgumentException("rows and width must be >= 0, got n=" + n + " dim=" + dim);
+        }
+    }
+
+    /** Floats needed by n rows of stride {@code stride} whose used columns end at {@code end}. */
+    private static long rowsNeed(int n, int stride, int end) {
+        return n == 0 ? 0 : (long) (n - 1) * stride + end;
+    }
+
+    private static int tokens(Batch batch) {
+        int n = batch.nTokens;
+        if (n < 0 || n > batch.maxTokens) {
+            throw new IllegalArgumentException("batch.nTokens " + n + " is outside [0, " + batch.maxTokens + "]");
+        }
+        return n;
+    }
+
+    private static void checkTokens(Batch batch, int n) {
+        if (n < 0 || n > batch.maxTokens) {
+            throw new IllegalArgumentException("n = " + n + " is outside the batch's [0, " + batch.maxTokens + "]");
+        }
+    }
+
+    private static int checkSeq(Batch batch, int t) {
+        int seq = batch.seqOfToken[t];
+        if (seq < 0 || seq >= batch.nSeqs || seq >= batch.maxSeqs) {
+            throw new IllegalArgumentException("batch row " + t + " belongs to sequence " + seq + ", outside [0, "
+                    + batch.nSeqs + ")");
+        }
+        return seq;
+    }
+
+    private static int checkPosition(Batch batch, int t, CpuKvCache c) {
+        int pos = batch.positions[t];
+        if (pos < 0 || pos / c.blockSize >= batch.maxBlocksPerSeq) {
+            throw new IllegalArgumentException("position " + pos + " of batch row " + t + " is outside the block table ("
+                    + batch.maxBlocksPerSeq + " blocks of " + c.blockSize + ")");
+        }
+        return pos;
+    }
+
+    private static void checkBlock(int block, CpuKvCache c, int seq, int index) {
+        if (block < 0 || block >= c.numBlocks) {
+            throw new IllegalArgumentException("block table entry " + index + " of sequence " + seq + " is " + block
+                    + ", outside the cache's " + c.numBlocks + " blocks");
+        }
+    }
+
+    /** Every token's sequence and position, and the blocks its sequence reads (once per run of its tokens). */
+    private void checkAttentionBatch(Batch batch, int n, CpuKvCache c) {
+        int runMax = -1;
+        for (int t = 0; t < n; t++) {
+            int seq = checkSeq(batch, t);
+            int pos = checkPosition(batch, t, c);
+            if (pos + 1 > scores[0].length) {
+                throw new IllegalArgumentException("position " + pos + " of batch row " + t + " exceeds the "
+                        + scores[0].length + " slots of the largest KV cache");
+            }
+            runMax = Math.max(runMax, pos);
+            if (t + 1 == n || batch.seqOfToken[t + 1] != seq) {
+                int blocks = runMax / c.blockSize + 1;
+                int base = seq * batch.maxBlocksPerSeq;
+                for (int j = 0; j < blocks; j++) {
+                    checkBlock(batch.blockTables[base + j], c, seq, j);
+                }
+                runMax = -1;
+            }
+        }
+    }
+}

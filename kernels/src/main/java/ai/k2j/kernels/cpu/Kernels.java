@@ -1,0 +1,176 @@
+package ai.k2j.kernels.cpu;
+
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorSpecies;
+
+import static ai.k2j.kernels.cpu.MatmulKernels.sumLanes;
+
+/**
+ * Row kernels over float32 activations (everything but the weight matrices). Each works on one row (or one
+ * attention head of one token) and accumulates in float32 in a fixed order, so results do not depend on how rows
+ * are spread over threads. Transcendentals use {@link Math#exp} per element: its result is the same in
+ * interpreted and compiled code, unlike a vector exp.
+ */
+final class Kernels {
+    private Kernels() {
+    }
+
+    private static final VectorSpecies<Float> F = MatmulKernels.F;
+    private static final int L = F.length();
+
+    /** Σ a[ao + i]·b[bo + i] for i in [0, len): one fused vector accumulator, lanes in order, then the tail. */
+    static float dot(float[] a, int ao, float[] b, int bo, int len) {
+        FloatVector acc = FloatVector.zero(F);
+        int upper = F.loopBound(len);
+        for (int i = 0; i < upper; i += L) {
+            acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
+        }
+        float s = sumLanes(acc);
+        for (int i = upper; i < len; i++) {
+            s = Math.fma(a[ao + i], b[bo + i], s);
+        }
+        return s;
+    }
+
+    /** out[o..] = x[xo..] / rms(x[xo..]) * gamma, as HF's Qwen2RMSNorm in float32: (x · rsqrt(mean(x²) + eps)) · γ. */
+    static void rmsNorm(float[] x, int xo, float[] gamma, float eps, int dim, float[] out, int o) {
+        float ss = dot(x, xo, x, xo, dim);
+        float inv = (float) (1.0 / Math.sqrt(ss / dim + eps));
+        int upper = F.loopBound(dim);
+        for (int i = 0; i < upper; i += L) {
+            FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, gamma, i)).intoArray(out, o + i);
+        }
+        for (int i = upper; i < dim; i++) {
+            out[o + i] = x[xo + i] * inv * gamma[i];
+        }
+    }
+
+    /**
+     * Rotate-half RoPE on one head at x[base, base + 2·half): (x1, x2) ← (x1·cos − x2·sin, x2·cos + x1·sin),
+     * cos/sin from table row {@code co}. Products then sum, unfused, as HF's {@code q·cos + rotate_half(q)·sin}.
+     */
+    static void rope(float[] x, int base, int half, float[] cos, float[] sin, int co) {
+        int upper = F.loopBound(half);
+        int hi = base + half;
+        for (int i = 0; i < upper; i += L) {
+            FloatVector x1 = FloatVector.fromArray(F, x, base + i);
+            FloatVector x2 = FloatVector.fromArray(F, x, hi + i);
+            FloatVector c = FloatVector.fromArray(F, cos, co + i);
+            FloatVector s = FloatVector.fromArray(F, sin, co + i);
+            x1.mul(c).sub(x2.mul(s)).intoArray(x, base + i);
+            x2.mul(c).add(x1.mul(s)).intoArray(x, hi + i);
+        }
+        for (int i = upper; i < half; i++) {
+            float x1 = x[base + i];
+            float x2 = x[hi + i];
+            float c = cos[co + i];
+            float s = sin[co + i];
+            x[base + i] = x1 * c - x2 * s;
+            x[hi + i] = x2 * c + x1 * s;
+        }
+    }
+
+    /** Numerically stable softmax of v[0, len) in place: exp(v − max) / Σ, the sum taken in index order. */
+    static void softmax(float[] v, int len) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < len; i++) {
+            max = Math.max(max, v[i]);
+        }
+        float sum = 0f;
+        for (int i = 0; i < len; i++) {
+            float e = (float) Math.exp(v[i] - max);
+            v[i] = e;
+            sum += e;
+        }
+        float inv = 1f / sum;
+        for (int i = 0; i < len; i++) {
+            v[i] *= inv;
+        }
+    }
+
+    /**
+     * One query head over cached positions [0, len) of one sequence: scores = q·k·scale, softmax, Σ p·v into
+     * out[o, o + headDim). Keys/values of position p are at slot {@code table[tableOff + p / blockSize]·blockSize
+     * + p % blockSize}, head columns starting at {@code headOff} of the slot's kvDim floats.
+     *
+     * @param scores scratch of at least len floats
+     */
+    static void attendHead(float[] q, int qo, float[] keys, float[] values, int kvDim, int headOff, int headDim,
+                           int[] table, int tableOff, int blockSize, int len, float scale, float[] scores,
+                           float[] out, int o) {
+        for (int p = 0; p < len; p++) {
+            int slot = table[tableOff + p / blockSize] * blockSize + p % blockSize;
+            scores[p] = dot(q, qo, keys, slot * kvDim + headOff, headDim) * scale;
+        }
+        softmax(scores, len);
+        java.util.Arrays.fill(out, o, o + headDim, 0f);
+        int upper = F.loopBound(headDim);
+        for (int p = 0; p < len; p++) {
+            int vo = (table[tableOff + p / blockSize] * blockSize + p % blockSize) * kvDim + headOff;
+            float w = scores[p];
+            FloatVector wv = FloatVector.broadcast(F, w);
+            for (int i = 0; i < upper; i += L) {
+                FloatVector.fromArray(F, values, vo + i).fma(wv, FloatVector.fromArray(F, out, o + i)).intoArray(out, o + i);
+            }
+            for (int i = upper; i < headDim; i++) {
+                out[o + i] = Math.fma(values[vo + i], w, out[o + i]);
+            }
+        }
+    }
+
+    /** out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g). */
+    static void siluMul(float[] g, int go, float[] u, int uo, int dim, float[] out, int o) {
+        for (int i = 0; i < dim; i++) {
+            float gi = g[go + i];
+            out[o + i] = gi / (1f + (float) Math.exp(-gi)) * u[uo + i];
+        }
+    }
+
+    /** x[xo, xo + len) += y[yo, yo + len). */
+    static void add(float[] x, int xo, float[] y, int yo, int len) {
+        int upper = F.loopBound(len);
+        for (int i = 0; i < upper; i += L) {
+            FloatVector.fromArray(F, x, xo + i).add(FloatVector.fromArray(F, y, yo + i)).intoArray(x, xo + i);
+        }
+        for (int i = upper; i < len; i++) {
+            x[xo + i] += y[yo + i];
+        }
+    }
+
+    /** Index of the largest of x[xo, xo + len); ties pick the lowest index; NaNs are never picked (all NaN: 0). */
+    static int argmax(float[] x, int xo, int len) {
+        int upper = F.loopBound(len);
+        float max = Float.NEGATIVE_INFINITY;
+        if (upper > 0) {
+            FloatVector m = FloatVector.fromArray(F, x, xo);
+            for (int i = L; i < upper; i += L) {
+                m = m.max(FloatVector.fromArray(F, x, xo + i));
+            }
+            max = m.reduceLanes(VectorOperators.MAX); // max is exact in any order (NaN is handled below)
+        }
+        for (int i = upper; i < len; i++) {
+            max = Math.max(max, x[xo + i]);
+        }
+        if (!Float.isNaN(max)) {
+            for (int i = 0; i < len; i++) {
+                if (x[xo + i] == max) {
+                    return i;
+                }
+            }
+        }
+        // NaN present (vector max propagates it) or nothing found: plain scan that skips NaN.
+        int best = 0;
+        float bestValue = Float.NEGATIVE_INFINITY;
+        boolean found = false;
+        for (int i = 0; i < len; i++) {
+            float v = x[xo + i];
+            if (v > bestValue || (!found && v == bestValue)) {
+                best = i;
+                bestValue = v;
+                found = true;
+            }
+        }
+        return best;
+    }
+}

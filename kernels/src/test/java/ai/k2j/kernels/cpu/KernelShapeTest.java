@@ -1,0 +1,46 @@
+package ai.k2j.kernels.cpu;
+
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.classfile.ClassFile;
+import java.lang.classfile.ClassModel;
+import java.lang.classfile.MethodModel;
+import java.lang.classfile.attribute.CodeAttribute;
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * Guards the inlining discipline of {@link MatmulKernels}: the 4-way kernels must be compiled as their own
+ * C2 compilation units, which HotSpot guarantees for hot callees whose bytecode exceeds FreqInlineSize (325
+ * bytes on x86-64). A kernel that shrinks below it gets inlined into its driver, where the combined graph can
+ * exceed C2's node budget and box vectors. If this fails after an edit, run CpuAllocationTest and restructure.
+ */
+class KernelShapeTest {
+
+    private static final int FREQ_INLINE_SIZE = 325;
+
+    @Test
+    void fourWayKernelsAreTooBigToInline() throws IOException {
+        ClassModel model;
+        try (InputStream in = MatmulKernels.class.getResourceAsStream("MatmulKernels.class")) {
+            model = ClassFile.of().parse(in.readAllBytes());
+        }
+        List<String> kernels = new ArrayList<>();
+        for (MethodModel m : model.methods()) {
+            String name = m.methodName().stringValue();
+            if (!name.startsWith("dot4")) {
+                continue;
+            }
+            int size = m.findAttribute(java.lang.classfile.Attributes.code()).map(CodeAttribute::codeLength).orElse(0);
+            kernels.add(name);
+            assertTrue(size > FREQ_INLINE_SIZE, name + " has " + size + " bytes of bytecode; C2 would inline it");
+        }
+        // dot4Rows and dot4Tokens for F32 and BF16 segments, and for float[] rows (F16).
+        assertEquals(6, kernels.size(), "kernels found: " + kernels);
+    }
+}

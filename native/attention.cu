@@ -1,0 +1,178 @@
+// Causal GQA attention over the paged KV cache, flash-decoding style.
+//
+// attention_g{1,2,4,8,16}: one block per (token t, kv head, split s). The block serves all G = heads / kvHeads
+// query heads that share the kv head (each key/value is read once per group), over the key positions
+// [s * splitLen, min((s + 1) * splitLen, positions[t] + 1)), in chunks of ATT_CHUNK keys with an online softmax.
+// With one split it writes the normalized output; otherwise it writes (max, sum, unnormalized acc) per split and
+// attention_combine merges the splits. The template argument is the smallest power of two >= G.
+//
+// Everything that varies per step (positions, sequences, block tables) is read from device memory, and the
+// number of splits may exceed what a step needs (empty splits write max = -inf), so a captured graph replays
+// correctly at any position.
+#include "common.cuh"
+
+#define ATT_THREADS 128
+#define ATT_CHUNK 128
+#define ATT_MAX_QD 2048  // G * headDim limit (q of the whole group is staged in shared memory)
+#define ATT_EPT (ATT_MAX_QD / ATT_THREADS)
+#define ATT_MAX_SPLITS 1024
+
+template <int MAXG>
+__device__ __forceinline__ void attention_split(
+        const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale,
+        const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim,
+        const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+        int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
+        float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum) {
+    __shared__ float qs[ATT_MAX_QD];
+    __shared__ float sc[MAXG * ATT_CHUNK];
+    __shared__ i64 slots[ATT_CHUNK];
+    __shared__ float mS[MAXG], lS[MAXG], alphaS[MAXG];
+
+    const int G = heads / kvHeads, D = headDim, GD = G * D;
+    const int t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads, s = blockIdx.y;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nWarps = blockDim.x >> 5;
+    const int len = positions[t] + 1;
+    const int start = s * splitLen;
+    const int end = min(start + splitLen, len);
+    const int seq = seqOfToken[t];
+    const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
+    const i64 headOff = (i64) kvh * D;
+
+    const float* __restrict__ q = qkv + (i64) t * rowStride + (i64) kvh * G * D;
+    for (int e = tid; e < GD; e += blockDim.x) qs[e] = q[e] * scale;
+    if (tid < MAXG) { mS[tid] = neg_inf(); lS[tid] = 0.0f; alphaS[tid] = 1.0f; }
+
+    float acc[ATT_EPT];
+#pragma unroll
+    for (int k = 0; k < ATT_EPT; k++) acc[k] = 0.0f;
+
+    for (int c0 = start; c0 < end; c0 += ATT_CHUNK) {
+        const int cl = min(ATT_CHUNK, end - c0);
+        __syncthreads();  // previous chunk's readers of slots/sc are done; qs/mS visible on the first pass
+        if (tid < cl) {
+            const int p = c0 + tid;
+            slots[tid] = (i64) table[p / blockSize] * blockSize + p % blockSize;
+        }
+        __syncthreads();
+
+        // scores: one warp per key, lanes split the head dimension
+        for (int pi = warp; pi < cl; pi += nWarps) {
+            const float* __restrict__ kp = kCache + slots[pi] * kvDim + headOff;
+            float part[MAXG];
+#pragma unroll
+            for (int g = 0; g < MAXG; g++) part[g] = 0.0f;
+            for (int d = lane; d < D; d += 32) {
+                const float kv = kp[d];
+#pragma unroll
+                for (int g = 0; g < MAXG; g++) {
+                    if (g < G) part[g] = fmaf(qs[g * D + d], kv, part[g]);
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < MAXG; g++) {
+                if (g < G) {
+                    const float v = warp_sum(part[g]);
+                    if (lane == 0) sc[g * ATT_CHUNK + pi] = v;
+                }
+            }
+        }
+        __syncthreads();
+
+        // online softmax update, one warp per query head
+        for (int g = warp; g < G; g += nWarps) {
+            float mx = neg_inf();
+            for (int pi = lane; pi < cl; pi += 32) mx = fmaxf(mx, sc[g * ATT_CHUNK + pi]);
+            mx = warp_max(mx);
+            const float mOld = mS[g];
+            const float mNew = fmaxf(mOld, mx);
+            float sum = 0.0f;
+            for (int pi = lane; pi < cl; pi += 32) {
+                const float e = expf(sc[g * ATT_CHUNK + pi] - mNew);
+                sc[g * ATT_CHUNK + pi] = e;
+                sum += e;
+            }
+            sum = warp_sum(sum);
+            if (lane == 0) {
+                const float a = expf(mOld - mNew);  // 0 on the first chunk (mOld = -inf)
+                alphaS[g] = a;
+                lS[g] = lS[g] * a + sum;
+                mS[g] = mNew;
+            }
+        }
+        __syncthreads();
+
+        // acc[g, d] = acc * alpha[g] + sum_p w[g, p] * V[p, d]; thread owns elements e = tid + k * blockDim
+#pragma unroll
+        for (int k = 0; k < ATT_EPT; k++) {
+            const int e = tid + k * ATT_THREADS;
+            if (e < GD) {
+                const int g = e / D, d = e - g * D;
+                float a = acc[k] * alphaS[g];
+                const float* __restrict__ w = sc + g * ATT_CHUNK;
+                const float* __restrict__ vcol = vCache + headOff + d;
+                for (int pi = 0; pi < cl; pi++) a = fmaf(w[pi], vcol[slots[pi] * kvDim], a);
+                acc[k] = a;
+            }
+        }
+    }
+    __syncthreads();  // mS/lS final (also covers the empty-split case where only the init ran)
+
+#pragma unroll
+    for (int k = 0; k < ATT_EPT; k++) {
+        const int e = tid + k * ATT_THREADS;
+        if (e < GD) {
+            const int g = e / D, d = e - g * D;
+            const int h = kvh * G + g;
+            if (nSplits == 1) {
+                out[((i64) t * heads + h) * D + d] = acc[k] / lS[g];
+            } else {
+                const i64 idx = ((i64) t * heads + h) * nSplits + s;
+                pAcc[idx * D + d] = acc[k];
+                if (d == 0) { pMax[idx] = mS[g]; pSum[idx] = lS[g]; }
+            }
+        }
+    }
+}
+
+#define ATT_ARGS const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale, \
+    const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
+    const int* __restrict__ seqOfToken, const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize, \
+    int splitLen, int nSplits, float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, \
+    float* __restrict__ pSum
+#define ATT_PASS qkv, rowStride, heads, kvHeads, headDim, scale, kCache, vCache, kvDim, positions, seqOfToken, \
+    blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax, pSum
+
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g1(ATT_ARGS) { attention_split<1>(ATT_PASS); }
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g2(ATT_ARGS) { attention_split<2>(ATT_PASS); }
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g4(ATT_ARGS) { attention_split<4>(ATT_PASS); }
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g8(ATT_ARGS) { attention_split<8>(ATT_PASS); }
+extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g16(ATT_ARGS) { attention_split<16>(ATT_PASS); }
+
+// out[t, h, :] = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s; one block per (t, h).
+extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, const float* __restrict__ pMax,
+                                             const float* __restrict__ pSum, int nSplits, int headDim,
+                                             float* __restrict__ out) {
+    __shared__ float wS[ATT_MAX_SPLITS];
+    __shared__ float scratch[32];
+    const i64 th = blockIdx.x;  // t * heads + h
+    const float* __restrict__ m = pMax + th * nSplits;
+    const float* __restrict__ l = pSum + th * nSplits;
+    float mx = neg_inf();
+    for (int s = threadIdx.x; s < nSplits; s += blockDim.x) mx = fmaxf(mx, m[s]);
+    mx = block_max(mx, scratch);
+    float total = 0.0f;
+    for (int s = threadIdx.x; s < nSplits; s += blockDim.x) {
+        const float w = m[s] == neg_inf() ? 0.0f : expf(m[s] - mx);
+        wS[s] = w;
+        total += w * l[s];
+    }
+    total = block_sum(total, scratch);  // syncs, so wS is visible below
+    const float inv = 1.0f / total;
+    const float* __restrict__ a = pAcc + th * nSplits * headDim;
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < nSplits; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
+        out[th * headDim + d] = o * inv;
+    }
+}

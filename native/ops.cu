@@ -1,0 +1,127 @@
+// Element-wise and row-wise ops of the Qwen2 forward pass. Batch metadata (tokens, positions, block tables)
+// is read from device memory so that a captured CUDA graph replays correctly for new positions.
+#include "common.cuh"
+
+#define GRID_STRIDE(i, total) \
+    for (i64 i = blockIdx.x * (i64) blockDim.x + threadIdx.x; i < (total); i += (i64) gridDim.x * blockDim.x)
+
+// out[t, :] = table[tokens[t], :] for t < n
+extern "C" __global__ void embed(const u8* __restrict__ w, const u16* __restrict__ scales, int dtype,
+                                 const int* __restrict__ tokens, int n, int cols, float* __restrict__ out) {
+    GRID_STRIDE(i, (i64) n * cols) {
+        const int t = (int) (i / cols), k = (int) (i % cols);
+        out[i] = weight_at(w, scales, dtype, tokens[t], k, cols);
+    }
+}
+
+// out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * gamma; one block per row; out may equal x.
+extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __restrict__ gamma, float eps, int dim,
+                                   float* out) {
+    __shared__ float scratch[32];
+    const float* xr = x + (i64) blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+        const float v = xr[k];
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = 1.0f / sqrtf(ss / (float) dim + eps);
+    float* orow = out + (i64) blockIdx.x * dim;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) orow[k] = xr[k] * inv * gamma[k];
+}
+
+// Rotate-half RoPE in place: heads of headDim starting at colOffset in rows of rowStride; cos/sin tables are
+// [maxPositions, half] (already multiplied by the attention scaling).
+extern "C" __global__ void rope(float* x, int n, int rowStride, int colOffset, int heads, int half,
+                                const int* __restrict__ positions, const float* __restrict__ cosT,
+                                const float* __restrict__ sinT) {
+    GRID_STRIDE(i, (i64) n * heads * half) {
+        const int j = (int) (i % half);
+        const i64 th = i / half;
+        const int h = (int) (th % heads), t = (int) (th / heads);
+        const i64 p = positions[t];
+        const float c = cosT[p * half + j], s = sinT[p * half + j];
+        float* xh = x + (i64) t * rowStride + colOffset + (i64) h * 2 * half;
+        const float x0 = xh[j], x1 = xh[j + half];
+        xh[j] = __fmul_rn(x0, c) - __fmul_rn(x1, s);  // no FMA contraction: bit-equal to the CPU's order
+        xh[j + half] = __fmul_rn(x1, c) + __fmul_rn(x0, s);
+    }
+}
+
+// out[t, k] = silu(gu[t, k]) * gu[t, dim + k]
+extern "C" __global__ void silu_mul(const float* __restrict__ gu, int n, int dim, float* __restrict__ out) {
+    GRID_STRIDE(i, (i64) n * dim) {
+        const i64 t = i / dim, k = i % dim;
+        const float g = gu[t * 2 * dim + k], u = gu[t * 2 * dim + dim + k];
+        out[i] = g / (1.0f + expf(-g)) * u;
+    }
+}
+
+// x += y
+extern "C" __global__ void add_inplace(float* __restrict__ x, const float* __restrict__ y, i64 count) {
+    GRID_STRIDE(i, count) { x[i] += y[i]; }
+}
+
+// out[i, :] = x[rows[i], :] for i < nRows
+extern "C" __global__ void gather_rows(const float* __restrict__ x, int dim, const int* __restrict__ rowIds,
+                                       int nRows, float* __restrict__ out) {
+    GRID_STRIDE(i, (i64) nRows * dim) {
+        const i64 r = i / dim, k = i % dim;
+        out[i] = x[(i64) rowIds[r] * dim + k];
+    }
+}
+
+__device__ __forceinline__ i64 slot_of(int t, const int* __restrict__ positions, const int* __restrict__ seqOfToken,
+                                       const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize) {
+    const int p = positions[t];
+    const int block = blockTables[seqOfToken[t] * maxBlocksPerSeq + p / blockSize];
+    return (i64) block * blockSize + p % blockSize;
+}
+
+// kCache[slot(t), :] = qkv[t, kOff..kOff+kvDim), vCache likewise; caches are [numBlocks * blockSize, kvDim].
+extern "C" __global__ void store_kv(const float* __restrict__ qkv, int rowStride, int kOff, int vOff, int kvDim, int n,
+                                    const int* __restrict__ positions, const int* __restrict__ seqOfToken,
+                                    const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize,
+                                    float* __restrict__ kCache, float* __restrict__ vCache) {
+    GRID_STRIDE(i, (i64) n * kvDim) {
+        const int t = (int) (i / kvDim), j = (int) (i % kvDim);
+        const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+        const float* row = qkv + (i64) t * rowStride;
+        kCache[slot * kvDim + j] = row[kOff + j];
+        vCache[slot * kvDim + j] = row[vOff + j];
+    }
+}
+
+// out[row] = argmax of x[row, 0..dim); ties pick the lowest index; one block (any multiple of 32 threads) per row.
+extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int* __restrict__ out) {
+    __shared__ float sv[32];
+    __shared__ int si[32];
+    const float* xr = x + (i64) blockIdx.x * dim;
+    float best = neg_inf();
+    int bi = 0x7fffffff;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+        const float v = xr[k];
+        if (v > best || (v == best && k < bi)) { best = v; bi = k; }
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ov = __shfl_xor_sync(FULL_MASK, best, o);
+        const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+        if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+    }
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    if (lane == 0) { sv[warp] = best; si[warp] = bi; }
+    __syncthreads();
+    if (warp == 0) {
+        const int warps = blockDim.x >> 5;
+        best = lane < warps ? sv[lane] : neg_inf();
+        bi = lane < warps ? si[lane] : 0x7fffffff;
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) {
+            const float ov = __shfl_xor_sync(FULL_MASK, best, o);
+            const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
+            if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+        }
+        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all-NaN row: 0
+    }
+}
