@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the engine and bench modules, then runs the server load generator (ai.k2j.bench.load.LoadGenerator):
+#   bench/load.sh --model models/demo/target [--draft models/demo/draft] [--concurrency 1,4,16] [--requests 3]
+#                 [--max-tokens 64] [--backend cpu] [--threads N] [--ctx N] [--json out.json]
+#   bench/load.sh --url http://127.0.0.1:8000 --model-id NAME ...      (against a running ./k2j serve)
+set -euo pipefail
+ROOT="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export JAVA_HOME="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+./mvnw -q -B -pl bench -am package -DskipTests dependency:build-classpath -Dmdep.outputFile=target/classpath.txt >&2
+exec "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+  --sun-misc-unsafe-memory-access=allow -XX:+UseParallelGC ${K2J_JAVA_OPTS:-} \
+  -cp "bench/target/classes:$(cat bench/target/classpath.txt)" ai.k2j.bench.load.LoadGenerator "$@"
