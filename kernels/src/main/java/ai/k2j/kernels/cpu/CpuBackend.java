@@ -291,7 +291,11 @@ public final class CpuBackend implements Backend {
         }
         checkOpen();
         for (int t = 0; t < n; t++) {
-            dequantizeRow(w, batch.tokens[t], o, t * w.cols);
+            // Scalar on purpose: one row per token is too little work to be sure C2 compiles a vector loop here,
+            // and interpreted or C1-compiled Vector API code allocates (see ScalarRows).
+            int r = batch.tokens[t];
+            int p = w.partOf(r);
+            ScalarRows.decode(w.dtype, w.segments[p], (r - w.partStart[p]) * w.rowBytes, w.cols, o, t * w.cols);
         }
     }
 

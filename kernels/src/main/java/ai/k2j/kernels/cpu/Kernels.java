@@ -33,15 +33,20 @@ final class Kernels {
         return s;
     }
 
-    /** out[o..] = x[xo..] / rms(x[xo..]) * gamma, as HF's Qwen2RMSNorm in float32: (x · rsqrt(mean(x²) + eps)) · γ. */
+    /**
+     * out[o..] = x[xo..] / rms(x[xo..]) * gamma, as HF's Qwen2RMSNorm in float32: (x · rsqrt(mean(x²) + eps)) · γ
+     * (the sum of squares in double). Plain loops: C2 vectorizes the elementwise one by itself, and scalar code
+     * allocates nothing in any JIT tier (this op runs a few times per token, too little to rely on C2 having
+     * compiled Vector API code here, which otherwise boxes its vectors).
+     */
     static void rmsNorm(float[] x, int xo, float[] gamma, float eps, int dim, float[] out, int o) {
-        float ss = dot(x, xo, x, xo, dim);
-        float inv = (float) (1.0 / Math.sqrt(ss / dim + eps));
-        int upper = F.loopBound(dim);
-        for (int i = 0; i < upper; i += L) {
-            FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, gamma, i)).intoArray(out, o + i);
+        double ss = 0;
+        for (int i = 0; i < dim; i++) {
+            float v = x[xo + i];
+            ss += v * v;
         }
-        for (int i = upper; i < dim; i++) {
+        float inv = (float) (1.0 / Math.sqrt((float) (ss / dim) + eps));
+        for (int i = 0; i < dim; i++) {
             out[o + i] = x[xo + i] * inv * gamma[i];
         }
     }
@@ -49,19 +54,11 @@ final class Kernels {
     /**
      * Rotate-half RoPE on one head at x[base, base + 2·half): (x1, x2) ← (x1·cos − x2·sin, x2·cos + x1·sin),
      * cos/sin from table row {@code co}. Products then sum, unfused, as HF's {@code q·cos + rotate_half(q)·sin}.
+     * A plain loop, as {@link #rmsNorm}.
      */
     static void rope(float[] x, int base, int half, float[] cos, float[] sin, int co) {
-        int upper = F.loopBound(half);
         int hi = base + half;
-        for (int i = 0; i < upper; i += L) {
-            FloatVector x1 = FloatVector.fromArray(F, x, base + i);
-            FloatVector x2 = FloatVector.fromArray(F, x, hi + i);
-            FloatVector c = FloatVector.fromArray(F, cos, co + i);
-            FloatVector s = FloatVector.fromArray(F, sin, co + i);
-            x1.mul(c).sub(x2.mul(s)).intoArray(x, base + i);
-            x2.mul(c).add(x1.mul(s)).intoArray(x, hi + i);
-        }
-        for (int i = upper; i < half; i++) {
+        for (int i = 0; i < half; i++) {
             float x1 = x[base + i];
             float x2 = x[hi + i];
             float c = cos[co + i];
@@ -127,13 +124,9 @@ final class Kernels {
         }
     }
 
-    /** x[xo, xo + len) += y[yo, yo + len). */
+    /** x[xo, xo + len) += y[yo, yo + len). A plain loop (C2 vectorizes it), as {@link #rmsNorm}. */
     static void add(float[] x, int xo, float[] y, int yo, int len) {
-        int upper = F.loopBound(len);
-        for (int i = 0; i < upper; i += L) {
-            FloatVector.fromArray(F, x, xo + i).add(FloatVector.fromArray(F, y, yo + i)).intoArray(x, xo + i);
-        }
-        for (int i = upper; i < len; i++) {
+        for (int i = 0; i < len; i++) {
             x[xo + i] += y[yo + i];
         }
     }
