@@ -12,8 +12,9 @@ import java.util.regex.Pattern;
 /**
  * The model as a judge: a knockout over the candidates, two at a time. The reigning candidate (first: candidate
  * 0) meets each next one; the judge, prompted with the question and both responses, answers "A" or "B" (greedy,
- * a few tokens); the winner reigns on. N − 1 judge calls in all. A reply naming neither keeps the reigning
- * candidate, so a judge that cannot follow the format degrades to "take the first". Score = matches won.
+ * a few tokens); the winner reigns on. N − 1 judge calls in all. A reply naming neither (or a pair too long for the
+ * judge's context) keeps the reigning candidate, so a judge that cannot follow the format degrades to "take the
+ * first". Score = matches won.
  */
 public final class PairwiseJudge implements Verifier {
 
@@ -65,10 +66,15 @@ public final class PairwiseJudge implements Verifier {
             String text = prompt.replace("{question}", question)
                     .replace("{a}", candidates.get(reigning).text())
                     .replace("{b}", candidates.get(i).text());
-            Generator.Sample reply = judge.generate(List.of(ChatMessage.user(text)), 1, SamplingParams.greedy(),
-                    maxTokens).get(0);
-            tokens += reply.tokens();
-            String letter = verdictOf(reply.text());
+            String letter;
+            try {
+                Generator.Sample reply = judge.generate(List.of(ChatMessage.user(text)), 1, SamplingParams.greedy(),
+                        maxTokens).get(0);
+                tokens += reply.tokens();
+                letter = verdictOf(reply.text());
+            } catch (IllegalArgumentException e) {
+                letter = null; // the two responses do not fit the judge's context: no verdict
+            }
             if ("B".equals(letter)) {
                 reigning = i;
             } else if (letter == null) {
