@@ -107,11 +107,7 @@ final class ServingFlags {
     }
 
     static int atLeast(Args args, String key, int dflt, int min) {
-        int v = args.integer(key, dflt);
-        if (args.has(key) && v < min) {
-            throw new UsageException("--" + key + " must be >= " + min + ", got " + v);
-        }
-        return v;
+        return Cli.intAtLeast(args, key, dflt, min);
     }
 
     static double inRange(Args args, String key, double dflt, double min, double max) {
@@ -124,20 +120,6 @@ final class ServingFlags {
 
     /** {@code \n}, {@code \t}, {@code \\} written on a command line become the characters. */
     static String unescape(String s) {
-        StringBuilder b = new StringBuilder(s.length());
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            if (c == '\\' && i + 1 < s.length()) {
-                char n = s.charAt(i + 1);
-                switch (n) {
-                    case 'n' -> { b.append('\n'); i++; continue; }
-                    case 't' -> { b.append('\t'); i++; continue; }
-                    case '\\' -> { b.append('\\'); i++; continue; }
-                    default -> { }
-                }
-            }
-            b.append(c);
-        }
-        return b.toString();
+        return Cli.unescape(s);
     }
 }

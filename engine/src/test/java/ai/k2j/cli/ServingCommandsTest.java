@@ -109,6 +109,25 @@ class ServingCommandsTest {
     }
 
     @Test
+    void theVerbsAreWiredIntoMain() {
+        for (String verb : List.of("serve", "think", "eval")) {
+            CliRunner help = CliRunner.run(verb, "--help");
+            assertEquals(0, help.code(), help.toString());
+            assertTrue(help.out().contains("usage: k2j " + verb), help.toString());
+            assertTrue(CliRunner.run("--help").out().contains(verb + " "), "listed in k2j --help");
+        }
+        CliRunner missing = CliRunner.run("eval", "--model", model());
+        assertEquals(2, missing.code(), missing.toString());
+        assertTrue(missing.err().contains("--data"), missing.toString());
+        CliRunner badPort = CliRunner.run("serve", "--model", model(), "--port", "http");
+        assertEquals(2, badPort.code(), badPort.toString());
+        CliRunner think = CliRunner.run(withEngine("think", "--question", "1 + 1?", "--max-tokens", "4",
+                "--plan-max-tokens", "3", "--seed", "5", "--json"));
+        assertEquals(0, think.code(), think.toString());
+        assertTrue(think.out().contains("\"candidates\""), think.toString());
+    }
+
+    @Test
     void badFlagsAreUsageErrors() {
         assertThrows(UsageException.class, () -> new ThinkCommand().run(Args.parse(withEngine()), System.out,
                 System.err), "--question is required");
