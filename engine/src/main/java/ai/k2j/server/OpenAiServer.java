@@ -93,8 +93,10 @@ public final class OpenAiServer implements AutoCloseable {
                 status = 400;
                 sendError(exchange, ApiException.invalid(null, e.getMessage()));
             } catch (IllegalStateException e) {
-                status = 503;
-                sendError(exchange, new ApiException(503, "server_error", null, "unavailable", e.getMessage()));
+                boolean down = !engine.isRunning(); // closed: 503; a failure inside a running engine: 500
+                status = down ? 503 : 500;
+                sendError(exchange, new ApiException(status, "server_error", null, down ? "unavailable" : null,
+                        e.getMessage()));
             } catch (UncheckedIOException e) {
                 status = 499; // the client went away mid-response
             } catch (RuntimeException e) {
