@@ -89,6 +89,24 @@ class ServerBatchingTest {
         }
     }
 
+    /** Once the engine has stopped, health and completions answer 503 with an OpenAI error body. */
+    @Test
+    void aStoppedEngineIsReportedAs503() throws Exception {
+        BatchEngine engine = BatchEngine.load(TestCheckpoints.demoDraft(), null, EngineOptions.defaults()
+                .withBackend("reference").withMaxContext(64).withMaxBatch(2));
+        try (OpenAiServer server = OpenAiServer.start(engine, ServerOptions.of("127.0.0.1", 0, "demo"))) {
+            engine.close();
+            HttpResponse<String> health = CLIENT.send(HttpRequest.newBuilder(URI.create(server.baseUrl()
+                    + "/health")).GET().build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(503, health.statusCode());
+            HttpResponse<String> r = CLIENT.send(HttpRequest.newBuilder(URI.create(server.baseUrl()
+                    + "/v1/completions")).POST(HttpRequest.BodyPublishers.ofString("{\"prompt\": \"x\"}")).build(),
+                    HttpResponse.BodyHandlers.ofString());
+            assertEquals(503, r.statusCode(), r.body());
+            assertEquals("server_error", JSON.readTree(r.body()).at("/error/type").asText());
+        }
+    }
+
     /**
      * The demo target with the demo draft: every request speculates inside the shared batch, greedy outputs equal
      * the target's own greedy decoding, and usage reports the drafts.
