@@ -30,6 +30,26 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
     for (int k = threadIdx.x; k < dim; k += blockDim.x) orow[k] = xr[k] * inv * gamma[k];
 }
 
+// Fused residual add and RMSNorm: x[t] += y[t], then out[t] = rmsnorm(x[t]) * gamma; one block per row. Bit-equal
+// to add_inplace then rmsnorm: x[t] is summed first and read back per element. out may equal x or y (every read of
+// the row precedes block_sum's barrier, every write of out follows it).
+extern "C" __global__ void add_rmsnorm(float* x, const float* y, const float* __restrict__ gamma,
+                                       float eps, int dim, float* out) {
+    __shared__ float scratch[32];
+    float* xr = x + (i64) blockIdx.x * dim;
+    const float* yr = y + (i64) blockIdx.x * dim;
+    float ss = 0.0f;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+        const float v = xr[k] + yr[k];
+        xr[k] = v;
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = 1.0f / sqrtf(ss / (float) dim + eps);
+    float* orow = out + (i64) blockIdx.x * dim;
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) orow[k] = xr[k] * inv * gamma[k];
+}
+
 // Rotate-half RoPE in place: heads of headDim starting at colOffset in rows of rowStride; cos/sin tables are
 // [maxPositions, half] (already multiplied by the attention scaling).
 extern "C" __global__ void rope(float* x, int n, int rowStride, int colOffset, int heads, int half,

@@ -15,14 +15,18 @@ public final class Main {
 
     static final String USAGE = """
             usage: k2j VERB [flags]
-              generate   generate text       --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
+              generate   generate text       [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
                                              [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]
                                              [--seed S] [--stop STR] [--threads N] [--ctx N] [--json]
+                                             [--draft DIR|none] [--draft-tokens K] [--adaptive] [--lookup]
+                                             (no --model: the demo model with its draft, speculative decoding on)
               logits     prompt logits       --model DIR --prompt-ids 1,2,3 --out FILE.npy
               tokenize   text to ids         --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
               synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
                                              [--tokenizer PATH] [--max-shard-gb G]
               info       describe a model    --model DIR
+              spec-bench plain vs speculative [--model DIR] [--draft DIR] [--draft-tokens 2,4,6] [--adaptive]
+                                             [--lookup] [--max-tokens N] [--temperature T] [--json]
               plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
               serve      OpenAI server       --model DIR [--draft DIR] [--port P] [--max-batch B] [--ctx N] [--host H]
               think      plan + best-of-N    --model DIR --question TEXT [--best-of N] [--verifier majority|judge|first]
@@ -58,6 +62,7 @@ public final class Main {
                 case "synth" -> new SynthCommand();
                 case "info" -> new InfoCommand();
                 case "plan" -> new PlanCommand();
+                case "spec-bench" -> new SpeculativeBenchCommand();
                 case "serve" -> new ServeCommand();
                 case "think" -> new ThinkCommand();
                 case "eval" -> new EvalCommand();

@@ -642,7 +642,7 @@ class CudaBackendTest {
                     backend.beginCapture(graphBatch);
                     m.enqueue(graphBatch, cacheGraph);
                     graph = backend.endCapture();
-                    assertTrue(graph.operations() >= 12, graph.toString());
+                    assertTrue(graph.operations() >= 10, graph.toString());  // 13 ops, rope+rope and add+rmsNorm fused
                 }
                 backend.replay(graph, graphBatch);
                 float[] got = download(m.logits, m.vocab);
