@@ -7,7 +7,9 @@ set -euo pipefail
 ROOT="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export JAVA_HOME="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
-./mvnw -q -B -pl bench -am package -DskipTests dependency:build-classpath -Dmdep.outputFile=target/classpath.txt >&2
+rm -rf engine/target/lib   # the engine's package phase copies its runtime dependencies here, afresh
+./mvnw -q -B -pl bench -am package -DskipTests >&2
+ENGINE_JAR="$(ls engine/target/k2j-engine-*.jar | grep -v -e '-sources' -e '-tests' | head -n 1)"
 exec "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
   --sun-misc-unsafe-memory-access=allow -XX:+UseParallelGC ${K2J_JAVA_OPTS:-} \
-  -cp "bench/target/classes:$(cat bench/target/classpath.txt)" ai.k2j.bench.load.LoadGenerator "$@"
+  -cp "bench/target/classes:$ENGINE_JAR:engine/target/lib/*" ai.k2j.bench.load.LoadGenerator "$@"

@@ -4,6 +4,7 @@ import ai.k2j.engine.FinishReason;
 import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.Qwen2Model;
 import ai.k2j.engine.StopStrings;
+import ai.k2j.engine.spec.DraftCompatibility;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.tokenizer.ChatMessage;
 import ai.k2j.tokenizer.Tokenizer;
@@ -74,8 +75,8 @@ public final class BatchEngine implements AutoCloseable {
     }
 
     /**
-     * Loads the model (and the draft, when {@code draftDir} is not null: it must share the vocabulary) sized by
-     * {@code options}, and starts the step loop.
+     * Loads the model (and the draft, when {@code draftDir} is not null: it must share the vocabulary, see
+     * {@link DraftCompatibility}) sized by {@code options}, and starts the step loop.
      */
     public static BatchEngine load(Path modelDir, Path draftDir, EngineOptions options) {
         ModelConfig config = ServedModel.readConfig(modelDir);
@@ -84,15 +85,11 @@ public final class BatchEngine implements AutoCloseable {
         ServedModel draft = null;
         try {
             if (draftDir != null) {
-                ModelConfig draftConfig = ServedModel.readConfig(draftDir);
-                if (draftConfig.vocabSize() != config.vocabSize()) {
-                    throw new IllegalArgumentException("draft " + draftDir + " has vocab_size " + draftConfig.vocabSize()
-                            + " but the model " + modelDir + " has " + config.vocabSize()
-                            + ": a draft must share the target's tokenizer");
-                }
                 // one logit row per sequence; a cache as large as the target's (drafts never outgrow it much)
                 draft = ServedModel.load(draftDir, options, new Qwen2Model.Limits(limits.maxContext(),
                         limits.maxBatchTokens(), limits.maxSeqs(), limits.maxSeqs(), limits.kvBlocks()));
+                DraftCompatibility.check(modelDir.toString(), config, target.tokenizer, draftDir.toString(),
+                        draft.model.config(), draft.tokenizer);
             }
             return new BatchEngine(target, draft, options.draftTokens());
         } catch (RuntimeException | Error e) {
@@ -160,9 +157,7 @@ public final class BatchEngine implements AutoCloseable {
         if (request.n() > maxBatch()) {
             throw new IllegalArgumentException("n = " + request.n() + " exceeds the batch size " + maxBatch());
         }
-        if (request.speculative() && draft == null) {
-            throw new IllegalArgumentException("speculative decoding needs a draft model, and none is loaded");
-        }
+        int requestDrafts = request.draftTokens(draftTokens);
         if (!g.stop().isEmpty() && target.tokenizer == null) {
             throw new IllegalArgumentException("stop strings need a tokenizer, but the model has no tokenizer.json");
         }
@@ -170,7 +165,7 @@ public final class BatchEngine implements AutoCloseable {
         RequestState[] holder = new RequestState[1];
         RequestHandle handle = new RequestHandle(() -> inbox.add(new Cancel(holder[0])));
         RequestState state = new RequestState(ids.incrementAndGet(), request,
-                observer == null ? GenerationObserver.NONE : observer, handle, budget);
+                observer == null ? GenerationObserver.NONE : observer, handle, budget, requestDrafts);
         holder[0] = state;
         synchronized (submitLock) {
             if (closed) {

@@ -10,6 +10,8 @@ final class RequestState {
     /** Most tokens each choice may generate: min(max_tokens, maxContext − prompt). */
     final int budget;
     final boolean greedy;
+    /** tokens drafted per step (0: plain decoding) */
+    final int draftTokens;
     final long submitNanos;
     /** Choices, created at admission (null before). */
     SeqState[] choices;
@@ -17,7 +19,8 @@ final class RequestState {
     int unfinished;
     boolean failed;
 
-    RequestState(long id, EngineRequest request, GenerationObserver observer, RequestHandle handle, int budget) {
+    RequestState(long id, EngineRequest request, GenerationObserver observer, RequestHandle handle, int budget,
+                 int draftTokens) {
         this.id = id;
         this.request = request;
         this.observer = observer;
@@ -25,6 +28,7 @@ final class RequestState {
         this.prompt = request.generation().promptIds();
         this.budget = budget;
         this.greedy = request.generation().sampling().isGreedy();
+        this.draftTokens = draftTokens;
         this.submitNanos = System.nanoTime();
     }
 

@@ -202,11 +202,11 @@ final class Scheduler {
 
     /** How many tokens to draft: the engine's k, within the step's budget, the request's budget and the context. */
     private int draftsFor(SeqState s, int tokensLeft, int rowsLeft) {
-        if (draftTokens == 0 || !s.speculative() || !s.forks.isEmpty()) {
+        if (draftTokens == 0 || s.maxDrafts() == 0 || !s.forks.isEmpty()) {
             return 0;
         }
         int room = model.limits().maxContext() - s.length;
-        int k = Math.min(Math.min(draftTokens, tokensLeft), Math.min(rowsLeft, Math.min(s.remainingBudget() - 1, room)));
+        int k = Math.min(Math.min(Math.min(draftTokens, s.maxDrafts()), tokensLeft), Math.min(rowsLeft, Math.min(s.remainingBudget() - 1, room)));
         return Math.max(0, k);
     }
 

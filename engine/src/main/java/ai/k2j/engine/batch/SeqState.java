@@ -81,8 +81,9 @@ final class SeqState {
         return request.budget - generated();
     }
 
-    boolean speculative() {
-        return request.request.speculative();
+    /** Tokens this sequence drafts per step (0: plain decoding). */
+    int maxDrafts() {
+        return request.draftTokens;
     }
 
     boolean isFinished() {

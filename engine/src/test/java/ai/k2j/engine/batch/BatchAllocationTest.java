@@ -62,7 +62,7 @@ class BatchAllocationTest {
                 GenerationRequest g = new GenerationRequest(TestCheckpoints.tokens(10 + i, 512, i), 2000,
                         new SamplingParams(temperature, 0.9, 0, 0, i), List.of(), true);
                 scheduler.waiting.add(new RequestState(i + 1, new EngineRequest(g, 1, speculative),
-                        GenerationObserver.NONE, new RequestHandle(() -> { }), 2000));
+                        GenerationObserver.NONE, new RequestHandle(() -> { }), 2000, k));
             }
             int[] generated = new int[1];
             Runnable step = () -> {

@@ -6,6 +6,7 @@ import ai.k2j.engine.GenerationResult;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
+import ai.k2j.engine.spec.Speculation;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -284,6 +285,27 @@ class BatchEngineTest {
                 assertEquals(m.kvBlocksTotal(), m.kvBlocksFree());
             }
         }
+    }
+
+    /** A request's own speculation setting wins over the engine request's flag. */
+    @Test
+    void theRequestsSpeculationSettingIsHonoured() {
+        try (BatchEngine engine = BatchEngine.load(model, model, options("reference").withDraftTokens(4))) {
+            GenerationRequest g = new GenerationRequest(TestCheckpoints.tokens(12, VOCAB, 4), 12,
+                    SamplingParams.greedy(), List.of(), true);
+            assertEquals(0, engine.generate(new EngineRequest(g.withSpeculation(Speculation.none()), 1, true)).get(0)
+                    .draftProposed(), "NONE decodes plainly");
+            ChoiceResult two = engine.generate(new EngineRequest(g.withSpeculation(Speculation.draftModel(2)), 1,
+                    false)).get(0);
+            assertTrue(two.draftProposed() > 0 && two.draftProposed() <= 2 * 12, "DRAFT_MODEL speculates");
+            assertArrayEquals(alone("reference", g), two.ids());
+            var lookup = assertThrows(IllegalArgumentException.class, () -> engine.submit(new EngineRequest(
+                    g.withSpeculation(Speculation.promptLookup(4)), 1, false), null));
+            assertTrue(lookup.getMessage().contains("prompt lookup"), lookup.getMessage());
+        }
+        Path otherVocab = TestCheckpoints.write(tmp.resolve("v"), 16, 1, VOCAB * 2, 3, false);
+        var e = assertThrows(RuntimeException.class, () -> BatchEngine.load(model, otherVocab, options("reference")));
+        assertTrue(e.getMessage().contains("vocab_size"), e.getMessage());
     }
 
     /** Sampled speculation with the model as its own draft accepts every draft (p = q) and stays seeded. */
