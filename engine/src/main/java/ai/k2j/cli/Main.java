@@ -28,6 +28,10 @@ public final class Main {
               spec-bench plain vs speculative [--model DIR] [--draft DIR] [--draft-tokens 2,4,6] [--adaptive]
                                              [--lookup] [--max-tokens N] [--temperature T] [--json]
               plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
+              serve      OpenAI server       --model DIR [--draft DIR] [--port P] [--max-batch B] [--ctx N] [--host H]
+              think      plan + best-of-N    --model DIR --question TEXT [--best-of N] [--verifier majority|judge|first]
+                                             [--no-plan] [--planner DIR] [--max-tokens N] [--seed S] [--json]
+              eval       pass@1 on a dataset --model DIR --data FILE.jsonl [--runs N] [--scaffold both|on|off] [--json]
             run 'k2j VERB --help' for a verb's flags.
             """;
 
@@ -59,6 +63,9 @@ public final class Main {
                 case "info" -> new InfoCommand();
                 case "plan" -> new PlanCommand();
                 case "spec-bench" -> new SpeculativeBenchCommand();
+                case "serve" -> new ServeCommand();
+                case "think" -> new ThinkCommand();
+                case "eval" -> new EvalCommand();
                 default -> null;
             };
             if (cmd == null) {

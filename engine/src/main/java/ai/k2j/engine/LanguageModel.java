@@ -171,8 +171,11 @@ public final class LanguageModel implements AutoCloseable {
         return requested > 0 ? requested : Math.min(config.maxPositionEmbeddings(), DEFAULT_MAX_CONTEXT);
     }
 
-    /** "reference", "cpu" (falls back to reference when absent) or "cuda"; threads &lt;= 0 means all cores. */
-    static Backend createBackend(String name, int threads) {
+    /**
+     * "reference", "cpu" (falls back to reference when absent) or "cuda"; threads &lt;= 0 means all cores.
+     * Public for engines that build their own {@link Qwen2Model} (e.g. the batching engine); the caller closes it.
+     */
+    public static Backend createBackend(String name, int threads) {
         String backendName = name == null ? "cpu" : name.toLowerCase(Locale.ROOT);
         int t = threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
         return switch (backendName) {
