@@ -107,6 +107,9 @@ public final class CudaBackend implements Backend, GraphCapable {
     private MemorySegment hostStaging;
 
     private Capture capture;
+    /** Per-op timing, -Dk2j.cuda.profile=true (eager launches only); null otherwise. */
+    private final CudaProfiler profiler;
+    private final String[] attentionNames = new String[ATT_MAX_SPLITS + 1];
     private int gemvRowsOverride = Integer.getInteger("k2j.cuda.gemvRows", 0);
 
     /** A backend on the device and settings of {@link Options#defaults()}. */
@@ -133,6 +136,28 @@ public final class CudaBackend implements Backend, GraphCapable {
         }
         this.k = kernels;
         this.args = new CudaDriver.KernelArgs(arena);
+        this.profiler = CudaProfiler.requested() ? new CudaProfiler(driver) : null;
+    }
+
+    /**
+     * The per-op profile so far (-Dk2j.cuda.profile=true; see {@code CudaProfiler}): per op name calls, device
+     * time, GPU idle before it, launch and Java time; per step wall, device busy and host-side time. Empty string
+     * when profiling is off. Synchronizes.
+     */
+    public String profileReport() {
+        if (profiler == null) {
+            return "";
+        }
+        enterOutsideCapture("profileReport");
+        return profiler.report();
+    }
+
+    /** Forgets the profile so far (e.g. after warm-up). No-op when profiling is off. */
+    public void profileReset() {
+        if (profiler != null) {
+            enterOutsideCapture("profileReset");
+            profiler.reset();
+        }
     }
 
     @Override
@@ -570,7 +595,8 @@ public final class CudaBackend implements Backend, GraphCapable {
             long op = out + 4L * t0 * w.rows;
             args.reset().ptr(w.data).ptr(w.scales).ptr(xp).ptr(bias).ptr(op).i32(w.rows).i32(w.cols);
             if (fast) {
-                launch(rowsPerWarp == 4 ? k.gemvR4[w.code][nb] : k.gemv[w.code][nb], "gemv", blocks, 1, 128);
+                launch(rowsPerWarp == 4 ? k.gemvR4[w.code][nb] : k.gemv[w.code][nb],
+                        profiler == null ? "gemv" : w.profileName(), blocks, 1, 128);
             } else {
                 args.i32(w.code).i32(nb);
                 launch(k.gemvGeneric, "gemv_generic", blocks, 1, 128);
@@ -781,11 +807,20 @@ public final class CudaBackend implements Backend, GraphCapable {
                 .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
                 .i32((int) splitLen).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
-        launch(k.attention[gi], "attention", n * kvHeads, nSplits, 128);
+        launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
             launch(k.attentionCombine, "attention_combine", n * heads, 1, 128);
         }
+    }
+
+    private String attentionName(int nSplits) {
+        String s = attentionNames[nSplits];
+        if (s == null) {
+            s = "attention splits=" + nSplits;
+            attentionNames[nSplits] = s;
+        }
+        return s;
     }
 
     @Override
@@ -876,6 +911,9 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (count == 0) {
             driver.synchronize();
         }
+        if (profiler != null) {
+            profiler.stepEnd();
+        }
     }
 
     @Override
@@ -965,9 +1003,18 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     private void readInts(long dev, int[] out, int n) {
         MemorySegment staging = staging();
-        driver.copyToHostAsync(staging.address(), dev, 4L * n);
+        if (profiler != null) {
+            profiler.begin("read_ids(D2H)");
+            driver.copyToHostAsync(staging.address(), dev, 4L * n);
+            profiler.end();
+        } else {
+            driver.copyToHostAsync(staging.address(), dev, 4L * n);
+        }
         driver.synchronize();
         MemorySegment.copy(staging, ValueLayout.JAVA_INT_UNALIGNED, 0, out, 0, n);
+        if (profiler != null) {
+            profiler.stepEnd();
+        }
     }
 
     @Override
@@ -1079,11 +1126,27 @@ public final class CudaBackend implements Backend, GraphCapable {
         for (int i = 0; i < graph.caches.size(); i++) {  // indexed: no iterator on the per-token path
             DevKvCache c = graph.caches.get(i);
             if (!db.matches(batch, c.blockSize)) {
-                db.upload(driver, batch);
+                uploadBatch(db, batch);
             }
             validateBlocks(db, c);
         }
-        driver.graphLaunch(graph.exec);
+        if (profiler != null) {
+            profiler.begin("graph_replay");
+            driver.graphLaunch(graph.exec);
+            profiler.end();
+        } else {
+            driver.graphLaunch(graph.exec);
+        }
+    }
+
+    private void uploadBatch(DeviceBatch db, Batch batch) {
+        if (profiler != null && capture == null) {
+            profiler.begin("batch_upload(H2D)");
+            db.upload(driver, batch);
+            profiler.end();
+        } else {
+            db.upload(driver, batch);
+        }
     }
 
     void destroyGraph(CudaGraph g) {
@@ -1175,7 +1238,13 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     private void launch(long fn, String what, int gridX, int gridY, int block) {
-        driver.launch(fn, what, gridX, gridY, 1, block, 0, args);
+        if (profiler != null && capture == null) {
+            profiler.begin(what);
+            driver.launch(fn, what, gridX, gridY, 1, block, 0, args);
+            profiler.end();
+        } else {
+            driver.launch(fn, what, gridX, gridY, 1, block, 0, args);
+        }
         countOp();
     }
 
@@ -1267,7 +1336,7 @@ public final class CudaBackend implements Backend, GraphCapable {
                         + " beginCapture and change it only between replays");
             }
             DeviceBatch.checkCounts(batch);
-            db.upload(driver, batch);
+            uploadBatch(db, batch);
         }
         return db;
     }
@@ -1402,6 +1471,14 @@ public final class CudaBackend implements Backend, GraphCapable {
         }
         closed = true;
         List<Runnable> steps = new ArrayList<>();
+        if (profiler != null) {
+            steps.add(() -> {
+                if (!profiler.isEmpty()) {
+                    System.err.print(profiler.report());
+                }
+                profiler.close();
+            });
+        }
         for (CudaGraph g : List.copyOf(graphs)) {
             steps.add(() -> {
                 g.closed = true;
@@ -1504,6 +1581,16 @@ public final class CudaBackend implements Backend, GraphCapable {
             this.dtype = dtype;
             this.code = CudaKernels.code(dtype);
             this.name = name;
+        }
+
+        private String profileName;
+
+        /** "gemv ROWSxCOLS DTYPE": the profiler's op name (built once). */
+        String profileName() {
+            if (profileName == null) {
+                profileName = "gemv " + rows + "x" + cols + " " + dtype;
+            }
+            return profileName;
         }
 
         @Override
