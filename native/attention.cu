@@ -2,7 +2,10 @@
 //
 // attention_g{1,2,4,8,16}: one block per (token t, kv head, split s). The block serves all G = heads / kvHeads
 // query heads that share the kv head (each key/value is read once per group), over the key positions
-// [s * splitLen, min((s + 1) * splitLen, positions[t] + 1)), in chunks of ATT_CHUNK keys with an online softmax.
+// [s * L, min((s + 1) * L, len)), len = positions[t] + 1, L = ceil(len / nSplits) rounded up to splitQuantum:
+// the split length follows each token's own length (read from device memory), so a graph captured with splits
+// for the full context spreads a short sequence over all its blocks too, and splits past len exit at once.
+// Keys go in chunks of ATT_CHUNK with an online softmax.
 // With one split it writes the normalized output; otherwise it writes (max, sum, unnormalized acc) per split and
 // attention_combine merges the splits. The template argument is the smallest power of two >= G.
 //
@@ -33,11 +36,21 @@ __device__ __forceinline__ void attention_split(
     const int t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads, s = blockIdx.y;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nWarps = blockDim.x >> 5;
     const int len = positions[t] + 1;
-    const int start = s * splitLen;
-    const int end = min(start + splitLen, len);
+    const int sl = ((len + nSplits - 1) / nSplits + splitLen - 1) / splitLen * splitLen;  // splitLen = quantum
+    const int start = s * sl;
+    const int end = min(start + sl, len);
     const int seq = seqOfToken[t];
     const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
     const i64 headOff = (i64) kvh * D;
+
+    if (start >= len) {  // empty split (a graph sized for the full context): only mark it; combine skips it
+        if (nSplits > 1 && tid < G) {
+            const i64 idx = ((i64) t * heads + kvh * G + tid) * nSplits + s;
+            pMax[idx] = neg_inf();
+            pSum[idx] = 0.0f;
+        }
+        return;  // block-uniform: no barrier is skipped by part of the block
+    }
 
     const float* __restrict__ q = qkv + (i64) t * rowStride + (i64) kvh * G * D;
     for (int e = tid; e < GD; e += blockDim.x) qs[e] = q[e] * scale;
@@ -111,7 +124,16 @@ __device__ __forceinline__ void attention_split(
                 float a = acc[k] * alphaS[g];
                 const float* __restrict__ w = sc + g * ATT_CHUNK;
                 const float* __restrict__ vcol = vCache + headOff + d;
-                for (int pi = 0; pi < cl; pi++) a = fmaf(w[pi], vcol[slots[pi] * kvDim], a);
+                // 8 independent loads in flight, then the FMAs in key order (same sum as one at a time)
+                int pi = 0;
+                for (; pi + 8 <= cl; pi += 8) {
+                    float vv[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) vv[u] = vcol[slots[pi + u] * kvDim];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) a = fmaf(w[pi + u], vv[u], a);
+                }
+                for (; pi < cl; pi++) a = fmaf(w[pi], vcol[slots[pi] * kvDim], a);
                 acc[k] = a;
             }
         }
@@ -158,11 +180,18 @@ extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, con
     const i64 th = blockIdx.x;  // t * heads + h
     const float* __restrict__ m = pMax + th * nSplits;
     const float* __restrict__ l = pSum + th * nSplits;
+    // splits at or past the first empty one (start >= len: pMax = -inf, pAcc not written) are skipped; the
+    // live ones are a prefix, since splits cover increasing key ranges
     float mx = neg_inf();
-    for (int s = threadIdx.x; s < nSplits; s += blockDim.x) mx = fmaxf(mx, m[s]);
-    mx = block_max(mx, scratch);
-    float total = 0.0f;
+    int live = 0;
     for (int s = threadIdx.x; s < nSplits; s += blockDim.x) {
+        mx = fmaxf(mx, m[s]);
+        if (m[s] != neg_inf()) live = s + 1;
+    }
+    mx = block_max(mx, scratch);
+    live = (int) block_max((float) live, scratch);
+    float total = 0.0f;
+    for (int s = threadIdx.x; s < live; s += blockDim.x) {
         const float w = m[s] == neg_inf() ? 0.0f : expf(m[s] - mx);
         wS[s] = w;
         total += w * l[s];
@@ -172,7 +201,7 @@ extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, con
     const float* __restrict__ a = pAcc + th * nSplits * headDim;
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.0f;
-        for (int s = 0; s < nSplits; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
+        for (int s = 0; s < live; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
         out[th * headDim + d] = o * inv;
     }
 }

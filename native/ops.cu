@@ -119,7 +119,8 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int
     const float* xr = x + (i64) blockIdx.x * dim;
     float best = neg_inf();
     int bi = 0x7fffffff;
-    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+#pragma unroll 8
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {  // unrolled: loads in flight, compares in index order
         const float v = xr[k];
         if (v > best || (v == best && k < bi)) { best = v; bi = k; }
     }

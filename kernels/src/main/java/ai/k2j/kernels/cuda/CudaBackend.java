@@ -78,7 +78,8 @@ public final class CudaBackend implements Backend, GraphCapable {
     private static final long STAGING_BYTES = 64L << 20;
     private static final long DEQUANT_SCRATCH_BYTES = 256L << 20;
     private static final long ATTENTION_PARTIAL_BUDGET = 256L << 20;
-    private static final int ATT_CHUNK = 128;
+    /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
+    private static final int ATT_SPLIT_QUANTUM = 32;
     private static final int ATT_MAX_SPLITS = 1024;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
@@ -790,7 +791,10 @@ public final class CudaBackend implements Backend, GraphCapable {
         long perSplitFloats = (long) n * heads * (headDim + 2L);
         wantSplits = Math.min(wantSplits, Math.max(1, ATTENTION_PARTIAL_BUDGET / (4 * perSplitFloats)));
         wantSplits = Math.min(wantSplits, ATT_MAX_SPLITS);
-        long splitLen = roundUp(ceilDiv(span, wantSplits), ATT_CHUNK);
+        // splits of >= ATT_SPLIT_QUANTUM keys; the kernel re-derives each token's split length from its own
+        // length (ceil(len / nSplits) rounded up to the quantum), so in a graph the live splits follow the
+        // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
+        long splitLen = roundUp(ceilDiv(span, wantSplits), ATT_SPLIT_QUANTUM);
         int nSplits = (int) ceilDiv(span, splitLen);
         int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
         long pAcc = 0;
@@ -806,7 +810,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale)
                 .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
-                .i32((int) splitLen).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
+                .i32(ATT_SPLIT_QUANTUM).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
         launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
