@@ -631,7 +631,9 @@ class CudaBackendTest {
         int token = 3;
         try {
             for (int step = 0; step < 12; step++) {
-                int pos = 10 + step;
+                // positions jump (the skipped ones hold zeros in both caches) so that the graph, captured at
+                // position 10 with splits for all 1024, replays with 1 up to ~30 live splits
+                int pos = 10 + step * 87;
                 for (Batch b : new Batch[] {eager, graphBatch}) {
                     b.tokens[0] = token;
                     b.positions[0] = pos;
