@@ -115,26 +115,41 @@ __device__ __forceinline__ void attention_split(
         }
         __syncthreads();
 
-        // acc[g, d] = acc * alpha[g] + sum_p w[g, p] * V[p, d]; thread owns elements e = tid + k * blockDim
+        // acc[g, d] = acc * alpha[g] + sum_p w[g, p] * V[p, d]; thread owns elements e = tid + k * blockDim.
+        // Keys in groups of 4: every owned element's 4 loads are issued before the FMAs (up to 4 * ATT_EPT loads
+        // in flight instead of one dependent chain per element); the FMAs keep key order, so the sum is unchanged.
 #pragma unroll
         for (int k = 0; k < ATT_EPT; k++) {
             const int e = tid + k * ATT_THREADS;
-            if (e < GD) {
-                const int g = e / D, d = e - g * D;
-                float a = acc[k] * alphaS[g];
-                const float* __restrict__ w = sc + g * ATT_CHUNK;
-                const float* __restrict__ vcol = vCache + headOff + d;
-                // 8 independent loads in flight, then the FMAs in key order (same sum as one at a time)
-                int pi = 0;
-                for (; pi + 8 <= cl; pi += 8) {
-                    float vv[8];
+            if (e < GD) acc[k] *= alphaS[e / D];
+        }
+        for (int p0 = 0; p0 < cl; p0 += 4) {
+            const int m = min(4, cl - p0);
+            i64 off[4];
 #pragma unroll
-                    for (int u = 0; u < 8; u++) vv[u] = vcol[slots[pi + u] * kvDim];
+            for (int u = 0; u < 4; u++) off[u] = slots[p0 + (u < m ? u : 0)] * kvDim + headOff;
+            float vv[ATT_EPT][4];
 #pragma unroll
-                    for (int u = 0; u < 8; u++) a = fmaf(w[pi + u], vv[u], a);
+            for (int k = 0; k < ATT_EPT; k++) {
+                const int e = tid + k * ATT_THREADS;
+                if (e < GD) {
+                    const int d = e % D;
+#pragma unroll
+                    for (int u = 0; u < 4; u++) vv[k][u] = vCache[off[u] + d];
                 }
-                for (; pi < cl; pi++) a = fmaf(w[pi], vcol[slots[pi] * kvDim], a);
-                acc[k] = a;
+            }
+#pragma unroll
+            for (int k = 0; k < ATT_EPT; k++) {
+                const int e = tid + k * ATT_THREADS;
+                if (e < GD) {
+                    const float* __restrict__ w = sc + (e / D) * ATT_CHUNK + p0;
+                    float a = acc[k];
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        if (u < m) a = fmaf(w[u], vv[k][u], a);
+                    }
+                    acc[k] = a;
+                }
             }
         }
     }
