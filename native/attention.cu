@@ -5,7 +5,8 @@
 // [s * L, min((s + 1) * L, len)), len = positions[t] + 1, L = ceil(len / nSplits) rounded up to splitQuantum:
 // the split length follows each token's own length (read from device memory), so a graph captured with splits
 // for the full context spreads a short sequence over all its blocks too, and splits past len exit at once.
-// Keys go in chunks of ATT_CHUNK with an online softmax.
+// Keys go in chunks of ATT_CHUNK with an online softmax; scores take one thread per key (many K rows in flight),
+// the V accumulation one thread per (head, dim) element.
 // With one split it writes the normalized output; otherwise it writes (max, sum, unnormalized acc) per split and
 // attention_combine merges the splits. The template argument is the smallest power of two >= G.
 //
@@ -19,6 +20,7 @@
 #define ATT_MAX_QD 2048  // G * headDim limit (q of the whole group is staged in shared memory)
 #define ATT_EPT (ATT_MAX_QD / ATT_THREADS)
 #define ATT_MAX_SPLITS 1024
+#define ATT_KB 8  // float4 loads of a K row in flight per thread in the scores loop
 
 template <int MAXG>
 __device__ __forceinline__ void attention_split(
@@ -27,7 +29,8 @@ __device__ __forceinline__ void attention_split(
         const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
         int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
         float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum) {
-    __shared__ float qs[ATT_MAX_QD];
+    __shared__ F4 qs4[ATT_MAX_QD / 4];  // q of the group, scaled; F4 for 16-byte alignment
+    float* qs = reinterpret_cast<float*>(qs4);
     __shared__ float sc[MAXG * ATT_CHUNK];
     __shared__ i64 slots[ATT_CHUNK];
     __shared__ float mS[MAXG], lS[MAXG], alphaS[MAXG];
@@ -42,6 +45,8 @@ __device__ __forceinline__ void attention_split(
     const int seq = seqOfToken[t];
     const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
     const i64 headOff = (i64) kvh * D;
+    // K rows as float4 when every row start is 16-byte aligned (D and kvDim multiples of 4, aligned base)
+    const bool vec4 = (D & 3) == 0 && (kvDim & 3) == 0 && (reinterpret_cast<unsigned long long>(kCache) & 15) == 0;
 
     if (start >= len) {  // empty split (a graph sized for the full context): only mark it; combine skips it
         if (nSplits > 1 && tid < G) {
@@ -69,25 +74,54 @@ __device__ __forceinline__ void attention_split(
         }
         __syncthreads();
 
-        // scores: one warp per key, lanes split the head dimension
-        for (int pi = warp; pi < cl; pi += nWarps) {
+        // scores: one thread per key (keys are independent, so up to ATT_THREADS K rows are in flight at once,
+        // each thread issuing ATT_KB 16-byte loads before its FMAs); q is read from shared memory as a broadcast.
+        // Each dot product sums its dimensions in order d = 0, 1, ..., D - 1 (deterministic).
+        for (int pi = tid; pi < cl; pi += blockDim.x) {
             const float* __restrict__ kp = kCache + slots[pi] * kvDim + headOff;
             float part[MAXG];
 #pragma unroll
             for (int g = 0; g < MAXG; g++) part[g] = 0.0f;
-            for (int d = lane; d < D; d += 32) {
-                const float kv = kp[d];
+            if (vec4) {
+                const F4* __restrict__ kp4 = reinterpret_cast<const F4*>(kp);
+                const F4* __restrict__ q4 = qs4;
+                const int D4 = D >> 2;
+                for (int b0 = 0; b0 < D4; b0 += ATT_KB) {
+                    F4 kv[ATT_KB];
 #pragma unroll
-                for (int g = 0; g < MAXG; g++) {
-                    if (g < G) part[g] = fmaf(qs[g * D + d], kv, part[g]);
+                    for (int u = 0; u < ATT_KB; u++) {
+                        if (b0 + u < D4) kv[u] = kp4[b0 + u];
+                    }
+#pragma unroll
+                    for (int u = 0; u < ATT_KB; u++) {
+                        if (b0 + u < D4) {
+#pragma unroll
+                            for (int g = 0; g < MAXG; g++) {
+                                if (g < G) {
+                                    const F4 qv = q4[g * D4 + b0 + u];
+                                    float a = part[g];
+                                    a = fmaf(qv.x, kv[u].x, a);
+                                    a = fmaf(qv.y, kv[u].y, a);
+                                    a = fmaf(qv.z, kv[u].z, a);
+                                    a = fmaf(qv.w, kv[u].w, a);
+                                    part[g] = a;
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                for (int d = 0; d < D; d++) {
+                    const float kv = kp[d];
+#pragma unroll
+                    for (int g = 0; g < MAXG; g++) {
+                        if (g < G) part[g] = fmaf(qs[g * D + d], kv, part[g]);
+                    }
                 }
             }
 #pragma unroll
             for (int g = 0; g < MAXG; g++) {
-                if (g < G) {
-                    const float v = warp_sum(part[g]);
-                    if (lane == 0) sc[g * ATT_CHUNK + pi] = v;
-                }
+                if (g < G) sc[g * ATT_CHUNK + pi] = part[g];
             }
         }
         __syncthreads();
