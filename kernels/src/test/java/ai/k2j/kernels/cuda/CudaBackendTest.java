@@ -294,7 +294,8 @@ class CudaBackendTest {
 
     @Test
     void pagedAttentionMultiSequenceGqa() {
-        int[][] configs = {{14, 2, 64}, {4, 4, 32}, {16, 1, 128}, {6, 2, 80}};  // group 7 (bucket 8), 1, 16, 3 (odd dim)
+        // group 7 (bucket 8), 1, 16, 3 (dim 80: V per element), 2 (dim 30: scalar K loads, V per element)
+        int[][] configs = {{14, 2, 64}, {4, 4, 32}, {16, 1, 128}, {6, 2, 80}, {4, 2, 30}};
         long seed = 8;
         for (int[] cfg : configs) {
             new AttentionScenario(cfg[0], cfg[1], cfg[2], seed++).run();
