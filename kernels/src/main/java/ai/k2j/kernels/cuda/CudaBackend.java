@@ -79,7 +79,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     private static final long DEQUANT_SCRATCH_BYTES = 256L << 20;
     private static final long ATTENTION_PARTIAL_BUDGET = 256L << 20;
     /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
-    private static final int ATT_SPLIT_QUANTUM = 32;
+    private static final int ATT_SPLIT_QUANTUM = 16;
     private static final int ATT_MAX_SPLITS = 1024;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
