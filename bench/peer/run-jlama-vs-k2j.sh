@@ -101,6 +101,7 @@ out, model, threads, tokens = sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sy
 variants = list(dict.fromkeys(r["variant"] for r in rows))
 rounds = sorted({r["round"] for r in rows})
 tps = {(r["round"], r["variant"]): r["result"]["decode_tokens_per_second"] for r in rows}
+tps_text = {(r["round"], r["variant"]): r["result"].get("text") for r in rows}
 print(f"model {model} | threads {threads} | {tokens} tokens greedy | decode tok/s per round (warm JVM)")
 print("round  " + "  ".join(f"{v:>14}" for v in variants) + "".join(f"  {'k2j/' + v:>20}" for v in variants[1:]))
 ratios = {v: [] for v in variants[1:]}
@@ -120,10 +121,17 @@ for v in variants[1:]:
           f"working memory {j['working_dtype']}, activations quantized to {j['working_quant_dtype']} for matmuls")
 k = next(r["result"] for r in rows if r["variant"] == "k2j")
 print(f"k2j: weights {k['weights']} (checkpoint dtype unless f32), f32 activations")
+same = {v: all(r["result"].get("text") == tps_text[(r["round"], "k2j")] for r in rows if r["variant"] == v)
+        for v in variants[1:]}
+for v in variants[1:]:
+    verdict = "same as k2j's in every round" if same[v] else "differs from k2j's in some round"
+    print(f"greedy text of {v}: {verdict}"
+          + ("" if same[v] else " (bf16 activation rounding in Jlama can flip near-tied argmaxes of a random model)"))
 if out:
     summary = {"model": model, "threads": threads, "tokens": tokens,
                "median_decode_tokens_per_second": med,
                "median_ratio_k2j_over": {v: statistics.median(ratios[v]) for v in variants[1:]},
+               "same_greedy_text_as_k2j": same,
                "runs": rows}
     with open(out, "w") as f:
         json.dump(summary, f, indent=2)

@@ -49,18 +49,18 @@ public final class JlamaDecode {
                         + "\"working_quant_dtype\":\"%s\",\"model_quant\":\"%s\",\"tensor_operations\":\"%s\","
                         + "\"prompt_tokens\":%d,\"completion_tokens\":%d,\"finish_reason\":\"%s\","
                         + "\"decode_tokens_per_second\":%.3f,\"warmup_decode_tokens_per_second\":%.3f,"
-                        + "\"prompt_ms\":%d,\"load_seconds\":%.3f}",
+                        + "\"prompt_ms\":%d,\"load_seconds\":%.3f,\"text\":%s}",
                 threads, field(model, "modelDType"), field(model, "workingDType"), field(model, "workingQType"),
                 quant.map(Enum::name).orElse("none"), TensorOperationsProvider.get().name(),
                 timed.promptTokens, timed.tokens, timed.finish, timed.decodeTokensPerSecond(),
-                warm.decodeTokensPerSecond(), timed.promptMs, loadSeconds);
+                warm.decodeTokensPerSecond(), timed.promptMs, loadSeconds, quote(timed.text));
         System.out.println(json);
         System.out.flush();
         // Jlama's executor threads are not daemons.
         System.exit(0);
     }
 
-    record Run(int promptTokens, int tokens, String finish, long promptMs, long firstNanos, long lastNanos) {
+    record Run(int promptTokens, int tokens, String finish, long promptMs, long firstNanos, long lastNanos, String text) {
         double decodeTokensPerSecond() {
             return tokens > 1 ? (tokens - 1) * 1e9 / (lastNanos - firstNanos) : 0;
         }
@@ -70,10 +70,10 @@ public final class JlamaDecode {
         long[] first = {0};
         long[] last = {0};
         int[] count = {0};
-        // Jlama 0.8.4 counts ntokens from position 0 (prompt included), so ask for prompt + tokens and stop at
-        // exactly `tokens` callbacks' worth by bounding the total.
+        // Jlama 0.8.4's ntokens is a position bound (prompt included): the prefill samples one token, then it decodes
+        // from position promptLen up to ntokens, so promptLen + tokens - 1 gives exactly `tokens` tokens.
         int promptLen = model.encodePrompt(PromptContext.of(prompt)).length;
-        Generator.Response r = model.generate(UUID.randomUUID(), PromptContext.of(prompt), 0.0f, promptLen + tokens,
+        Generator.Response r = model.generate(UUID.randomUUID(), PromptContext.of(prompt), 0.0f, promptLen + tokens - 1,
                 (text, ms) -> {
                     long now = System.nanoTime();
                     if (count[0]++ == 0) {
@@ -81,12 +81,32 @@ public final class JlamaDecode {
                     }
                     last[0] = now;
                 });
-        return new Run(r.promptTokens, count[0], String.valueOf(r.finishReason), r.promptTimeMs, first[0], last[0]);
+        return new Run(r.promptTokens, count[0], String.valueOf(r.finishReason), r.promptTimeMs, first[0], last[0],
+                r.responseText);
     }
 
     static String field(AbstractModel m, String name) throws ReflectiveOperationException {
         Field f = AbstractModel.class.getDeclaredField(name);
         f.setAccessible(true);
         return String.valueOf(f.get(m));
+    }
+
+    /** JSON string literal. */
+    static String quote(String s) {
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            switch (c) {
+                case '"' -> b.append("\\\"");
+                case '\\' -> b.append("\\\\");
+                default -> {
+                    if (c < 0x20) {
+                        b.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        b.append(c);
+                    }
+                }
+            }
+        }
+        return b.append('"').toString();
     }
 }

@@ -41,10 +41,29 @@ public final class K2jDecode {
             System.out.println(String.format(Locale.ROOT,
                     "{\"engine\":\"k2j\",\"threads\":%d,\"weights\":\"%s\",\"prompt_tokens\":%d,\"completion_tokens\":%d,"
                             + "\"finish_reason\":\"%s\",\"decode_tokens_per_second\":%.3f,"
-                            + "\"warmup_decode_tokens_per_second\":%.3f,\"prompt_ms\":%.1f,\"load_seconds\":%.3f}",
+                            + "\"warmup_decode_tokens_per_second\":%.3f,\"prompt_ms\":%.1f,\"load_seconds\":%.3f,\"text\":%s}",
                     threads, weights, timed.promptTokens(), timed.ids().length, timed.finishReason(),
                     timed.decodeTokensPerSecond(), warm.decodeTokensPerSecond(), timed.prefillNanos() / 1e6,
-                    loadSeconds));
+                    loadSeconds, quote(timed.text())));
         }
+    }
+
+    /** JSON string literal. */
+    static String quote(String s) {
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            switch (c) {
+                case '"' -> b.append("\\\"");
+                case '\\' -> b.append("\\\\");
+                default -> {
+                    if (c < 0x20) {
+                        b.append(String.format("\\u%04x", (int) c));
+                    } else {
+                        b.append(c);
+                    }
+                }
+            }
+        }
+        return b.append('"').toString();
     }
 }
