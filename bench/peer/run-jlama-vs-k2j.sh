@@ -126,7 +126,7 @@ same = {v: all(r["result"].get("text") == tps_text[(r["round"], "k2j")] for r in
 for v in variants[1:]:
     verdict = "same as k2j's in every round" if same[v] else "differs from k2j's in some round"
     print(f"greedy text of {v}: {verdict}"
-          + ("" if same[v] else " (bf16 activation rounding in Jlama can flip near-tied argmaxes of a random model)"))
+          + ("" if same[v] else " (Jlama computes a different function on this model: see bench/peer/README.md, Caveats)"))
 if out:
     summary = {"model": model, "threads": threads, "tokens": tokens,
                "median_decode_tokens_per_second": med,
