@@ -721,18 +721,58 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     @Override
     public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
-        enter();
+        enterKeepingPending();
         DevKvCache c = kv(cache, layer);
         DevBuffer q = buffer(qkv, "storeKv qkv");
         int kvDim = c.kvDim;
         if (kOffset < 0 || vOffset < 0 || kOffset + kvDim > rowStride || vOffset + kvDim > rowStride) {
+            flushPending();
             throw new IllegalArgumentException("storeKv: key/value columns at " + kOffset + "/" + vOffset + " (+" + kvDim
                     + ") do not fit rows of " + rowStride);
         }
-        DeviceBatch db = sync(batch, c.blockSize);
+        // a held rope on the same rows whose rotated heads contain the key columns (head-aligned) and not the value
+        // columns, with a batch copy that needs no re-upload, becomes one rope_store_kv launch
+        boolean merge = false;
+        if (pending == PENDING_ROPE) {
+            int ropeEnd = pendColOffset + pendHeads * 2 * pendHalf;
+            DeviceBatch current = lastBatch != null && lastBatch.batch == batch ? lastBatch : batches.get(batch);
+            merge = pendX == q.ptr && pendRowStride == rowStride && pendBatch == batch && pendN == batch.nTokens
+                    && kOffset >= pendColOffset && (kOffset - pendColOffset) % (2 * pendHalf) == 0
+                    && kvDim % (2 * pendHalf) == 0 && kOffset + kvDim <= ropeEnd
+                    && (vOffset >= ropeEnd || vOffset + kvDim <= pendColOffset)
+                    && current != null && current.matches(batch, c.blockSize)
+                    && current.positionsPtr == pendPositions;
+        }
+        if (!merge) {
+            flushPending();
+        }
+        DeviceBatch db;
+        try {
+            db = sync(batch, c.blockSize);
+        } catch (RuntimeException e) {
+            flushPending();
+            throw e;
+        }
         int n = batch.nTokens;
-        need(q, (long) (n - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
-        validateBlocks(db, c);
+        try {
+            need(q, (long) (n - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
+            validateBlocks(db, c);
+        } catch (RuntimeException e) {
+            flushPending();
+            throw e;
+        }
+        if (merge) {
+            pending = PENDING_NONE;
+            pendBatch = null;
+            pendRope = null;
+            args.reset().ptr(pendX).i32(pendN).i32(pendRowStride).i32(pendColOffset).i32(pendHeads).i32(pendHalf)
+                    .ptr(pendPositions).ptr(pendRopeCos).ptr(pendRopeSin).i32(kOffset).i32(vOffset).i32(kvDim)
+                    .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+                    .ptr(c.k(layer)).ptr(c.v(layer));
+            launch(k.ropeStoreKv, "rope_store_kv", grid((long) pendN * pendHeads * pendHalf + (long) n * kvDim), 1,
+                    256);
+            return;
+        }
         args.reset().ptr(q.ptr).i32(rowStride).i32(kOffset).i32(vOffset).i32(kvDim).i32(n)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
                 .ptr(c.k(layer)).ptr(c.v(layer));

@@ -72,6 +72,7 @@ final class CudaKernels implements AutoCloseable {
     final long add;
     final long gatherRows;
     final long storeKv;
+    final long ropeStoreKv;
     final long argmax;
     /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
     final long[] attention = new long[5];
@@ -104,6 +105,7 @@ final class CudaKernels implements AutoCloseable {
         add = driver.function(ops, "add_inplace");
         gatherRows = driver.function(ops, "gather_rows");
         storeKv = driver.function(ops, "store_kv");
+        ropeStoreKv = driver.function(ops, "rope_store_kv");
         argmax = driver.function(ops, "argmax_rows");
 
         long att = load("attention");

@@ -290,6 +290,61 @@ class CudaBackendTest {
         assertRelClose(expect, download(xb, 4 * rowStride), 1e-6, "rope");
     }
 
+    /**
+     * rope(q), rope(k), storeKv on the same rows run as one rope_store_kv launch; a sync between rope and storeKv
+     * forces the separate launches. Rotated rows and the cache (read back through attention) must agree bit for bit.
+     */
+    @Test
+    void ropeThenStoreKvFusedEqualsSeparateLaunches() {
+        Random rnd = new Random(17);
+        int headDim = 64;
+        int half = headDim / 2;
+        int heads = 6;
+        int kvHeads = 2;
+        int kvDim = kvHeads * headDim;
+        int rowStride = (heads + 2 * kvHeads) * headDim + 3;
+        float[] invFreq = new float[half];
+        for (int i = 0; i < half; i++) {
+            invFreq[i] = (float) (1.0 / Math.pow(10_000.0, 2.0 * i / headDim));
+        }
+        RopeTable table = backend.ropeTable(invFreq, 1f, 256);
+        Batch batch = new Batch(5, 2, 2);
+        batch.nTokens = 5;
+        batch.nSeqs = 2;
+        int[] pos = {0, 1, 2, 0, 1};  // every key attention reads is written here (the caches start undefined)
+        int[] seq = {0, 0, 0, 1, 1};
+        System.arraycopy(pos, 0, batch.positions, 0, 5);
+        System.arraycopy(seq, 0, batch.seqOfToken, 0, 5);
+        batch.seqKvLength[0] = 3;
+        batch.seqKvLength[1] = 2;
+        batch.blockTables[0] = 3;   // seq 0: block 3
+        batch.blockTables[2] = 1;   // seq 1: block 1
+        float[] x = randn(rnd, 5 * rowStride);
+        float[][] rows = new float[2][];
+        float[][] att = new float[2][];
+        for (int fused = 0; fused < 2; fused++) {
+            KvCache cache = backend.kvCache(1, kvDim, 4, 16);
+            Buffer qkv = upload(x);
+            backend.rope(qkv, 5, rowStride, 0, heads, headDim, batch, table);
+            backend.rope(qkv, 5, rowStride, heads * headDim, kvHeads, headDim, batch, table);
+            if (fused == 0) {
+                backend.sync();  // issues the held rope: separate launches
+            }
+            backend.storeKv(cache, 0, qkv, rowStride, heads * headDim, (heads + kvHeads) * headDim, batch);
+            Buffer out = backend.allocate(5L * heads * headDim);
+            backend.attention(qkv, rowStride, cache, 0, batch, heads, kvHeads, headDim, 0.125f, out);
+            rows[fused] = download(qkv, 5 * rowStride);
+            att[fused] = download(out, 5 * heads * headDim);
+        }
+        assertArrayEquals(rows[0], rows[1], "rotated q/k rows, fused vs separate");
+        assertArrayEquals(att[0], att[1], "attention over the stored cache, fused vs separate");
+        boolean rotated = false;
+        for (int i = rowStride; i < rowStride + heads * headDim; i++) {
+            rotated |= rows[1][i] != x[i];  // position 1 rotates
+        }
+        assertTrue(rotated, "rope ran");
+    }
+
     // =========================================================================================== attention
 
     @Test
@@ -677,7 +732,7 @@ class CudaBackendTest {
                     backend.beginCapture(graphBatch);
                     m.enqueue(graphBatch, cacheGraph);
                     graph = backend.endCapture();
-                    assertTrue(graph.operations() >= 10, graph.toString());  // 13 ops, rope+rope and add+rmsNorm fused
+                    assertTrue(graph.operations() >= 10, graph.toString());  // 12 ops: rope+rope+storeKv and add+rmsNorm fused
                 }
                 backend.replay(graph, graphBatch);
                 float[] got = download(m.logits, m.vocab);
