@@ -81,6 +81,8 @@ public final class CudaBackend implements Backend, GraphCapable {
     /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
     private static final int ATT_SPLIT_QUANTUM = 16;
     private static final int ATT_MAX_SPLITS = 1024;
+    /** Split counters of the fused attention + combine: one per (token, kv head); more blocks use two launches. */
+    private static final int ATT_COUNTERS = 4096;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
 
@@ -137,6 +139,8 @@ public final class CudaBackend implements Backend, GraphCapable {
         }
         this.k = kernels;
         this.args = new CudaDriver.KernelArgs(arena);
+        this.attnCounters = alloc(4L * ATT_COUNTERS);
+        driver.memsetAsync(attnCounters, 4L * ATT_COUNTERS);  // zero; each fused combine resets its counter
         this.profiler = CudaProfiler.requested() ? new CudaProfiler(driver) : null;
     }
 
@@ -851,6 +855,12 @@ public final class CudaBackend implements Backend, GraphCapable {
                 .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
                 .i32(ATT_SPLIT_QUANTUM).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
+        if (fuse && nSplits > 1 && (long) n * kvHeads <= ATT_COUNTERS) {
+            args.ptr(attnCounters);  // the last split block of each (token, kv head) combines: one launch
+            launch(k.attentionCombined[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads,
+                    nSplits, 128);
+            return;
+        }
         launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
@@ -1232,6 +1242,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     private static final int PENDING_NONE = 0;
     private static final int PENDING_ADD = 1;
     private static final int PENDING_ROPE = 2;
+    private final long attnCounters;
     private final boolean fuse = !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true"));
     private int pending = PENDING_NONE;
     private long pendX;

@@ -77,6 +77,8 @@ final class CudaKernels implements AutoCloseable {
     /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
     final long[] attention = new long[5];
     final long attentionCombine;
+    /** attention[i] with the combine done by each (token, kv head)'s last finishing split block. */
+    final long[] attentionCombined = new long[5];
     final long topkSlices;
     final long sampleTopk;
     final long sampleFull;
@@ -111,6 +113,7 @@ final class CudaKernels implements AutoCloseable {
         long att = load("attention");
         for (int i = 0; i < 5; i++) {
             attention[i] = driver.function(att, "attention_g" + (1 << i));
+            attentionCombined[i] = driver.function(att, "attention_c_g" + (1 << i));
         }
         attentionCombine = driver.function(att, "attention_combine");
 

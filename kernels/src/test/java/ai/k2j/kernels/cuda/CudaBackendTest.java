@@ -345,6 +345,77 @@ class CudaBackendTest {
         assertTrue(rotated, "rope ran");
     }
 
+    /**
+     * Split attention with the combine fused into the last split block of each (token, kv head) equals the
+     * attention + attention_combine launches of a backend built with -Dk2j.cuda.fuse=false, bit for bit; twice in a
+     * row, so the split counters are seen to reset.
+     */
+    @Test
+    void attentionWithFusedCombineEqualsSeparateLaunches() {
+        String before = System.getProperty("k2j.cuda.fuse");
+        System.setProperty("k2j.cuda.fuse", "false");
+        CudaBackend plain;
+        try {
+            plain = new CudaBackend(new CudaBackend.Options(0, CudaBackend.PrefillGemm.AUTO, 9));
+        } finally {
+            if (before == null) {
+                System.clearProperty("k2j.cuda.fuse");
+            } else {
+                System.setProperty("k2j.cuda.fuse", before);
+            }
+        }
+        try {
+            int heads = 8;
+            int kvHeads = 2;
+            int headDim = 64;
+            int kvDim = kvHeads * headDim;
+            int rowStride = (heads + 2 * kvHeads) * headDim;
+            int keys = 700;
+            int blocks = (keys + 15) / 16;
+            Random rnd = new Random(29);
+            float[] keysQkv = randn(rnd, keys * rowStride);
+            float[] q = randn(rnd, 3 * rowStride);
+            Batch store = new Batch(keys, 1, blocks);
+            store.nTokens = keys;
+            store.nSeqs = 1;
+            for (int t = 0; t < keys; t++) {
+                store.positions[t] = t;
+            }
+            for (int b = 0; b < blocks; b++) {
+                store.blockTables[b] = blocks - 1 - b;  // scattered blocks
+            }
+            store.seqKvLength[0] = keys;
+            Batch step = new Batch(3, 1, blocks);
+            step.nTokens = 3;
+            step.nSeqs = 1;
+            step.positions[0] = keys - 1;
+            step.positions[1] = 300;
+            step.positions[2] = 17;
+            System.arraycopy(store.blockTables, 0, step.blockTables, 0, blocks);
+            step.seqKvLength[0] = keys;
+            float[][] got = new float[2][];
+            CudaBackend[] bes = {backend, plain};
+            for (int i = 0; i < 2; i++) {
+                CudaBackend be = bes[i];
+                KvCache cache = be.kvCache(1, kvDim, blocks, 16);
+                be.storeKv(cache, 0, be.vector(List.of(f32("keys", keysQkv))), rowStride, heads * headDim,
+                        heads * headDim + kvDim, store);
+                Buffer qb = be.vector(List.of(f32("q", q)));
+                Buffer out = be.allocate(3L * heads * headDim);
+                float[] first = new float[3 * heads * headDim];
+                got[i] = new float[3 * heads * headDim];
+                be.attention(qb, rowStride, cache, 0, step, heads, kvHeads, headDim, 0.125f, out);
+                be.download(out, 0, first, 0, first.length);
+                be.attention(qb, rowStride, cache, 0, step, heads, kvHeads, headDim, 0.125f, out);
+                be.download(out, 0, got[i], 0, got[i].length);
+                assertArrayEquals(first, got[i], "attention repeated (split counters reset), backend " + i);
+            }
+            assertArrayEquals(got[1], got[0], "attention with fused combine vs separate launches");
+        } finally {
+            plain.close();
+        }
+    }
+
     // =========================================================================================== attention
 
     @Test
