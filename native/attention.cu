@@ -274,92 +274,37 @@ extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g4(ATT_ARGS)
 extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g8(ATT_ARGS) { attention_split<8>(ATT_PASS); }
 extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g16(ATT_ARGS) { attention_split<16>(ATT_PASS); }
 
-// out[th, :] = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s for th = t * heads + h, by the whole block.
-// Partials are read through L2 (__ldcg): in the fused form they were written by other blocks of the same launch.
-__device__ __forceinline__ void combine_head(const float* pAcc, const float* pMax, const float* pSum, int nSplits,
-                                             int headDim, float* __restrict__ out, i64 th, float* wS,
-                                             float* scratch) {
-    const float* m = pMax + th * nSplits;
-    const float* l = pSum + th * nSplits;
-    // splits at or past the first empty one (start >= len: pMax = -inf, pAcc not written) are skipped; the
-    // live ones are a prefix, since splits cover increasing key ranges
-    float mx = neg_inf();
-    int live = 0;
-    for (int s = threadIdx.x; s < nSplits; s += blockDim.x) {
-        const float ms = __ldcg(m + s);
-        mx = fmaxf(mx, ms);
-        if (ms != neg_inf()) live = s + 1;
-    }
-    mx = block_max(mx, scratch);
-    live = (int) block_max((float) live, scratch);
-    float total = 0.0f;
-    for (int s = threadIdx.x; s < live; s += blockDim.x) {
-        const float ms = __ldcg(m + s);
-        const float w = ms == neg_inf() ? 0.0f : expf(ms - mx);
-        wS[s] = w;
-        total = fmaf(w, __ldcg(l + s), total);
-    }
-    total = block_sum(total, scratch);  // syncs, so wS is visible below
-    const float inv = 1.0f / total;
-    const float* a = pAcc + th * nSplits * headDim;
-    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
-        float o = 0.0f;
-        for (int s = 0; s < live; s++) o = fmaf(wS[s], __ldcg(a + (i64) s * headDim + d), o);
-        out[th * headDim + d] = o * inv;
-    }
-    __syncthreads();  // wS and scratch are reused by the next head
-}
-
-// one block per (t, h).
+// out[t, h, :] = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s; one block per (t, h).
 extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, const float* __restrict__ pMax,
                                              const float* __restrict__ pSum, int nSplits, int headDim,
                                              float* __restrict__ out) {
     __shared__ float wS[ATT_MAX_SPLITS];
     __shared__ float scratch[32];
-    combine_head(pAcc, pMax, pSum, nSplits, headDim, out, blockIdx.x, wS, scratch);
-}
-
-// attention_g* with the combine fused: after its partials are written, each split block of (t, kv head) counts
-// itself in counters[t * kvHeads + kvh]; the last one (count nSplits - 1) resets the counter and combines the
-// group's heads exactly as attention_combine does. Same arithmetic, same order: bit-equal to the two launches.
-template <int MAXG>
-__device__ __forceinline__ void attention_split_combined(
-        const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale,
-        const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim,
-        const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
-        int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
-        float* out, float* pAcc, float* pMax, float* pSum, int* __restrict__ counters) {
-    attention_split<MAXG>(qkv, rowStride, heads, kvHeads, headDim, scale, kCache, vCache, kvDim, positions,
-                          seqOfToken, blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax,
-                          pSum);
-    if (nSplits == 1) return;
-    __shared__ int lastS;
-    __shared__ float wS[ATT_MAX_SPLITS];
-    __shared__ float scratch[32];
-    __threadfence();  // this thread's partials are visible device-wide before the block is counted
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        const int done = atomicAdd(counters + blockIdx.x, 1);
-        lastS = done == nSplits - 1;
-        if (lastS) counters[blockIdx.x] = 0;  // ready for the next launch
+    const i64 th = blockIdx.x;  // t * heads + h
+    const float* __restrict__ m = pMax + th * nSplits;
+    const float* __restrict__ l = pSum + th * nSplits;
+    // splits at or past the first empty one (start >= len: pMax = -inf, pAcc not written) are skipped; the
+    // live ones are a prefix, since splits cover increasing key ranges
+    float mx = neg_inf();
+    int live = 0;
+    for (int s = threadIdx.x; s < nSplits; s += blockDim.x) {
+        mx = fmaxf(mx, m[s]);
+        if (m[s] != neg_inf()) live = s + 1;
     }
-    __syncthreads();
-    if (!lastS) return;
-    __threadfence();
-    const int G = heads / kvHeads, t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads;
-    for (int g = 0; g < G; g++) {
-        combine_head(pAcc, pMax, pSum, nSplits, headDim, out, (i64) t * heads + kvh * G + g, wS, scratch);
+    mx = block_max(mx, scratch);
+    live = (int) block_max((float) live, scratch);
+    float total = 0.0f;
+    for (int s = threadIdx.x; s < live; s += blockDim.x) {
+        const float w = m[s] == neg_inf() ? 0.0f : expf(m[s] - mx);
+        wS[s] = w;
+        total += w * l[s];
+    }
+    total = block_sum(total, scratch);  // syncs, so wS is visible below
+    const float inv = 1.0f / total;
+    const float* __restrict__ a = pAcc + th * nSplits * headDim;
+    for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
+        float o = 0.0f;
+        for (int s = 0; s < live; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
+        out[th * headDim + d] = o * inv;
     }
 }
-
-#define ATTC_ARGS const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale, \
-    const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
-    const int* __restrict__ seqOfToken, const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize, \
-    int splitLen, int nSplits, float* out, float* pAcc, float* pMax, float* pSum, int* __restrict__ counters
-#define ATTC_PASS ATT_PASS, counters
-
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_c_g1(ATTC_ARGS) { attention_split_combined<1>(ATTC_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_c_g2(ATTC_ARGS) { attention_split_combined<2>(ATTC_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_c_g4(ATTC_ARGS) { attention_split_combined<4>(ATTC_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_c_g8(ATTC_ARGS) { attention_split_combined<8>(ATTC_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_c_g16(ATTC_ARGS) { attention_split_combined<16>(ATTC_PASS); }

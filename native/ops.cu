@@ -137,45 +137,6 @@ extern "C" __global__ void store_kv(const float* __restrict__ qkv, int rowStride
     }
 }
 
-// rope over heads [0, heads) of each row followed by store_kv, in one launch: the first n * heads * half items
-// rotate a pair exactly as rope does and, for key heads (columns kOff .. kOff + kvDim), also write the rotated pair
-// into the cache; the last n * kvDim items copy v (outside the rotated columns). Bit-equal to rope then store_kv.
-extern "C" __global__ void rope_store_kv(float* qkv, int n, int rowStride, int colOffset, int heads, int half,
-                                         const int* __restrict__ positions, const float* __restrict__ cosT,
-                                         const float* __restrict__ sinT, int kOff, int vOff, int kvDim,
-                                         const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
-                                         int maxBlocksPerSeq, int blockSize, float* __restrict__ kCache,
-                                         float* __restrict__ vCache) {
-    const i64 ropeItems = (i64) n * heads * half;
-    GRID_STRIDE(i, ropeItems + (i64) n * kvDim) {
-        if (i < ropeItems) {
-            const int j = (int) (i % half);
-            const i64 th = i / half;
-            const int h = (int) (th % heads), t = (int) (th / heads);
-            const i64 p = positions[t];
-            const float c = cosT[p * half + j], s = sinT[p * half + j];
-            const int col = colOffset + h * 2 * half;
-            float* xh = qkv + (i64) t * rowStride + col;
-            const float x0 = xh[j], x1 = xh[j + half];
-            const float y0 = __fmul_rn(x0, c) - __fmul_rn(x1, s);  // as rope: no FMA contraction
-            const float y1 = __fmul_rn(x1, c) + __fmul_rn(x0, s);
-            xh[j] = y0;
-            xh[j + half] = y1;
-            const int kj = col - kOff;
-            if (kj >= 0 && kj < kvDim) {
-                const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
-                kCache[slot * kvDim + kj + j] = y0;
-                kCache[slot * kvDim + kj + j + half] = y1;
-            }
-        } else {
-            const i64 e = i - ropeItems;
-            const int t = (int) (e / kvDim), j = (int) (e % kvDim);
-            const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
-            vCache[slot * kvDim + j] = qkv[(i64) t * rowStride + vOff + j];
-        }
-    }
-}
-
 // out[row] = argmax of x[row, 0..dim); ties pick the lowest index; one block (any multiple of 32 threads) per row.
 extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int* __restrict__ out) {
     __shared__ float sv[32];

@@ -184,8 +184,7 @@ class CudaEngineTest {
             float[][] eager = decodeLogits(c, w, prompt, steps, false, true);
             float[][] graph = decodeLogits(c, w, prompt, steps, true, true);
             worstRelative(eager, graph, "graph vs eager decode", 1e-5);
-            // the backend's launch fusion (add+rmsNorm, rope q+k, rope+storeKv, attention+combine) is bit-equal to
-            // separate launches
+            // the backend's launch fusion (add+rmsNorm, rope q+k) is bit-equal to separate launches
             float[][] unfused = decodeLogits(c, w, prompt, steps, false, false);
             for (int i = 0; i < steps; i++) {
                 assertArrayEquals(unfused[i], eager[i], "fused vs unfused launches, step " + i);

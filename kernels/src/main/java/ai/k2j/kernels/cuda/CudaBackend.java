@@ -81,8 +81,6 @@ public final class CudaBackend implements Backend, GraphCapable {
     /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
     private static final int ATT_SPLIT_QUANTUM = 16;
     private static final int ATT_MAX_SPLITS = 1024;
-    /** Split counters of the fused attention + combine: one per (token, kv head); more blocks use two launches. */
-    private static final int ATT_COUNTERS = 4096;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
 
@@ -139,8 +137,6 @@ public final class CudaBackend implements Backend, GraphCapable {
         }
         this.k = kernels;
         this.args = new CudaDriver.KernelArgs(arena);
-        this.attnCounters = alloc(4L * ATT_COUNTERS);
-        driver.memsetAsync(attnCounters, 4L * ATT_COUNTERS);  // zero; each fused combine resets its counter
         this.profiler = CudaProfiler.requested() ? new CudaProfiler(driver) : null;
     }
 
@@ -725,58 +721,18 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     @Override
     public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
-        enterKeepingPending();
+        enter();
         DevKvCache c = kv(cache, layer);
         DevBuffer q = buffer(qkv, "storeKv qkv");
         int kvDim = c.kvDim;
         if (kOffset < 0 || vOffset < 0 || kOffset + kvDim > rowStride || vOffset + kvDim > rowStride) {
-            flushPending();
             throw new IllegalArgumentException("storeKv: key/value columns at " + kOffset + "/" + vOffset + " (+" + kvDim
                     + ") do not fit rows of " + rowStride);
         }
-        // a held rope on the same rows whose rotated heads contain the key columns (head-aligned) and not the value
-        // columns, with a batch copy that needs no re-upload, becomes one rope_store_kv launch
-        boolean merge = false;
-        if (pending == PENDING_ROPE) {
-            int ropeEnd = pendColOffset + pendHeads * 2 * pendHalf;
-            DeviceBatch current = lastBatch != null && lastBatch.batch == batch ? lastBatch : batches.get(batch);
-            merge = pendX == q.ptr && pendRowStride == rowStride && pendBatch == batch && pendN == batch.nTokens
-                    && kOffset >= pendColOffset && (kOffset - pendColOffset) % (2 * pendHalf) == 0
-                    && kvDim % (2 * pendHalf) == 0 && kOffset + kvDim <= ropeEnd
-                    && (vOffset >= ropeEnd || vOffset + kvDim <= pendColOffset)
-                    && current != null && current.matches(batch, c.blockSize)
-                    && current.positionsPtr == pendPositions;
-        }
-        if (!merge) {
-            flushPending();
-        }
-        DeviceBatch db;
-        try {
-            db = sync(batch, c.blockSize);
-        } catch (RuntimeException e) {
-            flushPending();
-            throw e;
-        }
+        DeviceBatch db = sync(batch, c.blockSize);
         int n = batch.nTokens;
-        try {
-            need(q, (long) (n - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
-            validateBlocks(db, c);
-        } catch (RuntimeException e) {
-            flushPending();
-            throw e;
-        }
-        if (merge) {
-            pending = PENDING_NONE;
-            pendBatch = null;
-            pendRope = null;
-            args.reset().ptr(pendX).i32(pendN).i32(pendRowStride).i32(pendColOffset).i32(pendHeads).i32(pendHalf)
-                    .ptr(pendPositions).ptr(pendRopeCos).ptr(pendRopeSin).i32(kOffset).i32(vOffset).i32(kvDim)
-                    .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
-                    .ptr(c.k(layer)).ptr(c.v(layer));
-            launch(k.ropeStoreKv, "rope_store_kv", grid((long) pendN * pendHeads * pendHalf + (long) n * kvDim), 1,
-                    256);
-            return;
-        }
+        need(q, (long) (n - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
+        validateBlocks(db, c);
         args.reset().ptr(q.ptr).i32(rowStride).i32(kOffset).i32(vOffset).i32(kvDim).i32(n)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
                 .ptr(c.k(layer)).ptr(c.v(layer));
@@ -855,12 +811,6 @@ public final class CudaBackend implements Backend, GraphCapable {
                 .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
                 .i32(ATT_SPLIT_QUANTUM).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
-        if (fuse && nSplits > 1 && (long) n * kvHeads <= ATT_COUNTERS) {
-            args.ptr(attnCounters);  // the last split block of each (token, kv head) combines: one launch
-            launch(k.attentionCombined[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads,
-                    nSplits, 128);
-            return;
-        }
         launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
@@ -1242,7 +1192,6 @@ public final class CudaBackend implements Backend, GraphCapable {
     private static final int PENDING_NONE = 0;
     private static final int PENDING_ADD = 1;
     private static final int PENDING_ROPE = 2;
-    private final long attnCounters;
     private final boolean fuse = !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true"));
     private int pending = PENDING_NONE;
     private long pendX;

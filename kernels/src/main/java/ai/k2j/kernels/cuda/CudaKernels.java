@@ -72,13 +72,10 @@ final class CudaKernels implements AutoCloseable {
     final long add;
     final long gatherRows;
     final long storeKv;
-    final long ropeStoreKv;
     final long argmax;
     /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
     final long[] attention = new long[5];
     final long attentionCombine;
-    /** attention[i] with the combine done by each (token, kv head)'s last finishing split block. */
-    final long[] attentionCombined = new long[5];
     final long topkSlices;
     final long sampleTopk;
     final long sampleFull;
@@ -107,13 +104,11 @@ final class CudaKernels implements AutoCloseable {
         add = driver.function(ops, "add_inplace");
         gatherRows = driver.function(ops, "gather_rows");
         storeKv = driver.function(ops, "store_kv");
-        ropeStoreKv = driver.function(ops, "rope_store_kv");
         argmax = driver.function(ops, "argmax_rows");
 
         long att = load("attention");
         for (int i = 0; i < 5; i++) {
             attention[i] = driver.function(att, "attention_g" + (1 << i));
-            attentionCombined[i] = driver.function(att, "attention_c_g" + (1 << i));
         }
         attentionCombine = driver.function(att, "attention_combine");
 
