@@ -53,6 +53,7 @@ final class GenerateCommand implements Command {
                   --stop STR           also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)
                   --threads N          CPU threads (default: all processors)
                   --backend NAME       cpu (default), cuda or reference
+                  --quant Q            quantize the weights at load: q8_0 or q4_0 (docs/performance.md)
                   --ctx N              context length to allocate (default: the model's, capped)
                   --json               print one JSON object with ids, text and timings instead of streaming
                 """.formatted(DEFAULT_MAX_TOKENS);
@@ -104,6 +105,10 @@ final class GenerateCommand implements Command {
             throw new UsageException("--stop must not be empty");
         }
         int threads = Cli.intAtLeast(args, "threads", 0, 1);
+        String quant = args.string("quant", null);
+        if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
+            throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
+        }
         int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
         String backend = args.string("backend", "cpu");
         boolean json = args.flag("json");
@@ -114,7 +119,7 @@ final class GenerateCommand implements Command {
         Path modelDir = spec.model();
         long t0 = System.nanoTime();
         ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx).withBackend(backend)
-                .withDraft(spec.draft());
+                .withDraft(spec.draft()).withWeightFormat(quant);
         try (LanguageModel model = LanguageModel.load(modelDir, options)) {
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
 

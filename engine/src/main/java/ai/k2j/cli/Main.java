@@ -17,7 +17,7 @@ public final class Main {
             usage: k2j VERB [flags]
               generate   generate text       [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
                                              [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]
-                                             [--seed S] [--stop STR] [--threads N] [--ctx N] [--json]
+                                             [--seed S] [--stop STR] [--threads N] [--ctx N] [--quant Q] [--json]
                                              [--draft DIR|none] [--draft-tokens K] [--adaptive] [--lookup]
                                              (no --model: the demo model with its draft, speculative decoding on)
               logits     prompt logits       --model DIR --prompt-ids 1,2,3 --out FILE.npy
@@ -32,6 +32,10 @@ public final class Main {
               think      plan + best-of-N    --model DIR --question TEXT [--best-of N] [--verifier majority|judge|first]
                                              [--no-plan] [--planner DIR] [--max-tokens N] [--seed S] [--json]
               eval       pass@1 on a dataset --model DIR --data FILE.jsonl [--runs N] [--scaffold both|on|off] [--json]
+              bench      speed vs roofline   --model DIR [--quant q8_0|q4_0] [--prompt-tokens N] [--gen-tokens M]
+                                             [--threads N] [--draft DIR] [--json]
+              quantize   write Q8_0/Q4_0     --model DIR --quant q8_0|q4_0 --out DIR [--head-quant Q]
+              quant-accuracy  KL vs BF16     --model DIR (--quant Q | --quantized DIR) (--text FILE | --tokens N)
             run 'k2j VERB --help' for a verb's flags.
             """;
 
@@ -66,6 +70,9 @@ public final class Main {
                 case "serve" -> new ServeCommand();
                 case "think" -> new ThinkCommand();
                 case "eval" -> new EvalCommand();
+                case "bench" -> new BenchCommand();
+                case "quantize" -> new QuantizeCommand();
+                case "quant-accuracy" -> new QuantAccuracyCommand();
                 default -> null;
             };
             if (cmd == null) {

@@ -239,17 +239,33 @@ public final class Qwen2Model {
         }
         Buffer finalNorm = backend.vector(List.of(w.get("model.norm.weight", h)));
 
-        // The embedding is only gathered from, so it keeps its dtype; the lm_head is a matmul and follows
-        // weightFormat. Tied (as HF): lm_head is embed_tokens, whatever lm_head.weight the file may hold.
-        Weight embedTokens = backend.matrix(List.of(embed), null);
+        // The lm_head is a matmul and follows weightFormat, except that Q4_0 keeps it at Q8_0 (lmHeadFormat). Tied
+        // (as HF): lm_head is embed_tokens, whatever lm_head.weight the file may hold, and one matrix serves both
+        // (so a load-time --quant gathers embeddings from the quantized table, exactly as a checkpoint written by
+        // `k2j quantize` does). Untied, the embedding is only gathered from and keeps its dtype.
         boolean keepNative = weightFormat == null || weightFormat.isBlank() || weightFormat.equalsIgnoreCase("native");
+        String headFormat = lmHeadFormat(weightFormat);
+        Weight embedTokens;
         Weight lmHead;
         if (config.tieWordEmbeddings()) {
-            lmHead = keepNative ? embedTokens : backend.matrix(List.of(embed), weightFormat);
+            embedTokens = backend.matrix(List.of(embed), keepNative || embed.dtype().isQuantized() ? null : headFormat);
+            lmHead = embedTokens;
         } else {
-            lmHead = backend.matrix(List.of(w.get("lm_head.weight", v, h)), weightFormat);
+            embedTokens = backend.matrix(List.of(embed), null);
+            Tensor head = w.get("lm_head.weight", v, h);
+            lmHead = backend.matrix(List.of(head), keepNative || head.dtype().isQuantized() ? null : headFormat);
         }
         return new Qwen2Model(config, backend, limits, embedTokens, layers, finalNorm, lmHead);
+    }
+
+    /**
+     * The format the lm_head (and a tied embedding) is converted to under {@code weightFormat}: the same, except
+     * that Q4_0 models keep their lm_head at Q8_0. The lm_head turns the last hidden state straight into logits,
+     * and 4-bit blocks there cost far more next-token KL divergence than in the layer matrices
+     * (docs/performance.md has the measurements). An lm_head already quantized in the checkpoint stays as stored.
+     */
+    public static String lmHeadFormat(String weightFormat) {
+        return weightFormat != null && weightFormat.equalsIgnoreCase("q4_0") ? "q8_0" : weightFormat;
     }
 
     // ================================================================ the forward pass

@@ -45,7 +45,12 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     /** Attention score scratch per part, as long as the largest KV cache has slots. */
     private float[][] scores;
-    /** Four decoded weight rows per part (F16 matmul), 4 × the widest matrix's cols. */
+    /** One vector of floats per part, where attention's dot products spill their accumulator to sum its lanes. */
+    private final float[][] lanes;
+    /**
+     * Decoded weight rows per part: a tile of rows for the multi-token matmul path ({@link MatmulKernels#rows}), or
+     * four rows for the one-token F16 path; sized for the widest matrix made so far.
+     */
     private float[][] rowScratch;
 
     private final MatmulTask matmulTask = new MatmulTask();
@@ -72,6 +77,7 @@ public final class CpuBackend implements Backend {
         this.pool = new WorkerPool(parts, "k2j-cpu-worker-");
         this.parallelWork = parallelWork;
         this.scores = new float[parts][0];
+        this.lanes = new float[parts][MatmulKernels.L];
         this.rowScratch = new float[parts][0];
     }
 
@@ -80,8 +86,65 @@ public final class CpuBackend implements Backend {
         return pool.parts();
     }
 
-    /** Worker thread ids (for allocation accounting in tests). */
-    long[] workerThreadIds() {
+    /**
+     * The machine's read bandwidth as this backend's threads see it, in bytes per second: the best of
+     * {@code passes} passes of summing {@code bytes} of freshly written off-heap memory (make it several times the
+     * last-level cache), split evenly over the threads like a matmul's rows, with the same vector loads the
+     * kernels use. The memory is freed before returning. This is the roofline the decode kernels are measured
+     * against; it runs on the calling thread plus the workers.
+     */
+    public double measureReadBandwidth(long bytes, int passes) {
+        if (bytes < 1 << 20 || passes < 1) {
+            throw new IllegalArgumentException("bandwidth probe needs >= 1 MiB and >= 1 pass, got " + bytes + " bytes, "
+                    + passes + " passes");
+        }
+        checkOpen();
+        long vectorBytes = (long) MatmulKernels.L * Float.BYTES * 4;
+        long size = bytes / vectorBytes * vectorBytes;
+        try (Arena probe = Arena.ofShared()) {
+            MemorySegment seg = probe.allocate(size, 4096);
+            seg.fill((byte) 1); // touch every page before timing
+            ReadTask task = new ReadTask();
+            task.seg = seg;
+            task.unit = vectorBytes;
+            task.sums = new float[pool.parts()];
+            double best = 0;
+            for (int p = 0; p < passes; p++) {
+                long t0 = System.nanoTime();
+                task.rows = (int) (size / vectorBytes);
+                if (pool.parts() == 1) {
+                    task.runRows(0, task.rows, 0);
+                } else {
+                    pool.run(task);
+                }
+                long dt = System.nanoTime() - t0;
+                best = Math.max(best, size / (dt / 1e9));
+            }
+            float check = 0;
+            for (float f : task.sums) {
+                check += f;
+            }
+            if (check == 42.4242f) { // keeps the sums alive; never true
+                System.err.print("");
+            }
+            return best;
+        }
+    }
+
+    /** Sums units of four vectors ({@code unit} bytes) [r0, r1) of a segment: the bandwidth probe's work. */
+    private static final class ReadTask extends RowTask {
+        MemorySegment seg;
+        long unit;
+        float[] sums;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            sums[part] = MatmulKernels.sum(seg, r0 * unit, (r1 - r0) * unit);
+        }
+    }
+
+    /** Ids of the worker threads (not the caller), for allocation accounting by tests and benchmarks. */
+    public long[] workerThreadIds() {
         return pool.workerThreadIds();
     }
 
@@ -108,6 +171,10 @@ public final class CpuBackend implements Backend {
         }
         int cols = (int) colsL;
         checkElementType(first);
+        if (source.isQuantized() && cols % source.blockSize() != 0) {
+            throw new IllegalArgumentException("tensor '" + first.name() + "' is " + source + " with " + cols
+                    + " columns, not a multiple of " + source.blockSize());
+        }
         int[] partStart = new int[rowsStacked.size() + 1];
         MemorySegment[] segments = new MemorySegment[rowsStacked.size()];
         long rows = 0;
@@ -135,21 +202,25 @@ public final class CpuBackend implements Backend {
         }
         CpuWeight weight = new CpuWeight(source, cols, segments, partStart);
         DType target = targetFormat(format, source, first.name());
-        if (target == DType.F16 && 4L * cols > rowScratch[0].length) {
-            if (4L * cols > MAX_FLOATS) {
-                throw new IllegalArgumentException("F16 tensor '" + first.name() + "' is too wide: " + cols + " columns");
+        long scratch = MatmulKernels.scratchFloats(cols);
+        if (scratch > rowScratch[0].length) {
+            if (scratch > MAX_FLOATS) {
+                throw new IllegalArgumentException("tensor '" + first.name() + "' is too wide: " + cols + " columns");
             }
-            rowScratch = grown(rowScratch.length, 4 * cols);
+            rowScratch = grown(rowScratch.length, (int) scratch);
         }
-        return target == source ? weight : toF32(weight);
+        if (target == source) {
+            return weight;
+        }
+        return target == DType.F32 ? toF32(weight) : quantized(rowsStacked, target);
     }
 
     /**
-     * The dtype a weight is kept in. Extension point for Q8_0/Q4_0: quantize here into an arena segment, and add
-     * their loaders and kernels to {@link MatmulKernels} and a case to {@link #matmulRows}.
+     * The dtype a weight is kept in: its own (null, "native" or its name), "f32" (a converted copy), or "q8_0" /
+     * "q4_0" (quantized at load from F32/BF16/F16 with llama.cpp's rounding, see {@link Quantizer}).
      */
     private static DType targetFormat(String format, DType source, String tensorName) {
-        if (format == null) {
+        if (format == null || format.isBlank() || format.equalsIgnoreCase("native")) {
             return source;
         }
         DType target = switch (format.toUpperCase(Locale.ROOT)) {
@@ -159,25 +230,24 @@ public final class CpuBackend implements Backend {
             case "Q8_0" -> DType.Q8_0;
             case "Q4_0" -> DType.Q4_0;
             default -> throw new IllegalArgumentException("unknown weight format '" + format + "' for tensor '"
-                    + tensorName + "'; the CPU backend takes null (keep dtype), f32, bf16 or f16");
+                    + tensorName + "'; the CPU backend takes null/native (keep dtype), f32, q8_0 or q4_0");
         };
         if (target == source || target == DType.F32) {
             return target;
         }
-        if (target.isQuantized()) {
-            throw new IllegalArgumentException("weight format " + target + " (asked for tensor '" + tensorName
-                    + "') is not supported by the CPU backend yet; use null, f32, bf16 or f16");
+        if (target.isQuantized() && !source.isQuantized()) {
+            return target;
         }
-        throw new IllegalArgumentException("the CPU backend converts weights only to f32, not " + source + " to '"
-                + format + "' (tensor '" + tensorName + "')");
+        throw new IllegalArgumentException("the CPU backend converts weights to f32, q8_0 or q4_0 (from F32/BF16/F16), "
+                + "not " + source + " to '" + format + "' (tensor '" + tensorName + "')");
     }
 
     private static void checkElementType(Tensor t) {
         switch (t.dtype()) {
-            case F32, BF16, F16 -> {
+            case F32, BF16, F16, Q8_0, Q4_0 -> {
             }
             default -> throw new IllegalArgumentException("tensor '" + t.name() + "' has dtype " + t.dtype()
-                    + ", which the CPU backend does not support yet (F32, BF16, F16)");
+                    + ", which the CPU backend does not support (F32, BF16, F16, Q8_0, Q4_0)");
         }
     }
 
@@ -191,23 +261,25 @@ public final class CpuBackend implements Backend {
         MemorySegment dst = arena.allocate((long) w.rows * w.cols * Float.BYTES, 64);
         float[] row = new float[w.cols];
         for (int r = 0; r < w.rows; r++) {
-            dequantizeRow(w, r, row, 0);
+            int p = w.partOf(r);
+            ScalarRows.decode(w.dtype, w.segments[p], (r - w.partStart[p]) * w.rowBytes, w.cols, row, 0);
             MemorySegment.copy(row, 0, dst, ValueLayout.JAVA_FLOAT_UNALIGNED, (long) r * w.cols * Float.BYTES, w.cols);
         }
         return new CpuWeight(DType.F32, w.cols, new MemorySegment[] {dst}, new int[] {0, w.rows});
     }
 
-    /** Row r of w as float32 into out[o, o + cols). */
-    static void dequantizeRow(CpuWeight w, int r, float[] out, int o) {
-        int p = w.partOf(r);
-        MemorySegment seg = w.segments[p];
-        long off = (r - w.partStart[p]) * w.rowBytes;
-        switch (w.dtype) {
-            case F32 -> MatmulKernels.dequantizeF32(seg, off, w.cols, out, o);
-            case BF16 -> MatmulKernels.dequantizeBF16(seg, off, w.cols, out, o);
-            case F16 -> MatmulKernels.dequantizeF16(seg, off, w.cols, out, o);
-            default -> throw new IllegalStateException("no CPU kernel for " + w.dtype);
+    /** A quantized copy of the stacked tensors, one segment per part (owned by this backend). */
+    private CpuWeight quantized(List<Tensor> parts, DType target) {
+        MemorySegment[] segments = new MemorySegment[parts.size()];
+        int[] partStart = new int[parts.size() + 1];
+        for (int p = 0; p < segments.length; p++) {
+            Tensor t = parts.get(p);
+            Quantizer.check(t, target);
+            segments[p] = arena.allocate(Quantizer.bytesFor(target, t.dim(0), t.dim(1)), 64);
+            Quantizer.quantize(t, target, segments[p], pool.parts());
+            partStart[p + 1] = partStart[p] + (int) t.dim(0);
         }
+        return new CpuWeight(target, (int) parts.getFirst().dim(1), segments, partStart);
     }
 
     @Override
@@ -218,6 +290,10 @@ public final class CpuBackend implements Backend {
         long total = 0;
         for (Tensor t : parts) {
             checkElementType(t);
+            if (t.dtype().isQuantized()) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' is " + t.dtype()
+                        + ": norm weights and biases must be F32, BF16 or F16");
+            }
             long expected = t.dtype().bytesFor(t.elements());
             if (t.data().byteSize() != expected) {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " has " + t.data().byteSize()
@@ -232,13 +308,7 @@ public final class CpuBackend implements Backend {
         int o = 0;
         for (Tensor t : parts) {
             int count = (int) t.elements();
-            MemorySegment seg = t.data().isNative() ? t.data() : nativeCopy(t.data());
-            switch (t.dtype()) {
-                case F32 -> MatmulKernels.dequantizeF32(seg, 0, count, data, o);
-                case BF16 -> MatmulKernels.dequantizeBF16(seg, 0, count, data, o);
-                case F16 -> MatmulKernels.dequantizeF16(seg, 0, count, data, o);
-                default -> throw new IllegalStateException("unreachable: " + t.dtype());
-            }
+            ScalarRows.decode(t.dtype(), t.data(), 0, count, data, o);
             o += count;
         }
         return new CpuBuffer(data);
@@ -441,6 +511,7 @@ public final class CpuBackend implements Backend {
         task.scale = scale;
         task.out = o;
         task.scores = scores;
+        task.lanes = lanes;
         long work = 0;
         for (int t = 0; t < n; t++) {
             work += (long) (batch.positions[t] + 1) * qWidth;
@@ -459,15 +530,18 @@ public final class CpuBackend implements Backend {
         task.gateUp = g;
         task.dim = dim;
         task.out = o;
+        // Units of up to SILU_CHUNK columns of one row, so one token's row is split over the threads too.
+        task.chunks = Math.max(1, (dim + SILU_CHUNK - 1) / SILU_CHUNK);
+        int units = n * task.chunks;
         if (g == o) {
             // In place is only correct row by row in order: row t's output lands on input already consumed.
             checkOpen();
-            task.rows = n;
-            if (n > 0) {
-                task.runRows(0, n, 0);
+            task.rows = units;
+            if (units > 0) {
+                task.runRows(0, units, 0);
             }
         } else {
-            dispatch(task, n, (long) n * dim * 8);
+            dispatch(task, units, (long) n * dim * 8);
         }
     }
 
@@ -608,22 +682,16 @@ public final class CpuBackend implements Backend {
     }
 
     /** out[t, r] = x[t] · row r for rows [r0, r1), walking the stacked parts those rows live in. */
-    static void matmulRows(CpuWeight w, float[] x, int n, float[] out, int r0, int r1, float[] rowScratch) {
+    static void matmulRows(CpuWeight w, float[] x, int n, float[] out, int r0, int r1, float[] scratch) {
         for (int p = 0; p < w.segments.length; p++) {
             int first = Math.max(r0, w.partStart[p]);
             int end = Math.min(r1, w.partStart[p + 1]);
             if (first >= end) {
                 continue;
             }
-            MemorySegment seg = w.segments[p];
             long base = (first - w.partStart[p]) * w.rowBytes;
-            switch (w.dtype) {
-                case F32 -> MatmulKernels.rowsF32(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
-                case BF16 -> MatmulKernels.rowsBF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows);
-                case F16 -> MatmulKernels.rowsF16(seg, base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
-                        rowScratch);
-                default -> throw new IllegalStateException("no CPU kernel for " + w.dtype);
-            }
+            MatmulKernels.rows(w.dtype, w.segments[p], base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
+                    scratch);
         }
     }
 
@@ -676,29 +744,38 @@ public final class CpuBackend implements Backend {
         float scale;
         float[] out;
         float[][] scores;
+        float[][] lanes;
 
         @Override
         void runRows(int r0, int r1, int part) {
             float[] scratch = scores[part];
+            float[] lane = lanes[part];
             for (int i = r0; i < r1; i++) {
                 int t = i / heads;
                 int h = i % heads;
                 Kernels.attendHead(q, t * rowStride + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
                         batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
-                        batch.positions[t] + 1, scale, scratch, out, (t * heads + h) * headDim);
+                        batch.positions[t] + 1, scale, scratch, lane, out, (t * heads + h) * headDim);
             }
         }
     }
 
+    /** Columns per siluMul work unit (a multiple of every vector length). */
+    private static final int SILU_CHUNK = 1024;
+
     private static final class SiluMulTask extends RowTask {
         float[] gateUp;
         int dim;
+        int chunks;
         float[] out;
 
         @Override
         void runRows(int r0, int r1, int part) {
-            for (int t = r0; t < r1; t++) {
-                Kernels.siluMul(gateUp, 2 * t * dim, gateUp, 2 * t * dim + dim, dim, out, t * dim);
+            for (int i = r0; i < r1; i++) {
+                int t = i / chunks;
+                int c0 = (i % chunks) * SILU_CHUNK;
+                int len = Math.min(SILU_CHUNK, dim - c0);
+                Kernels.siluMul(gateUp, 2 * t * dim + c0, gateUp, 2 * t * dim + dim + c0, len, out, t * dim + c0);
             }
         }
     }

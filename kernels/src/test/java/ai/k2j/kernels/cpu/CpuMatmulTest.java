@@ -200,8 +200,8 @@ class CpuMatmulTest {
         Tensor shortData = new Tensor("short", DType.F32, new long[] {3, 4}, TestSupport.ARENA.allocate(40));
         Tensor ints = new Tensor("ints", DType.I32, new long[] {2, 2}, TestSupport.ARENA.allocate(16));
 
-        assertMessage(() -> two.matrix(List.of(a), "q8_0"), "Q8_0", "not supported");
-        assertMessage(() -> two.matrix(List.of(a), "Q4_0"), "Q4_0", "not supported");
+        assertMessage(() -> two.matrix(List.of(a), "q8_0"), "'a'", "Q8_0", "multiple of 32");
+        assertMessage(() -> two.matrix(List.of(a), "Q4_0"), "'a'", "Q4_0", "multiple of 32");
         assertMessage(() -> two.matrix(List.of(a), "int4"), "int4", "'a'");
         assertMessage(() -> two.matrix(List.of(a), "f16"), "BF16", "f16");
         assertMessage(() -> two.matrix(List.of(a, b), null), "'b'", "[rows, 4]");

@@ -15,7 +15,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * Guards the inlining discipline of {@link MatmulKernels}: the 4-way kernels must be compiled as their own
+ * Guards the inlining discipline of {@link MatmulKernels}: the 4-way kernels and the tile must be compiled as their own
  * C2 compilation units, which HotSpot guarantees for hot callees whose bytecode exceeds FreqInlineSize (325
  * bytes on x86-64). A kernel that shrinks below it gets inlined into its driver, where the combined graph can
  * exceed C2's node budget and box vectors. If this fails after an edit, run CpuAllocationTest and restructure.
@@ -33,14 +33,15 @@ class KernelShapeTest {
         List<String> kernels = new ArrayList<>();
         for (MethodModel m : model.methods()) {
             String name = m.methodName().stringValue();
-            if (!name.startsWith("dot4")) {
+            if (!name.startsWith("dot4") && !name.equals("tile")) {
                 continue;
             }
             int size = m.findAttribute(java.lang.classfile.Attributes.code()).map(CodeAttribute::codeLength).orElse(0);
             kernels.add(name);
             assertTrue(size > FREQ_INLINE_SIZE, name + " has " + size + " bytes of bytecode; C2 would inline it");
         }
-        // dot4Rows and dot4Tokens for F32 and BF16 segments, and for float[] rows (F16).
-        assertEquals(6, kernels.size(), "kernels found: " + kernels);
+        // dot4Rows for F32, BF16, Q8_0 and Q4_0 (converting, and by lookup) segments and for float[] rows (F16,
+        // fallbacks); the prefill tile.
+        assertEquals(7, kernels.size(), "kernels found: " + kernels);
     }
 }

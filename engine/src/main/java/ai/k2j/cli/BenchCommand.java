@@ -1,0 +1,257 @@
+package ai.k2j.cli;
+
+import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.Sequence;
+import ai.k2j.kernels.Backend;
+import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.ReferenceBackend;
+import ai.k2j.kernels.cpu.CpuBackend;
+import ai.k2j.loaders.Checkpoint;
+import ai.k2j.loaders.ModelConfig;
+
+import com.fasterxml.jackson.databind.node.ObjectNode;
+
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * {@code k2j bench}: prefill and decode speed of one model, and how close decoding comes to the memory roofline.
+ *
+ * <p>In one process: load (optionally quantizing), measure the machine's read bandwidth with the backend's own
+ * threads ({@link CpuBackend#measureReadBandwidth}), warm the JIT up, then prefill a prompt of pseudo-random
+ * token ids (chunks of 256) and decode greedily, timing every step. Batch-1 decoding reads every weight once per
+ * token, so weight bytes per token × tokens per second is the bandwidth achieved; its ratio to the measured read
+ * bandwidth is the roofline ratio. Allocation per decoded token (calling thread plus workers) is reported too.
+ */
+final class BenchCommand implements Command {
+
+    static final int DEFAULT_PROMPT = 512;
+    static final int DEFAULT_GEN = 128;
+    static final int PREFILL_CHUNK = 256;
+    /** Decode steps per warm-up round: enough for C2 to compile the decode kernels. */
+    static final int WARMUP_DECODE = 64;
+
+    @Override
+    public String usage() {
+        return """
+                usage: k2j bench --model DIR [flags]
+                  --model DIR          HF-style model directory
+                  --quant Q            quantize weights at load: q8_0 or q4_0 (default: the checkpoint's dtype)
+                  --prompt-tokens N    prompt length to prefill (default %d)
+                  --gen-tokens M       tokens to generate (the first from the prefill, default %d)
+                  --threads N          CPU threads (default: all processors)
+                  --warmup N           untimed warm-up rounds first (default 2)
+                  --bandwidth-mb MB    memory the bandwidth probe reads per pass (default 1024)
+                  --backend B          cpu (default) or reference
+                  --json               print one JSON object instead of the text report
+                """.formatted(DEFAULT_PROMPT, DEFAULT_GEN);
+    }
+
+    /** Everything one run measured. Times in seconds unless named otherwise. */
+    record Report(String model, String backend, String weights, int threads, int promptTokens, int genTokens,
+                  double prefillSeconds, double decodeSeconds, double ttftMs, double p50Ms, double p99Ms,
+                  long weightBytesPerToken, double bandwidth, double allocBytesPerToken, int vectorBits) {
+
+        double prefillTokensPerSecond() {
+            return promptTokens / prefillSeconds;
+        }
+
+        /** The first token comes from the prefill; the other genTokens − 1 are decode steps. */
+        double decodeTokensPerSecond() {
+            return (genTokens - 1) / decodeSeconds;
+        }
+
+        /** Bytes per second the decode steps streamed from weights. */
+        double achievedBandwidth() {
+            return weightBytesPerToken * decodeTokensPerSecond();
+        }
+
+        double rooflineRatio() {
+            return bandwidth > 0 ? achievedBandwidth() / bandwidth : Double.NaN;
+        }
+    }
+
+    @Override
+    public int run(Args args, PrintStream out, PrintStream err) {
+        Path dir = args.path("model");
+        String quant = args.string("quant", null);
+        if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
+            throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
+        }
+        int prompt = Cli.intAtLeast(args, "prompt-tokens", DEFAULT_PROMPT, 1);
+        int gen = Cli.intAtLeast(args, "gen-tokens", DEFAULT_GEN, 2);
+        int threads = Cli.intAtLeast(args, "threads", Runtime.getRuntime().availableProcessors(), 1);
+        int warmup = Cli.intAtLeast(args, "warmup", 2, 0);
+        int bandwidthMb = Cli.intAtLeast(args, "bandwidth-mb", 1024, 16);
+        String backendName = args.string("backend", "cpu");
+        if (!backendName.equals("cpu") && !backendName.equals("reference")) {
+            throw new UsageException("--backend must be cpu or reference, got '" + backendName + "'");
+        }
+        boolean json = args.flag("json");
+        args.finish();
+        Path modelDir = Cli.modelDir(args);
+
+        Report r = measure(modelDir, quant, prompt, gen, threads, warmup, (long) bandwidthMb << 20, backendName, err);
+        if (json) {
+            out.println(toJson(r).toString());
+        } else {
+            printText(r, out);
+        }
+        return 0;
+    }
+
+    /** Loads the model and runs the benchmark; progress goes to {@code err}. */
+    static Report measure(Path dir, String quant, int prompt, int gen, int threads, int warmup, long probeBytes,
+                          String backendName, PrintStream err) {
+        try (Checkpoint ckpt = Checkpoint.open(dir);
+             Backend backend = backendName.equals("cpu") ? new CpuBackend(threads) : new ReferenceBackend()) {
+            ModelConfig config = ckpt.config();
+            if (prompt + gen > config.maxPositionEmbeddings()) {
+                throw new IllegalArgumentException("prompt + gen tokens (" + (prompt + gen) + ") exceed the model's "
+                        + config.maxPositionEmbeddings() + " positions");
+            }
+            int warmPrompt = Math.min(prompt, PREFILL_CHUNK);
+            int warmGen = Math.max(2, Math.min(WARMUP_DECODE, config.maxPositionEmbeddings() - warmPrompt));
+            int context = Math.max(prompt + gen, warmPrompt + warmGen);
+            long t0 = System.nanoTime();
+            Qwen2Model model = Qwen2Model.load(config, ckpt::find, dir.toString(), backend,
+                    Qwen2Model.Limits.singleSequence(context), quant);
+            err.printf(Locale.ROOT, "[k2j] bench: loaded %s (%s) in %.1f s; %d thread(s)%n", dir,
+                    quant == null ? "native dtype" : quant, (System.nanoTime() - t0) / 1e9, threads);
+
+            double bandwidth = probe(backend, probeBytes);
+            int[] promptIds = new SplittableRandom(42).ints(prompt, 0, config.vocabSize()).toArray();
+            Run run = new Run(model, Math.max(gen, warmGen));
+            for (int w = 0; w < warmup; w++) {
+                run.once(Arrays.copyOf(promptIds, warmPrompt), warmGen);
+                err.printf(Locale.ROOT, "[k2j] bench: warm-up %d/%d%n", w + 1, warmup);
+            }
+            run.once(promptIds, gen);
+            bandwidth = Math.max(bandwidth, probe(backend, probeBytes)); // the best of before and after
+
+            long[] steps = Arrays.copyOf(run.stepNanos, gen - 1);
+            Arrays.sort(steps);
+            double p50 = steps.length == 0 ? 0 : steps[steps.length / 2] / 1e6;
+            double p99 = steps.length == 0 ? 0 : steps[Math.min(steps.length - 1, (int) Math.ceil(0.99 * steps.length) - 1)]
+                    / 1e6;
+            String weights = quant != null ? quant.toUpperCase(Locale.ROOT) : ckpt.tensor(
+                    "model.layers.0.mlp.down_proj.weight").dtype().name();
+            int vectorBits = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.vectorBitSize();
+            return new Report(dir.toString(), backend.name(), weights, threads, prompt, gen,
+                    run.prefillNanos / 1e9, run.decodeNanos / 1e9, run.firstTokenNanos / 1e6, p50, p99,
+                    model.weightBytesPerToken(), bandwidth, run.allocatedBytes / (double) (gen - 1), vectorBits);
+        }
+    }
+
+    private static double probe(Backend backend, long bytes) {
+        return backend instanceof CpuBackend cpu ? cpu.measureReadBandwidth(bytes, 5) : Double.NaN;
+    }
+
+    /** One prefill + decode, timed; preallocated so the decode steps themselves allocate nothing. */
+    private static final class Run {
+        final Qwen2Model model;
+        final Batch batch;
+        final long[] stepNanos;
+        final int[] argmax = new int[1];
+        long prefillNanos;
+        long firstTokenNanos;
+        long decodeNanos;
+        long allocatedBytes;
+        private final com.sun.management.ThreadMXBean mx =
+                (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        private final long[] threadIds;
+        private final long[] allocBefore;
+
+        Run(Qwen2Model model, int gen) {
+            this.model = model;
+            this.batch = model.newBatch();
+            this.stepNanos = new long[Math.max(1, gen)];
+            long[] workers = model.backend() instanceof CpuBackend cpu ? cpu.workerThreadIds() : new long[0];
+            this.threadIds = new long[workers.length + 1];
+            System.arraycopy(workers, 0, threadIds, 1, workers.length);
+            this.allocBefore = new long[threadIds.length];
+        }
+
+        void once(int[] prompt, int gen) {
+            threadIds[0] = Thread.currentThread().threadId();
+            try (Sequence seq = model.newSequence()) {
+                long start = System.nanoTime();
+                for (int offset = 0; offset < prompt.length; offset += PREFILL_CHUNK) {
+                    int count = Math.min(PREFILL_CHUNK, prompt.length - offset);
+                    boolean last = offset + count == prompt.length;
+                    Qwen2Model.clear(batch);
+                    seq.addTo(batch, prompt, offset, count, last ? 1 : 0);
+                    if (last) {
+                        model.forwardArgmax(batch, argmax);
+                    } else {
+                        model.forward(batch);
+                    }
+                }
+                int token = argmax[0];
+                long prefilled = System.nanoTime();
+                prefillNanos = prefilled - start;
+                firstTokenNanos = prefillNanos;
+                for (int i = 0; i < threadIds.length; i++) {
+                    allocBefore[i] = mx.getThreadAllocatedBytes(threadIds[i]);
+                }
+                long last = prefilled;
+                for (int i = 1; i < gen; i++) {
+                    Qwen2Model.clear(batch);
+                    seq.addTo(batch, token, true);
+                    model.forwardArgmax(batch, argmax);
+                    token = argmax[0];
+                    long now = System.nanoTime();
+                    stepNanos[i - 1] = now - last;
+                    last = now;
+                }
+                decodeNanos = last - prefilled;
+                long allocated = 0;
+                for (int i = 0; i < threadIds.length; i++) {
+                    allocated += mx.getThreadAllocatedBytes(threadIds[i]) - allocBefore[i];
+                }
+                allocatedBytes = allocated;
+            }
+        }
+    }
+
+    static ObjectNode toJson(Report r) {
+        ObjectNode o = Cli.JSON.createObjectNode();
+        o.put("model", r.model());
+        o.put("backend", r.backend());
+        o.put("weights", r.weights());
+        o.put("threads", r.threads());
+        o.put("vector_bits", r.vectorBits());
+        o.put("prompt_tokens", r.promptTokens());
+        o.put("gen_tokens", r.genTokens());
+        o.put("prefill_tokens_per_second", r.prefillTokensPerSecond());
+        o.put("decode_tokens_per_second", r.decodeTokensPerSecond());
+        o.put("time_to_first_token_ms", r.ttftMs());
+        o.put("inter_token_latency_p50_ms", r.p50Ms());
+        o.put("inter_token_latency_p99_ms", r.p99Ms());
+        o.put("weight_bytes_per_token", r.weightBytesPerToken());
+        o.put("achieved_gb_per_second", r.achievedBandwidth() / 1e9);
+        o.put("read_bandwidth_gb_per_second", r.bandwidth() / 1e9);
+        o.put("roofline_ratio", r.rooflineRatio());
+        o.put("prefill_to_decode_ratio", r.prefillTokensPerSecond() / r.decodeTokensPerSecond());
+        o.put("allocated_bytes_per_token", r.allocBytesPerToken());
+        return o;
+    }
+
+    private static void printText(Report r, PrintStream out) {
+        out.printf(Locale.ROOT, "model            %s (%s weights, %s backend, %d threads, %d-bit vectors)%n", r.model(),
+                r.weights(), r.backend(), r.threads(), r.vectorBits());
+        out.printf(Locale.ROOT, "prefill          %.1f tok/s (%d tokens); time to first token %.0f ms%n",
+                r.prefillTokensPerSecond(), r.promptTokens(), r.ttftMs());
+        out.printf(Locale.ROOT, "decode           %.2f tok/s (%d tokens); inter-token p50 %.2f ms, p99 %.2f ms%n",
+                r.decodeTokensPerSecond(), r.genTokens(), r.p50Ms(), r.p99Ms());
+        out.printf(Locale.ROOT, "weights/token    %s%n", Cli.bytes(r.weightBytesPerToken()));
+        out.printf(Locale.ROOT, "bandwidth        %.2f GB/s achieved, %.2f GB/s measured read bandwidth: %.0f%% of the "
+                + "roofline%n", r.achievedBandwidth() / 1e9, r.bandwidth() / 1e9, 100 * r.rooflineRatio());
+        out.printf(Locale.ROOT, "prefill/decode   %.1fx%n", r.prefillTokensPerSecond() / r.decodeTokensPerSecond());
+        out.printf(Locale.ROOT, "allocation       %.1f bytes per decoded token%n", r.allocBytesPerToken());
+    }
+}
