@@ -79,7 +79,10 @@ class SpeculativeCliTest {
                 Arguments.of("k2j spec-bench: --draft-tokens values must be in [1, 15], got 16",
                         new String[] {"spec-bench", "--draft-tokens", "2,16"}),
                 Arguments.of("k2j spec-bench: top_p must be in (0, 1], got 2.0",
-                        new String[] {"spec-bench", "--top-p", "2"}));
+                        new String[] {"spec-bench", "--top-p", "2"}),
+                // bench --draft is the speculative benchmark (plain bench has no --draft-tokens flag)
+                Arguments.of("k2j bench: --draft-tokens values must be in [1, 15], got 16",
+                        new String[] {"bench", "--draft", "d", "--draft-tokens", "2,16"}));
     }
 
     @ParameterizedTest
