@@ -17,7 +17,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * The decode step (feed a token, run the model, sample) allocates nothing: bytes allocated by the generating
- * thread over 100 steps, read from {@link com.sun.management.ThreadMXBean}, must be zero. Warm-up steps first
+ * thread over a window of 100 steps, read from {@link com.sun.management.ThreadMXBean}, must be zero (in one of
+ * up to five consecutive windows, so that a one-off JVM event cannot fail it while any per-step allocation does). Warm-up steps first
  * let the JIT compile the loop (interpreted code allocates nothing extra either, but compilation of the
  * measured code must not be attributed to it).
  */
@@ -60,15 +61,24 @@ class NoAllocationTest {
                 }
                 long overhead = measureOverhead();
                 long tid = Thread.currentThread().threadId();
-                long before = THREADS.getThreadAllocatedBytes(tid);
-                for (int i = 0; i < 100; i++) {
-                    token = loop.step(token);
+                // Up to five windows of 100 steps; one must allocate nothing. A per-step allocation shows in every
+                // window; a one-off JVM event (a rare tens-of-bytes blip seen on a busy machine when the caller
+                // parks for its workers, or a JIT event) does not fail the test.
+                StringBuilder windows = new StringBuilder();
+                long best = Long.MAX_VALUE;
+                for (int window = 0; window < 5 && best != 0; window++) {
+                    long before = THREADS.getThreadAllocatedBytes(tid);
+                    for (int i = 0; i < 100; i++) {
+                        token = loop.step(token);
+                    }
+                    long after = THREADS.getThreadAllocatedBytes(tid);
+                    long bytes = after - before - overhead;
+                    windows.append(bytes).append(' ');
+                    best = Math.min(best, bytes);
                 }
-                long after = THREADS.getThreadAllocatedBytes(tid);
-                long perStep = (after - before - overhead) / 100;
-                assertEquals(0, perStep, "bytes allocated per decode step on " + backend + " with " + params + " (total "
-                        + (after - before - overhead) + ")");
-                assertEquals(1620, seq.length());
+                assertEquals(0, best, "bytes allocated over 100 decode steps on " + backend + " with " + params
+                        + " (per window: " + windows.toString().trim() + ")");
+                assertTrue(seq.length() >= 1620 && seq.length() <= 2020, "sequence length " + seq.length());
                 assertTrue(token >= 0 && token < c.vocabSize());
             }
             model.backend().close();
