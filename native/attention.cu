@@ -2,7 +2,11 @@
 //
 // attention_g{1,2,4,8,16}: one block per (token t, kv head, split s). The block serves all G = heads / kvHeads
 // query heads that share the kv head (each key/value is read once per group), over the key positions
-// [s * splitLen, min((s + 1) * splitLen, positions[t] + 1)), in chunks of ATT_CHUNK keys with an online softmax.
+// [s * L, min((s + 1) * L, len)), len = positions[t] + 1, L = ceil(len / nSplits) rounded up to splitQuantum:
+// the split length follows each token's own length (read from device memory), so a graph captured with splits
+// for the full context spreads a short sequence over all its blocks too, and splits past len exit at once.
+// Keys go in chunks of ATT_CHUNK with an online softmax; scores take one thread per key (many K rows in flight),
+// the V accumulation one thread per (head, dim) element.
 // With one split it writes the normalized output; otherwise it writes (max, sum, unnormalized acc) per split and
 // attention_combine merges the splits. The template argument is the smallest power of two >= G.
 //
@@ -16,6 +20,8 @@
 #define ATT_MAX_QD 2048  // G * headDim limit (q of the whole group is staged in shared memory)
 #define ATT_EPT (ATT_MAX_QD / ATT_THREADS)
 #define ATT_MAX_SPLITS 1024
+#define ATT_KB 16  // float4 loads of a K row in flight per thread in the scores loop
+#define ATT_VB 8   // V loads (keys) in flight per thread in the per-dimension V loop
 
 template <int MAXG>
 __device__ __forceinline__ void attention_split(
@@ -24,7 +30,8 @@ __device__ __forceinline__ void attention_split(
         const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
         int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
         float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum) {
-    __shared__ float qs[ATT_MAX_QD];
+    __shared__ F4 qs4[ATT_MAX_QD / 4];  // q of the group, scaled; F4 for 16-byte alignment
+    float* qs = reinterpret_cast<float*>(qs4);
     __shared__ float sc[MAXG * ATT_CHUNK];
     __shared__ i64 slots[ATT_CHUNK];
     __shared__ float mS[MAXG], lS[MAXG], alphaS[MAXG];
@@ -33,11 +40,26 @@ __device__ __forceinline__ void attention_split(
     const int t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads, s = blockIdx.y;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nWarps = blockDim.x >> 5;
     const int len = positions[t] + 1;
-    const int start = s * splitLen;
-    const int end = min(start + splitLen, len);
+    const int sl = ((len + nSplits - 1) / nSplits + splitLen - 1) / splitLen * splitLen;  // splitLen = quantum
+    const int start = s * sl;
+    const int end = min(start + sl, len);
     const int seq = seqOfToken[t];
     const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
     const i64 headOff = (i64) kvh * D;
+    // K rows as float4 when every row start is 16-byte aligned (D and kvDim multiples of 4, aligned base)
+    const bool vec4 = (D & 3) == 0 && (kvDim & 3) == 0 && (reinterpret_cast<unsigned long long>(kCache) & 15) == 0;
+    // V per dimension when D divides the block (D = 32, 64, 128): thread (vr, vd), vR key lanes
+    const bool perDim = ATT_THREADS % D == 0 && blockDim.x == ATT_THREADS;
+    const int vR = perDim ? ATT_THREADS / D : 1, vr = perDim ? tid / D : 0, vd = perDim ? tid % D : 0;
+
+    if (start >= len) {  // empty split (a graph sized for the full context): only mark it; combine skips it
+        if (nSplits > 1 && tid < G) {
+            const i64 idx = ((i64) t * heads + kvh * G + tid) * nSplits + s;
+            pMax[idx] = neg_inf();
+            pSum[idx] = 0.0f;
+        }
+        return;  // block-uniform: no barrier is skipped by part of the block
+    }
 
     const float* __restrict__ q = qkv + (i64) t * rowStride + (i64) kvh * G * D;
     for (int e = tid; e < GD; e += blockDim.x) qs[e] = q[e] * scale;
@@ -56,25 +78,54 @@ __device__ __forceinline__ void attention_split(
         }
         __syncthreads();
 
-        // scores: one warp per key, lanes split the head dimension
-        for (int pi = warp; pi < cl; pi += nWarps) {
+        // scores: one thread per key (keys are independent, so up to ATT_THREADS K rows are in flight at once,
+        // each thread issuing ATT_KB 16-byte loads before its FMAs); q is read from shared memory as a broadcast.
+        // Each dot product sums its dimensions in order d = 0, 1, ..., D - 1 (deterministic).
+        for (int pi = tid; pi < cl; pi += blockDim.x) {
             const float* __restrict__ kp = kCache + slots[pi] * kvDim + headOff;
             float part[MAXG];
 #pragma unroll
             for (int g = 0; g < MAXG; g++) part[g] = 0.0f;
-            for (int d = lane; d < D; d += 32) {
-                const float kv = kp[d];
+            if (vec4) {
+                const F4* __restrict__ kp4 = reinterpret_cast<const F4*>(kp);
+                const F4* __restrict__ q4 = qs4;
+                const int D4 = D >> 2;
+                for (int b0 = 0; b0 < D4; b0 += ATT_KB) {
+                    F4 kv[ATT_KB];
 #pragma unroll
-                for (int g = 0; g < MAXG; g++) {
-                    if (g < G) part[g] = fmaf(qs[g * D + d], kv, part[g]);
+                    for (int u = 0; u < ATT_KB; u++) {
+                        if (b0 + u < D4) kv[u] = kp4[b0 + u];
+                    }
+#pragma unroll
+                    for (int u = 0; u < ATT_KB; u++) {
+                        if (b0 + u < D4) {
+#pragma unroll
+                            for (int g = 0; g < MAXG; g++) {
+                                if (g < G) {
+                                    const F4 qv = q4[g * D4 + b0 + u];
+                                    float a = part[g];
+                                    a = fmaf(qv.x, kv[u].x, a);
+                                    a = fmaf(qv.y, kv[u].y, a);
+                                    a = fmaf(qv.z, kv[u].z, a);
+                                    a = fmaf(qv.w, kv[u].w, a);
+                                    part[g] = a;
+                                }
+                            }
+                        }
+                    }
+                }
+            } else {
+                for (int d = 0; d < D; d++) {
+                    const float kv = kp[d];
+#pragma unroll
+                    for (int g = 0; g < MAXG; g++) {
+                        if (g < G) part[g] = fmaf(qs[g * D + d], kv, part[g]);
+                    }
                 }
             }
 #pragma unroll
             for (int g = 0; g < MAXG; g++) {
-                if (g < G) {
-                    const float v = warp_sum(part[g]);
-                    if (lane == 0) sc[g * ATT_CHUNK + pi] = v;
-                }
+                if (g < G) sc[g * ATT_CHUNK + pi] = part[g];
             }
         }
         __syncthreads();
@@ -102,21 +153,95 @@ __device__ __forceinline__ void attention_split(
         }
         __syncthreads();
 
-        // acc[g, d] = acc * alpha[g] + sum_p w[g, p] * V[p, d]; thread owns elements e = tid + k * blockDim
+        if (perDim) {
+            // thread (r, d) accumulates dimension d of every group head over the chunk's keys r, r + R, ...:
+            // one load of V[p, d] serves all G heads, ATT_VB keys' loads in flight before the FMAs (key order kept)
 #pragma unroll
-        for (int k = 0; k < ATT_EPT; k++) {
-            const int e = tid + k * ATT_THREADS;
-            if (e < GD) {
-                const int g = e / D, d = e - g * D;
-                float a = acc[k] * alphaS[g];
-                const float* __restrict__ w = sc + g * ATT_CHUNK;
-                const float* __restrict__ vcol = vCache + headOff + d;
-                for (int pi = 0; pi < cl; pi++) a = fmaf(w[pi], vcol[slots[pi] * kvDim], a);
-                acc[k] = a;
+            for (int g = 0; g < MAXG; g++) {
+                if (g < G) acc[g] *= alphaS[g];
+            }
+            for (int p0 = vr; p0 < cl; p0 += vR * ATT_VB) {
+                float vv[ATT_VB];
+#pragma unroll
+                for (int u = 0; u < ATT_VB; u++) {
+                    const int p = p0 + u * vR;
+                    if (p < cl) vv[u] = vCache[slots[p] * kvDim + headOff + vd];
+                }
+#pragma unroll
+                for (int u = 0; u < ATT_VB; u++) {
+                    const int p = p0 + u * vR;
+                    if (p < cl) {
+#pragma unroll
+                        for (int g = 0; g < MAXG; g++) {
+                            if (g < G) acc[g] = fmaf(sc[g * ATT_CHUNK + p], vv[u], acc[g]);
+                        }
+                    }
+                }
+            }
+        } else {
+            // acc[g, d] = acc * alpha[g] + sum_p w[g, p] * V[p, d]; thread owns elements e = tid + k * blockDim.
+            // Keys in groups of 4: every owned element's 4 loads are issued before the FMAs (up to 4 * ATT_EPT loads
+            // in flight instead of one dependent chain per element); the FMAs keep key order, so the sum is unchanged.
+#pragma unroll
+            for (int k = 0; k < ATT_EPT; k++) {
+                const int e = tid + k * ATT_THREADS;
+                if (e < GD) acc[k] *= alphaS[e / D];
+            }
+            for (int p0 = 0; p0 < cl; p0 += 4) {
+                const int m = min(4, cl - p0);
+                i64 off[4];
+#pragma unroll
+                for (int u = 0; u < 4; u++) off[u] = slots[p0 + (u < m ? u : 0)] * kvDim + headOff;
+                float vv[ATT_EPT][4];
+#pragma unroll
+                for (int k = 0; k < ATT_EPT; k++) {
+                    const int e = tid + k * ATT_THREADS;
+                    if (e < GD) {
+                        const int d = e % D;
+#pragma unroll
+                        for (int u = 0; u < 4; u++) vv[k][u] = vCache[off[u] + d];
+                    }
+                }
+#pragma unroll
+                for (int k = 0; k < ATT_EPT; k++) {
+                    const int e = tid + k * ATT_THREADS;
+                    if (e < GD) {
+                        const float* __restrict__ w = sc + (e / D) * ATT_CHUNK + p0;
+                        float a = acc[k];
+#pragma unroll
+                        for (int u = 0; u < 4; u++) {
+                            if (u < m) a = fmaf(w[u], vv[k][u], a);
+                        }
+                        acc[k] = a;
+                    }
+                }
             }
         }
     }
-    __syncthreads();  // mS/lS final (also covers the empty-split case where only the init ran)
+    __syncthreads();  // mS/lS final; every thread is done reading sc
+
+    if (perDim) {
+        // sum the vR key-lane partials of each (head, dim) in order r = 0, 1, ... (sc reused: vR * MAXG * D floats)
+#pragma unroll
+        for (int g = 0; g < MAXG; g++) {
+            if (g < G) sc[(vr * MAXG + g) * D + vd] = acc[g];
+        }
+        __syncthreads();
+        for (int e = tid; e < GD; e += blockDim.x) {
+            const int g = e / D, d = e - g * D;
+            const int h = kvh * G + g;
+            float a = 0.0f;
+            for (int r = 0; r < vR; r++) a += sc[(r * MAXG + g) * D + d];
+            if (nSplits == 1) {
+                out[((i64) t * heads + h) * D + d] = a / lS[g];
+            } else {
+                const i64 idx = ((i64) t * heads + h) * nSplits + s;
+                pAcc[idx * D + d] = a;
+                if (d == 0) { pMax[idx] = mS[g]; pSum[idx] = lS[g]; }
+            }
+        }
+        return;
+    }
 
 #pragma unroll
     for (int k = 0; k < ATT_EPT; k++) {
@@ -158,11 +283,18 @@ extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, con
     const i64 th = blockIdx.x;  // t * heads + h
     const float* __restrict__ m = pMax + th * nSplits;
     const float* __restrict__ l = pSum + th * nSplits;
+    // splits at or past the first empty one (start >= len: pMax = -inf, pAcc not written) are skipped; the
+    // live ones are a prefix, since splits cover increasing key ranges
     float mx = neg_inf();
-    for (int s = threadIdx.x; s < nSplits; s += blockDim.x) mx = fmaxf(mx, m[s]);
-    mx = block_max(mx, scratch);
-    float total = 0.0f;
+    int live = 0;
     for (int s = threadIdx.x; s < nSplits; s += blockDim.x) {
+        mx = fmaxf(mx, m[s]);
+        if (m[s] != neg_inf()) live = s + 1;
+    }
+    mx = block_max(mx, scratch);
+    live = (int) block_max((float) live, scratch);
+    float total = 0.0f;
+    for (int s = threadIdx.x; s < live; s += blockDim.x) {
         const float w = m[s] == neg_inf() ? 0.0f : expf(m[s] - mx);
         wS[s] = w;
         total += w * l[s];
@@ -172,7 +304,7 @@ extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, con
     const float* __restrict__ a = pAcc + th * nSplits * headDim;
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.0f;
-        for (int s = 0; s < nSplits; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
+        for (int s = 0; s < live; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
         out[th * headDim + d] = o * inv;
     }
 }

@@ -30,6 +30,51 @@ extern "C" __global__ void rmsnorm(const float* __restrict__ x, const float* __r
     for (int k = threadIdx.x; k < dim; k += blockDim.x) orow[k] = xr[k] * inv * gamma[k];
 }
 
+// Fused residual add and RMSNorm: x[t] += y[t], then out[t] = rmsnorm(x[t]) * gamma; one block per row. Bit-equal
+// to add_inplace then rmsnorm: x[t] is summed first and read back per element. out may equal x or y (every read of
+// the row precedes block_sum's barrier, every write of out follows it).
+#define ARN_REG 16  // row elements per thread kept in registers (dim <= 16 * blockDim.x: one pass of loads)
+extern "C" __global__ void add_rmsnorm(float* x, const float* y, const float* __restrict__ gamma,
+                                       float eps, int dim, float* out) {
+    __shared__ float scratch[32];
+    float* xr = x + (i64) blockIdx.x * dim;
+    const float* yr = y + (i64) blockIdx.x * dim;
+    const int nt = blockDim.x;
+    // all of a thread's x, y and gamma loads are issued before any store (x and y may alias, so the compiler
+    // would otherwise serialize load-add-store per element); the sums run in the same order as rmsnorm's
+    float xv[ARN_REG], yv[ARN_REG], gv[ARN_REG];
+#pragma unroll
+    for (int j = 0; j < ARN_REG; j++) {
+        const int k = threadIdx.x + j * nt;
+        if (k < dim) { xv[j] = xr[k]; yv[j] = yr[k]; gv[j] = gamma[k]; }
+    }
+    float ss = 0.0f;
+#pragma unroll
+    for (int j = 0; j < ARN_REG; j++) {
+        const int k = threadIdx.x + j * nt;
+        if (k < dim) {
+            const float v = xv[j] + yv[j];
+            xv[j] = v;
+            xr[k] = v;
+            ss = fmaf(v, v, ss);
+        }
+    }
+    for (int k = threadIdx.x + ARN_REG * nt; k < dim; k += nt) {
+        const float v = xr[k] + yr[k];
+        xr[k] = v;
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, scratch);
+    const float inv = 1.0f / sqrtf(ss / (float) dim + eps);
+    float* orow = out + (i64) blockIdx.x * dim;
+#pragma unroll
+    for (int j = 0; j < ARN_REG; j++) {
+        const int k = threadIdx.x + j * nt;
+        if (k < dim) orow[k] = xv[j] * inv * gv[j];
+    }
+    for (int k = threadIdx.x + ARN_REG * nt; k < dim; k += nt) orow[k] = xr[k] * inv * gamma[k];
+}
+
 // Rotate-half RoPE in place: heads of headDim starting at colOffset in rows of rowStride; cos/sin tables are
 // [maxPositions, half] (already multiplied by the attention scaling).
 extern "C" __global__ void rope(float* x, int n, int rowStride, int colOffset, int heads, int half,
@@ -99,7 +144,8 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int
     const float* xr = x + (i64) blockIdx.x * dim;
     float best = neg_inf();
     int bi = 0x7fffffff;
-    for (int k = threadIdx.x; k < dim; k += blockDim.x) {
+#pragma unroll 8
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {  // unrolled: loads in flight, compares in index order
         const float v = xr[k];
         if (v > best || (v == best && k < bi)) { best = v; bi = k; }
     }

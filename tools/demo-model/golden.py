@@ -249,9 +249,12 @@ def main():
     target_dir = os.path.join(args.models_dir, "target")
     draft_dir = os.path.join(args.models_dir, "draft")
     for d in (target_dir,):
-        for fn in ("config.json", "tokenizer.json", "model.safetensors"):
+        for fn in ("config.json", "tokenizer.json"):
             if not os.path.exists(os.path.join(d, fn)):
                 die(f"{d}: missing {fn} (run tools/demo-model/train.py first)")
+        if not any(os.path.exists(os.path.join(d, fn))
+                   for fn in ("model.safetensors", "model.safetensors.index.json")):
+            die(f"{d}: no model.safetensors or model.safetensors.index.json (run tools/demo-model/train.py first)")
     has_draft = os.path.exists(os.path.join(draft_dir, "config.json"))
     os.makedirs(args.out_dir, exist_ok=True)
     tok = Tokenizer.from_file(os.path.join(target_dir, "tokenizer.json"))

@@ -8,7 +8,7 @@
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 B=${K2J_BUNDLE:-$ROOT/build/gpu-bundle}
 if [[ ! -x "$B/runtime/bin/java" ]]; then
-    echo "k2j: no bundle at $B (run tools/gpu/make-bundle.sh on the dev machine and carry build/gpu-bundle)" >&2
+    echo "k2j: no bundle at $B (run tools/gpu/make-bundle.sh on the dev machine, carry .gpucarry and: mkdir -p build && tar xzf .gpucarry/gpu-bundle.tgz -C build)" >&2
     exit 3
 fi
 JAVA="$B/runtime/bin/java"

@@ -48,6 +48,8 @@ final class BenchCommand implements Command {
                   --bandwidth-mb MB    memory the bandwidth probe reads per pass (default 1024)
                   --backend B          cpu (default) or reference
                   --json               print one JSON object instead of the text report
+                  --draft DIR          instead: plain vs speculative decoding on the same prompts, with speedup,
+                                       acceptance rate and the theoretical bound (flags as 'k2j spec-bench')
                 """.formatted(DEFAULT_PROMPT, DEFAULT_GEN);
     }
 
@@ -77,7 +79,10 @@ final class BenchCommand implements Command {
 
     @Override
     public int run(Args args, PrintStream out, PrintStream err) {
-        // Variants (e.g. speculative decoding's --draft) branch here on their flag, before the flags below are read.
+        if (args.has("draft")) {
+            // bench --draft DIR: plain vs speculative decoding on the same prompts (docs/speculative.md)
+            return new SpeculativeBenchCommand().run(args, out, err);
+        }
         Path dir = args.path("model");
         String quant = args.string("quant", null);
         if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {

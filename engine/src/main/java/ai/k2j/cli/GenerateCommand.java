@@ -5,6 +5,7 @@ import ai.k2j.engine.GenerationResult;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
+import ai.k2j.engine.spec.SpeculativeStats;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.tokenizer.ChatMessage;
 
@@ -26,6 +27,9 @@ import java.util.stream.Collectors;
  * <p>Sampling defaults follow HF transformers: when the model's generation_config.json says
  * {@code do_sample: true}, its temperature/top_p/top_k are the defaults; otherwise (or without the file)
  * decoding is greedy. Each flag given overrides its one value.
+ *
+ * <p>Without {@code --model} it runs the committed demo model with its draft model, speculative decoding on
+ * (see {@link SpeculationFlags}), and reports the acceptance rate on stderr and in {@code --json}.
  */
 final class GenerateCommand implements Command {
 
@@ -33,9 +37,8 @@ final class GenerateCommand implements Command {
 
     @Override
     public String usage() {
-        return """
-                usage: k2j generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [flags]
-                  --model DIR          HF-style model directory (config.json, *.safetensors, tokenizer.json)
+        return "usage: k2j generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [flags]\n"
+                + SpeculationFlags.USAGE + """
                   --prompt TEXT        prompt text (special tokens such as <|im_start|> written inline are kept)
                   --prompt-ids IDS     prompt as comma-separated token ids instead of text
                   --chat               wrap --prompt in the tokenizer's ChatML template as a user turn
@@ -49,6 +52,7 @@ final class GenerateCommand implements Command {
                   --seed S             sampling seed (default: random, printed on stderr)
                   --stop STR           also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)
                   --threads N          CPU threads (default: all processors)
+                  --backend NAME       cpu (default), cuda or reference
                   --quant Q            quantize the weights at load: q8_0 or q4_0 (docs/performance.md)
                   --ctx N              context length to allocate (default: the model's, capped)
                   --json               print one JSON object with ids, text and timings instead of streaming
@@ -58,7 +62,7 @@ final class GenerateCommand implements Command {
     @Override
     public int run(Args args, PrintStream out, PrintStream err) {
         // ---- validate every flag before loading anything
-        Path dir = args.path("model");
+        SpeculationFlags.Parsed models = SpeculationFlags.parse(args);
         boolean hasPrompt = args.has("prompt");
         boolean hasIds = args.has("prompt-ids");
         if (hasPrompt == hasIds) {
@@ -106,14 +110,16 @@ final class GenerateCommand implements Command {
             throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
         }
         int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
+        String backend = args.string("backend", "cpu");
         boolean json = args.flag("json");
         args.finish();
 
         // ---- load
-        Path modelDir = Cli.modelDir(args);
+        SpeculationFlags spec = models.resolve();
+        Path modelDir = spec.model();
         long t0 = System.nanoTime();
-        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx)
-                .withWeightFormat(quant);
+        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx).withBackend(backend)
+                .withDraft(spec.draft()).withWeightFormat(quant);
         try (LanguageModel model = LanguageModel.load(modelDir, options)) {
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
 
@@ -123,7 +129,7 @@ final class GenerateCommand implements Command {
                 for (int id : promptIds) {
                     if (id >= vocab) {
                         throw new IllegalArgumentException("prompt id " + id + " is outside the vocabulary (size "
-                                + vocab + ") of " + dir);
+                                + vocab + ") of " + modelDir);
                     }
                 }
                 ids = promptIds;
@@ -151,7 +157,7 @@ final class GenerateCommand implements Command {
                     topK != null ? topK : sampleByDefault ? gc.topK() : 0,
                     minP, seedValue);
             GenerationRequest request = new GenerationRequest(ids, maxTokens, sampling,
-                    stop == null ? List.of() : List.of(stop), false);
+                    stop == null ? List.of() : List.of(stop), false, spec.speculation());
 
             // ---- generate, streaming each token's text unless --json
             long[] firstTokenAt = {0};
@@ -186,6 +192,11 @@ final class GenerateCommand implements Command {
                 o.put("decode_tokens_per_second", result.decodeTokensPerSecond());
                 o.put("load_seconds", loadSeconds);
                 o.put("time_to_first_token_ms", ttftMs);
+                if (result.speculation() != null) {
+                    ObjectNode so = o.putObject("speculation");
+                    so.put("draft", spec.draft() == null ? null : spec.draft().toString());
+                    so.setAll((ObjectNode) Cli.JSON.valueToTree(result.speculation().toMap()));
+                }
                 out.println(o.toString());
             }
             out.flush();
@@ -195,6 +206,10 @@ final class GenerateCommand implements Command {
                     loadSeconds, result.promptTokens(), result.prefillTokensPerSecond(), result.generatedTokens(),
                     result.decodeTokensPerSecond(), ttftMs, result.finishReason().openAiName(),
                     sampling.isGreedy() ? " | greedy" : " | seed " + seedValue);
+            SpeculativeStats stats = result.speculation();
+            if (stats != null) {
+                err.println(SpeculationFlags.summary(stats, spec.draft()));
+            }
             return 0;
         }
     }

@@ -1,6 +1,7 @@
 package ai.k2j.cli;
 
 import ai.k2j.engine.LanguageModel;
+import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.Npy;
 
 import java.io.IOException;
@@ -19,6 +20,7 @@ final class LogitsCommand implements Command {
                   --model DIR        HF-style model directory
                   --prompt-ids IDS   comma-separated token ids
                   --out FILE         .npy file to write: float32, shape [tokens, vocab], little-endian
+                  --backend NAME     cpu (default), cuda or reference
                 """;
     }
 
@@ -32,11 +34,12 @@ final class LogitsCommand implements Command {
             }
         }
         Path file = args.path("out");
+        String backend = args.string("backend", "cpu");
         args.finish();
 
         Path dir = Cli.modelDir(args);
         long t0 = System.nanoTime();
-        try (LanguageModel model = LanguageModel.load(dir)) {
+        try (LanguageModel model = LanguageModel.load(dir, ModelOptions.defaults().withBackend(backend))) {
             int vocab = model.config().vocabSize();
             for (int id : ids) {
                 if (id >= vocab) {

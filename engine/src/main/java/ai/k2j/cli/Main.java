@@ -15,16 +15,25 @@ public final class Main {
 
     static final String USAGE = """
             usage: k2j VERB [flags]
-              generate   generate text       --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
+              generate   generate text       [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
                                              [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]
                                              [--seed S] [--stop STR] [--threads N] [--ctx N] [--quant Q] [--json]
+                                             [--draft DIR|none] [--draft-tokens K] [--adaptive] [--lookup]
+                                             (no --model: the demo model with its draft, speculative decoding on)
               logits     prompt logits       --model DIR --prompt-ids 1,2,3 --out FILE.npy
               tokenize   text to ids         --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
               synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
                                              [--tokenizer PATH] [--max-shard-gb G]
               info       describe a model    --model DIR
+              spec-bench plain vs speculative [--model DIR] [--draft DIR] [--draft-tokens 2,4,6] [--adaptive]
+                                             [--lookup] [--max-tokens N] [--temperature T] [--json]
+              plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
+              serve      OpenAI server       --model DIR [--draft DIR] [--port P] [--max-batch B] [--ctx N] [--host H]
+              think      plan + best-of-N    --model DIR --question TEXT [--best-of N] [--verifier majority|judge|first]
+                                             [--no-plan] [--planner DIR] [--max-tokens N] [--seed S] [--json]
+              eval       pass@1 on a dataset --model DIR --data FILE.jsonl [--runs N] [--scaffold both|on|off] [--json]
               bench      speed vs roofline   --model DIR [--quant q8_0|q4_0] [--prompt-tokens N] [--gen-tokens M]
-                                             [--threads N] [--json]
+                                             [--threads N] [--draft DIR] [--json]
               quantize   write Q8_0/Q4_0     --model DIR --quant q8_0|q4_0 --out DIR [--head-quant Q]
               quant-accuracy  KL vs BF16     --model DIR (--quant Q | --quantized DIR) (--text FILE | --tokens N)
             run 'k2j VERB --help' for a verb's flags.
@@ -56,6 +65,11 @@ public final class Main {
                 case "tokenize" -> new TokenizeCommand();
                 case "synth" -> new SynthCommand();
                 case "info" -> new InfoCommand();
+                case "plan" -> new PlanCommand();
+                case "spec-bench" -> new SpeculativeBenchCommand();
+                case "serve" -> new ServeCommand();
+                case "think" -> new ThinkCommand();
+                case "eval" -> new EvalCommand();
                 case "bench" -> new BenchCommand();
                 case "quantize" -> new QuantizeCommand();
                 case "quant-accuracy" -> new QuantAccuracyCommand();

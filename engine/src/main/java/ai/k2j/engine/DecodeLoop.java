@@ -5,7 +5,9 @@ import ai.k2j.kernels.Batch;
 /**
  * The hot half of generation: prefill a prompt in chunks, then one token in, one token out. Everything it
  * touches is preallocated, so {@link #step} allocates nothing (measured by NoAllocationTest); text, stop
- * strings and listeners live outside it in {@link LanguageModel}.
+ * strings and listeners live outside it in {@link LanguageModel}. Greedy steps bring back only the argmax; on a
+ * backend that samples on the device (CUDA), so do sampled steps without min-p (the device draws differ from
+ * {@link Sampler}'s stream, the distribution is the same).
  */
 final class DecodeLoop {
     private final Qwen2Model model;
@@ -45,8 +47,14 @@ final class DecodeLoop {
     }
 
     private int next() {
-        if (sampler.params().isGreedy()) {
+        SamplingParams p = sampler.params();
+        if (p.isGreedy()) {
             model.forwardArgmax(batch, argmax);
+            return argmax[0];
+        }
+        if (p.minP() <= 0 && model.samplesOnDevice()) {  // the device sampler has no min-p
+            model.forwardSample(batch, (float) p.temperature(), Math.max(0, p.topK()), (float) p.topP(),
+                    sampler.nextSeed(), argmax);
             return argmax[0];
         }
         float[] logits = model.forward(batch);

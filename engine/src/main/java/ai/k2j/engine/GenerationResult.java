@@ -1,14 +1,23 @@
 package ai.k2j.engine;
 
+import ai.k2j.engine.spec.SpeculativeStats;
+
 /**
  * What a generation produced. {@code ids} excludes the prompt; {@code text} is their decoding with any
- * matched stop string cut off. Times are wall-clock nanoseconds.
+ * matched stop string cut off. Times are wall-clock nanoseconds. {@code speculation}: what speculative decoding
+ * did (acceptance rate, tokens per target pass, time shares), or null when the generation decoded plainly.
  */
 public record GenerationResult(int[] ids, String text, FinishReason finishReason, int promptTokens,
-                               long prefillNanos, long decodeNanos) {
+                               long prefillNanos, long decodeNanos, SpeculativeStats speculation) {
 
     public GenerationResult {
         ids = ids.clone();
+    }
+
+    /** A result of plain decoding. */
+    public GenerationResult(int[] ids, String text, FinishReason finishReason, int promptTokens, long prefillNanos,
+                            long decodeNanos) {
+        this(ids, text, finishReason, promptTokens, prefillNanos, decodeNanos, null);
     }
 
     @Override

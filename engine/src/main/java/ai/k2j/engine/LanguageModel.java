@@ -1,5 +1,9 @@
 package ai.k2j.engine;
 
+import ai.k2j.engine.spec.DraftCompatibility;
+import ai.k2j.engine.spec.Speculation;
+import ai.k2j.engine.spec.SpeculativeDecoder;
+import ai.k2j.engine.spec.SpeculativeStats;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.ReferenceBackend;
@@ -31,6 +35,11 @@ import java.util.stream.IntStream;
  * {@link GenerationResult#ids()} but adds no text), at a stop string (matched on the decoded text, which is cut
  * before it; the ids keep the token that completed it), after {@code maxTokens}, when the context is full
  * (prompt + generated = {@link #maxContext()}), or when the listener returns false. Text skips special tokens.
+ *
+ * <p>Speculative decoding: load a draft model with {@link ModelOptions#withDraft} (or use prompt lookup, which
+ * needs none) and choose per request with {@link GenerationRequest#speculation()}; the tokens have exactly the
+ * target's distribution (greedy: the same tokens), and {@link GenerationResult#speculation()} reports the
+ * acceptance rate and time shares.
  */
 public final class LanguageModel implements AutoCloseable {
 
@@ -55,10 +64,16 @@ public final class LanguageModel implements AutoCloseable {
     private final DecodeLoop loop;
     private final Batch batch;
     private final int[] eosIds;
+    /** the draft model sharing the backend, or null */
+    private final Qwen2Model draft;
+    private final AutoCloseable draftWeights;
+    /** created on the first speculative request (its buffers are vocabulary-sized) */
+    private SpeculativeDecoder speculator;
     private boolean closed;
 
     private LanguageModel(ModelConfig config, GenerationConfig generationConfig, Tokenizer tokenizer,
-                          Backend backend, AutoCloseable weights, String source, Qwen2Model model) {
+                          Backend backend, AutoCloseable weights, String source, Qwen2Model model,
+                          Qwen2Model draft, AutoCloseable draftWeights) {
         this.config = config;
         this.generationConfig = generationConfig;
         this.tokenizer = tokenizer;
@@ -71,6 +86,8 @@ public final class LanguageModel implements AutoCloseable {
         this.batch = model.newBatch();
         this.eosIds = IntStream.concat(Arrays.stream(generationConfig.eosTokenIds()),
                 Arrays.stream(config.eosTokenIds())).distinct().toArray();
+        this.draft = draft;
+        this.draftWeights = draftWeights;
     }
 
     public static LanguageModel load(Path dir) {
@@ -80,20 +97,40 @@ public final class LanguageModel implements AutoCloseable {
     /**
      * Opens the checkpoint in {@code dir}, prepares the backend named by the options ("cpu" falls back to the
      * slow reference backend, with a warning, when the CPU backend is not in the build) and loads
-     * {@code tokenizer.json} when the directory has one.
+     * {@code tokenizer.json} when the directory has one. With {@link ModelOptions#draft()}, also loads that
+     * draft model on the same backend, after checking that it shares the target's vocabulary
+     * ({@link DraftCompatibility}).
      */
     public static LanguageModel load(Path dir, ModelOptions options) {
         Checkpoint checkpoint = Checkpoint.open(dir);
+        Checkpoint draftCheckpoint = null;
         Backend backend = null;
         try {
             ModelConfig config = checkpoint.config();
-            backend = createBackend(options.backend(), options.threads());
             Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
-            return create(config, checkpoint.generationConfig(), checkpoint::find, dir.toString(), backend,
-                    tokenizer, resolveMaxContext(config, options.maxContext()), options.weightFormat(), checkpoint);
+            int maxContext = resolveMaxContext(config, options.maxContext());
+            Path draftDir = options.draft();
+            if (draftDir != null) {
+                draftCheckpoint = Checkpoint.open(draftDir);
+                Tokenizer draftTokenizer = Files.isRegularFile(draftDir.resolve("tokenizer.json"))
+                        ? Tokenizer.load(draftDir) : null;
+                DraftCompatibility.check(dir.toString(), config, tokenizer, draftDir.toString(),
+                        draftCheckpoint.config(), draftTokenizer);
+            }
+            backend = createBackend(options.backend(), options.threads());
+            Qwen2Model model = Qwen2Model.load(config, checkpoint::find, dir.toString(), backend,
+                    Qwen2Model.Limits.singleSequence(maxContext), options.weightFormat());
+            Qwen2Model draft = draftCheckpoint == null ? null
+                    : Qwen2Model.load(draftCheckpoint.config(), draftCheckpoint::find, draftDir.toString(), backend,
+                    Qwen2Model.Limits.singleSequence(maxContext), options.weightFormat());
+            return new LanguageModel(config, checkpoint.generationConfig(), tokenizer, backend, checkpoint,
+                    dir.toString(), model, draft, draftCheckpoint);
         } catch (RuntimeException | Error e) {
             if (backend != null) {
                 backend.close();
+            }
+            if (draftCheckpoint != null) {
+                draftCheckpoint.close();
             }
             checkpoint.close();
             throw e;
@@ -109,7 +146,24 @@ public final class LanguageModel implements AutoCloseable {
                                 Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights) {
         Qwen2Model model = Qwen2Model.load(config, tensors, source, backend,
                 Qwen2Model.Limits.singleSequence(maxContext), weightFormat);
-        return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model);
+        return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, null, null);
+    }
+
+    /**
+     * Like {@link #create} with a draft model on the same backend (tests build both in memory); the caller
+     * has checked the pair. {@code draftWeights} is closed by {@link #close()} (null: nothing to close).
+     */
+    static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
+                                Function<String, Optional<Tensor>> tensors, String source, Backend backend,
+                                Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights,
+                                ModelConfig draftConfig, Function<String, Optional<Tensor>> draftTensors,
+                                AutoCloseable draftWeights) {
+        Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(maxContext);
+        Qwen2Model model = Qwen2Model.load(config, tensors, source, backend, limits, weightFormat);
+        Qwen2Model draft = Qwen2Model.load(draftConfig, draftTensors, source + " (draft)", backend, limits,
+                weightFormat);
+        return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, draft,
+                draftWeights);
     }
 
     /** The requested context, or by default max_position_embeddings capped at 8192. */
@@ -117,8 +171,11 @@ public final class LanguageModel implements AutoCloseable {
         return requested > 0 ? requested : Math.min(config.maxPositionEmbeddings(), DEFAULT_MAX_CONTEXT);
     }
 
-    /** "reference", "cpu" (falls back to reference when absent) or "cuda"; threads &lt;= 0 means all cores. */
-    static Backend createBackend(String name, int threads) {
+    /**
+     * "reference", "cpu" (falls back to reference when absent) or "cuda"; threads &lt;= 0 means all cores.
+     * Public for engines that build their own {@link Qwen2Model} (e.g. the batching engine); the caller closes it.
+     */
+    public static Backend createBackend(String name, int threads) {
         String backendName = name == null ? "cpu" : name.toLowerCase(Locale.ROOT);
         int t = threads > 0 ? threads : Runtime.getRuntime().availableProcessors();
         return switch (backendName) {
@@ -196,6 +253,19 @@ public final class LanguageModel implements AutoCloseable {
         return backend.name();
     }
 
+    /** Whether a draft model is loaded (see {@link ModelOptions#withDraft}). */
+    public boolean hasDraft() {
+        return draft != null;
+    }
+
+    /**
+     * What a request without a speculation setting gets: the adaptive draft model starting at
+     * {@link Speculation#DEFAULT_DRAFT_TOKENS} when a draft is loaded, else plain decoding.
+     */
+    public Speculation defaultSpeculation() {
+        return draft != null ? Speculation.adaptiveDraftModel(Speculation.DEFAULT_DRAFT_TOKENS) : Speculation.none();
+    }
+
     public int[] encode(String text) {
         return tokenizer().encode(text);
     }
@@ -225,9 +295,24 @@ public final class LanguageModel implements AutoCloseable {
             throw new IllegalArgumentException("stop strings need a tokenizer, but " + source
                     + " has no tokenizer.json");
         }
+        Speculation speculation = request.speculation() == null ? defaultSpeculation() : request.speculation();
+        if (speculation.mode() == Speculation.Mode.DRAFT_MODEL && draft == null) {
+            throw new IllegalArgumentException("speculation '" + speculation.describe() + "' needs a draft model, but "
+                    + source + " was loaded without one (ModelOptions.withDraft)");
+        }
+        boolean speculative = !speculation.isOff();
+        if (speculative && speculator == null) {
+            speculator = new SpeculativeDecoder(model, draft);
+        }
+        if (speculative && speculation.draftTokens() > speculator.maxDraftTokens()) {
+            throw new IllegalArgumentException(speculation.draftTokens() + " draft tokens need "
+                    + (speculation.draftTokens() + 1) + " logit rows per step; this model verifies at most "
+                    + speculator.maxDraftTokens());
+        }
         int budget = Math.min(request.maxTokens(), maxContext() - prompt.length);
         if (budget == 0) {
-            return new GenerationResult(new int[0], "", FinishReason.LENGTH, prompt.length, 0, 0);
+            return new GenerationResult(new int[0], "", FinishReason.LENGTH, prompt.length, 0, 0,
+                    speculative ? new SpeculativeStats(speculation.describe(), 0, 0, 0, 0, 0, 0, 0, 0, 0) : null);
         }
         boolean stopAtEos = !request.ignoreEos();
         StreamingDecoder decoder = tokenizer == null ? null : tokenizer.streamingDecoder(true);
@@ -238,8 +323,14 @@ public final class LanguageModel implements AutoCloseable {
         long start = System.nanoTime();
         long prefillNanos;
         try (Sequence seq = model.newSequence()) {
-            sampler.reset(request.sampling());
-            int token = loop.prefill(seq, prompt);
+            int token;
+            if (speculative) {
+                speculator.reset(request.sampling(), speculation);
+                token = speculator.prefill(seq, prompt, budget);
+            } else {
+                sampler.reset(request.sampling());
+                token = loop.prefill(seq, prompt);
+            }
             prefillNanos = System.nanoTime() - start;
             while (true) {
                 generated[n++] = token;
@@ -262,12 +353,16 @@ public final class LanguageModel implements AutoCloseable {
                     reason = FinishReason.CANCELLED;
                     break;
                 }
-                token = loop.step(token);
+                token = speculative ? speculator.step(token) : loop.step(token);
+            }
+        } finally {
+            if (speculative) {
+                speculator.finish();
             }
         }
         long decodeNanos = System.nanoTime() - start - prefillNanos;
         return new GenerationResult(Arrays.copyOf(generated, n), text.text(), reason, prompt.length, prefillNanos,
-                decodeNanos);
+                decodeNanos, speculative ? speculator.stats() : null);
     }
 
     private boolean isEos(int token) {
@@ -334,6 +429,11 @@ public final class LanguageModel implements AutoCloseable {
         return sampler;
     }
 
+    /** The draft model, or null. */
+    Qwen2Model draftModel() {
+        return draft;
+    }
+
     private void checkOpen() {
         if (lock.getHoldCount() > 1) {
             throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
@@ -341,6 +441,16 @@ public final class LanguageModel implements AutoCloseable {
         }
         if (closed) {
             throw new IllegalStateException("model " + source + " is closed");
+        }
+    }
+
+    private void closeWeights(AutoCloseable c) {
+        if (c != null) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing " + source + ": " + e.getMessage(), e);
+            }
         }
     }
 
@@ -358,12 +468,10 @@ public final class LanguageModel implements AutoCloseable {
             try {
                 backend.close();
             } finally {
-                if (weights != null) {
-                    try {
-                        weights.close();
-                    } catch (Exception e) {
-                        throw new IllegalStateException("closing " + source + ": " + e.getMessage(), e);
-                    }
+                try {
+                    closeWeights(draftWeights);
+                } finally {
+                    closeWeights(weights);
                 }
             }
         } finally {

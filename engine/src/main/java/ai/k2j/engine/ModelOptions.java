@@ -1,30 +1,45 @@
 package ai.k2j.engine;
 
+import java.nio.file.Path;
+
 /**
  * How to load a model. backend: "cpu" (default; falls back to "reference" with a warning when the CPU backend
  * is not in the build), "cuda", or "reference" (the slow scalar oracle). threads &lt;= 0: all available processors.
  * maxContext &lt;= 0: the model's max_position_embeddings, capped to keep the KV cache reasonable.
  * weightFormat: null/"native" keeps the checkpoint's dtype; "q8_0"/"q4_0" quantize at load.
+ * draft: null, or a draft model directory for speculative decoding (any Qwen2-family model sharing the target's
+ * vocabulary; loaded on the same backend with the same context and weight format, see
+ * {@link ai.k2j.engine.spec.Speculation}).
  */
-public record ModelOptions(String backend, int threads, int maxContext, String weightFormat) {
+public record ModelOptions(String backend, int threads, int maxContext, String weightFormat, Path draft) {
+
+    /** Options without a draft model. */
+    public ModelOptions(String backend, int threads, int maxContext, String weightFormat) {
+        this(backend, threads, maxContext, weightFormat, null);
+    }
 
     public static ModelOptions defaults() {
-        return new ModelOptions("cpu", 0, 0, null);
+        return new ModelOptions("cpu", 0, 0, null, null);
     }
 
     public ModelOptions withThreads(int t) {
-        return new ModelOptions(backend, t, maxContext, weightFormat);
+        return new ModelOptions(backend, t, maxContext, weightFormat, draft);
     }
 
     public ModelOptions withMaxContext(int c) {
-        return new ModelOptions(backend, threads, c, weightFormat);
+        return new ModelOptions(backend, threads, c, weightFormat, draft);
     }
 
     public ModelOptions withBackend(String b) {
-        return new ModelOptions(b, threads, maxContext, weightFormat);
+        return new ModelOptions(b, threads, maxContext, weightFormat, draft);
     }
 
     public ModelOptions withWeightFormat(String f) {
-        return new ModelOptions(backend, threads, maxContext, f);
+        return new ModelOptions(backend, threads, maxContext, f, draft);
+    }
+
+    /** Loads {@code dir} (null: none) as the draft model for speculative decoding. */
+    public ModelOptions withDraft(Path dir) {
+        return new ModelOptions(backend, threads, maxContext, weightFormat, dir);
     }
 }

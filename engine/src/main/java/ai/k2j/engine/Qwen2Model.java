@@ -3,6 +3,7 @@ package ai.k2j.engine;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
+import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Weight;
@@ -48,6 +49,10 @@ import java.util.function.Function;
  * }</pre>
  * Several sequences go into one batch by calling {@link Sequence#addTo} for each; logit rows follow the order
  * in which tokens were added.
+ *
+ * <p>On a {@link GraphCapable} backend (CUDA) small steps (at most {@link StepGraphs#MAX_TOKENS} tokens: decode,
+ * speculative verification) are recorded once per Batch object and shape and replayed with one launch per step
+ * ({@code -Dk2j.graphs=false} turns that off); the ops and their order are the same either way.
  *
  * <p>Not thread-safe: one step loop drives it. Its buffers live as long as the backend (the caller closes the
  * backend). Nothing allocates per step.
@@ -132,6 +137,9 @@ public final class Qwen2Model {
     private final Buffer logitHidden;
     private final Buffer logits;
     private final float[] hostLogits;
+    /** Recorded steps on a graph-capable backend, else null; {@link #eagerStep} is what gets recorded. */
+    private StepGraphs graphs;
+    private final StepGraphs.Step eagerStep = this::runOps;
 
     // sizes
     private final int hidden;
@@ -183,6 +191,9 @@ public final class Qwen2Model {
         }
         logits = backend.allocate(logitFloats);
         hostLogits = new float[(int) logitFloats];
+        if (backend instanceof GraphCapable g && Boolean.parseBoolean(System.getProperty("k2j.graphs", "true"))) {
+            graphs = new StepGraphs(g);
+        }
     }
 
     /**
@@ -280,8 +291,50 @@ public final class Qwen2Model {
         }
     }
 
+    /**
+     * Like {@link #forwardArgmax} but draws each logit row's token on the device (temperature, top-k, top-p; see
+     * {@link GraphCapable#sample}); only ids come back. Needs {@link #samplesOnDevice()}.
+     */
+    public void forwardSample(Batch batch, float temperature, int topK, float topP, long seed, int[] out) {
+        if (!(backend instanceof GraphCapable g)) {
+            throw new IllegalStateException("backend " + backend.name() + " cannot sample on the device");
+        }
+        run(batch);
+        if (batch.nLogits > 0) {
+            g.sample(logits, batch.nLogits, vocab, temperature, topK, topP, seed, out);
+        }
+    }
+
+    /** True when {@link #forwardSample} works (the backend samples on the device). */
+    public boolean samplesOnDevice() {
+        return backend instanceof GraphCapable;
+    }
+
+    /** Turns step recording on or off (on by default on a graph-capable backend); off closes recorded steps. */
+    void useGraphs(boolean on) {
+        if (!on && graphs != null) {
+            graphs.close();
+            graphs = null;
+        } else if (on && graphs == null && backend instanceof GraphCapable g) {
+            graphs = new StepGraphs(g);
+        }
+    }
+
+    /** Steps recorded so far (0 without graphs). */
+    int graphCaptures() {
+        return graphs == null ? 0 : graphs.captures();
+    }
+
     private void run(Batch batch) {
         checkBatch(batch);
+        if (graphs != null && StepGraphs.eligible(batch)) {
+            graphs.run(batch, eagerStep);
+        } else {
+            runOps(batch);
+        }
+    }
+
+    private void runOps(Batch batch) {
         int n = batch.nTokens;
         backend.embed(embedTokens, batch, x);
         for (int l = 0; l < layers.length; l++) {

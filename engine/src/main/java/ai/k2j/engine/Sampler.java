@@ -329,6 +329,11 @@ public final class Sampler {
         return (nextLong() >>> 11) * 0x1.0p-53;
     }
 
+    /** The next raw 64-bit draw of this sampler's generator (seeds a device-side draw). */
+    long nextSeed() {
+        return nextLong();
+    }
+
     private long nextLong() {
         long result = Long.rotateLeft(s1 * 5, 7) * 9;
         long t = s1 << 17;

@@ -5,16 +5,17 @@ import java.util.List;
 /**
  * The generated text, assembled piece by piece, cut at the first stop string. Text that could still turn
  * into a stop string (a tail equal to a stop string's prefix) is held back from {@link #takeSafe()} until
- * the next piece settles it, so a listener never sees part of a stop string.
+ * the next piece settles it, so a listener never sees part of a stop string. Public for the batching
+ * engine ({@code ai.k2j.engine.batch}), which keeps one per sequence. Not thread-safe.
  */
-final class StopStrings {
+public final class StopStrings {
     private final String[] stops;
     private final int longestStop;
     private final StringBuilder text = new StringBuilder();
     private int emitted;
     private boolean stopped;
 
-    StopStrings(List<String> stops) {
+    public StopStrings(List<String> stops) {
         this.stops = stops.stream().filter(s -> !s.isEmpty()).distinct().toArray(String[]::new);
         int longest = 0;
         for (String s : this.stops) {
@@ -24,7 +25,7 @@ final class StopStrings {
     }
 
     /** Appends decoded text; true once a stop string occurs (the text then ends right before it). */
-    boolean append(String piece) {
+    public boolean append(String piece) {
         if (stopped || piece.isEmpty()) {
             return stopped;
         }
@@ -45,23 +46,23 @@ final class StopStrings {
         return stopped;
     }
 
-    boolean stopped() {
+    public boolean stopped() {
         return stopped;
     }
 
     /** The text not yet taken that can no longer become part of a stop string. */
-    String takeSafe() {
+    public String takeSafe() {
         int end = stopped ? text.length() : text.length() - pendingStopPrefix();
         return take(Math.max(end, emitted));
     }
 
     /** Everything not yet taken (at the end of generation: a held-back prefix is plain text after all). */
-    String takeAll() {
+    public String takeAll() {
         return take(text.length());
     }
 
     /** The whole text so far, cut at a stop string. */
-    String text() {
+    public String text() {
         return text.toString();
     }
 

@@ -24,7 +24,9 @@ class UsageErrorsTest {
         return Stream.of(
                 Arguments.of("k2j: unknown verb 'frobnicate'", new String[] {"frobnicate"}),
                 // generate
-                Arguments.of("k2j generate: missing required flag --model", new String[] {"generate", "--prompt", "hi"}),
+                // (without --model, generate runs the demo model: see SpeculativeCliTest)
+                Arguments.of("k2j generate: --draft-tokens and --adaptive need a draft model (--draft DIR) or --lookup",
+                        new String[] {"generate", "--model", "m", "--prompt", "hi", "--draft-tokens", "3"}),
                 Arguments.of("k2j generate: give exactly one of --prompt TEXT or --prompt-ids 1,2,3",
                         new String[] {"generate", "--model", "m"}),
                 Arguments.of("k2j generate: give exactly one of --prompt TEXT or --prompt-ids 1,2,3",

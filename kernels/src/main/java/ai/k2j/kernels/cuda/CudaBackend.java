@@ -3,6 +3,7 @@ package ai.k2j.kernels.cuda;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
+import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Weight;
@@ -24,7 +25,7 @@ import java.util.stream.IntStream;
  * The CUDA implementation of {@link Backend}: weights, activations and the paged KV cache live in device memory;
  * ops are kernels (native/*.cu, compiled by NVRTC at construction) launched on one stream, in submission order.
  * Results match the CPU backend to float rounding (see docs/cuda.md for the tolerances and the one exception:
- * {@link PrefillGemm#AUTO} rounds activations to BF16 in BF16 prefill matmuls).
+ * the opt-in {@link PrefillGemm#AUTO} rounds activations to BF16 in BF16 prefill matmuls).
  *
  * <p>Beyond the interface: {@link #sample} (temperature / top-k / top-p on the device, only token ids come back)
  * and CUDA graphs — {@link #beginCapture}, {@link #endCapture}, {@link #replay} — to record a whole decode step
@@ -34,7 +35,7 @@ import java.util.stream.IntStream;
  * asynchronous copy) only when the fields the op reads differ from the last upload, so the engine just fills
  * its Batch and calls the ops.
  */
-public final class CudaBackend implements Backend {
+public final class CudaBackend implements Backend, GraphCapable {
 
     /** How matmuls with {@code n >= gemmMinTokens} rows (prefill) are computed. */
     public enum PrefillGemm {
@@ -64,11 +65,11 @@ public final class CudaBackend implements Backend {
 
         /**
          * From system properties {@code k2j.cuda.device} (0), {@code k2j.cuda.prefillGemm} (auto|fp32|kernel,
-         * default auto) and {@code k2j.cuda.gemmMinTokens} (default 9: n <= 8 uses the GEMV kernels).
+         * default fp32: exact to float rounding; auto trades BF16 activation rounding for tensor-core speed) and {@code k2j.cuda.gemmMinTokens} (default 9: n <= 8 uses the GEMV kernels).
          */
         public static Options defaults() {
             return new Options(Integer.getInteger("k2j.cuda.device", 0),
-                    PrefillGemm.valueOf(System.getProperty("k2j.cuda.prefillGemm", "auto").toUpperCase(Locale.ROOT)),
+                    PrefillGemm.valueOf(System.getProperty("k2j.cuda.prefillGemm", "fp32").toUpperCase(Locale.ROOT)),
                     Integer.getInteger("k2j.cuda.gemmMinTokens", 9));
         }
     }
@@ -77,7 +78,8 @@ public final class CudaBackend implements Backend {
     private static final long STAGING_BYTES = 64L << 20;
     private static final long DEQUANT_SCRATCH_BYTES = 256L << 20;
     private static final long ATTENTION_PARTIAL_BUDGET = 256L << 20;
-    private static final int ATT_CHUNK = 128;
+    /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
+    private static final int ATT_SPLIT_QUANTUM = 16;
     private static final int ATT_MAX_SPLITS = 1024;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
@@ -106,6 +108,10 @@ public final class CudaBackend implements Backend {
     private MemorySegment hostStaging;
 
     private Capture capture;
+    /** Per-op timing, -Dk2j.cuda.profile=true (eager launches only); null otherwise. */
+    private final CudaProfiler profiler;
+    private final String[] attentionNames = new String[ATT_MAX_SPLITS + 1];
+    private int gemvRowsOverride = Integer.getInteger("k2j.cuda.gemvRows", 0);
 
     /** A backend on the device and settings of {@link Options#defaults()}. */
     public CudaBackend() {
@@ -131,6 +137,28 @@ public final class CudaBackend implements Backend {
         }
         this.k = kernels;
         this.args = new CudaDriver.KernelArgs(arena);
+        this.profiler = CudaProfiler.requested() ? new CudaProfiler(driver) : null;
+    }
+
+    /**
+     * The per-op profile so far (-Dk2j.cuda.profile=true; see {@code CudaProfiler}): per op name calls, device
+     * time, GPU idle before it, launch and Java time; per step wall, device busy and host-side time. Empty string
+     * when profiling is off. Synchronizes.
+     */
+    public String profileReport() {
+        if (profiler == null) {
+            return "";
+        }
+        enterOutsideCapture("profileReport");
+        return profiler.report();
+    }
+
+    /** Forgets the profile so far (e.g. after warm-up). No-op when profiling is off. */
+    public void profileReset() {
+        if (profiler != null) {
+            enterOutsideCapture("profileReset");
+            profiler.reset();
+        }
     }
 
     @Override
@@ -487,7 +515,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void rmsNorm(Buffer x, Buffer gamma, float eps, int n, int dim, Buffer out) {
-        enter();
+        enterKeepingPending();
         DevBuffer xb = buffer(x, "rmsNorm x");
         DevBuffer g = buffer(gamma, "rmsNorm gamma");
         DevBuffer o = buffer(out, "rmsNorm out");
@@ -499,6 +527,15 @@ public final class CudaBackend implements Backend {
         if (o.ptr != xb.ptr && overlaps(o.ptr, (long) n * dim, xb.ptr, (long) n * dim)) {
             throw new IllegalArgumentException("rmsNorm: out partially overlaps x (it may equal x)");
         }
+        long rowsFloats = (long) n * dim;
+        if (pending == PENDING_ADD && pendX == xb.ptr && pendCount == rowsFloats
+                && (o.ptr == pendY || !overlaps(o.ptr, rowsFloats, pendY, rowsFloats))) {
+            pending = PENDING_NONE;  // x += y and the norm in one pass
+            args.reset().ptr(xb.ptr).ptr(pendY).ptr(g.ptr).f32(eps).i32(dim).ptr(o.ptr);
+            launch(k.addRmsnorm, "add_rmsnorm", n, 1, 256);
+            return;
+        }
+        flushPending();
         args.reset().ptr(xb.ptr).ptr(g.ptr).f32(eps).i32(dim).ptr(o.ptr);
         launch(k.rmsnorm, "rmsnorm", n, 1, 256);
     }
@@ -529,16 +566,38 @@ public final class CudaBackend implements Backend {
         gemv(w, b == null ? 0 : b.ptr, xb.ptr, n, o.ptr);
     }
 
+    /**
+     * Rows per warp of the GEMV kernels: 4 for Q8_0/Q4_0 (each activation load then serves four rows; with one
+     * row per warp their few weight bytes per activation float made them activation-bound), 1 for dense types;
+     * {@code -Dk2j.cuda.gemvRows=1|4} forces one for all (comparisons).
+     */
+    private int gemvRows(DType dtype) {
+        if (gemvRowsOverride == 1 || gemvRowsOverride == 4) {
+            return gemvRowsOverride;
+        }
+        return dtype.isQuantized() ? 4 : 1;
+    }
+
+    /** 0 (auto), 1 or 4: see {@link #gemvRows}; package-private for the smoke check's comparison. */
+    void gemvRowsOverride(int rows) {
+        if (rows != 0 && rows != 1 && rows != 4) {
+            throw new IllegalArgumentException("gemv rows per warp must be 0 (auto), 1 or 4, got " + rows);
+        }
+        gemvRowsOverride = rows;
+    }
+
     private void gemv(DevWeight w, long bias, long x, int n, long out) {
         boolean fast = w.cols % CudaKernels.chunkElements(w.dtype) == 0;
-        int blocks = (w.rows + 3) / 4;  // 4 warps per block, one row per warp
+        int rowsPerWarp = fast ? gemvRows(w.dtype) : 1;
+        int blocks = (w.rows + 4 * rowsPerWarp - 1) / (4 * rowsPerWarp);  // 4 warps per block
         for (int t0 = 0; t0 < n; t0 += 8) {
             int nb = Math.min(8, n - t0);
             long xp = x + 4L * t0 * w.cols;
             long op = out + 4L * t0 * w.rows;
             args.reset().ptr(w.data).ptr(w.scales).ptr(xp).ptr(bias).ptr(op).i32(w.rows).i32(w.cols);
             if (fast) {
-                launch(k.gemv[w.code][nb], "gemv", blocks, 1, 128);
+                launch(rowsPerWarp == 4 ? k.gemvR4[w.code][nb] : k.gemv[w.code][nb],
+                        profiler == null ? "gemv" : w.profileName(), blocks, 1, 128);
             } else {
                 args.i32(w.code).i32(nb);
                 launch(k.gemvGeneric, "gemv_generic", blocks, 1, 128);
@@ -599,7 +658,7 @@ public final class CudaBackend implements Backend {
     @Override
     public void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch,
                      RopeTable table) {
-        enter();
+        enterKeepingPending();
         DevBuffer xb = buffer(x, "rope x");
         if (!(table instanceof DevRope r) || r.owner != this) {
             throw new IllegalArgumentException("rope: table is not a RopeTable of this CUDA backend");
@@ -615,6 +674,16 @@ public final class CudaBackend implements Backend {
                     + ") do not fit rows of " + rowStride);
         }
         need(xb, (long) (n - 1) * rowStride + colOffset + (long) heads * headDim, "rope x");
+        // a held rope on the preceding heads of the same rows, same batch and table, whose batch copy needs no
+        // re-upload, is extended by these heads; anything else is issued first (before sync may upload)
+        DeviceBatch current = lastBatch != null && lastBatch.batch == batch ? lastBatch : batches.get(batch);
+        boolean merge = pending == PENDING_ROPE && pendX == xb.ptr && pendN == n && pendRowStride == rowStride
+                && pendRope == r && pendBatch == batch && pendHalf == r.half
+                && colOffset == pendColOffset + pendHeads * 2 * pendHalf
+                && current != null && current.matches(batch, 0);
+        if (!merge) {
+            flushPending();
+        }
         DeviceBatch db = sync(batch, 0);
         if (n > batch.nTokens) {
             throw new IllegalArgumentException("rope: n=" + n + " exceeds Batch.nTokens=" + batch.nTokens);
@@ -628,9 +697,26 @@ public final class CudaBackend implements Backend {
         if (capture != null) {
             capture.minRopePositions = Math.min(capture.minRopePositions, r.maxPositions);
         }
-        args.reset().ptr(xb.ptr).i32(n).i32(rowStride).i32(colOffset).i32(heads).i32(r.half).ptr(db.positionsPtr)
-                .ptr(r.cos).ptr(r.sin);
-        launch(k.rope, "rope", grid((long) n * heads * r.half), 1, 256);
+        if (merge) {
+            pendHeads += heads;
+            return;
+        }
+        if (!fuse) {
+            launchRope(xb.ptr, n, rowStride, colOffset, heads, r.half, db.positionsPtr, r.cos, r.sin);
+            return;
+        }
+        pending = PENDING_ROPE;  // held back: the next op may rotate the following heads
+        pendX = xb.ptr;
+        pendN = n;
+        pendRowStride = rowStride;
+        pendColOffset = colOffset;
+        pendHeads = heads;
+        pendHalf = r.half;
+        pendPositions = db.positionsPtr;
+        pendRopeCos = r.cos;
+        pendRopeSin = r.sin;
+        pendRope = r;
+        pendBatch = batch;
     }
 
     @Override
@@ -705,7 +791,10 @@ public final class CudaBackend implements Backend {
         long perSplitFloats = (long) n * heads * (headDim + 2L);
         wantSplits = Math.min(wantSplits, Math.max(1, ATTENTION_PARTIAL_BUDGET / (4 * perSplitFloats)));
         wantSplits = Math.min(wantSplits, ATT_MAX_SPLITS);
-        long splitLen = roundUp(ceilDiv(span, wantSplits), ATT_CHUNK);
+        // splits of >= ATT_SPLIT_QUANTUM keys; the kernel re-derives each token's split length from its own
+        // length (ceil(len / nSplits) rounded up to the quantum), so in a graph the live splits follow the
+        // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
+        long splitLen = roundUp(ceilDiv(span, wantSplits), ATT_SPLIT_QUANTUM);
         int nSplits = (int) ceilDiv(span, splitLen);
         int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
         long pAcc = 0;
@@ -721,12 +810,21 @@ public final class CudaBackend implements Backend {
         args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale)
                 .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
-                .i32((int) splitLen).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
-        launch(k.attention[gi], "attention", n * kvHeads, nSplits, 128);
+                .i32(ATT_SPLIT_QUANTUM).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
+        launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
             launch(k.attentionCombine, "attention_combine", n * heads, 1, 128);
         }
+    }
+
+    private String attentionName(int nSplits) {
+        String s = attentionNames[nSplits];
+        if (s == null) {
+            s = "attention splits=" + nSplits;
+            attentionNames[nSplits] = s;
+        }
+        return s;
     }
 
     @Override
@@ -754,7 +852,7 @@ public final class CudaBackend implements Backend {
 
     @Override
     public void add(Buffer x, Buffer y, int n, int dim) {
-        enter();
+        enterKeepingPending();
         DevBuffer xb = buffer(x, "add x");
         DevBuffer yb = buffer(y, "add y");
         positive(n, "add n");
@@ -764,6 +862,14 @@ public final class CudaBackend implements Backend {
         need(yb, count, "add y");
         if (xb.ptr != yb.ptr && overlaps(xb.ptr, count, yb.ptr, count)) {
             throw new IllegalArgumentException("add: x and y partially overlap");
+        }
+        flushPending();
+        if (fuse) {  // held back: the next op may be rmsNorm of x
+            pending = PENDING_ADD;
+            pendX = xb.ptr;
+            pendY = yb.ptr;
+            pendCount = count;
+            return;
         }
         args.reset().ptr(xb.ptr).ptr(yb.ptr).i64(count);
         launch(k.add, "add", grid(count), 1, 256);
@@ -809,6 +915,9 @@ public final class CudaBackend implements Backend {
         if (count == 0) {
             driver.synchronize();
         }
+        if (profiler != null) {
+            profiler.stepEnd();
+        }
     }
 
     @Override
@@ -838,6 +947,7 @@ public final class CudaBackend implements Backend {
      * @param topK 0 = disabled
      * @param topP in (0, 1]; 1 = disabled
      */
+    @Override
     public void sample(Buffer logits, int n, int dim, float temperature, int topK, float topP, long seed, int[] out) {
         enterOutsideCapture("sample");
         DevBuffer xb = buffer(logits, "sample logits");
@@ -897,9 +1007,18 @@ public final class CudaBackend implements Backend {
 
     private void readInts(long dev, int[] out, int n) {
         MemorySegment staging = staging();
-        driver.copyToHostAsync(staging.address(), dev, 4L * n);
+        if (profiler != null) {
+            profiler.begin("read_ids(D2H)");
+            driver.copyToHostAsync(staging.address(), dev, 4L * n);
+            profiler.end();
+        } else {
+            driver.copyToHostAsync(staging.address(), dev, 4L * n);
+        }
         driver.synchronize();
         MemorySegment.copy(staging, ValueLayout.JAVA_INT_UNALIGNED, 0, out, 0, n);
+        if (profiler != null) {
+            profiler.stepEnd();
+        }
     }
 
     @Override
@@ -917,6 +1036,7 @@ public final class CudaBackend implements Backend {
      * ... throw IllegalStateException). Matmuls use the GEMV kernels while capturing. Capture records, it does
      * not run: call {@link #replay} to execute.
      */
+    @Override
     public void beginCapture(Batch batch) {
         enterOutsideCapture("beginCapture");
         DeviceBatch db = sync(batch, 0);
@@ -930,6 +1050,7 @@ public final class CudaBackend implements Backend {
     }
 
     /** Ends the recording and instantiates the graph. */
+    @Override
     public CudaGraph endCapture() {
         enter();
         if (capture == null) {
@@ -952,7 +1073,11 @@ public final class CudaBackend implements Backend {
     }
 
     /** Abandons a capture after an op failed during it; the stream is usable again afterwards. */
+    @Override
     public void abortCapture() {
+        pending = PENDING_NONE;  // a held launch belongs to the failed recording
+        pendBatch = null;
+        pendRope = null;
         enter();
         if (capture == null) {
             return;
@@ -976,9 +1101,10 @@ public final class CudaBackend implements Backend {
      * nSeqs and nLogits; positions, block tables and tokens may change) and launches the graph. Asynchronous
      * like the ops; read results with download/argmax/sample.
      */
-    public void replay(CudaGraph graph, Batch batch) {
+    @Override
+    public void replay(GraphCapable.Graph step, Batch batch) {
         enterOutsideCapture("replay");
-        if (graph.owner != this || graph.closed) {
+        if (!(step instanceof CudaGraph graph) || graph.owner != this || graph.closed) {
             throw new IllegalArgumentException("replay: graph is closed or belongs to another backend");
         }
         if (batch != graph.batch) {
@@ -1004,11 +1130,27 @@ public final class CudaBackend implements Backend {
         for (int i = 0; i < graph.caches.size(); i++) {  // indexed: no iterator on the per-token path
             DevKvCache c = graph.caches.get(i);
             if (!db.matches(batch, c.blockSize)) {
-                db.upload(driver, batch);
+                uploadBatch(db, batch);
             }
             validateBlocks(db, c);
         }
-        driver.graphLaunch(graph.exec);
+        if (profiler != null) {
+            profiler.begin("graph_replay");
+            driver.graphLaunch(graph.exec);
+            profiler.end();
+        } else {
+            driver.graphLaunch(graph.exec);
+        }
+    }
+
+    private void uploadBatch(DeviceBatch db, Batch batch) {
+        if (profiler != null && capture == null) {
+            profiler.begin("batch_upload(H2D)");
+            db.upload(driver, batch);
+            profiler.end();
+        } else {
+            db.upload(driver, batch);
+        }
     }
 
     void destroyGraph(CudaGraph g) {
@@ -1027,11 +1169,68 @@ public final class CudaBackend implements Backend {
 
     // =========================================================================================== helpers
 
+    /** Every op starts here: the backend is open, its context current, and a deferred launch is issued. */
     private void enter() {
+        enterKeepingPending();
+        flushPending();
+    }
+
+    /** For the ops that may merge with the deferred launch (add, rmsNorm, rope): they flush themselves. */
+    private void enterKeepingPending() {
         if (closed) {
             throw new IllegalStateException("CudaBackend is closed");
         }
         driver.makeCurrent();
+    }
+
+    // ------------------------------------------------------------------ deferred launches (fusion)
+    // add and rope are held back one op: add followed by rmsNorm of the same rows becomes add_rmsnorm, and rope
+    // followed by rope on the next heads of the same rows (q then k) becomes one rope launch. Both are bit-equal
+    // to the separate launches. Every other op (and every sync, capture or replay) goes through enter(), which
+    // issues the held launch first, so the stream order is unchanged. -Dk2j.cuda.fuse=false turns this off.
+
+    private static final int PENDING_NONE = 0;
+    private static final int PENDING_ADD = 1;
+    private static final int PENDING_ROPE = 2;
+    private final boolean fuse = !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true"));
+    private int pending = PENDING_NONE;
+    private long pendX;
+    private long pendY;
+    private long pendCount;
+    private int pendN;
+    private int pendRowStride;
+    private int pendColOffset;
+    private int pendHeads;
+    private int pendHalf;
+    private long pendPositions;
+    private DevRope pendRope;
+    private Batch pendBatch;
+
+    private void flushPending() {
+        int kind = pending;
+        if (kind == PENDING_NONE) {
+            return;
+        }
+        pending = PENDING_NONE;
+        pendBatch = null;
+        pendRope = null;
+        if (kind == PENDING_ADD) {
+            args.reset().ptr(pendX).ptr(pendY).i64(pendCount);
+            launch(k.add, "add", grid(pendCount), 1, 256);
+        } else {
+            launchRope(pendX, pendN, pendRowStride, pendColOffset, pendHeads, pendHalf, pendPositions, pendRopeCos,
+                    pendRopeSin);
+        }
+    }
+
+    private long pendRopeCos;
+    private long pendRopeSin;
+
+    private void launchRope(long x, int n, int rowStride, int colOffset, int heads, int half, long positions,
+                            long cos, long sin) {
+        args.reset().ptr(x).i32(n).i32(rowStride).i32(colOffset).i32(heads).i32(half).ptr(positions)
+                .ptr(cos).ptr(sin);
+        launch(k.rope, "rope", grid((long) n * heads * half), 1, 256);
     }
 
     private void enterOutsideCapture(String what) {
@@ -1043,7 +1242,13 @@ public final class CudaBackend implements Backend {
     }
 
     private void launch(long fn, String what, int gridX, int gridY, int block) {
-        driver.launch(fn, what, gridX, gridY, 1, block, 0, args);
+        if (profiler != null && capture == null) {
+            profiler.begin(what);
+            driver.launch(fn, what, gridX, gridY, 1, block, 0, args);
+            profiler.end();
+        } else {
+            driver.launch(fn, what, gridX, gridY, 1, block, 0, args);
+        }
         countOp();
     }
 
@@ -1135,7 +1340,7 @@ public final class CudaBackend implements Backend {
                         + " beginCapture and change it only between replays");
             }
             DeviceBatch.checkCounts(batch);
-            db.upload(driver, batch);
+            uploadBatch(db, batch);
         }
         return db;
     }
@@ -1255,6 +1460,9 @@ public final class CudaBackend implements Backend {
         if (closed) {
             return;
         }
+        pending = PENDING_NONE;
+        pendBatch = null;
+        pendRope = null;
         driver.makeCurrent();
         if (capture != null) {
             abortCapture();
@@ -1267,6 +1475,14 @@ public final class CudaBackend implements Backend {
         }
         closed = true;
         List<Runnable> steps = new ArrayList<>();
+        if (profiler != null) {
+            steps.add(() -> {
+                if (!profiler.isEmpty()) {
+                    System.err.print(profiler.report());
+                }
+                profiler.close();
+            });
+        }
         for (CudaGraph g : List.copyOf(graphs)) {
             steps.add(() -> {
                 g.closed = true;
@@ -1369,6 +1585,16 @@ public final class CudaBackend implements Backend {
             this.dtype = dtype;
             this.code = CudaKernels.code(dtype);
             this.name = name;
+        }
+
+        private String profileName;
+
+        /** "gemv ROWSxCOLS DTYPE": the profiler's op name (built once). */
+        String profileName() {
+            if (profileName == null) {
+                profileName = "gemv " + rows + "x" + cols + " " + dtype;
+            }
+            return profileName;
         }
 
         @Override

@@ -1,6 +1,7 @@
 package ai.k2j.kernels.cuda;
 
 import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.GraphCapable;
 
 import java.util.List;
 
@@ -9,7 +10,7 @@ import java.util.List;
  * {@link CudaBackend#replay}; bound to the {@link Batch} object it was captured with (its device copy is what the
  * graph's kernels read) and to that batch's token/sequence/logit counts. Close it to free the graph.
  */
-public final class CudaGraph implements AutoCloseable {
+public final class CudaGraph implements GraphCapable.Graph {
 
     final CudaBackend owner;
     final long graph;

@@ -58,12 +58,15 @@ final class CudaKernels implements AutoCloseable {
 
     /** gemv[dtypeCode][n] for n in 1..8 */
     final long[][] gemv = new long[5][9];
+    /** gemvR4[dtypeCode][n]: four rows per warp */
+    final long[][] gemvR4 = new long[5][9];
     final long gemvGeneric;
     final long dequantF32;
     final long f32ToBf16;
     final long addBias;
     final long embed;
     final long rmsnorm;
+    final long addRmsnorm;
     final long rope;
     final long siluMul;
     final long add;
@@ -84,6 +87,7 @@ final class CudaKernels implements AutoCloseable {
         for (int dt = 0; dt < 5; dt++) {
             for (int n = 1; n <= 8; n++) {
                 gemv[dt][n] = driver.function(gemvModule, prefixes[dt] + "_" + n);
+                gemvR4[dt][n] = driver.function(gemvModule, prefixes[dt] + "_r4_" + n);
             }
         }
         gemvGeneric = driver.function(gemvModule, "gemv_generic");
@@ -94,6 +98,7 @@ final class CudaKernels implements AutoCloseable {
         long ops = load("ops");
         embed = driver.function(ops, "embed");
         rmsnorm = driver.function(ops, "rmsnorm");
+        addRmsnorm = driver.function(ops, "add_rmsnorm");
         rope = driver.function(ops, "rope");
         siluMul = driver.function(ops, "silu_mul");
         add = driver.function(ops, "add_inplace");

@@ -49,13 +49,21 @@ public final class CudaSmoke {
             if (be.nvrtcFailure() != null) {
                 failures.add("NVRTC failed, prebuilt CUBINs used: " + be.nvrtcFailure());
             }
-            check(failures, gemvCheck(be, arena, DType.BF16, 4096, 4096));
-            check(failures, gemvCheck(be, arena, DType.Q4_0, 1000, 2048));
+            for (int rows : new int[] {1, 4}) {  // both GEMV kernel families: one row per warp, four
+                be.gemvRowsOverride(rows);
+                System.out.printf("GEMV kernels with %d row(s) per warp:%n", rows);
+                check(failures, gemvCheck(be, arena, DType.BF16, 4096, 4096));
+                check(failures, gemvCheck(be, arena, DType.Q4_0, 1000, 2048));
+                check(failures, gemvCheck(be, arena, DType.Q8_0, 1003, 1024));
+            }
+            be.gemvRowsOverride(0);
             check(failures, graphCheck(be, arena));
             copyBandwidth(be);
             for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0, DType.F32}) {
                 gemvBandwidth(be, arena, dt, 8192, 8192);
             }
+            gemvBandwidth(be, arena, DType.BF16, 37888, 3584);  // Qwen2.5-7B gate|up
+            gemvBandwidth(be, arena, DType.BF16, 3584, 18944);  // and down
         } catch (RuntimeException e) {
             e.printStackTrace(System.out);
             failures.add(e.toString());
@@ -205,6 +213,15 @@ public final class CudaSmoke {
     }
 
     private static void copyBandwidth(CudaBackend be) {
+        double gbs = copyBandwidthGBs(be);
+        System.out.printf("device-to-device copy: %.0f GB/s (1 GiB x 10, counting read + write = 2 x bytes)%n", gbs);
+    }
+
+    /**
+     * Device-to-device copy bandwidth in GB/s (1 GiB copied 10 times, read + write counted): the practical
+     * roofline that benchmarks compare decode against.
+     */
+    public static double copyBandwidthGBs(CudaBackend be) {
         CudaDriver d = be.driver();
         long bytes = 1L << 30;
         long a = d.malloc(bytes);
@@ -221,8 +238,7 @@ public final class CudaSmoke {
             d.eventRecord(e1);
             d.eventSynchronize(e1);
             double s = d.elapsedMillis(e0, e1) / 1e3;
-            System.out.printf("device-to-device copy: %.0f GB/s (1 GiB x %d, counting read + write = 2 x bytes)%n",
-                    2.0 * bytes * reps / s / 1e9, reps);
+            return 2.0 * bytes * reps / s / 1e9;
         } finally {
             d.eventDestroy(e0);
             d.eventDestroy(e1);
@@ -231,6 +247,7 @@ public final class CudaSmoke {
         }
     }
 
+    /** n=1 GEMV time and weight GB/s, with one and with four rows per warp (then back to the default). */
     private static void gemvBandwidth(CudaBackend be, Arena arena, DType dt, int rows, int cols) {
         DType source = dt.isQuantized() ? dt : DType.BF16;
         Weight w = be.matrix(List.of(weights(arena, source, rows, cols, null)), dt.name());
@@ -240,18 +257,22 @@ public final class CudaSmoke {
         long e0 = d.eventCreate(true);
         long e1 = d.eventCreate(true);
         try {
-            be.matmul(w, null, x, 1, out);
-            int reps = 50;
-            d.eventRecord(e0);
-            for (int i = 0; i < reps; i++) {
+            for (int rowsPerWarp : new int[] {1, 4}) {
+                be.gemvRowsOverride(rowsPerWarp);
                 be.matmul(w, null, x, 1, out);
+                int reps = 50;
+                d.eventRecord(e0);
+                for (int i = 0; i < reps; i++) {
+                    be.matmul(w, null, x, 1, out);
+                }
+                d.eventRecord(e1);
+                d.eventSynchronize(e1);
+                double s = d.elapsedMillis(e0, e1) / 1e3 / reps;
+                System.out.printf("GEMV %s %dx%d n=1, %d row(s)/warp: %.1f us, %.0f GB/s of weights%n", dt, rows,
+                        cols, rowsPerWarp, s * 1e6, w.byteSize() / s / 1e9);
             }
-            d.eventRecord(e1);
-            d.eventSynchronize(e1);
-            double s = d.elapsedMillis(e0, e1) / 1e3 / reps;
-            System.out.printf("GEMV %s %dx%d n=1: %.1f us, %.0f GB/s of weights%n", dt, rows, cols, s * 1e6,
-                    w.byteSize() / s / 1e9);
         } finally {
+            be.gemvRowsOverride(0);
             d.eventDestroy(e0);
             d.eventDestroy(e1);
         }

@@ -1,0 +1,133 @@
+package ai.k2j.cli;
+
+import ai.k2j.plan.Calibration;
+import ai.k2j.plan.DeviceSpec;
+import ai.k2j.plan.ModelShape;
+import ai.k2j.plan.ModelSource;
+import ai.k2j.plan.Plan;
+import ai.k2j.plan.PlanDraw;
+import ai.k2j.plan.PlanException;
+import ai.k2j.plan.PlanJson;
+import ai.k2j.plan.PlanRequest;
+import ai.k2j.plan.PlanSummary;
+import ai.k2j.plan.Planner;
+import ai.k2j.plan.Validation;
+import ai.k2j.plan.WeightDType;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+
+/** {@code k2j plan}: compiles a model onto wafer-scale engines and predicts its speed (docs/wafer-plan.md). */
+final class PlanCommand implements Command {
+
+    public String usage() {
+        return """
+                usage: k2j plan --model DIR|config.json|preset:NAME --out DIR [--target wse3|wse2|DEVICE.json]
+                                [--wafers N] [--dtype bf16|fp8|q8] [--ctx N] [--batch N]
+                                [--draft DIR|config.json|preset:NAME] [--accept P] [--spec-k K]
+                       k2j plan --validate      predicted vs published Cerebras speeds
+                       k2j plan --calibrate     refit the step cost on the calibration anchor
+                  --model    model to place: a model directory, its config.json, or preset:NAME
+                             (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b, llama-3.1-70b)
+                  --out      directory for plan.json, plan.dot, plan.svg and summary.txt (created)
+                  --target   built-in device (wse3, default; wse2) or a device file (k2j.device/1 JSON)
+                  --wafers   wafer count; default: the fewest that hold every weight in SRAM
+                  --dtype    weight storage: bf16 (default), fp8, q8 (8-bit weights run at the 16-bit rate)
+                  --ctx      context length the KV cache is sized and attention costed for (default 4096)
+                  --batch    sequences decoded concurrently in the pipeline (default 1)
+                  --draft    draft model for speculative decoding (same tokenizer as the target)
+                  --accept   probability a drafted token is accepted (default 0.75)
+                  --spec-k   tokens drafted per step (default: the best of 1..8)
+                """;
+    }
+
+    @Override
+    public int run(Args args, PrintStream out, PrintStream err) {
+        if (args.flag("help")) {
+            out.print(usage());
+            return 0;
+        }
+        if (args.flag("validate")) {
+            args.finish();
+            return validate(out);
+        }
+        if (args.flag("calibrate")) {
+            args.finish();
+            double s = Validation.fitStepCycles(Calibration.builtIn());
+            out.printf(Locale.ROOT, "stepCycles = %.1f (shipped: %.1f); set it in "
+                    + "engine/src/main/resources/ai/k2j/plan/calibration.json%n", s, Calibration.builtIn().stepCycles());
+            return 0;
+        }
+        String modelSpec = args.required("model");
+        Path outDir = args.path("out");
+        String target = args.string("target", "wse3");
+        int wafers = args.integer("wafers", 0);
+        String dtypeName = args.string("dtype", "bf16");
+        int ctx = args.integer("ctx", PlanRequest.DEFAULT_CTX);
+        int batch = args.integer("batch", 1);
+        String draftSpec = args.string("draft", null);
+        boolean acceptGiven = args.has("accept");
+        double accept = args.decimal("accept", PlanRequest.DEFAULT_ACCEPT);
+        boolean kGiven = args.has("spec-k");
+        int specK = args.integer("spec-k", 0);
+        args.finish();
+        if (args.has("wafers") && wafers < 1) {
+            throw new UsageException("--wafers must be >= 1, got " + wafers);
+        }
+        if (draftSpec == null && (acceptGiven || kGiven)) {
+            throw new UsageException("--accept and --spec-k need --draft");
+        }
+        if (kGiven && specK < 1) {
+            throw new UsageException("--spec-k must be >= 1, got " + specK);
+        }
+        WeightDType dtype;
+        try {
+            dtype = WeightDType.parse(dtypeName);
+        } catch (PlanException e) {
+            throw new UsageException(e.getMessage());
+        }
+        ModelShape model = ModelSource.resolve(modelSpec);
+        ModelShape draft = draftSpec == null ? null : ModelSource.resolve(draftSpec);
+        DeviceSpec device = DeviceSpec.resolve(target);
+        PlanRequest req = PlanRequest.of(model, device).withWafers(wafers).withDtype(dtype).withCtx(ctx)
+                .withBatch(batch);
+        if (draft != null) {
+            req = req.withDraft(draft, accept, specK);
+        }
+        Plan plan = Planner.plan(req);
+        String summary = PlanSummary.text(plan);
+        try {
+            Files.createDirectories(outDir);
+            PlanJson.write(plan, outDir.resolve("plan.json"));
+            Files.writeString(outDir.resolve("plan.dot"), PlanDraw.dot(plan));
+            Files.writeString(outDir.resolve("plan.svg"), PlanDraw.svg(plan));
+            Files.writeString(outDir.resolve("summary.txt"), summary);
+        } catch (IOException e) {
+            throw new UncheckedIOException(outDir + ": cannot write the plan: " + e.getMessage(), e);
+        }
+        out.print(summary);
+        err.println("wrote plan.json, plan.dot, plan.svg, summary.txt to " + outDir);
+        return 0;
+    }
+
+    private static int validate(PrintStream out) {
+        Calibration cal = Calibration.builtIn();
+        List<Validation.Row> rows = Validation.run(cal);
+        out.printf(Locale.ROOT, "calibration: stepCycles = %.1f (fitted on the calibration row only), ctx %d%n%n",
+                cal.stepCycles(), Validation.CTX);
+        out.print(Validation.table(rows));
+        boolean ok = true;
+        for (Validation.Row r : rows) {
+            ok &= Math.abs(r.ratio() - 1) <= 0.25;
+        }
+        out.println();
+        out.println(ok ? "all predictions within 25% of the published figures"
+                : "some predictions are more than 25% off the published figures");
+        return ok ? 0 : 1;
+    }
+}

@@ -1,0 +1,125 @@
+package ai.k2j.cli;
+
+import ai.k2j.engine.batch.BatchEngine;
+import ai.k2j.engine.batch.EngineOptions;
+import ai.k2j.scaffold.ScaffoldOptions;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/** Flags shared by serve, think and eval: which model(s), how the batching engine is sized, the scaffold. */
+final class ServingFlags {
+
+    static final String ENGINE_USAGE = """
+              --model DIR          HF-style model directory (config.json, *.safetensors, tokenizer.json)
+              --draft DIR          draft model for speculative decoding (shares the model's vocabulary)
+              --draft-tokens K     tokens the draft proposes per step (default 4)
+              --backend B          cpu (default), cuda or reference
+              --threads N          CPU threads (default: all processors)
+              --ctx N              context length per sequence (default: the model's, capped at 8192)
+              --max-batch B        sequences decoding together (default 16)
+              --kv-blocks N        KV cache blocks of 16 tokens (default: max-batch full contexts, capped at 4 GiB)
+            """;
+
+    static final String SCAFFOLD_USAGE = """
+              --no-plan            skip plan-before-you-think
+              --plan-prompt T      planning prompt; {question} is replaced (\\n unescaped)
+              --reasoning-prompt T prompt after planning; {plan} and {question} are replaced
+              --direct-prompt T    prompt without a plan; {question} is replaced
+              --plan-max-tokens N  most tokens of the plan (default 256)
+              --best-of N          candidates sampled as one batch (default 3; 1 = no selection)
+              --verifier V         majority (answer extraction + vote, default), judge (the model compares
+                                   candidates pairwise) or first
+            """;
+
+    final Path model;
+    final Path draft;
+    final EngineOptions options;
+
+    private ServingFlags(Path model, Path draft, EngineOptions options) {
+        this.model = model;
+        this.draft = draft;
+        this.options = options;
+    }
+
+    /** Reads the engine flags (call before {@link Args#finish()}). */
+    static ServingFlags read(Args args, int defaultMaxBatch) {
+        Path model = args.path("model");
+        Path draft = args.has("draft") ? Path.of(args.required("draft")) : null;
+        int k = atLeast(args, "draft-tokens", 4, 1);
+        if (k > 16) {
+            throw new UsageException("--draft-tokens must be <= 16, got " + k);
+        }
+        if (args.has("draft-tokens") && draft == null) {
+            throw new UsageException("--draft-tokens needs --draft");
+        }
+        String backend = args.string("backend", "cpu");
+        int threads = atLeast(args, "threads", 0, 1);
+        int ctx = atLeast(args, "ctx", 0, 2);
+        int maxBatch = atLeast(args, "max-batch", defaultMaxBatch, 1);
+        if (maxBatch > 1024) {
+            throw new UsageException("--max-batch must be <= 1024, got " + maxBatch);
+        }
+        int kvBlocks = atLeast(args, "kv-blocks", 0, 1);
+        EngineOptions o = EngineOptions.defaults().withBackend(backend).withThreads(threads).withMaxContext(ctx)
+                .withMaxBatch(maxBatch).withKvBlocks(kvBlocks).withDraftTokens(k);
+        return new ServingFlags(model, draft, o);
+    }
+
+    /** Loads the engine after checking the directories exist. */
+    BatchEngine load() {
+        requireDir(model);
+        if (draft != null) {
+            requireDir(draft);
+        }
+        return BatchEngine.load(model, draft, options);
+    }
+
+    static void requireDir(Path dir) {
+        if (!Files.isDirectory(dir)) {
+            throw new IllegalArgumentException("model directory not found: " + dir);
+        }
+    }
+
+    /** Reads the scaffold flags over {@code base}. */
+    static ScaffoldOptions scaffold(Args args, ScaffoldOptions base) {
+        ScaffoldOptions o = base;
+        try {
+            if (args.flag("no-plan")) {
+                o = o.withPlan(false);
+            }
+            if (args.has("plan-prompt")) {
+                o = o.withPlanPrompt(unescape(args.required("plan-prompt")));
+            }
+            if (args.has("reasoning-prompt")) {
+                o = o.withReasoningPrompt(unescape(args.required("reasoning-prompt")));
+            }
+            if (args.has("direct-prompt")) {
+                o = o.withDirectPrompt(unescape(args.required("direct-prompt")));
+            }
+            o = o.withPlanMaxTokens(atLeast(args, "plan-max-tokens", o.planMaxTokens(), 1));
+            o = o.withBestOf(atLeast(args, "best-of", o.bestOf(), 1));
+            o = o.withVerifier(args.string("verifier", o.verifier()));
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(e.getMessage());
+        }
+        return o;
+    }
+
+    static int atLeast(Args args, String key, int dflt, int min) {
+        return Cli.intAtLeast(args, key, dflt, min);
+    }
+
+    static double inRange(Args args, String key, double dflt, double min, double max) {
+        double v = args.decimal(key, dflt);
+        if (!(v >= min && v <= max)) {
+            throw new UsageException("--" + key + " must be in [" + min + ", " + max + "], got " + v);
+        }
+        return v;
+    }
+
+    /** {@code \n}, {@code \t}, {@code \\} written on a command line become the characters. */
+    static String unescape(String s) {
+        return Cli.unescape(s);
+    }
+}

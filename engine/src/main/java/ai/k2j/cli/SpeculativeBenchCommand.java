@@ -1,0 +1,160 @@
+package ai.k2j.cli;
+
+import ai.k2j.engine.LanguageModel;
+import ai.k2j.engine.ModelOptions;
+import ai.k2j.engine.SamplingParams;
+import ai.k2j.engine.spec.SpeculativeBench;
+import ai.k2j.engine.spec.Speculation;
+
+import java.io.IOException;
+import java.io.PrintStream;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * {@code k2j spec-bench}: plain against speculative decoding in one run on the same prompts, with speedup,
+ * acceptance rate α, cost ratio c and the theoretical speedup ({@link SpeculativeBench}). Defaults: the demo pair
+ * on 8 held-out code prompts of 96 tokens, 128 new tokens, greedy, k = 4. Meant to be reached as
+ * {@code k2j bench --draft DIR} too, once the bench verb exists.
+ */
+final class SpeculativeBenchCommand implements Command {
+
+    @Override
+    public String usage() {
+        return """
+                usage: k2j spec-bench [--model DIR] [--draft DIR] [flags]
+                  --model DIR          target model (default: the demo target, models/demo/target)
+                  --draft DIR          draft model, same vocabulary (default: models/demo/draft with the default
+                                       model; none otherwise, then only --lookup rows run)
+                  --draft-tokens LIST  fixed draft lengths to measure, comma-separated, 1 to 15 (default 4)
+                  --adaptive           also measure the adaptive draft length (starting at the first of LIST)
+                  --lookup             also measure prompt lookup (n-gram 3, 6 tokens)
+                  --prompts FILE       text to take prompts from (default: models/demo/heldout_code.txt)
+                  --num-prompts N      prompts, at evenly spaced line starts (default 8)
+                  --prompt-tokens N    tokens per prompt (default 96)
+                  --max-tokens N       tokens generated per prompt and setting (default 128)
+                  --warmup N           tokens generated per setting before measuring (default 64)
+                  --temperature T      0 = greedy (default); with --top-p, --top-k, --min-p, --seed (default 1)
+                  --top-p P, --top-k K, --min-p P, --seed S
+                  --threads N          CPU threads (default: all processors)
+                  --backend NAME       cpu (default), cuda or reference
+                  --json               print the result as one JSON object
+                """;
+    }
+
+    @Override
+    public int run(Args args, PrintStream out, PrintStream err) {
+        Path model = args.has("model") ? args.path("model") : null;
+        String draftFlag = args.string("draft", null);
+        boolean noDraft = args.flag("no-draft") || "none".equals(draftFlag);
+        List<Integer> ks = new ArrayList<>();
+        for (String part : args.string("draft-tokens", "4").split(",")) {
+            int k;
+            try {
+                k = Integer.parseInt(part.trim());
+            } catch (NumberFormatException e) {
+                throw new UsageException("--draft-tokens must be comma-separated integers, got '" + part + "'");
+            }
+            if (k < 1 || k > Speculation.MAX_DRAFT_TOKENS) {
+                throw new UsageException("--draft-tokens values must be in [1, " + Speculation.MAX_DRAFT_TOKENS
+                        + "], got " + k);
+            }
+            ks.add(k);
+        }
+        boolean adaptive = args.flag("adaptive");
+        boolean lookup = args.flag("lookup");
+        Path promptsFile = args.has("prompts") ? args.path("prompts") : null;
+        int numPrompts = Cli.intAtLeast(args, "num-prompts", 8, 1);
+        int promptTokens = Cli.intAtLeast(args, "prompt-tokens", 96, 1);
+        int maxTokens = Cli.intAtLeast(args, "max-tokens", 128, 2);
+        int warmUp = Cli.intAtLeast(args, "warmup", 64, 0);
+        double temperature = args.decimal("temperature", 0);
+        double topP = args.decimal("top-p", 1);
+        int topK = Cli.intAtLeast(args, "top-k", 0, 0);
+        double minP = args.decimal("min-p", 0);
+        long seed = args.longValue("seed", 1);
+        int threads = Cli.intAtLeast(args, "threads", 0, 1);
+        String backend = args.string("backend", "cpu");
+        boolean json = args.flag("json");
+        args.finish();
+        SamplingParams sampling;
+        try {
+            sampling = new SamplingParams(temperature, topP, topK, minP, seed);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(e.getMessage());
+        }
+
+        Path modelDir = model != null ? model : SpeculationFlags.demo("target");
+        if (!Files.isDirectory(modelDir)) {
+            throw new IllegalArgumentException("model directory not found: " + modelDir);
+        }
+        Path draftDir = null;
+        if (draftFlag != null && !noDraft) {
+            draftDir = Path.of(draftFlag);
+            if (!Files.isDirectory(draftDir)) {
+                throw new IllegalArgumentException("draft model directory not found: " + draftDir);
+            }
+        } else if (model == null && !noDraft) {
+            draftDir = SpeculationFlags.demo("draft");
+        }
+        List<Speculation> settings = new ArrayList<>();
+        if (draftDir != null) {
+            for (int k : ks) {
+                settings.add(Speculation.draftModel(k));
+            }
+            if (adaptive) {
+                settings.add(Speculation.adaptiveDraftModel(ks.getFirst()));
+            }
+        } else if (adaptive || args.has("draft-tokens")) {
+            throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR)");
+        }
+        if (lookup) {
+            settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS, false,
+                    Speculation.DEFAULT_NGRAM));
+        }
+        if (settings.isEmpty()) {
+            throw new UsageException("nothing to compare: give a draft model (--draft DIR) or --lookup");
+        }
+        Path textFile = promptsFile != null ? promptsFile : SpeculationFlags.home().resolve(
+                "models/demo/heldout_code.txt");
+        String text;
+        try {
+            text = Files.readString(textFile);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read prompts from " + textFile + ": " + e.getMessage(), e);
+        }
+
+        ModelOptions options = ModelOptions.defaults().withBackend(backend).withThreads(threads).withDraft(draftDir);
+        try (LanguageModel lm = LanguageModel.load(modelDir, options)) {
+            List<int[]> prompts = SpeculativeBench.heldOutPrompts(text, lm::encode, numPrompts, promptTokens);
+            if (prompts.isEmpty()) {
+                throw new IllegalArgumentException(textFile + " gives no prompt of at least " + (promptTokens / 2)
+                        + " tokens");
+            }
+            if (promptTokens + maxTokens > lm.maxContext()) {
+                throw new UsageException("--prompt-tokens + --max-tokens (" + (promptTokens + maxTokens)
+                        + ") exceed the context of " + lm.maxContext());
+            }
+            err.println("[k2j] spec-bench: target " + modelDir + (draftDir != null ? ", draft " + draftDir : "")
+                    + ", " + prompts.size() + " prompts from " + textFile);
+            SpeculativeBench.Result result = SpeculativeBench.run(lm, new SpeculativeBench.Config(prompts, maxTokens,
+                    sampling, settings, warmUp), line -> err.println("[k2j] " + line));
+            if (json) {
+                Map<String, Object> m = new java.util.LinkedHashMap<>();
+                m.put("target", modelDir.toString());
+                m.put("draft", draftDir == null ? null : draftDir.toString());
+                m.put("prompts_file", textFile.toString());
+                m.putAll(result.toMap());
+                out.println(Cli.JSON.valueToTree(m).toString());
+            } else {
+                out.print(result.table());
+            }
+            out.flush();
+            return 0;
+        }
+    }
+}

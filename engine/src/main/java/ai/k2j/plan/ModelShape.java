@@ -1,0 +1,113 @@
+package ai.k2j.plan;
+
+import ai.k2j.loaders.ModelConfig;
+
+/**
+ * What the planner needs of a decoder-only transformer: its tensor shapes. Dense Qwen2/Llama layers are
+ * planned today; {@link Moe} describes a mixture-of-experts layer (Kimi K2 / DeepSeek-V3 style: routed experts
+ * plus shared experts, the first layers dense) whose experts become separate partitions. Reading such a shape
+ * from a config.json is future work (k2j's loader reads Qwen2 configs), so an {@code Moe} shape is built in code.
+ *
+ * @param qkvBias Qwen2 has biases on q/k/v; Llama has none
+ * @param moe     null for a dense model
+ */
+public record ModelShape(String name, String architecture, int hidden, int intermediate, int layers, int heads,
+                         int kvHeads, int headDim, int vocab, boolean tiedEmbeddings, boolean qkvBias,
+                         int maxPositions, Moe moe) {
+
+    /**
+     * A mixture-of-experts MLP: {@code experts} routed experts of width {@code expertIntermediate}, {@code topK}
+     * of them per token, plus {@code sharedExperts} always-on experts of the same width; layers below
+     * {@code firstMoeLayer} keep the dense MLP of width {@link #intermediate()}.
+     */
+    public record Moe(int experts, int topK, int expertIntermediate, int sharedExperts, int firstMoeLayer) {
+        public Moe {
+            if (experts < 1 || topK < 1 || topK > experts || expertIntermediate < 1 || sharedExperts < 0
+                    || firstMoeLayer < 0) {
+                throw new PlanException("invalid MoE shape: experts=" + experts + " topK=" + topK
+                        + " expertIntermediate=" + expertIntermediate + " sharedExperts=" + sharedExperts
+                        + " firstMoeLayer=" + firstMoeLayer);
+            }
+        }
+    }
+
+    public ModelShape {
+        if (hidden < 1 || intermediate < 1 || layers < 1 || heads < 1 || kvHeads < 1 || headDim < 1 || vocab < 1) {
+            throw new PlanException("model " + name + ": all sizes must be positive");
+        }
+        if (heads % kvHeads != 0) {
+            throw new PlanException("model " + name + ": heads (" + heads + ") not a multiple of kv heads ("
+                    + kvHeads + ")");
+        }
+    }
+
+    /** The shape of a config k2j's loader read; {@code name} labels it in the plan. */
+    public static ModelShape of(ModelConfig c, String name) {
+        boolean bias = !c.architecture().startsWith("Llama") && !c.architecture().startsWith("Mistral");
+        return new ModelShape(name, c.architecture(), c.hiddenSize(), c.intermediateSize(), c.numLayers(),
+                c.numHeads(), c.numKvHeads(), c.headDim(), c.vocabSize(), c.tieWordEmbeddings(), bias,
+                c.maxPositionEmbeddings(), null);
+    }
+
+    public int qDim() {
+        return heads * headDim;
+    }
+
+    public int kvDim() {
+        return kvHeads * headDim;
+    }
+
+    public boolean isMoe(int layer) {
+        return moe != null && layer >= moe.firstMoeLayer();
+    }
+
+    /** q/k/v/o projection weights (and q/k/v biases) of one layer. */
+    public long attentionParams() {
+        long h = hidden, q = qDim(), kv = kvDim();
+        return h * (q + 2 * kv) + (qkvBias ? q + 2 * kv : 0) + q * h;
+    }
+
+    /** gate/up/down weights of one dense MLP. */
+    public long denseMlpParams() {
+        return 3L * hidden * intermediate;
+    }
+
+    /** One expert's gate/up/down weights. */
+    public long expertParams() {
+        return 3L * hidden * moe.expertIntermediate();
+    }
+
+    /** The router (gate) of an MoE layer: hidden x experts. */
+    public long routerParams() {
+        return (long) hidden * moe.experts();
+    }
+
+    public long mlpParams(int layer) {
+        if (!isMoe(layer)) {
+            return denseMlpParams();
+        }
+        return routerParams() + (long) (moe.experts() + moe.sharedExperts()) * expertParams();
+    }
+
+    public long layerParams(int layer) {
+        return attentionParams() + mlpParams(layer) + 2L * hidden;
+    }
+
+    public long embeddingParams() {
+        return (long) vocab * hidden;
+    }
+
+    /** All parameters (the embedding counted once when tied), as HF counts them. */
+    public long parameterCount() {
+        long n = 0;
+        for (int l = 0; l < layers; l++) {
+            n += layerParams(l);
+        }
+        return n + embeddingParams() * (tiedEmbeddings ? 1 : 2) + hidden;
+    }
+
+    /** Bytes of KV cache per token per layer at 16 bits. */
+    public long kvBytesPerTokenPerLayer() {
+        return 2L * kvDim() * 2;
+    }
+}

@@ -1,0 +1,268 @@
+package ai.k2j.server;
+
+import ai.k2j.engine.batch.BatchEngine;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.sun.net.httpserver.HttpExchange;
+import com.sun.net.httpserver.HttpServer;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.UncheckedIOException;
+import java.net.InetSocketAddress;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+
+/**
+ * An OpenAI-compatible HTTP server over a {@link BatchEngine}: {@code POST /v1/chat/completions} and
+ * {@code /v1/completions} (SSE streaming or not), {@code GET /v1/models}, {@code /health} and a Prometheus
+ * {@code /metrics}. Concurrent requests decode together in the engine's batch.
+ *
+ * <p>HTTP stack: the JDK's {@code com.sun.net.httpserver} with one virtual thread per exchange. It is part of
+ * the JDK (maintained with it, no dependency to track), speaks HTTP/1.1 with keep-alive and chunked streaming,
+ * and a virtual thread per request makes the simple blocking style (wait for tokens, write them) cheap at any
+ * concurrency the engine can serve — the model, not the HTTP layer, is the bottleneck at tens of streams. What
+ * it lacks: HTTP/2, TLS termination worth exposing (put a proxy in front), and a notice when an idle client
+ * disconnects — so streams send an SSE comment heartbeat while they wait, and a non-streaming request learns
+ * of a gone client only when its response is written (its sequence runs to completion, bounded by max_tokens).
+ */
+public final class OpenAiServer implements AutoCloseable {
+
+    private final BatchEngine engine;
+    private final ServerOptions options;
+    private final HttpServer http;
+    private final ExecutorService executor;
+    private final ServerMetrics metrics = new ServerMetrics();
+    private final Completions completions;
+    private final long created = System.currentTimeMillis() / 1000;
+
+    private OpenAiServer(BatchEngine engine, ServerOptions options) throws IOException {
+        this.engine = engine;
+        this.options = options;
+        this.completions = new Completions(engine, options, metrics);
+        this.http = HttpServer.create(new InetSocketAddress(options.host(), options.port()), 128);
+        this.executor = Executors.newVirtualThreadPerTaskExecutor();
+        http.setExecutor(executor);
+        http.createContext("/", this::handle);
+        http.start();
+    }
+
+    /** Binds and starts serving; the engine stays the caller's to close (after this server). */
+    public static OpenAiServer start(BatchEngine engine, ServerOptions options) {
+        try {
+            return new OpenAiServer(engine, options);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot listen on " + options.host() + ":" + options.port() + ": "
+                    + e.getMessage(), e);
+        }
+    }
+
+    /** The bound port (useful with port 0). */
+    public int port() {
+        return http.getAddress().getPort();
+    }
+
+    public String baseUrl() {
+        return "http://" + options.host() + ":" + port();
+    }
+
+    /** Stops accepting, gives open exchanges a second to end, and stops the request threads. */
+    @Override
+    public void close() {
+        http.stop(1);
+        executor.shutdownNow();
+    }
+
+    // ------------------------------------------------------------------------------------------------
+
+    private void handle(HttpExchange exchange) {
+        String path = exchange.getRequestURI().getPath();
+        String method = exchange.getRequestMethod();
+        String endpoint = endpointOf(path);
+        int status;
+        try (exchange) {
+            try {
+                status = route(exchange, path, method);
+            } catch (ApiException e) {
+                status = e.status;
+                sendError(exchange, e);
+            } catch (IllegalArgumentException e) {
+                status = 400;
+                sendError(exchange, ApiException.invalid(null, e.getMessage()));
+            } catch (IllegalStateException e) {
+                boolean down = !engine.isRunning(); // closed: 503; a failure inside a running engine: 500
+                status = down ? 503 : 500;
+                sendError(exchange, new ApiException(status, "server_error", null, down ? "unavailable" : null,
+                        e.getMessage()));
+            } catch (UncheckedIOException e) {
+                status = 499; // the client went away mid-response
+            } catch (RuntimeException e) {
+                status = 500;
+                System.getLogger(OpenAiServer.class.getName()).log(System.Logger.Level.ERROR,
+                        "internal error on " + method + " " + path, e);
+                sendError(exchange, new ApiException(500, "server_error", null, null, "internal error: " + e));
+            }
+        }
+        metrics.request(endpoint, status);
+    }
+
+    private int route(HttpExchange exchange, String path, String method) {
+        switch (path) {
+            case "/v1/chat/completions", "/v1/completions" -> {
+                requireMethod(method, "POST");
+                byte[] body = readBody(exchange);
+                JsonNode root = RequestParser.parseBody(body);
+                return completions.serve(exchange, root, path.equals("/v1/chat/completions"));
+            }
+            case "/v1/models" -> {
+                requireMethod(method, "GET");
+                ObjectNode list = RequestParser.JSON.createObjectNode();
+                list.put("object", "list");
+                list.putArray("data").add(modelCard());
+                return sendJson(exchange, 200, list);
+            }
+            case "/health" -> {
+                requireMethod(method, "GET");
+                ObjectNode h = RequestParser.JSON.createObjectNode();
+                boolean up = engine.isRunning();
+                h.put("status", up ? "ok" : "unavailable");
+                h.put("model", options.modelId());
+                return sendJson(exchange, up ? 200 : 503, h);
+            }
+            case "/metrics" -> {
+                requireMethod(method, "GET");
+                byte[] text = Prometheus.render(engine.metrics(), metrics, options.modelId())
+                        .getBytes(StandardCharsets.UTF_8);
+                exchange.getResponseHeaders().set("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+                return send(exchange, 200, text);
+            }
+            default -> {
+                if (path.startsWith("/v1/models/")) {
+                    requireMethod(method, "GET");
+                    String id = path.substring("/v1/models/".length());
+                    if (!id.equals(options.modelId())) {
+                        throw new ApiException(404, "invalid_request_error", "model", "model_not_found",
+                                "the model '" + id + "' does not exist");
+                    }
+                    return sendJson(exchange, 200, modelCard());
+                }
+                throw new ApiException(404, "invalid_request_error", null, "not_found", "no route " + method + " "
+                        + path + " (k2j serves /v1/chat/completions, /v1/completions, /v1/models, /health,"
+                        + " /metrics)");
+            }
+        }
+    }
+
+    private ObjectNode modelCard() {
+        ObjectNode m = RequestParser.JSON.createObjectNode();
+        m.put("id", options.modelId());
+        m.put("object", "model");
+        m.put("created", created);
+        m.put("owned_by", "k2j");
+        m.put("max_model_len", engine.maxContext());
+        return m;
+    }
+
+    private static String endpointOf(String path) {
+        return switch (path) {
+            case "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics" -> path;
+            default -> path.startsWith("/v1/models/") ? "/v1/models/{id}" : "other";
+        };
+    }
+
+    private static void requireMethod(String method, String expected) {
+        if (!method.equals(expected)) {
+            throw new ApiException(405, "invalid_request_error", null, "method_not_allowed", method
+                    + " is not allowed here; use " + expected);
+        }
+    }
+
+    private byte[] readBody(HttpExchange exchange) {
+        String length = exchange.getRequestHeaders().getFirst("Content-Length");
+        if (length != null) {
+            try {
+                if (Long.parseLong(length.trim()) > options.maxBodyBytes()) {
+                    throw tooLarge();
+                }
+            } catch (NumberFormatException e) {
+                throw ApiException.invalid(null, "invalid Content-Length '" + length + "'");
+            }
+        }
+        try (InputStream in = exchange.getRequestBody()) {
+            byte[] body = in.readNBytes(options.maxBodyBytes() + 1);
+            if (body.length > options.maxBodyBytes()) {
+                throw tooLarge();
+            }
+            return body;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private ApiException tooLarge() {
+        return new ApiException(413, "invalid_request_error", null, "request_too_large", "the request body exceeds "
+                + options.maxBodyBytes() + " bytes");
+    }
+
+    static int sendJson(HttpExchange exchange, int status, JsonNode body) {
+        exchange.getResponseHeaders().set("Content-Type", "application/json");
+        try {
+            return send(exchange, status, RequestParser.JSON.writeValueAsBytes(body));
+        } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+            throw new IllegalStateException("cannot serialize a response", e);
+        }
+    }
+
+    static int send(HttpExchange exchange, int status, byte[] body) {
+        try {
+            exchange.sendResponseHeaders(status, body.length == 0 ? -1 : body.length);
+            if (body.length > 0) {
+                try (OutputStream out = exchange.getResponseBody()) {
+                    out.write(body);
+                }
+            }
+            return status;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    static ObjectNode errorBody(ApiException e) {
+        ObjectNode root = RequestParser.JSON.createObjectNode();
+        ObjectNode error = root.putObject("error");
+        error.put("message", e.getMessage());
+        error.put("type", e.type);
+        if (e.param == null) {
+            error.putNull("param");
+        } else {
+            error.put("param", e.param);
+        }
+        if (e.code == null) {
+            error.putNull("code");
+        } else {
+            error.put("code", e.code);
+        }
+        return root;
+    }
+
+    private static void sendError(HttpExchange exchange, ApiException e) {
+        if (exchange.getResponseCode() != -1) {
+            return; // headers already sent (a stream): nothing more can be said in HTTP terms
+        }
+        if (e.status == 405) {
+            exchange.getResponseHeaders().set("Allow", e.getMessage().endsWith("POST") ? "POST" : "GET");
+        }
+        try {
+            sendJson(exchange, e.status, errorBody(e));
+        } catch (UncheckedIOException ignored) {
+            // the client is gone
+        }
+    }
+
+    static ArrayNode array() {
+        return RequestParser.JSON.createArrayNode();
+    }
+}
