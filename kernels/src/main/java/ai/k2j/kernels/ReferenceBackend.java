@@ -1,5 +1,6 @@
 package ai.k2j.kernels;
 
+import ai.k2j.kernels.cpu.Quantizer;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelFormatException;
 import ai.k2j.loaders.Tensor;
@@ -660,16 +661,8 @@ public final class ReferenceBackend implements Backend {
                             out.set(I16, base + 2L * c, floatToBf16(row[c]));
                         }
                     }
-                    case Q8_0 -> {
-                        for (int b = 0; b < cols / 32; b++) {
-                            quantizeQ8_0(row, b * 32, out, base + 34L * b);
-                        }
-                    }
-                    case Q4_0 -> {
-                        for (int b = 0; b < cols / 32; b++) {
-                            quantizeQ4_0(row, b * 32, out, base + 18L * b);
-                        }
-                    }
+                    // llama.cpp's reference rounding; one implementation serves every backend
+                    case Q8_0, Q4_0 -> Quantizer.quantizeRow(target, row, 0, cols, out, base);
                     default -> throw new IllegalStateException("unsupported target " + target);
                 }
             }
@@ -695,50 +688,5 @@ public final class ReferenceBackend implements Backend {
         public long byteSize() {
             return dtype.bytesFor((long) rows * cols);
         }
-    }
-
-    /** llama.cpp's quantize_row_q8_0_ref: d = max|x|/127, q = round-half-away(x/d). */
-    static void quantizeQ8_0(float[] x, int from, MemorySegment out, long at) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) {
-            amax = Math.max(amax, Math.abs(x[from + j]));
-        }
-        float d = amax / 127f;
-        float id = d != 0 ? 1f / d : 0f;
-        out.set(I16, at, Float.floatToFloat16(d));
-        for (int j = 0; j < 32; j++) {
-            out.set(ValueLayout.JAVA_BYTE, at + 2 + j, (byte) roundHalfAwayFromZero(x[from + j] * id));
-        }
-    }
-
-    /** llama.cpp's quantize_row_q4_0_ref: d = (signed value of max magnitude)/−8, q = min(15, trunc(x/d + 8.5)). */
-    static void quantizeQ4_0(float[] x, int from, MemorySegment out, long at) {
-        float amax = 0;
-        float max = 0;
-        for (int j = 0; j < 32; j++) {
-            float v = x[from + j];
-            if (amax < Math.abs(v)) {
-                amax = Math.abs(v);
-                max = v;
-            }
-        }
-        float d = max / -8f;
-        float id = d != 0 ? 1f / d : 0f;
-        out.set(I16, at, Float.floatToFloat16(d));
-        for (int j = 0; j < 16; j++) {
-            int lo = Math.min(15, (int) (x[from + j] * id + 8.5f));
-            int hi = Math.min(15, (int) (x[from + 16 + j] * id + 8.5f));
-            out.set(ValueLayout.JAVA_BYTE, at + 2 + j, (byte) (lo | (hi << 4)));
-        }
-    }
-
-    /** C's roundf: halves round away from zero. */
-    static int roundHalfAwayFromZero(float v) {
-        float a = Math.abs(v);
-        float r = (float) Math.floor(a);
-        if (a - r >= 0.5f) {
-            r += 1;
-        }
-        return (int) Math.copySign(r, v);
     }
 }
