@@ -184,7 +184,11 @@ public final class OpenAiServer implements AutoCloseable {
         String length = exchange.getRequestHeaders().getFirst("Content-Length");
         if (length != null) {
             try {
-                if (Long.parseLong(length.trim()) > options.maxBodyBytes()) {
+                long declared = Long.parseLong(length.trim());
+                if (declared > options.maxBodyBytes()) {
+                    // Read (and drop) a body of sane size first: answering while the client is still writing
+                    // races it into a broken pipe, and it never sees the 413.
+                    discard(exchange, declared);
                     throw tooLarge();
                 }
             } catch (NumberFormatException e) {
@@ -199,6 +203,20 @@ public final class OpenAiServer implements AutoCloseable {
             return body;
         } catch (IOException e) {
             throw new UncheckedIOException(e);
+        }
+    }
+
+    /** Bodies past this are not drained: the connection is closed on the client instead. */
+    private static final long MAX_DISCARD_BYTES = 64L << 20;
+
+    private static void discard(HttpExchange exchange, long declared) {
+        if (declared > MAX_DISCARD_BYTES) {
+            return;
+        }
+        try (InputStream in = exchange.getRequestBody()) {
+            in.transferTo(OutputStream.nullOutputStream());
+        } catch (IOException e) {
+            // the client went away; the 413 is still attempted
         }
     }
 
