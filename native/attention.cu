@@ -304,7 +304,198 @@ extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, con
     const float* __restrict__ a = pAcc + th * nSplits * headDim;
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.0f;
-        for (int s = 0; s < live; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
+        for (int s0 = 0; s0 < live; s0 += 8) {  // 8 loads in flight, then the FMAs in split order
+            float av[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) av[u] = s0 + u < live ? a[(i64) (s0 + u) * headDim + d] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                if (s0 + u < live) o = fmaf(wS[s0 + u], av[u], o);
+            }
+        }
         out[th * headDim + d] = o * inv;
     }
 }
+
+// ---------------------------------------------------------------- decode attention (n <= 8 tokens per launch)
+// attention_dec_g{MAXG}_d{DL}: the same blocks, splits and outputs as attention_g* (one block per token, kv head
+// and split; split lengths re-derived from each token's own length; empty splits only mark themselves), laid out
+// for short splits: lane l of each warp owns dimensions [l * DL, l * DL + DL) of the group's query heads (kept in
+// registers) and of every K/V row, so a key's row is one coalesced load across the warp. Each warp takes
+// DEC_KPW consecutive keys at a time and issues all their K and V loads before any arithmetic (one memory round
+// trip per 32 keys of the block), reduces each score over the warp with shuffles (every lane gets every score),
+// and keeps its own online softmax; the four warps merge in warp order at the end. No barrier inside the key
+// loop. Deterministic: fixed key order per warp, fixed reduction trees, fixed merge order.
+#define DEC_WARPS 4
+#define DEC_KPW 8
+
+struct alignas(8) F2 { float x, y; };
+
+template <int DL> __device__ __forceinline__ void load_dl(const float* __restrict__ p, float* v) {
+    if (DL == 8) {
+        const F4 a = reinterpret_cast<const F4*>(p)[0], b = reinterpret_cast<const F4*>(p)[1];
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w; v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+    } else if (DL == 4) {
+        const F4 a = *reinterpret_cast<const F4*>(p);
+        v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    } else if (DL == 2) {
+        const F2 a = *reinterpret_cast<const F2*>(p);
+        v[0] = a.x; v[1] = a.y;
+    } else {
+        v[0] = p[0];
+    }
+}
+
+template <int MAXG, int DL>
+__device__ __forceinline__ void attention_dec(
+        const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, float scale,
+        const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim,
+        const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+        int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
+        float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum) {
+    constexpr int D = 32 * DL;
+    __shared__ float wm[DEC_WARPS][MAXG], wl[DEC_WARPS][MAXG];
+    __shared__ float wacc[DEC_WARPS][MAXG * D];
+
+    const int G = heads / kvHeads;
+    const int t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads, s = blockIdx.y;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int len = positions[t] + 1;
+    const int sl = ((len + nSplits - 1) / nSplits + splitLen - 1) / splitLen * splitLen;  // splitLen = quantum
+    const int start = s * sl;
+    if (start >= len) {  // empty split: mark it for attention_combine (block-uniform exit, no barrier skipped)
+        if (nSplits > 1 && tid < G) {
+            const i64 idx = ((i64) t * heads + kvh * G + tid) * nSplits + s;
+            pMax[idx] = neg_inf();
+            pSum[idx] = 0.0f;
+        }
+        return;
+    }
+    const int end = min(start + sl, len);
+    const int* __restrict__ table = blockTables + (i64) seqOfToken[t] * maxBlocksPerSeq;
+    const i64 laneOff = (i64) kvh * D + lane * DL;
+
+    float q[MAXG][DL];
+    const float* __restrict__ qp = qkv + (i64) t * rowStride + (i64) kvh * G * D + lane * DL;
+#pragma unroll
+    for (int g = 0; g < MAXG; g++) {
+        if (g < G) {
+            load_dl<DL>(qp + (i64) g * D, q[g]);
+#pragma unroll
+            for (int e = 0; e < DL; e++) q[g][e] *= scale;
+        } else {
+#pragma unroll
+            for (int e = 0; e < DL; e++) q[g][e] = 0.0f;
+        }
+    }
+    float m[MAXG], l[MAXG], acc[MAXG][DL];
+#pragma unroll
+    for (int g = 0; g < MAXG; g++) {
+        m[g] = neg_inf();
+        l[g] = 0.0f;
+#pragma unroll
+        for (int e = 0; e < DL; e++) acc[g][e] = 0.0f;
+    }
+
+    for (int c0 = start + warp * DEC_KPW; c0 < end; c0 += DEC_WARPS * DEC_KPW) {
+        const int cnt = min(DEC_KPW, end - c0);
+        i64 mySlot = 0;
+        if (lane < cnt) {
+            const int p = c0 + lane;
+            mySlot = (i64) table[p / blockSize] * blockSize + p % blockSize;
+        }
+        float kr[DEC_KPW][DL], vr[DEC_KPW][DL];
+#pragma unroll
+        for (int j = 0; j < DEC_KPW; j++) {
+            const i64 sj = __shfl_sync(FULL_MASK, mySlot, j);
+            if (j < cnt) {
+                load_dl<DL>(kCache + sj * kvDim + laneOff, kr[j]);
+                load_dl<DL>(vCache + sj * kvDim + laneOff, vr[j]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < DL; e++) { kr[j][e] = 0.0f; vr[j][e] = 0.0f; }
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < MAXG; g++) {
+            if (g < G) {
+                float sc[DEC_KPW];
+#pragma unroll
+                for (int j = 0; j < DEC_KPW; j++) {
+                    float a = 0.0f;
+#pragma unroll
+                    for (int e = 0; e < DL; e++) a = fmaf(q[g][e], kr[j][e], a);
+                    sc[j] = warp_sum(a);
+                }
+                float mx = m[g];
+#pragma unroll
+                for (int j = 0; j < DEC_KPW; j++) {
+                    if (j < cnt) mx = fmaxf(mx, sc[j]);
+                }
+                const float alpha = expf(m[g] - mx);  // 0 on the first keys (m = -inf)
+                float lg = l[g] * alpha;
+#pragma unroll
+                for (int e = 0; e < DL; e++) acc[g][e] *= alpha;
+#pragma unroll
+                for (int j = 0; j < DEC_KPW; j++) {
+                    if (j < cnt) {
+                        const float p = expf(sc[j] - mx);
+                        lg += p;
+#pragma unroll
+                        for (int e = 0; e < DL; e++) acc[g][e] = fmaf(p, vr[j][e], acc[g][e]);
+                    }
+                }
+                l[g] = lg;
+                m[g] = mx;
+            }
+        }
+    }
+
+    // merge the warps (a warp without keys has m = -inf, l = 0, acc = 0)
+#pragma unroll
+    for (int g = 0; g < MAXG; g++) {
+        if (g < G) {
+            if (lane == 0) { wm[warp][g] = m[g]; wl[warp][g] = l[g]; }
+#pragma unroll
+            for (int e = 0; e < DL; e++) wacc[warp][g * D + lane * DL + e] = acc[g][e];
+        }
+    }
+    __syncthreads();
+    for (int e = tid; e < G * D; e += blockDim.x) {
+        const int g = e / D, d = e - g * D;
+        float mx = neg_inf();
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) mx = fmaxf(mx, wm[w][g]);
+        float L = 0.0f, A = 0.0f;
+#pragma unroll
+        for (int w = 0; w < DEC_WARPS; w++) {
+            const float ew = wm[w][g] == neg_inf() ? 0.0f : expf(wm[w][g] - mx);
+            L = fmaf(ew, wl[w][g], L);
+            A = fmaf(ew, wacc[w][e], A);
+        }
+        const int h = kvh * G + g;
+        if (nSplits == 1) {
+            out[((i64) t * heads + h) * D + d] = A / L;
+        } else {
+            const i64 idx = ((i64) t * heads + h) * nSplits + s;
+            pAcc[idx * D + d] = A;
+            if (d == 0) { pMax[idx] = mx; pSum[idx] = L; }
+        }
+    }
+}
+
+#define DEC_ARGS const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, float scale, \
+    const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
+    const int* __restrict__ seqOfToken, const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize, \
+    int splitLen, int nSplits, float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, \
+    float* __restrict__ pSum
+#define DEC_PASS qkv, rowStride, heads, kvHeads, scale, kCache, vCache, kvDim, positions, seqOfToken, \
+    blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax, pSum
+#define DEC_KERNEL(G, DL) extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS) \
+    attention_dec_g##G##_d##DL(DEC_ARGS) { attention_dec<G, DL>(DEC_PASS); }
+
+// MAXG * DL <= 32 (q and acc in registers): head dims 32 and 64 with groups up to 16, 128 up to 8, 256 up to 4
+DEC_KERNEL(1, 1) DEC_KERNEL(2, 1) DEC_KERNEL(4, 1) DEC_KERNEL(8, 1) DEC_KERNEL(16, 1)
+DEC_KERNEL(1, 2) DEC_KERNEL(2, 2) DEC_KERNEL(4, 2) DEC_KERNEL(8, 2) DEC_KERNEL(16, 2)
+DEC_KERNEL(1, 4) DEC_KERNEL(2, 4) DEC_KERNEL(4, 4) DEC_KERNEL(8, 4)
+DEC_KERNEL(1, 8) DEC_KERNEL(2, 8) DEC_KERNEL(4, 8)

@@ -171,3 +171,42 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int
         if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all-NaN row: 0
     }
 }
+
+// rope (as above, on heads [colOffset, colOffset + heads * 2 * half) of each row) and store_kv in one launch: the
+// key columns [kOff, kOff + kvDim) must lie inside the rotated heads and the value columns outside them. The
+// rotated values are written back to x exactly as rope writes them, and the key columns also to kCache; values
+// are copied to vCache. Same arithmetic as rope then store_kv, so bit-equal to the two launches.
+extern "C" __global__ void rope_store_kv(float* x, int n, int rowStride, int colOffset, int heads, int half,
+                                         const int* __restrict__ positions, const float* __restrict__ cosT,
+                                         const float* __restrict__ sinT, int kOff, int vOff, int kvDim,
+                                         const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+                                         int maxBlocksPerSeq, int blockSize, float* __restrict__ kCache,
+                                         float* __restrict__ vCache) {
+    const i64 ropeWork = (i64) n * heads * half;
+    GRID_STRIDE(i, ropeWork + (i64) n * kvDim) {
+        if (i < ropeWork) {
+            const int j = (int) (i % half);
+            const i64 th = i / half;
+            const int h = (int) (th % heads), t = (int) (th / heads);
+            const i64 p = positions[t];
+            const float c = cosT[p * half + j], s = sinT[p * half + j];
+            const int col = colOffset + h * 2 * half + j;
+            float* xh = x + (i64) t * rowStride + col;
+            const float x0 = xh[0], x1 = xh[half];
+            const float y0 = __fmul_rn(x0, c) - __fmul_rn(x1, s);
+            const float y1 = __fmul_rn(x1, c) + __fmul_rn(x0, s);
+            xh[0] = y0;
+            xh[half] = y1;
+            if (col >= kOff && col < kOff + kvDim) {  // a key head: both halves are key columns
+                const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+                kCache[slot * kvDim + (col - kOff)] = y0;
+                kCache[slot * kvDim + (col - kOff) + half] = y1;
+            }
+        } else {
+            const i64 r = i - ropeWork;
+            const int t = (int) (r / kvDim), j = (int) (r % kvDim);
+            const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+            vCache[slot * kvDim + j] = x[(i64) t * rowStride + vOff + j];
+        }
+    }
+}

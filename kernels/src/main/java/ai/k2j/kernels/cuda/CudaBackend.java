@@ -80,6 +80,8 @@ public final class CudaBackend implements Backend, GraphCapable {
     private static final long ATTENTION_PARTIAL_BUDGET = 256L << 20;
     /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
     private static final int ATT_SPLIT_QUANTUM = 16;
+    /** The decode kernel's quantum: its 4 warps take 8 keys each per round. */
+    private static final int ATT_DEC_QUANTUM = 32;
     private static final int ATT_MAX_SPLITS = 1024;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
@@ -112,6 +114,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     private final CudaProfiler profiler;
     private final String[] attentionNames = new String[ATT_MAX_SPLITS + 1];
     private int gemvRowsOverride = Integer.getInteger("k2j.cuda.gemvRows", 0);
+    private int gemvWarpsOverride = Integer.getInteger("k2j.cuda.gemvWarps", 0);
 
     /** A backend on the device and settings of {@link Options#defaults()}. */
     public CudaBackend() {
@@ -563,12 +566,22 @@ public final class CudaBackend implements Backend, GraphCapable {
                 return;
             }
         }
-        gemv(w, b == null ? 0 : b.ptr, xb.ptr, n, o.ptr);
+        long bp = b == null ? 0 : b.ptr;
+        if (fuse && fuseLayerOps && w.rows % 2 == 0 && w.cols % CudaKernels.chunkElements(w.dtype) == 0) {
+            pending = PENDING_MATMUL;  // held back: the next op may be siluMul of this output
+            pendWeight = w;
+            pendBias = bp;
+            pendX = xb.ptr;
+            pendN = n;
+            pendY = o.ptr;
+            return;
+        }
+        gemv(w, bp, xb.ptr, n, o.ptr, 0);
     }
 
     /**
-     * Rows per warp of the GEMV kernels: 4 for Q8_0/Q4_0 (each activation load then serves four rows; with one
-     * row per warp their few weight bytes per activation float made them activation-bound), 1 for dense types;
+     * Rows per warp group of the GEMV kernels: 4 for Q8_0/Q4_0 (each activation load then serves four rows; with
+     * one row per warp their few weight bytes per activation float made them activation-bound), 1 for dense types;
      * {@code -Dk2j.cuda.gemvRows=1|4} forces one for all (comparisons).
      */
     private int gemvRows(DType dtype) {
@@ -586,17 +599,49 @@ public final class CudaBackend implements Backend, GraphCapable {
         gemvRowsOverride = rows;
     }
 
-    private void gemv(DevWeight w, long bias, long x, int n, long out) {
-        boolean fast = w.cols % CudaKernels.chunkElements(w.dtype) == 0;
-        int rowsPerWarp = fast ? gemvRows(w.dtype) : 1;
-        int blocks = (w.rows + 4 * rowsPerWarp - 1) / (4 * rowsPerWarp);  // 4 warps per block
+    /**
+     * Warps per row group: 4 when the matrix has too few row groups to keep every SM busy with one warp each
+     * (fewer than 16 per SM, e.g. Qwen2.5-0.5B's 896-row projections) and rows long enough to give each of the
+     * 128 lanes a chunk; else 1. {@code -Dk2j.cuda.gemvWarps=1|4} forces one (comparisons).
+     */
+    private int gemvWarps(long groups, int chunks) {
+        if (gemvWarpsOverride == 1 || gemvWarpsOverride == 4) {
+            return gemvWarpsOverride;
+        }
+        return groups < 16L * driver.multiprocessors() && chunks >= 64 ? 4 : 1;
+    }
+
+    /** 0 (auto), 1 or 4: see {@link #gemvWarps}; package-private for the op benchmark's comparison. */
+    void gemvWarpsOverride(int warps) {
+        if (warps != 0 && warps != 1 && warps != 4) {
+            throw new IllegalArgumentException("gemv warps per row group must be 0 (auto), 1 or 4, got " + warps);
+        }
+        gemvWarpsOverride = warps;
+    }
+
+    /**
+     * out = x W^T (+ bias) for n tokens, in launches of up to 8 tokens. act != 0: W is [gate; up] and
+     * silu(gate) * up goes to act [n, rows / 2] as well (the fast path only).
+     */
+    private void gemv(DevWeight w, long bias, long x, int n, long out, long act) {
+        int e = CudaKernels.chunkElements(w.dtype);
+        boolean fast = w.cols % e == 0;
+        int rowsPerGroup = act != 0 ? 2 : fast ? gemvRows(w.dtype) : 1;
+        long groups = act != 0 ? w.rows / 2 : (w.rows + rowsPerGroup - 1) / rowsPerGroup;
+        int warps = fast ? gemvWarps(groups, w.cols / e) : 1;
+        int blocks = (int) ((groups * warps + 3) / 4);  // 4 warps per block
+        int wi = warps == 4 ? 1 : 0;
         for (int t0 = 0; t0 < n; t0 += 8) {
             int nb = Math.min(8, n - t0);
             long xp = x + 4L * t0 * w.cols;
             long op = out + 4L * t0 * w.rows;
             args.reset().ptr(w.data).ptr(w.scales).ptr(xp).ptr(bias).ptr(op).i32(w.rows).i32(w.cols);
-            if (fast) {
-                launch(rowsPerWarp == 4 ? k.gemvR4[w.code][nb] : k.gemv[w.code][nb],
+            if (act != 0) {
+                args.ptr(act + 4L * t0 * (w.rows / 2));
+                launch(k.gemvSilu[w.code][wi][nb], profiler == null ? "gemv" : w.profileName() + " +silu",
+                        blocks, 1, 128);
+            } else if (fast) {
+                launch(rowsPerGroup == 4 ? k.gemvR4[w.code][wi][nb] : k.gemv[w.code][wi][nb],
                         profiler == null ? "gemv" : w.profileName(), blocks, 1, 128);
             } else {
                 args.i32(w.code).i32(nb);
@@ -721,18 +766,58 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     @Override
     public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
-        enter();
-        DevKvCache c = kv(cache, layer);
-        DevBuffer q = buffer(qkv, "storeKv qkv");
+        enterKeepingPending();
+        DevKvCache c;
+        DevBuffer q;
+        try {
+            c = kv(cache, layer);
+            q = buffer(qkv, "storeKv qkv");
+        } catch (RuntimeException e) {
+            flushPending();
+            throw e;
+        }
         int kvDim = c.kvDim;
         if (kOffset < 0 || vOffset < 0 || kOffset + kvDim > rowStride || vOffset + kvDim > rowStride) {
+            flushPending();
             throw new IllegalArgumentException("storeKv: key/value columns at " + kOffset + "/" + vOffset + " (+" + kvDim
                     + ") do not fit rows of " + rowStride);
         }
-        DeviceBatch db = sync(batch, c.blockSize);
+        // a held rope over these rows whose rotated heads hold the keys (at head boundaries) and not the values,
+        // on a batch copy that needs no re-upload: one rope_store_kv launch
+        DeviceBatch current = lastBatch != null && lastBatch.batch == batch ? lastBatch : batches.get(batch);
+        long ropeStart = pendColOffset;
+        long ropeEnd = pendColOffset + (long) pendHeads * 2 * pendHalf;
+        boolean merge = pending == PENDING_ROPE && fuseLayerOps && pendX == q.ptr && pendN == batch.nTokens
+                && pendRowStride == rowStride && pendBatch == batch && current != null
+                && current.matches(batch, c.blockSize)
+                && kOffset >= ropeStart && kOffset + kvDim <= ropeEnd && (kOffset - ropeStart) % (2L * pendHalf) == 0
+                && kvDim % (2 * pendHalf) == 0 && (vOffset + kvDim <= ropeStart || vOffset >= ropeEnd);
+        if (!merge) {
+            flushPending();
+        }
+        DeviceBatch db;
+        try {
+            db = sync(batch, c.blockSize);
+            need(q, (long) (batch.nTokens - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
+            validateBlocks(db, c);
+        } catch (RuntimeException e) {
+            flushPending();
+            throw e;
+        }
         int n = batch.nTokens;
-        need(q, (long) (n - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
-        validateBlocks(db, c);
+        if (merge) {
+            pending = PENDING_NONE;
+            pendBatch = null;
+            pendRope = null;
+            pendWeight = null;
+            args.reset().ptr(pendX).i32(n).i32(rowStride).i32(pendColOffset).i32(pendHeads).i32(pendHalf)
+                    .ptr(pendPositions).ptr(pendRopeCos).ptr(pendRopeSin).i32(kOffset).i32(vOffset).i32(kvDim)
+                    .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+                    .ptr(c.k(layer)).ptr(c.v(layer));
+            layerFusions++;
+            launch(k.ropeStoreKv, "rope_store_kv", grid((long) n * pendHeads * pendHalf + (long) n * kvDim), 1, 256);
+            return;
+        }
         args.reset().ptr(q.ptr).i32(rowStride).i32(kOffset).i32(vOffset).i32(kvDim).i32(n)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
                 .ptr(c.k(layer)).ptr(c.v(layer));
@@ -794,9 +879,11 @@ public final class CudaBackend implements Backend, GraphCapable {
         // splits of >= ATT_SPLIT_QUANTUM keys; the kernel re-derives each token's split length from its own
         // length (ceil(len / nSplits) rounded up to the quantum), so in a graph the live splits follow the
         // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
-        long splitLen = roundUp(ceilDiv(span, wantSplits), ATT_SPLIT_QUANTUM);
-        int nSplits = (int) ceilDiv(span, splitLen);
         int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
+        long decKernel = decodeAttentionKernel(n, headDim, gi, rowStride, c.kvDim, q.ptr, c.k(layer), c.v(layer));
+        int quantum = decKernel != 0 ? ATT_DEC_QUANTUM : ATT_SPLIT_QUANTUM;
+        long splitLen = roundUp(ceilDiv(span, wantSplits), quantum);
+        int nSplits = (int) ceilDiv(span, splitLen);
         long pAcc = 0;
         long pMax = 0;
         long pSum = 0;
@@ -807,15 +894,46 @@ public final class CudaBackend implements Backend, GraphCapable {
             pMax = pAcc + 4 * accFloats;
             pSum = pMax + 4 * mFloats;
         }
-        args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale)
-                .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
-                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
-                .i32(ATT_SPLIT_QUANTUM).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
-        launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
+        if (decKernel != 0) {
+            args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).f32(scale)
+                    .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
+                    .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
+                    .i32(c.blockSize).i32(quantum).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
+            launch(decKernel, profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
+        } else {
+            args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale)
+                    .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
+                    .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
+                    .i32(c.blockSize).i32(quantum).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
+            launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits,
+                    128);
+        }
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
             launch(k.attentionCombine, "attention_combine", n * heads, 1, 128);
         }
+    }
+
+    /**
+     * The attention_dec kernel for this call, or 0 for the general one: batches of up to 8 tokens (decode and
+     * speculative verification; prefill keeps the general kernel's wider chunks), head dims 32/64/128/256 with
+     * (group rounded up to a power of two) * headDim / 32 <= 32, and the rows aligned for its vector loads.
+     */
+    private long decodeAttentionKernel(int n, int headDim, int gi, int rowStride, int kvDim, long q, long kc, long vc) {
+        if (!decodeAttention || n > 8 || headDim % 32 != 0) {
+            return 0;
+        }
+        int dl = headDim / 32;
+        int di = Integer.numberOfTrailingZeros(dl);
+        if (Integer.bitCount(dl) != 1 || di > 3) {
+            return 0;
+        }
+        int vec = Math.min(dl, 4);  // floats per vector load
+        if (rowStride % vec != 0 || kvDim % vec != 0 || q % (4L * vec) != 0 || kc % (4L * vec) != 0
+                || vc % (4L * vec) != 0) {
+            return 0;
+        }
+        return k.attentionDec[di][gi];  // 0 where the group is too large for registers
     }
 
     private String attentionName(int nSplits) {
@@ -829,7 +947,7 @@ public final class CudaBackend implements Backend, GraphCapable {
 
     @Override
     public void siluMul(Buffer gateUp, int n, int dim, Buffer out) {
-        enter();
+        enterKeepingPending();
         DevBuffer g = buffer(gateUp, "siluMul gateUp");
         DevBuffer o = buffer(out, "siluMul out");
         positive(n, "siluMul n");
@@ -837,6 +955,16 @@ public final class CudaBackend implements Backend, GraphCapable {
         long count = (long) n * dim;
         need(g, 2 * count, "siluMul gateUp");
         need(o, count, "siluMul out");
+        if (pending == PENDING_MATMUL && pendY == g.ptr && pendN == n && pendWeight.rows == 2 * dim
+                && !overlaps(o.ptr, count, g.ptr, 2 * count) && !overlaps(o.ptr, count, pendX, (long) n * pendWeight.cols)) {
+            pending = PENDING_NONE;  // the held gate|up product writes silu(gate) * up as well
+            layerFusions++;
+            DevWeight w = pendWeight;
+            pendWeight = null;
+            gemv(w, pendBias, pendX, n, g.ptr, o.ptr);
+            return;
+        }
+        flushPending();
         if (overlaps(o.ptr, count, g.ptr, 2 * count) && !(n == 1 && o.ptr == g.ptr)) {
             // in place over several rows would race (row t writes where row t/2 still reads): go through a temp
             long tmp = tempScratch.ensure(4 * count);
@@ -1078,6 +1206,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         pending = PENDING_NONE;  // a held launch belongs to the failed recording
         pendBatch = null;
         pendRope = null;
+        pendWeight = null;
         enter();
         if (capture == null) {
             return;
@@ -1184,15 +1313,50 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     // ------------------------------------------------------------------ deferred launches (fusion)
-    // add and rope are held back one op: add followed by rmsNorm of the same rows becomes add_rmsnorm, and rope
-    // followed by rope on the next heads of the same rows (q then k) becomes one rope launch. Both are bit-equal
-    // to the separate launches. Every other op (and every sync, capture or replay) goes through enter(), which
+    // add, rope and GEMVs are held back one op: add followed by rmsNorm of the same rows becomes add_rmsnorm; rope
+    // followed by rope on the next heads of the same rows (q then k) becomes one rope launch, and rope followed by
+    // storeKv of keys among the rotated heads becomes rope_store_kv; a GEMV of an even number of rows followed by
+    // siluMul of its output becomes the gate|up GEMV that also writes silu(gate) * up (same arithmetic; the
+    // warp split of the rows may differ, so equal to float rounding). The others are bit-equal to the separate
+    // launches. Every other op (and every sync, capture or replay) goes through enter(), which
     // issues the held launch first, so the stream order is unchanged. -Dk2j.cuda.fuse=false turns this off.
 
     private static final int PENDING_NONE = 0;
     private static final int PENDING_ADD = 1;
     private static final int PENDING_ROPE = 2;
-    private final boolean fuse = !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true"));
+    private static final int PENDING_MATMUL = 3;
+    private boolean fuse = !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true"));
+
+    /** Turns the deferred-launch fusions on or off (the op benchmark's comparison); issues a held launch first. */
+    void fuse(boolean on) {
+        enter();
+        fuse = on;
+    }
+
+    /**
+     * The decode attention kernel (attention_dec_*) for batches of up to 8 tokens whose head dim and group fit it;
+     * {@code -Dk2j.cuda.attention=split} keeps the general kernel (comparisons).
+     */
+    private boolean decodeAttention = !"split".equalsIgnoreCase(System.getProperty("k2j.cuda.attention", "dec"));
+
+    void decodeAttention(boolean on) {
+        decodeAttention = on;
+    }
+
+    /** The rope+storeKv and gate|up+siluMul fusions alone (the op benchmark's before/after); on by default. */
+    private boolean fuseLayerOps = true;
+
+    void fuseLayerOps(boolean on) {
+        enter();
+        fuseLayerOps = on;
+    }
+
+    /** Launches of rope_store_kv and of the gate|up GEMV fused with siluMul so far (tests: the fusion happened). */
+    private long layerFusions;
+
+    long layerFusions() {
+        return layerFusions;
+    }
     private int pending = PENDING_NONE;
     private long pendX;
     private long pendY;
@@ -1205,6 +1369,8 @@ public final class CudaBackend implements Backend, GraphCapable {
     private long pendPositions;
     private DevRope pendRope;
     private Batch pendBatch;
+    private DevWeight pendWeight;
+    private long pendBias;
 
     private void flushPending() {
         int kind = pending;
@@ -1217,6 +1383,10 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (kind == PENDING_ADD) {
             args.reset().ptr(pendX).ptr(pendY).i64(pendCount);
             launch(k.add, "add", grid(pendCount), 1, 256);
+        } else if (kind == PENDING_MATMUL) {
+            DevWeight w = pendWeight;
+            pendWeight = null;
+            gemv(w, pendBias, pendX, pendN, pendY, 0);
         } else {
             launchRope(pendX, pendN, pendRowStride, pendColOffset, pendHeads, pendHalf, pendPositions, pendRopeCos,
                     pendRopeSin);
@@ -1463,6 +1633,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         pending = PENDING_NONE;
         pendBatch = null;
         pendRope = null;
+        pendWeight = null;
         driver.makeCurrent();
         if (capture != null) {
             abortCapture();

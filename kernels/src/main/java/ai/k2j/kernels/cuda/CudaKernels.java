@@ -56,10 +56,12 @@ final class CudaKernels implements AutoCloseable {
     private final StringBuilder report = new StringBuilder();
     private String nvrtcFailure;
 
-    /** gemv[dtypeCode][n] for n in 1..8 */
-    final long[][] gemv = new long[5][9];
-    /** gemvR4[dtypeCode][n]: four rows per warp */
-    final long[][] gemvR4 = new long[5][9];
+    /** gemv[dtypeCode][w][n], n in 1..8: one row per group of 1 (w = 0) or 4 (w = 1) warps */
+    final long[][][] gemv = new long[5][2][9];
+    /** gemvR4[dtypeCode][w][n]: four rows per group */
+    final long[][][] gemvR4 = new long[5][2][9];
+    /** gemvSilu[dtypeCode][w][n]: gate and up row per group, silu(gate) * up written too */
+    final long[][][] gemvSilu = new long[5][2][9];
     final long gemvGeneric;
     final long dequantF32;
     final long f32ToBf16;
@@ -72,10 +74,16 @@ final class CudaKernels implements AutoCloseable {
     final long add;
     final long gatherRows;
     final long storeKv;
+    final long ropeStoreKv;
     final long argmax;
     /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
     final long[] attention = new long[5];
     final long attentionCombine;
+    /**
+     * attentionDec[i][j]: the decode kernel for head dim 32 << i (i = 0..3) and groups of up to 1 << j query heads
+     * (0 where the kernel does not exist: (1 << j) * (1 << i) must be at most 32).
+     */
+    final long[][] attentionDec = new long[4][5];
     final long topkSlices;
     final long sampleTopk;
     final long sampleFull;
@@ -85,9 +93,13 @@ final class CudaKernels implements AutoCloseable {
         long gemvModule = load("gemv");
         String[] prefixes = {"gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q8_0", "gemv_q4_0"};
         for (int dt = 0; dt < 5; dt++) {
-            for (int n = 1; n <= 8; n++) {
-                gemv[dt][n] = driver.function(gemvModule, prefixes[dt] + "_" + n);
-                gemvR4[dt][n] = driver.function(gemvModule, prefixes[dt] + "_r4_" + n);
+            for (int w = 0; w < 2; w++) {
+                String wpr = w == 0 ? "_w1_" : "_w4_";
+                for (int n = 1; n <= 8; n++) {
+                    gemv[dt][w][n] = driver.function(gemvModule, prefixes[dt] + wpr + n);
+                    gemvR4[dt][w][n] = driver.function(gemvModule, prefixes[dt] + "_r4" + wpr + n);
+                    gemvSilu[dt][w][n] = driver.function(gemvModule, prefixes[dt] + "_silu" + wpr + n);
+                }
             }
         }
         gemvGeneric = driver.function(gemvModule, "gemv_generic");
@@ -104,6 +116,7 @@ final class CudaKernels implements AutoCloseable {
         add = driver.function(ops, "add_inplace");
         gatherRows = driver.function(ops, "gather_rows");
         storeKv = driver.function(ops, "store_kv");
+        ropeStoreKv = driver.function(ops, "rope_store_kv");
         argmax = driver.function(ops, "argmax_rows");
 
         long att = load("attention");
@@ -111,6 +124,13 @@ final class CudaKernels implements AutoCloseable {
             attention[i] = driver.function(att, "attention_g" + (1 << i));
         }
         attentionCombine = driver.function(att, "attention_combine");
+        for (int i = 0; i < 4; i++) {
+            for (int j = 0; j < 5; j++) {
+                if ((1 << i) * (1 << j) <= 32) {
+                    attentionDec[i][j] = driver.function(att, "attention_dec_g" + (1 << j) + "_d" + (1 << i));
+                }
+            }
+        }
 
         long sample = load("sample");
         topkSlices = driver.function(sample, "topk_slices");

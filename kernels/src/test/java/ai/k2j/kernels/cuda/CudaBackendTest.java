@@ -320,6 +320,206 @@ class CudaBackendTest {
         }
     }
 
+    // =========================================================================================== kernel variants
+
+    /** GEMV with 1 or 4 warps per row group: every dtype, 1 and 3 tokens, rows not a multiple of the group. */
+    @Test
+    void gemvWarpSplitsAgree() {
+        Random rnd = new Random(77);
+        try {
+            for (DType dt : ALL) {
+                int rows = 203;
+                int cols = 2048;
+                Weight w = backend.matrix(List.of(tensor("w", dt, rows, cols, rnd)), null);
+                for (int n : new int[] {1, 3}) {
+                    Buffer x = upload(randn(rnd, n * cols));
+                    Buffer out = backend.allocate((long) n * rows);
+                    backend.gemvWarpsOverride(1);
+                    backend.matmul(w, null, x, n, out);
+                    float[] one = download(out, n * rows);
+                    backend.gemvWarpsOverride(4);
+                    backend.matmul(w, null, x, n, out);
+                    assertCloseToMax(one, download(out, n * rows), 1e-5, "gemv " + dt + " n=" + n + " 4 vs 1 warps");
+                }
+            }
+        } finally {
+            backend.gemvWarpsOverride(0);
+        }
+    }
+
+    /** The gate|up GEMV fused with siluMul writes what the two launches write (both outputs). */
+    @Test
+    void gateUpGemvFusedWithSiluMatchesTwoLaunches() {
+        Random rnd = new Random(78);
+        int dim = 300;
+        int cols = 512;
+        try {
+            for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0}) {
+                Weight w = backend.matrix(List.of(tensor("gu", dt, 2 * dim, cols, rnd)), null);
+                for (int n : new int[] {1, 4}) {
+                    Buffer x = upload(randn(rnd, n * cols));
+                    Buffer gu = backend.allocate(2L * n * dim);
+                    Buffer act = backend.allocate((long) n * dim);
+                    float[][] got = new float[2][];
+                    float[][] gotAct = new float[2][];
+                    for (int f = 0; f < 2; f++) {
+                        backend.fuseLayerOps(f == 1);
+                        long before = backend.layerFusions();
+                        backend.matmul(w, null, x, n, gu);
+                        backend.siluMul(gu, n, dim, act);
+                        assertEquals(before + f, backend.layerFusions(), "fused launches, fusion " + (f == 1));
+                        got[f] = download(gu, 2 * n * dim);
+                        gotAct[f] = download(act, n * dim);
+                    }
+                    assertCloseToMax(got[0], got[1], 1e-5, dt + " n=" + n + " gate|up");
+                    assertCloseToMax(gotAct[0], gotAct[1], 1e-5, dt + " n=" + n + " silu(gate) * up");
+                }
+            }
+        } finally {
+            backend.fuseLayerOps(true);
+        }
+    }
+
+    /**
+     * rope on the q and k heads then storeKv, fused into one launch vs three: the rotated rows and the cache are
+     * bit-equal (attention over the cache, a deterministic kernel, gives identical outputs).
+     */
+    @Test
+    void ropeStoreKvFusedIsBitEqual() {
+        int heads = 14;
+        int kvHeads = 2;
+        int headDim = 64;
+        int qDim = heads * headDim;
+        int kvDim = kvHeads * headDim;
+        int stride = qDim + 2 * kvDim;
+        float[] invFreq = new float[headDim / 2];
+        for (int i = 0; i < invFreq.length; i++) {
+            invFreq[i] = (float) Math.pow(1e6, -2.0 * i / headDim);
+        }
+        RopeTable rope = backend.ropeTable(invFreq, 1f, 64);
+        Random rnd = new Random(79);
+        int n = 3;
+        Batch b = new Batch(n, 1, 4);
+        b.nTokens = n;
+        b.nSeqs = 1;
+        b.seqKvLength[0] = 8;
+        for (int t = 0; t < n; t++) {
+            b.positions[t] = 5 + t;
+        }
+        b.blockTables[0] = 2;
+        b.blockTables[1] = 0;
+        float[] rows = randn(rnd, n * stride);
+        float[][] outs = new float[2][];
+        float[][] rotated = new float[2][];
+        try {
+            for (int f = 0; f < 2; f++) {
+                backend.fuseLayerOps(f == 1);
+                KvCache cache = backend.kvCache(1, kvDim, 4, 4);
+                Buffer prefix = upload(randn(new Random(80), 8 * stride));  // positions 0..4 (same in both caches)
+                Batch pb = new Batch(5, 1, 4);
+                pb.nTokens = 5;
+                pb.nSeqs = 1;
+                pb.seqKvLength[0] = 5;
+                for (int t = 0; t < 5; t++) {
+                    pb.positions[t] = t;
+                }
+                pb.blockTables[0] = 2;
+                pb.blockTables[1] = 0;
+                backend.storeKv(cache, 0, prefix, stride, qDim, qDim + kvDim, pb);
+                Buffer qkv = upload(rows);
+                long before = backend.layerFusions();
+                backend.rope(qkv, n, stride, 0, heads, headDim, b, rope);
+                backend.rope(qkv, n, stride, qDim, kvHeads, headDim, b, rope);
+                backend.storeKv(cache, 0, qkv, stride, qDim, qDim + kvDim, b);
+                assertEquals(before + f, backend.layerFusions(), "fused launches, fusion " + (f == 1));
+                Buffer out = backend.allocate((long) n * qDim);
+                backend.attention(qkv, stride, cache, 0, b, heads, kvHeads, headDim, 0.125f, out);
+                outs[f] = download(out, n * qDim);
+                rotated[f] = download(qkv, n * stride);
+            }
+        } finally {
+            backend.fuseLayerOps(true);
+        }
+        assertArrayEquals(rotated[0], rotated[1], "rotated q/k rows");
+        assertArrayEquals(outs[0], outs[1], "attention over the stored keys and values");
+    }
+
+    /**
+     * The decode attention kernel vs the general one (both against each other; each is checked against a double
+     * reference elsewhere): 1 and 3 tokens, contexts from 1 to 700, head dims 32/64/128, groups 1 to 16.
+     */
+    @Test
+    void decodeAttentionKernelMatchesTheGeneralOne() {
+        int[][] configs = {{14, 2, 64}, {28, 4, 128}, {12, 2, 128}, {16, 1, 64}, {4, 4, 32}, {8, 2, 256}};
+        Random rnd = new Random(81);
+        try {
+            for (int[] cfg : configs) {
+                int heads = cfg[0];
+                int kvHeads = cfg[1];
+                int headDim = cfg[2];
+                int qDim = heads * headDim;
+                int kvDim = kvHeads * headDim;
+                int stride = qDim + 2 * kvDim;
+                int ctx = 700;
+                int blockSize = 16;
+                int maxBlocks = ctx / blockSize + 1;
+                KvCache cache = backend.kvCache(1, kvDim, maxBlocks + 3, blockSize);
+                Batch pre = new Batch(ctx, 1, maxBlocks);
+                pre.nTokens = ctx;
+                pre.nSeqs = 1;
+                pre.seqKvLength[0] = ctx;
+                for (int t = 0; t < ctx; t++) {
+                    pre.positions[t] = t;
+                }
+                for (int j = 0; j < maxBlocks; j++) {
+                    pre.blockTables[j] = (j * 7 + 3) % (maxBlocks + 3);
+                }
+                backend.storeKv(cache, 0, upload(randn(rnd, ctx * stride)), stride, qDim, qDim + kvDim, pre);
+                for (int len : new int[] {1, 33, 64, 700}) {
+                    for (int n : new int[] {1, 3}) {
+                        if (n > len) {
+                            continue;
+                        }
+                        Batch b = new Batch(n, 1, maxBlocks);
+                        b.nTokens = n;
+                        b.nSeqs = 1;
+                        b.seqKvLength[0] = len;
+                        for (int t = 0; t < n; t++) {
+                            b.positions[t] = len - n + t;
+                        }
+                        System.arraycopy(pre.blockTables, 0, b.blockTables, 0, maxBlocks);
+                        Buffer q = upload(randn(rnd, n * stride));
+                        Buffer out = backend.allocate((long) n * qDim);
+                        float[][] got = new float[2][];
+                        for (int dec = 0; dec < 2; dec++) {
+                            backend.decodeAttention(dec == 1);
+                            backend.attention(q, stride, cache, 0, b, heads, kvHeads, headDim,
+                                    (float) (1 / Math.sqrt(headDim)), out);
+                            got[dec] = download(out, n * qDim);
+                        }
+                        assertCloseToMax(got[0], got[1], 1e-5, "attention heads " + heads + "/" + kvHeads + " dim "
+                                + headDim + " len " + len + " n " + n + ": decode vs general kernel");
+                    }
+                }
+            }
+        } finally {
+            backend.decodeAttention(true);
+        }
+    }
+
+    private static void assertCloseToMax(float[] ref, float[] got, double tol, String what) {
+        assertEquals(ref.length, got.length, what);
+        double max = 0;
+        for (float v : ref) {
+            max = Math.max(max, Math.abs(v));
+        }
+        for (int i = 0; i < ref.length; i++) {
+            if (!(Math.abs(ref[i] - got[i]) <= tol * max)) {
+                fail(what + ": element " + i + " got " + got[i] + ", expected " + ref[i] + " (max |ref| " + max + ")");
+            }
+        }
+    }
+
     /** Two sequences in shuffled blocks: a mixed prefill, a decode step, then one long sequence (split path). */
     private static final class AttentionScenario {
         final int heads;

@@ -88,12 +88,19 @@ class CudaHostSideTest {
         String all = String.join("\n", CudaKernels.source("ops"), CudaKernels.source("attention"),
                 CudaKernels.source("sample"), CudaKernels.source("gemv"));
         for (String fn : new String[] {"embed", "rmsnorm", "rope", "silu_mul", "add_inplace", "gather_rows", "store_kv",
-                "argmax_rows", "attention_g1", "attention_g16", "attention_combine", "topk_slices", "sample_topk",
+                "argmax_rows", "attention_g1", "attention_g16", "attention_combine", "rope_store_kv", "topk_slices", "sample_topk",
                 "sample_full", "gemv_generic", "dequant_f32", "f32_to_bf16_kernel", "add_bias"}) {
             assertTrue(all.contains(" " + fn + "("), "kernel " + fn + " not found in the sources");
         }
         for (String prefix : new String[] {"gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q8_0", "gemv_q4_0"}) {
-            assertTrue(all.contains("GEMV_ALL_N(" + prefix + ","), prefix + " kernels not instantiated");
+            assertTrue(all.contains("GEMV_DTYPE(" + prefix + ","), prefix + " kernels not instantiated");
+        }
+        // the decode attention kernels CudaKernels looks up: head dim 32 << i, groups 1 << j, (1 << i)(1 << j) <= 32
+        for (int i = 0; i < 4; i++) {
+            for (int j = 0; j < 5; j++) {
+                String instance = "DEC_KERNEL(" + (1 << j) + ", " + (1 << i) + ")";
+                assertEquals((1 << i) * (1 << j) <= 32, all.contains(instance), instance);
+            }
         }
     }
 
