@@ -304,15 +304,7 @@ extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, con
     const float* __restrict__ a = pAcc + th * nSplits * headDim;
     for (int d = threadIdx.x; d < headDim; d += blockDim.x) {
         float o = 0.0f;
-        for (int s0 = 0; s0 < live; s0 += 8) {  // 8 loads in flight, then the FMAs in split order
-            float av[8];
-#pragma unroll
-            for (int u = 0; u < 8; u++) av[u] = s0 + u < live ? a[(i64) (s0 + u) * headDim + d] : 0.0f;
-#pragma unroll
-            for (int u = 0; u < 8; u++) {
-                if (s0 + u < live) o = fmaf(wS[s0 + u], av[u], o);
-            }
-        }
+        for (int s = 0; s < live; s++) o = fmaf(wS[s], a[(i64) s * headDim + d], o);
         out[th * headDim + d] = o * inv;
     }
 }

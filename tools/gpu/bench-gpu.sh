@@ -5,8 +5,8 @@
 # 1. smoke check (device, copy and GEMV bandwidth)      2. k2j synth qwen2.5-{0.5b,1.5b,7b}, bf16 (random weights)
 # 3. k2j DecodeBench per model: prefill tok/s (512-token prompt), decode tok/s (256 tokens, greedy), GB/s of
 #    weights streamed per token, ratio to the device-to-device copy bandwidth measured in the same process;
-#    0.5B also without graphs (eager launches), without launch fusion, in Q8_0 / Q4_0 and with 4-rows-per-warp
-#    BF16 GEMV (7B too)
+#    0.5B also without graphs (eager launches), without launch fusion, in Q8_0 / Q4_0 and with the earlier GEMV
+#    shape (one row per warp: -Dk2j.cuda.gemvRows=1 -Dk2j.cuda.gemvWarps=1; 7B too)
 # 4. tools/gpu/hf_bench.py per model: transformers generate, bf16, static cache, greedy, same lengths; eager, then
 #    compiled while the time budget lasts
 # Prints one table; writes bench-gpu.jsonl (every measurement), bench-gpu.json (the table) and logs to $OUT.
@@ -74,11 +74,11 @@ if [[ -f "$MODELS/$first/config.json" ]]; then
     bench "$first-nofuse" "$MODELS/$first" -Dk2j.cuda.fuse=false --
     bench "$first-q8_0" "$MODELS/$first" -- --weight-format q8_0
     bench "$first-q4_0" "$MODELS/$first" -- --weight-format q4_0
-    bench "$first-r4" "$MODELS/$first" -Dk2j.cuda.gemvRows=4 --
+    bench "$first-r1w1" "$MODELS/$first" -Dk2j.cuda.gemvRows=1 -Dk2j.cuda.gemvWarps=1 --
 fi
 last=$(echo $PRESETS | awk '{print $NF}')
 if [[ "$last" != "$first" && -f "$MODELS/$last/config.json" ]] && (( $(left) > 300 )); then
-    bench "$last-r4" "$MODELS/$last" -Dk2j.cuda.gemvRows=4 --  # BF16 GEMV with four rows per warp
+    bench "$last-r1w1" "$MODELS/$last" -Dk2j.cuda.gemvRows=1 -Dk2j.cuda.gemvWarps=1 --  # the earlier GEMV shape: one row per warp
 fi
 
 if [[ "${K2J_BENCH_HF:-1}" != 0 ]]; then

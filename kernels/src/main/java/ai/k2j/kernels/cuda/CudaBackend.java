@@ -580,15 +580,15 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     /**
-     * Rows per warp group of the GEMV kernels: 4 for Q8_0/Q4_0 (each activation load then serves four rows; with
-     * one row per warp their few weight bytes per activation float made them activation-bound), 1 for dense types;
-     * {@code -Dk2j.cuda.gemvRows=1|4} forces one for all (comparisons).
+     * Rows per warp group of the GEMV kernels: 4 (each activation load serves four rows, and four rows' loads are
+     * in flight per lane; measured faster than one row per warp for every dtype and Qwen2.5 shape, CudaOpBench);
+     * {@code -Dk2j.cuda.gemvRows=1|4} forces one (comparisons).
      */
     private int gemvRows(DType dtype) {
         if (gemvRowsOverride == 1 || gemvRowsOverride == 4) {
             return gemvRowsOverride;
         }
-        return dtype.isQuantized() ? 4 : 1;
+        return 4;
     }
 
     /** 0 (auto), 1 or 4: see {@link #gemvRows}; package-private for the smoke check's comparison. */
@@ -600,13 +600,18 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     /**
-     * Warps per row group: 4 when the matrix has too few row groups to keep every SM busy with one warp each
-     * (fewer than 16 per SM, e.g. Qwen2.5-0.5B's 896-row projections) and rows long enough to give each of the
-     * 128 lanes a chunk; else 1. {@code -Dk2j.cuda.gemvWarps=1|4} forces one (comparisons).
+     * Warps per row group. Dense types: 4 (the fastest or within 0.3 µs of it at every Qwen2.5 shape measured on an
+     * H200 by CudaOpBench). Quantized types and the fused gate|up GEMV: 4 when the matrix has too few row groups to
+     * keep every SM busy with one warp each (fewer than 16 per SM, e.g. down projections) and rows long enough to
+     * give each of the 128 lanes a chunk; else 1 (more warps per row made the many-row quantized matrices slower).
+     * {@code -Dk2j.cuda.gemvWarps=1|4} forces one (comparisons).
      */
-    private int gemvWarps(long groups, int chunks) {
+    private int gemvWarps(long groups, int chunks, boolean dense) {
         if (gemvWarpsOverride == 1 || gemvWarpsOverride == 4) {
             return gemvWarpsOverride;
+        }
+        if (dense) {
+            return chunks >= 32 ? 4 : 1;
         }
         return groups < 16L * driver.multiprocessors() && chunks >= 64 ? 4 : 1;
     }
@@ -628,7 +633,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         boolean fast = w.cols % e == 0;
         int rowsPerGroup = act != 0 ? 2 : fast ? gemvRows(w.dtype) : 1;
         long groups = act != 0 ? w.rows / 2 : (w.rows + rowsPerGroup - 1) / rowsPerGroup;
-        int warps = fast ? gemvWarps(groups, w.cols / e) : 1;
+        int warps = fast ? gemvWarps(groups, w.cols / e, act == 0 && !w.dtype.isQuantized()) : 1;
         int blocks = (int) ((groups * warps + 3) / 4);  // 4 warps per block
         int wi = warps == 4 ? 1 : 0;
         for (int t0 = 0; t0 < n; t0 += 8) {
@@ -881,7 +886,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
         int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
         long decKernel = decodeAttentionKernel(n, headDim, gi, rowStride, c.kvDim, q.ptr, c.k(layer), c.v(layer));
-        int quantum = decKernel != 0 ? ATT_DEC_QUANTUM : ATT_SPLIT_QUANTUM;
+        int quantum = decKernel != 0 ? decQuantum : ATT_SPLIT_QUANTUM;
         long splitLen = roundUp(ceilDiv(span, wantSplits), quantum);
         int nSplits = (int) ceilDiv(span, splitLen);
         long pAcc = 0;
@@ -1342,6 +1347,17 @@ public final class CudaBackend implements Backend, GraphCapable {
     void decodeAttention(boolean on) {
         decodeAttention = on;
     }
+
+    /** Split lengths of the decode kernel are multiples of this (its 4 warps take 8 keys each per round). */
+    private int decQuantum = Integer.getInteger("k2j.cuda.decodeSplitQuantum", ATT_DEC_QUANTUM);
+
+    void decodeSplitQuantum(int keys) {
+        if (keys < 32 || keys % 32 != 0) {
+            throw new IllegalArgumentException("decode split quantum must be a positive multiple of 32, got " + keys);
+        }
+        decQuantum = keys;
+    }
+
 
     /** The rope+storeKv and gate|up+siluMul fusions alone (the op benchmark's before/after); on by default. */
     private boolean fuseLayerOps = true;

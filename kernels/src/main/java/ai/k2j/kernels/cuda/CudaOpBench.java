@@ -136,13 +136,17 @@ public final class CudaOpBench {
                 System.out.printf(Locale.ROOT, "ctx %5d rope q,k + storeKv  %-8s %8.2f us%n", ctx,
                         fused ? "fused" : "separate", us);
             }
-            for (boolean dec : new boolean[] {false, true}) {
-                be.decodeAttention(dec);
+            for (int[] v : new int[][] {{0, 16}, {1, 32}, {1, 64}, {1, 128}}) {
+                be.decodeAttention(v[0] == 1);
+                if (v[0] == 1) {
+                    be.decodeSplitQuantum(v[1]);
+                }
                 double us = time(be, b, () -> be.attention(qkv, qkvDim, cache, 0, b, s.heads, s.kvHeads, s.headDim,
                         scale, att));
-                System.out.printf(Locale.ROOT, "ctx %5d attention (+combine) %-8s %8.2f us%n", ctx,
-                        dec ? "decode" : "general", us);
+                System.out.printf(Locale.ROOT, "ctx %5d attention %-7s split quantum %3d (+combine) %8.2f us%n", ctx,
+                        v[0] == 1 ? "decode" : "general", v[1], us);
             }
+            be.decodeSplitQuantum(32);
             for (boolean after : new boolean[] {false, true}) {
                 be.decodeAttention(after);
                 be.fuseLayerOps(after);
