@@ -710,6 +710,26 @@ final class MatmulKernels {
         return a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
     }
 
+    private static final VectorSpecies<Float> F256 = FloatVector.SPECIES_256;
+
+    /**
+     * {@link #sum} with 256-bit vectors (bytes a multiple of 128): on Zen 4 a 512-bit load is two 256-bit ones, and
+     * the narrower stream was seen reading faster, so the bandwidth probe takes the better of both.
+     */
+    static float sum256(MemorySegment w, long off, long bytes) {
+        FloatVector a0 = FloatVector.zero(F256);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        for (long b = off; b < off + bytes; b += 128) {
+            a0 = a0.add(FloatVector.fromMemorySegment(F256, w, b, LE));
+            a1 = a1.add(FloatVector.fromMemorySegment(F256, w, b + 32, LE));
+            a2 = a2.add(FloatVector.fromMemorySegment(F256, w, b + 64, LE));
+            a3 = a3.add(FloatVector.fromMemorySegment(F256, w, b + 96, LE));
+        }
+        return a0.add(a1).add(a2.add(a3)).reduceLanes(VectorOperators.ADD);
+    }
+
     // ================================================================================================ row decoders
 
     /** Dequantizes one F32 row (cols values at {@code off}) into out[o, o + cols). */
