@@ -137,18 +137,11 @@ extern "C" __global__ void store_kv(const float* __restrict__ qkv, int rowStride
     }
 }
 
-// out[row] = argmax of x[row, 0..dim); ties pick the lowest index; one block (any multiple of 32 threads) per row.
-extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int* __restrict__ out) {
+// Argmax with ties to the lowest index (NaNs never win; an all-NaN row gives 0). block_argmax reduces each
+// thread's (best, index) over the block; thread 0 gets the result.
+__device__ __forceinline__ void block_argmax(float& best, int& bi) {
     __shared__ float sv[32];
     __shared__ int si[32];
-    const float* xr = x + (i64) blockIdx.x * dim;
-    float best = neg_inf();
-    int bi = 0x7fffffff;
-#pragma unroll 8
-    for (int k = threadIdx.x; k < dim; k += blockDim.x) {  // unrolled: loads in flight, compares in index order
-        const float v = xr[k];
-        if (v > best || (v == best && k < bi)) { best = v; bi = k; }
-    }
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(FULL_MASK, best, o);
@@ -168,8 +161,55 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int
             const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
             if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
         }
-        if (lane == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;  // all-NaN row: 0
     }
+}
+
+// out[row] = argmax of x[row, 0..dim); one block (any multiple of 32 threads) per row.
+extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int* __restrict__ out) {
+    const float* xr = x + (i64) blockIdx.x * dim;
+    float best = neg_inf();
+    int bi = 0x7fffffff;
+#pragma unroll 8
+    for (int k = threadIdx.x; k < dim; k += blockDim.x) {  // unrolled: loads in flight, compares in index order
+        const float v = xr[k];
+        if (v > best || (v == best && k < bi)) { best = v; bi = k; }
+    }
+    block_argmax(best, bi);
+    if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+}
+
+// Long rows (a vocabulary) in two launches instead of one block streaming the whole row: argmax_slices writes the
+// (value, index) of each ARGMAX_SLICE-wide slice (grid slices x rows), argmax_merge picks per row among them.
+#define ARGMAX_SLICE 4096
+extern "C" __global__ void argmax_slices(const float* __restrict__ x, int dim, int slices, float* __restrict__ pv,
+                                         int* __restrict__ pi) {
+    const float* xr = x + (i64) blockIdx.y * dim;
+    const int start = blockIdx.x * ARGMAX_SLICE, end = min(start + ARGMAX_SLICE, dim);
+    float best = neg_inf();
+    int bi = 0x7fffffff;
+#pragma unroll 4
+    for (int k = start + threadIdx.x; k < end; k += blockDim.x) {
+        const float v = xr[k];
+        if (v > best || (v == best && k < bi)) { best = v; bi = k; }
+    }
+    block_argmax(best, bi);
+    if (threadIdx.x == 0) {
+        pv[(i64) blockIdx.y * slices + blockIdx.x] = best;
+        pi[(i64) blockIdx.y * slices + blockIdx.x] = bi;
+    }
+}
+
+extern "C" __global__ void argmax_merge(const float* __restrict__ pv, const int* __restrict__ pi, int slices,
+                                        int* __restrict__ out) {
+    float best = neg_inf();
+    int bi = 0x7fffffff;
+    for (int s = threadIdx.x; s < slices; s += blockDim.x) {
+        const float v = pv[(i64) blockIdx.x * slices + s];
+        const int i = pi[(i64) blockIdx.x * slices + s];
+        if (v > best || (v == best && i < bi)) { best = v; bi = i; }
+    }
+    block_argmax(best, bi);
+    if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
 }
 
 // rope (as above, on heads [colOffset, colOffset + heads * 2 * half) of each row) and store_kv in one launch: the

@@ -85,6 +85,8 @@ public final class CudaBackend implements Backend, GraphCapable {
     private static final int ATT_MAX_SPLITS = 1024;
     private static final int ATT_MAX_QD = 2048;
     private static final int SAMPLE_SLICE = 4096;
+    /** native/ops.cu ARGMAX_SLICE */
+    private static final int ARGMAX_SLICE = 4096;
 
     private final Options options;
     private final CudaDriver driver;
@@ -600,10 +602,11 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     /**
-     * Warps per row group. Dense types: 4 (the fastest or within 0.3 µs of it at every Qwen2.5 shape measured on an
-     * H200 by CudaOpBench). Quantized types and the fused gate|up GEMV: 4 when the matrix has too few row groups to
-     * keep every SM busy with one warp each (fewer than 16 per SM, e.g. down projections) and rows long enough to
-     * give each of the 128 lanes a chunk; else 1 (more warps per row made the many-row quantized matrices slower).
+     * Warps per row group. Dense types (also in the fused gate|up GEMV): 4 (the fastest or within 0.3 µs of it at
+     * every Qwen2.5 shape measured on an H200 by CudaOpBench). Quantized types: 4 when the matrix has too few row
+     * groups to keep every SM busy with one warp each (fewer than 16 per SM, e.g. down projections) and rows long
+     * enough to give each of the 128 lanes a chunk; else 1 (more warps per row made the many-row quantized
+     * matrices slower).
      * {@code -Dk2j.cuda.gemvWarps=1|4} forces one (comparisons).
      */
     private int gemvWarps(long groups, int chunks, boolean dense) {
@@ -633,7 +636,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         boolean fast = w.cols % e == 0;
         int rowsPerGroup = act != 0 ? 2 : fast ? gemvRows(w.dtype) : 1;
         long groups = act != 0 ? w.rows / 2 : (w.rows + rowsPerGroup - 1) / rowsPerGroup;
-        int warps = fast ? gemvWarps(groups, w.cols / e, act == 0 && !w.dtype.isQuantized()) : 1;
+        int warps = fast ? gemvWarps(groups, w.cols / e, !w.dtype.isQuantized()) : 1;
         int blocks = (int) ((groups * warps + 3) / 4);  // 4 warps per block
         int wi = warps == 4 ? 1 : 0;
         for (int t0 = 0; t0 < n; t0 += 8) {
@@ -1064,8 +1067,18 @@ public final class CudaBackend implements Backend, GraphCapable {
             throw new IllegalArgumentException("argmax: out holds " + out.length + " ints, needs " + n);
         }
         long dev = intScratch.ensure(4L * n);
-        args.reset().ptr(xb.ptr).i32(dim).ptr(dev);
-        launch(k.argmax, "argmax_rows", n, 1, 1024);
+        if (dim > 2 * ARGMAX_SLICE) {  // a vocabulary: one block per 4096-wide slice, then a merge per row
+            int slices = (dim + ARGMAX_SLICE - 1) / ARGMAX_SLICE;
+            long pv = tempScratch.ensure(8L * n * slices);
+            long pi = pv + 4L * n * slices;
+            args.reset().ptr(xb.ptr).i32(dim).i32(slices).ptr(pv).ptr(pi);
+            launch(k.argmaxSlices, "argmax_slices", slices, n, 256);
+            args.reset().ptr(pv).ptr(pi).i32(slices).ptr(dev);
+            launch(k.argmaxMerge, "argmax_merge", n, 1, 128);
+        } else {
+            args.reset().ptr(xb.ptr).i32(dim).ptr(dev);
+            launch(k.argmax, "argmax_rows", n, 1, 1024);
+        }
         readInts(dev, out, n);
     }
 

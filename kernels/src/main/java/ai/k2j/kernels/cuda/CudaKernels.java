@@ -76,6 +76,8 @@ final class CudaKernels implements AutoCloseable {
     final long storeKv;
     final long ropeStoreKv;
     final long argmax;
+    final long argmaxSlices;
+    final long argmaxMerge;
     /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
     final long[] attention = new long[5];
     final long attentionCombine;
@@ -118,6 +120,8 @@ final class CudaKernels implements AutoCloseable {
         storeKv = driver.function(ops, "store_kv");
         ropeStoreKv = driver.function(ops, "rope_store_kv");
         argmax = driver.function(ops, "argmax_rows");
+        argmaxSlices = driver.function(ops, "argmax_slices");
+        argmaxMerge = driver.function(ops, "argmax_merge");
 
         long att = load("attention");
         for (int i = 0; i < 5; i++) {

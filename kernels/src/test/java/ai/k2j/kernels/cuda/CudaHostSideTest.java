@@ -88,7 +88,7 @@ class CudaHostSideTest {
         String all = String.join("\n", CudaKernels.source("ops"), CudaKernels.source("attention"),
                 CudaKernels.source("sample"), CudaKernels.source("gemv"));
         for (String fn : new String[] {"embed", "rmsnorm", "rope", "silu_mul", "add_inplace", "gather_rows", "store_kv",
-                "argmax_rows", "attention_g1", "attention_g16", "attention_combine", "rope_store_kv", "topk_slices", "sample_topk",
+                "argmax_rows", "argmax_slices", "argmax_merge", "attention_g1", "attention_g16", "attention_combine", "rope_store_kv", "topk_slices", "sample_topk",
                 "sample_full", "gemv_generic", "dequant_f32", "f32_to_bf16_kernel", "add_bias"}) {
             assertTrue(all.contains(" " + fn + "("), "kernel " + fn + " not found in the sources");
         }

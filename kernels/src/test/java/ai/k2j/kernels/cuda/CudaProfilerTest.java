@@ -52,7 +52,8 @@ class CudaProfilerTest {
                 assertEquals(12345, out[0]);
             }
             String report = backend.profileReport();
-            assertTrue(report.matches("(?s).*argmax_rows\\s+5\\s.*"), report);
+            assertTrue(report.matches("(?s).*argmax_slices\\s+5\\s.*"), report);  // a vocabulary-wide row: sliced
+            assertTrue(report.matches("(?s).*argmax_merge\\s+5\\s.*"), report);
             assertTrue(report.matches("(?s).*\\badd\\s+5\\s.*"), report);
             assertTrue(report.contains("read_ids(D2H)"), report);
             assertTrue(report.contains("per step (median over 4)"), report);  // the first read opens step 1
