@@ -602,11 +602,11 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     /**
-     * Warps per row group. Dense types (also in the fused gate|up GEMV): 4 (the fastest or within 0.3 µs of it at
-     * every Qwen2.5 shape measured on an H200 by CudaOpBench). Quantized types: 4 when the matrix has too few row
-     * groups to keep every SM busy with one warp each (fewer than 16 per SM, e.g. down projections) and rows long
-     * enough to give each of the 128 lanes a chunk; else 1 (more warps per row made the many-row quantized
-     * matrices slower).
+     * Warps per row group. Dense types: 4 (the fastest or within 0.3 µs of it at every Qwen2.5 shape measured on an
+     * H200 by CudaOpBench). Quantized types and the fused gate|up GEMV (where 4 warps measured 1.6 µs slower on
+     * 0.5B's, 0.8 µs faster on 1.5B's): 4 when the matrix has too few row groups to keep every SM busy with one warp
+     * each (fewer than 16 per SM, e.g. down projections) and rows long enough to give each of the 128 lanes a
+     * chunk; else 1 (more warps per row made the many-row quantized matrices slower).
      * {@code -Dk2j.cuda.gemvWarps=1|4} forces one (comparisons).
      */
     private int gemvWarps(long groups, int chunks, boolean dense) {
@@ -636,7 +636,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         boolean fast = w.cols % e == 0;
         int rowsPerGroup = act != 0 ? 2 : fast ? gemvRows(w.dtype) : 1;
         long groups = act != 0 ? w.rows / 2 : (w.rows + rowsPerGroup - 1) / rowsPerGroup;
-        int warps = fast ? gemvWarps(groups, w.cols / e, !w.dtype.isQuantized()) : 1;
+        int warps = fast ? gemvWarps(groups, w.cols / e, act == 0 && !w.dtype.isQuantized()) : 1;
         int blocks = (int) ((groups * warps + 3) / 4);  // 4 warps per block
         int wi = warps == 4 ? 1 : 0;
         for (int t0 = 0; t0 < n; t0 += 8) {
