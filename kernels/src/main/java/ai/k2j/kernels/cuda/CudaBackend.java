@@ -7,6 +7,7 @@ import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Weight;
+import ai.k2j.kernels.cpu.Quantizer;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelFormatException;
 import ai.k2j.loaders.Tensor;
@@ -341,14 +342,8 @@ public final class CudaBackend implements Backend, GraphCapable {
             rowsStream.forEach(r -> {
                 long srcRow = (long) (chunkStart + r);
                 if (same) {
-                    int blockBytes = dst.blockBytes();
-                    int payload = blockBytes - 2;
-                    for (int b = 0; b < cols / 32; b++) {
-                        long sOff = srcRow * srcRowBytes + (long) b * blockBytes;
-                        staging.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesOff + ((long) r * (cols / 32) + b) * 2,
-                                t.data().get(ValueLayout.JAVA_SHORT_UNALIGNED, sOff));
-                        MemorySegment.copy(t.data(), sOff + 2, staging, r * qsRowBytes + (long) b * payload, payload);
-                    }
+                    splitBlocks(dst, t.data(), srcRow * srcRowBytes, cols, staging, r * qsRowBytes,
+                            scalesOff + (long) r * (cols / 32) * 2);
                     return;
                 }
                 float[] row = new float[cols];
@@ -366,17 +361,10 @@ public final class CudaBackend implements Backend, GraphCapable {
                             staging.set(ValueLayout.JAVA_SHORT_UNALIGNED, o + 2L * i, HostCodec.f32ToBf16(row[i]));
                         }
                     }
-                    case Q8_0 -> {
-                        for (int b = 0; b < cols / 32; b++) {
-                            short d = HostCodec.quantizeQ8_0(row, b * 32, staging, o + 32L * b);
-                            staging.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesOff + ((long) r * (cols / 32) + b) * 2, d);
-                        }
-                    }
-                    case Q4_0 -> {
-                        for (int b = 0; b < cols / 32; b++) {
-                            short d = HostCodec.quantizeQ4_0(row, b * 32, staging, o + 16L * b);
-                            staging.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesOff + ((long) r * (cols / 32) + b) * 2, d);
-                        }
+                    case Q8_0, Q4_0 -> {  // llama.cpp's blocks (the CPU backend's quantizer), then split
+                        MemorySegment blocks = MemorySegment.ofArray(new byte[(int) dst.bytesFor(cols)]);
+                        Quantizer.quantizeRow(dst, row, 0, cols, blocks, 0);
+                        splitBlocks(dst, blocks, 0, cols, staging, o, scalesOff + (long) r * (cols / 32) * 2);
                     }
                     default -> throw new IllegalStateException();
                 }
@@ -388,6 +376,21 @@ public final class CudaBackend implements Backend, GraphCapable {
                         nr * scaleRowBytes);
             }
             driver.synchronize();
+        }
+    }
+
+    /**
+     * One row of llama.cpp blocks (f16 scale, then the quantized values) at src[srcOff..] to the device layout:
+     * the values to dst[qsOff..], the scales to dst[scalesOff..] (2 bytes per block).
+     */
+    private static void splitBlocks(DType dt, MemorySegment src, long srcOff, int cols, MemorySegment dst, long qsOff,
+                                    long scalesOff) {
+        int blockBytes = dt.blockBytes();
+        int payload = blockBytes - 2;
+        for (int b = 0; b < cols / 32; b++) {
+            long sOff = srcOff + (long) b * blockBytes;
+            dst.set(ValueLayout.JAVA_SHORT_UNALIGNED, scalesOff + 2L * b, src.get(ValueLayout.JAVA_SHORT_UNALIGNED, sOff));
+            MemorySegment.copy(src, sOff + 2, dst, qsOff + (long) b * payload, payload);
         }
     }
 

@@ -8,7 +8,8 @@ import java.lang.foreign.ValueLayout;
 
 /**
  * Host-side element conversions used when uploading weights: decoding any supported dtype to float32, and
- * encoding float32 to BF16 (round to nearest even), F16, and llama.cpp's Q8_0 / Q4_0 reference quantizers.
+ * encoding float32 to BF16 (round to nearest even). Q8_0/Q4_0 are quantized by the CPU backend's
+ * {@link ai.k2j.kernels.cpu.Quantizer} (llama.cpp's reference rounding) and split into the device layout.
  */
 final class HostCodec {
 
@@ -31,11 +32,6 @@ final class HostCodec {
         }
         u += 0x7fff + ((u >>> 16) & 1);
         return (short) (u >>> 16);
-    }
-
-    /** C's roundf: halves away from zero (Math.round rounds -2.5 to -2). Exact in double for float inputs. */
-    static float roundHalfAway(float v) {
-        return (float) (v < 0 ? -Math.floor(-(double) v + 0.5) : Math.floor((double) v + 0.5));
     }
 
     /**
@@ -85,49 +81,5 @@ final class HostCodec {
             default -> throw new ModelFormatException("tensor '" + name + "': dtype " + dtype
                     + " is not supported by the CUDA backend (use F32, F16, BF16, Q8_0 or Q4_0)");
         }
-    }
-
-    /**
-     * llama.cpp quantize_row_q8_0_ref for one block of 32: d = max|x| / 127, q = roundf(x / d).
-     * Writes 32 int8 at qs[qsOff..] and returns the f16 bits of d.
-     */
-    static short quantizeQ8_0(float[] x, int off, MemorySegment qs, long qsOff) {
-        float amax = 0;
-        for (int j = 0; j < 32; j++) {
-            amax = Math.max(amax, Math.abs(x[off + j]));
-        }
-        float d = amax / 127.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        for (int j = 0; j < 32; j++) {
-            qs.set(ValueLayout.JAVA_BYTE, qsOff + j, (byte) roundHalfAway(x[off + j] * id));
-        }
-        return Float.floatToFloat16(d);
-    }
-
-    /**
-     * llama.cpp quantize_row_q4_0_ref for one block of 32: d = (value of largest magnitude) / -8,
-     * q = min(15, (int) (x / d + 8.5)); byte j holds element j (low nibble) and j + 16 (high nibble).
-     * Writes 16 bytes at qs[qsOff..] and returns the f16 bits of d.
-     */
-    static short quantizeQ4_0(float[] x, int off, MemorySegment qs, long qsOff) {
-        float amax = 0;
-        float max = 0;
-        for (int j = 0; j < 32; j++) {
-            float v = x[off + j];
-            if (amax < Math.abs(v)) {
-                amax = Math.abs(v);
-                max = v;
-            }
-        }
-        float d = max / -8.0f;
-        float id = d != 0 ? 1.0f / d : 0.0f;
-        for (int j = 0; j < 16; j++) {
-            float x0 = x[off + j] * id;
-            float x1 = x[off + 16 + j] * id;
-            int q0 = Math.min(15, (int) (x0 + 8.5f));
-            int q1 = Math.min(15, (int) (x1 + 8.5f));
-            qs.set(ValueLayout.JAVA_BYTE, qsOff + j, (byte) (q0 | (q1 << 4)));
-        }
-        return Float.floatToFloat16(d);
     }
 }

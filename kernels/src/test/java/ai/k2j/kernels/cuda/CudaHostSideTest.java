@@ -2,9 +2,6 @@ package ai.k2j.kernels.cuda;
 
 import org.junit.jupiter.api.Test;
 
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -27,53 +24,6 @@ class CudaHostSideTest {
         assertEquals((short) 0x3f81, HostCodec.f32ToBf16(Float.intBitsToFloat(0x3f808001)));
         assertTrue(Float.isNaN(HostCodec.bf16ToF32(HostCodec.f32ToBf16(Float.NaN))));
         assertEquals(Float.NEGATIVE_INFINITY, HostCodec.bf16ToF32(HostCodec.f32ToBf16(Float.NEGATIVE_INFINITY)));
-    }
-
-    @Test
-    void roundHalfAwayMatchesCRoundf() {
-        assertEquals(-3f, HostCodec.roundHalfAway(-2.5f));
-        assertEquals(3f, HostCodec.roundHalfAway(2.5f));
-        assertEquals(0f, HostCodec.roundHalfAway(0.49999997f));
-        assertEquals(-1f, HostCodec.roundHalfAway(-0.5f));
-    }
-
-    @Test
-    void q8_0QuantizesLikeLlamaCpp() {
-        float[] x = new float[32];
-        for (int i = 0; i < 32; i++) {
-            x[i] = (i - 16) * 0.25f;  // max |x| = 4 at i = 0
-        }
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment qs = arena.allocate(32);
-            short d = HostCodec.quantizeQ8_0(x, 0, qs, 0);
-            assertEquals(4f / 127f, Float.float16ToFloat(d), 1e-4);
-            assertEquals(-127, qs.get(ValueLayout.JAVA_BYTE, 0));
-            // x = 0.25 -> 0.25 * 127 / 4 = 7.9375 -> 8
-            assertEquals(8, qs.get(ValueLayout.JAVA_BYTE, 17));
-            assertEquals(0, qs.get(ValueLayout.JAVA_BYTE, 16));
-        }
-    }
-
-    @Test
-    void q4_0QuantizesLikeLlamaCpp() {
-        float[] x = new float[32];
-        for (int i = 0; i < 32; i++) {
-            x[i] = i * 0.5f - 4f;  // -4 .. 11.5; largest magnitude is +11.5 -> d = -11.5 / 8
-        }
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment qs = arena.allocate(16);
-            short dBits = HostCodec.quantizeQ4_0(x, 0, qs, 0);
-            float d = -11.5f / 8f;
-            assertEquals(d, Float.float16ToFloat(dBits), 1e-3);
-            float id = 1 / d;
-            for (int j = 0; j < 16; j++) {
-                int b = qs.get(ValueLayout.JAVA_BYTE, j) & 0xff;
-                assertEquals(Math.min(15, (int) (x[j] * id + 8.5f)), b & 15, "low nibble " + j);
-                assertEquals(Math.min(15, (int) (x[j + 16] * id + 8.5f)), b >>> 4, "high nibble " + j);
-            }
-            // the extreme value maps to nibble 0 (q - 8 = -8, times d = +11.5)
-            assertEquals(0, (qs.get(ValueLayout.JAVA_BYTE, 15) & 0xff) >>> 4);
-        }
     }
 
     @Test
