@@ -192,6 +192,10 @@ final class CudaKernels implements AutoCloseable {
                 }
             }
         }
+        // a cold compile takes up to a minute (gemv.cu: 240 instantiations); say so instead of looking hung
+        System.getLogger(CudaKernels.class.getName()).log(System.Logger.Level.INFO, "compiling " + name
+                + ".cu with NVRTC for " + driver.architecture() + (cacheFile == null ? " (no cache directory)"
+                : " (once per machine and source version; cached in " + cacheFile.getParent() + ")"));
         long t0 = System.nanoTime();
         byte[] image;
         try {
