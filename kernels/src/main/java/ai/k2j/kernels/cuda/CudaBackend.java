@@ -589,11 +589,8 @@ public final class CudaBackend implements Backend, GraphCapable {
      * in flight per lane; measured faster than one row per warp for every dtype and Qwen2.5 shape, CudaOpBench);
      * {@code -Dk2j.cuda.gemvRows=1|4} forces one (comparisons).
      */
-    private int gemvRows(DType dtype) {
-        if (gemvRowsOverride == 1 || gemvRowsOverride == 4) {
-            return gemvRowsOverride;
-        }
-        return 4;
+    private int gemvRows() {
+        return gemvRowsOverride == 1 ? 1 : 4;
     }
 
     /** 0 (auto), 1 or 4: see {@link #gemvRows}; package-private for the smoke check's comparison. */
@@ -637,7 +634,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     private void gemv(DevWeight w, long bias, long x, int n, long out, long act) {
         int e = CudaKernels.chunkElements(w.dtype);
         boolean fast = w.cols % e == 0;
-        int rowsPerGroup = act != 0 ? 2 : fast ? gemvRows(w.dtype) : 1;
+        int rowsPerGroup = act != 0 ? 2 : fast ? gemvRows() : 1;
         long groups = act != 0 ? w.rows / 2 : (w.rows + rowsPerGroup - 1) / rowsPerGroup;
         int warps = fast ? gemvWarps(groups, w.cols / e, act == 0 && !w.dtype.isQuantized()) : 1;
         int blocks = (int) ((groups * warps + 3) / 4);  // 4 warps per block
@@ -778,18 +775,10 @@ public final class CudaBackend implements Backend, GraphCapable {
     @Override
     public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
         enterKeepingPending();
-        DevKvCache c;
-        DevBuffer q;
-        try {
-            c = kv(cache, layer);
-            q = buffer(qkv, "storeKv qkv");
-        } catch (RuntimeException e) {
-            flushPending();
-            throw e;
-        }
+        DevKvCache c = kv(cache, layer);
+        DevBuffer q = buffer(qkv, "storeKv qkv");
         int kvDim = c.kvDim;
         if (kOffset < 0 || vOffset < 0 || kOffset + kvDim > rowStride || vOffset + kvDim > rowStride) {
-            flushPending();
             throw new IllegalArgumentException("storeKv: key/value columns at " + kOffset + "/" + vOffset + " (+" + kvDim
                     + ") do not fit rows of " + rowStride);
         }
@@ -806,21 +795,12 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (!merge) {
             flushPending();
         }
-        DeviceBatch db;
-        try {
-            db = sync(batch, c.blockSize);
-            need(q, (long) (batch.nTokens - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
-            validateBlocks(db, c);
-        } catch (RuntimeException e) {
-            flushPending();
-            throw e;
-        }
+        DeviceBatch db = sync(batch, c.blockSize);
         int n = batch.nTokens;
+        need(q, (long) (n - 1) * rowStride + Math.max(kOffset, vOffset) + kvDim, "storeKv qkv");
+        validateBlocks(db, c);
         if (merge) {
-            pending = PENDING_NONE;
-            pendBatch = null;
-            pendRope = null;
-            pendWeight = null;
+            clearPending();
             args.reset().ptr(pendX).i32(n).i32(rowStride).i32(pendColOffset).i32(pendHeads).i32(pendHalf)
                     .ptr(pendPositions).ptr(pendRopeCos).ptr(pendRopeSin).i32(kOffset).i32(vOffset).i32(kvDim)
                     .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
@@ -905,20 +885,15 @@ public final class CudaBackend implements Backend, GraphCapable {
             pMax = pAcc + 4 * accFloats;
             pSum = pMax + 4 * mFloats;
         }
-        if (decKernel != 0) {
-            args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).f32(scale)
-                    .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
-                    .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
-                    .i32(c.blockSize).i32(quantum).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
-            launch(decKernel, profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits, 128);
-        } else {
-            args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale)
-                    .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
-                    .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
-                    .i32(c.blockSize).i32(quantum).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
-            launch(k.attention[gi], profiler == null ? "attention" : attentionName(nSplits), n * kvHeads, nSplits,
-                    128);
+        args.reset().ptr(q.ptr).i32(rowStride).i32(heads).i32(kvHeads);
+        if (decKernel == 0) {
+            args.i32(headDim);  // the decode kernel's head dim is a template parameter
         }
+        args.f32(scale).ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
+                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+                .i32(quantum).i32(nSplits).ptr(o.ptr).ptr(pAcc).ptr(pMax).ptr(pSum);
+        launch(decKernel != 0 ? decKernel : k.attention[gi], profiler == null ? "attention" : attentionName(nSplits),
+                n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(o.ptr);
             launch(k.attentionCombine, "attention_combine", n * heads, 1, 128);
@@ -968,10 +943,9 @@ public final class CudaBackend implements Backend, GraphCapable {
         need(o, count, "siluMul out");
         if (pending == PENDING_MATMUL && pendY == g.ptr && pendN == n && pendWeight.rows == 2 * dim
                 && !overlaps(o.ptr, count, g.ptr, 2 * count) && !overlaps(o.ptr, count, pendX, (long) n * pendWeight.cols)) {
-            pending = PENDING_NONE;  // the held gate|up product writes silu(gate) * up as well
+            DevWeight w = pendWeight;  // the held gate|up product writes silu(gate) * up as well
+            clearPending();
             layerFusions++;
-            DevWeight w = pendWeight;
-            pendWeight = null;
             gemv(w, pendBias, pendX, n, g.ptr, o.ptr);
             return;
         }
@@ -1224,10 +1198,7 @@ public final class CudaBackend implements Backend, GraphCapable {
     /** Abandons a capture after an op failed during it; the stream is usable again afterwards. */
     @Override
     public void abortCapture() {
-        pending = PENDING_NONE;  // a held launch belongs to the failed recording
-        pendBatch = null;
-        pendRope = null;
-        pendWeight = null;
+        clearPending();  // a held launch belongs to the failed recording
         enter();
         if (capture == null) {
             return;
@@ -1409,20 +1380,25 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (kind == PENDING_NONE) {
             return;
         }
-        pending = PENDING_NONE;
-        pendBatch = null;
-        pendRope = null;
+        DevWeight w = pendWeight;
+        clearPending();
         if (kind == PENDING_ADD) {
             args.reset().ptr(pendX).ptr(pendY).i64(pendCount);
             launch(k.add, "add", grid(pendCount), 1, 256);
         } else if (kind == PENDING_MATMUL) {
-            DevWeight w = pendWeight;
-            pendWeight = null;
             gemv(w, pendBias, pendX, pendN, pendY, 0);
         } else {
             launchRope(pendX, pendN, pendRowStride, pendColOffset, pendHeads, pendHalf, pendPositions, pendRopeCos,
                     pendRopeSin);
         }
+    }
+
+    /** Forgets the held launch (its primitive fields stay readable until the next hold). */
+    private void clearPending() {
+        pending = PENDING_NONE;
+        pendBatch = null;
+        pendRope = null;
+        pendWeight = null;
     }
 
     private long pendRopeCos;
@@ -1662,10 +1638,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (closed) {
             return;
         }
-        pending = PENDING_NONE;
-        pendBatch = null;
-        pendRope = null;
-        pendWeight = null;
+        clearPending();
         driver.makeCurrent();
         if (capture != null) {
             abortCapture();
