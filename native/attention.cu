@@ -23,6 +23,25 @@
 #define ATT_KB 16  // float4 loads of a K row in flight per thread in the scores loop
 #define ATT_VB 8   // V loads (keys) in flight per thread in the per-dimension V loop
 
+// Split s of token t's keys, [*start, *end): each token's split length is ceil(len / nSplits) rounded up to the
+// quantum, from its own length, so a graph captured with splits for the whole context spreads a short sequence over
+// the splits. Returns false for an empty split (start >= len), after marking it (max = -inf, sum = 0) for
+// attention_combine, which reads only the live prefix. Both attention kernels use it; the caller returns at once
+// (block-uniform: no barrier is skipped by part of the block).
+__device__ __forceinline__ bool split_keys(int len, int s, int nSplits, int quantum, i64 tok_head0, int G,
+                                           float* __restrict__ pMax, float* __restrict__ pSum, int* start, int* end) {
+    const int sl = ((len + nSplits - 1) / nSplits + quantum - 1) / quantum * quantum;
+    *start = s * sl;
+    *end = min(*start + sl, len);
+    if (*start < len) return true;
+    if (nSplits > 1 && threadIdx.x < G) {
+        const i64 idx = (tok_head0 + threadIdx.x) * nSplits + s;
+        pMax[idx] = neg_inf();
+        pSum[idx] = 0.0f;
+    }
+    return false;
+}
+
 template <int MAXG>
 __device__ __forceinline__ void attention_split(
         const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale,
@@ -39,10 +58,10 @@ __device__ __forceinline__ void attention_split(
     const int G = heads / kvHeads, D = headDim, GD = G * D;
     const int t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads, s = blockIdx.y;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nWarps = blockDim.x >> 5;
-    const int len = positions[t] + 1;
-    const int sl = ((len + nSplits - 1) / nSplits + splitLen - 1) / splitLen * splitLen;  // splitLen = quantum
-    const int start = s * sl;
-    const int end = min(start + sl, len);
+    int start, end;
+    if (!split_keys(positions[t] + 1, s, nSplits, splitLen, (i64) t * heads + kvh * G, G, pMax, pSum, &start, &end)) {
+        return;  // empty split (a graph sized for the full context)
+    }
     const int seq = seqOfToken[t];
     const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
     const i64 headOff = (i64) kvh * D;
@@ -52,14 +71,6 @@ __device__ __forceinline__ void attention_split(
     const bool perDim = ATT_THREADS % D == 0 && blockDim.x == ATT_THREADS;
     const int vR = perDim ? ATT_THREADS / D : 1, vr = perDim ? tid / D : 0, vd = perDim ? tid % D : 0;
 
-    if (start >= len) {  // empty split (a graph sized for the full context): only mark it; combine skips it
-        if (nSplits > 1 && tid < G) {
-            const i64 idx = ((i64) t * heads + kvh * G + tid) * nSplits + s;
-            pMax[idx] = neg_inf();
-            pSum[idx] = 0.0f;
-        }
-        return;  // block-uniform: no barrier is skipped by part of the block
-    }
 
     const float* __restrict__ q = qkv + (i64) t * rowStride + (i64) kvh * G * D;
     for (int e = tid; e < GD; e += blockDim.x) qs[e] = q[e] * scale;
@@ -352,18 +363,10 @@ __device__ __forceinline__ void attention_dec(
     const int G = heads / kvHeads;
     const int t = blockIdx.x / kvHeads, kvh = blockIdx.x % kvHeads, s = blockIdx.y;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int len = positions[t] + 1;
-    const int sl = ((len + nSplits - 1) / nSplits + splitLen - 1) / splitLen * splitLen;  // splitLen = quantum
-    const int start = s * sl;
-    if (start >= len) {  // empty split: mark it for attention_combine (block-uniform exit, no barrier skipped)
-        if (nSplits > 1 && tid < G) {
-            const i64 idx = ((i64) t * heads + kvh * G + tid) * nSplits + s;
-            pMax[idx] = neg_inf();
-            pSum[idx] = 0.0f;
-        }
-        return;
+    int start, end;
+    if (!split_keys(positions[t] + 1, s, nSplits, splitLen, (i64) t * heads + kvh * G, G, pMax, pSum, &start, &end)) {
+        return;  // empty split
     }
-    const int end = min(start + sl, len);
     const int* __restrict__ table = blockTables + (i64) seqOfToken[t] * maxBlocksPerSeq;
     const i64 laneOff = (i64) kvh * D + lane * DL;
 

@@ -75,6 +75,13 @@ extern "C" __global__ void add_rmsnorm(float* x, const float* y, const float* __
     for (int k = threadIdx.x + ARN_REG * nt; k < dim; k += nt) orow[k] = xr[k] * inv * gamma[k];
 }
 
+// (x0, x1) rotated by the angle whose cosine and sine are c and s. No FMA contraction (__fmul_rn), so bit-equal
+// to the CPU's order; rope and rope_store_kv both use it.
+__device__ __forceinline__ void rotate(float x0, float x1, float c, float s, float* y0, float* y1) {
+    *y0 = __fmul_rn(x0, c) - __fmul_rn(x1, s);
+    *y1 = __fmul_rn(x1, c) + __fmul_rn(x0, s);
+}
+
 // Rotate-half RoPE in place: heads of headDim starting at colOffset in rows of rowStride; cos/sin tables are
 // [maxPositions, half] (already multiplied by the attention scaling).
 extern "C" __global__ void rope(float* x, int n, int rowStride, int colOffset, int heads, int half,
@@ -87,9 +94,7 @@ extern "C" __global__ void rope(float* x, int n, int rowStride, int colOffset, i
         const i64 p = positions[t];
         const float c = cosT[p * half + j], s = sinT[p * half + j];
         float* xh = x + (i64) t * rowStride + colOffset + (i64) h * 2 * half;
-        const float x0 = xh[j], x1 = xh[j + half];
-        xh[j] = __fmul_rn(x0, c) - __fmul_rn(x1, s);  // no FMA contraction: bit-equal to the CPU's order
-        xh[j + half] = __fmul_rn(x1, c) + __fmul_rn(x0, s);
+        rotate(xh[j], xh[j + half], c, s, &xh[j], &xh[j + half]);
     }
 }
 
@@ -137,16 +142,18 @@ extern "C" __global__ void store_kv(const float* __restrict__ qkv, int rowStride
     }
 }
 
-// Argmax with ties to the lowest index (NaNs never win; an all-NaN row gives 0). block_argmax reduces each
-// thread's (best, index) over the block; thread 0 gets the result.
+// Argmax with ties to the lowest index (NaNs never win; an all-NaN row gives 0). take_if_better is the one
+// comparison; block_argmax reduces each thread's (best, index) over the block; thread 0 gets the result.
+__device__ __forceinline__ void take_if_better(float v, int i, float& best, int& bi) {
+    if (v > best || (v == best && i < bi)) { best = v; bi = i; }
+}
+
 __device__ __forceinline__ void block_argmax(float& best, int& bi) {
     __shared__ float sv[32];
     __shared__ int si[32];
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(FULL_MASK, best, o);
-        const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-        if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+        take_if_better(__shfl_xor_sync(FULL_MASK, best, o), __shfl_xor_sync(FULL_MASK, bi, o), best, bi);
     }
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     if (lane == 0) { sv[warp] = best; si[warp] = bi; }
@@ -157,9 +164,7 @@ __device__ __forceinline__ void block_argmax(float& best, int& bi) {
         bi = lane < warps ? si[lane] : 0x7fffffff;
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) {
-            const float ov = __shfl_xor_sync(FULL_MASK, best, o);
-            const int oi = __shfl_xor_sync(FULL_MASK, bi, o);
-            if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+            take_if_better(__shfl_xor_sync(FULL_MASK, best, o), __shfl_xor_sync(FULL_MASK, bi, o), best, bi);
         }
     }
 }
@@ -171,8 +176,7 @@ extern "C" __global__ void argmax_rows(const float* __restrict__ x, int dim, int
     int bi = 0x7fffffff;
 #pragma unroll 8
     for (int k = threadIdx.x; k < dim; k += blockDim.x) {  // unrolled: loads in flight, compares in index order
-        const float v = xr[k];
-        if (v > best || (v == best && k < bi)) { best = v; bi = k; }
+        take_if_better(xr[k], k, best, bi);
     }
     block_argmax(best, bi);
     if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
@@ -189,8 +193,7 @@ extern "C" __global__ void argmax_slices(const float* __restrict__ x, int dim, i
     int bi = 0x7fffffff;
 #pragma unroll 4
     for (int k = start + threadIdx.x; k < end; k += blockDim.x) {
-        const float v = xr[k];
-        if (v > best || (v == best && k < bi)) { best = v; bi = k; }
+        take_if_better(xr[k], k, best, bi);
     }
     block_argmax(best, bi);
     if (threadIdx.x == 0) {
@@ -204,9 +207,7 @@ extern "C" __global__ void argmax_merge(const float* __restrict__ pv, const int*
     float best = neg_inf();
     int bi = 0x7fffffff;
     for (int s = threadIdx.x; s < slices; s += blockDim.x) {
-        const float v = pv[(i64) blockIdx.x * slices + s];
-        const int i = pi[(i64) blockIdx.x * slices + s];
-        if (v > best || (v == best && i < bi)) { best = v; bi = i; }
+        take_if_better(pv[(i64) blockIdx.x * slices + s], pi[(i64) blockIdx.x * slices + s], best, bi);
     }
     block_argmax(best, bi);
     if (threadIdx.x == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
@@ -232,9 +233,8 @@ extern "C" __global__ void rope_store_kv(float* x, int n, int rowStride, int col
             const float c = cosT[p * half + j], s = sinT[p * half + j];
             const int col = colOffset + h * 2 * half + j;
             float* xh = x + (i64) t * rowStride + col;
-            const float x0 = xh[0], x1 = xh[half];
-            const float y0 = __fmul_rn(x0, c) - __fmul_rn(x1, s);
-            const float y1 = __fmul_rn(x1, c) + __fmul_rn(x0, s);
+            float y0, y1;
+            rotate(xh[0], xh[half], c, s, &y0, &y1);
             xh[0] = y0;
             xh[half] = y1;
             if (col >= kOff && col < kOff + kvDim) {  // a key head: both halves are key columns
