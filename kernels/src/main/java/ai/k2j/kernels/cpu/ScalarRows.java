@@ -10,9 +10,10 @@ import java.nio.ByteOrder;
  * Plain scalar decoding of one weight row to float32, for every weight dtype. Used where a row is decoded once
  * per token (the embedding gather): that code runs too few iterations per step to be sure the JIT has compiled
  * it with C2, and Vector API code that is interpreted or C1-compiled boxes every vector (allocating per token).
- * Scalar code allocates nothing in any tier, and a few thousand elements per token cost nothing measurable.
+ * Scalar code allocates nothing in any tier, and a few thousand elements per token cost nothing measurable. The
+ * CUDA backend decodes uploaded weights with it too (one decoder for the host side of every backend).
  */
-final class ScalarRows {
+public final class ScalarRows {
     private ScalarRows() {
     }
 
@@ -21,7 +22,7 @@ final class ScalarRows {
     static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
 
     /** Decodes the {@code cols} values of the row at byte {@code off} of {@code w} into out[o, o + cols). */
-    static void decode(DType dtype, MemorySegment w, long off, int cols, float[] out, int o) {
+    public static void decode(DType dtype, MemorySegment w, long off, int cols, float[] out, int o) {
         switch (dtype) {
             case F32 -> {
                 for (int c = 0; c < cols; c++) {

@@ -1,5 +1,6 @@
 package ai.k2j.kernels.cuda;
 
+import ai.k2j.kernels.cpu.ScalarRows;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelFormatException;
 
@@ -13,8 +14,6 @@ import java.lang.foreign.ValueLayout;
  */
 final class HostCodec {
 
-    private static final ValueLayout.OfShort SHORT = ValueLayout.JAVA_SHORT_UNALIGNED;
-    private static final ValueLayout.OfFloat FLOAT = ValueLayout.JAVA_FLOAT_UNALIGNED;
     private static final ValueLayout.OfDouble DOUBLE = ValueLayout.JAVA_DOUBLE_UNALIGNED;
 
     private HostCodec() {
@@ -40,42 +39,10 @@ final class HostCodec {
      */
     static void decode(DType dtype, MemorySegment data, long first, int count, float[] out, int outOff, String name) {
         switch (dtype) {
-            case F32 -> MemorySegment.copy(data, FLOAT, first * 4, out, outOff, count);
-            case F16 -> {
-                for (int i = 0; i < count; i++) {
-                    out[outOff + i] = Float.float16ToFloat(data.get(SHORT, (first + i) * 2));
-                }
-            }
-            case BF16 -> {
-                for (int i = 0; i < count; i++) {
-                    out[outOff + i] = bf16ToF32(data.get(SHORT, (first + i) * 2));
-                }
-            }
+            case F32, F16, BF16, Q8_0, Q4_0 -> ScalarRows.decode(dtype, data, dtype.bytesFor(first), count, out, outOff);
             case F64 -> {
                 for (int i = 0; i < count; i++) {
                     out[outOff + i] = (float) data.get(DOUBLE, (first + i) * 8);
-                }
-            }
-            case Q8_0 -> {
-                long block = first / 32;
-                for (int b = 0; b < count / 32; b++) {
-                    long base = (block + b) * 34;
-                    float d = Float.float16ToFloat(data.get(SHORT, base));
-                    for (int j = 0; j < 32; j++) {
-                        out[outOff + b * 32 + j] = data.get(ValueLayout.JAVA_BYTE, base + 2 + j) * d;
-                    }
-                }
-            }
-            case Q4_0 -> {
-                long block = first / 32;
-                for (int b = 0; b < count / 32; b++) {
-                    long base = (block + b) * 18;
-                    float d = Float.float16ToFloat(data.get(SHORT, base));
-                    for (int j = 0; j < 16; j++) {
-                        int q = data.get(ValueLayout.JAVA_BYTE, base + 2 + j) & 0xff;
-                        out[outOff + b * 32 + j] = ((q & 15) - 8) * d;
-                        out[outOff + b * 32 + j + 16] = ((q >>> 4) - 8) * d;
-                    }
                 }
             }
             default -> throw new ModelFormatException("tensor '" + name + "': dtype " + dtype
