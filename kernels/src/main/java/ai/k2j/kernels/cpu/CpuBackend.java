@@ -14,6 +14,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * The CPU backend: Vector API kernels on a persistent pool of worker threads.
@@ -45,8 +46,6 @@ public final class CpuBackend implements Backend {
     private final Arena arena = Arena.ofShared();
     /** Attention score scratch per part, as long as the largest KV cache has slots. */
     private float[][] scores;
-    /** One vector of floats per part, where attention's dot products spill their accumulator to sum its lanes. */
-    private final float[][] lanes;
     /**
      * Decoded weight rows per part: a tile of rows for the multi-token matmul path ({@link MatmulKernels#rows}), or
      * four rows for the one-token F16 path; sized for the widest matrix made so far.
@@ -57,6 +56,8 @@ public final class CpuBackend implements Backend {
     private final RmsNormTask rmsNormTask = new RmsNormTask();
     private final RopeTask ropeTask = new RopeTask();
     private final AttentionTask attentionTask = new AttentionTask();
+    /** One vector of floats per part: attention's softmax spills its sum there to add the lanes in a fixed tree. */
+    private final float[][] lanes;
     private final SiluMulTask siluMulTask = new SiluMulTask();
     private final AddTask addTask = new AddTask();
     private final ArgmaxTask argmaxTask = new ArgmaxTask();
@@ -77,8 +78,8 @@ public final class CpuBackend implements Backend {
         this.pool = new WorkerPool(parts, "k2j-cpu-worker-");
         this.parallelWork = parallelWork;
         this.scores = new float[parts][0];
-        this.lanes = new float[parts][MatmulKernels.L];
         this.rowScratch = new float[parts][0];
+        this.lanes = new float[parts][MatmulKernels.L];
     }
 
     /** Threads working on each op, the caller included. */
@@ -413,6 +414,8 @@ public final class CpuBackend implements Backend {
         task.n = n;
         task.out = o;
         task.rowScratch = rowScratch;
+        task.minChunk = n == 1 ? DECODE_MIN_CHUNK : Math.max(4, MatmulKernels.rowBlock(cw.cols));
+        task.next.set(0);
         dispatch(task, cw.rows, (long) n * cw.rows * cw.cols);
     }
 
@@ -470,9 +473,9 @@ public final class CpuBackend implements Backend {
             int pos = checkPosition(batch, t, c);
             int block = batch.blockTables[seq * batch.maxBlocksPerSeq + pos / c.blockSize];
             checkBlock(block, c, seq, pos / c.blockSize);
-            int slot = block * c.blockSize + pos % c.blockSize;
-            System.arraycopy(q, t * rowStride + kOffset, keys, slot * kvDim, kvDim);
-            System.arraycopy(q, t * rowStride + vOffset, values, slot * kvDim, kvDim);
+            int j = pos % c.blockSize;
+            c.putKey(keys, block, j, q, t * rowStride + kOffset);
+            System.arraycopy(q, t * rowStride + vOffset, values, (block * c.blockSize + j) * kvDim, kvDim);
         }
     }
 
@@ -635,7 +638,7 @@ public final class CpuBackend implements Backend {
         int rows;
 
         @Override
-        public final void run(int part, int parts) {
+        public void run(int part, int parts) {
             int r0 = (int) ((long) rows * part / parts);
             int r1 = (int) ((long) rows * (part + 1) / parts);
             if (r0 < r1) {
@@ -666,6 +669,16 @@ public final class CpuBackend implements Backend {
         throw new IllegalStateException("CpuBackend is closed");
     }
 
+    /** Smallest run of rows a thread claims in decode: 16 rows per quarter stream (see MatmulKernels.rows). */
+    private static final int DECODE_MIN_CHUNK = 64;
+
+    /**
+     * A matmul's rows are claimed, not pre-split: each thread takes max(minChunk, remaining / (2·parts)) rows at a
+     * time from a shared counter (guided scheduling), so a thread that the machine slows down (another tenant, an
+     * interrupt) takes fewer rows instead of making the other wait. Measured on this 2-vCPU VM over a decode's
+     * matrices: an even static split left the threads finishing 3–14 ms apart per token on busy minutes (of ~33
+     * ms), guided claims 0.1–0.6 ms. Which thread computes a row does not change its value.
+     */
     private static final class MatmulTask extends RowTask {
         CpuWeight w;
         float[] bias;
@@ -673,6 +686,22 @@ public final class CpuBackend implements Backend {
         int n;
         float[] out;
         float[][] rowScratch;
+        int minChunk;
+        final AtomicInteger next = new AtomicInteger();
+
+        @Override
+        public void run(int part, int parts) {
+            while (true) {
+                int r0 = next.get();
+                if (r0 >= rows) {
+                    return;
+                }
+                int r1 = Math.min(rows, r0 + Math.max(minChunk, (rows - r0) / (2 * parts)));
+                if (next.compareAndSet(r0, r1)) {
+                    runRows(r0, r1, part);
+                }
+            }
+        }
 
         @Override
         void runRows(int r0, int r1, int part) {

@@ -3,8 +3,11 @@ package ai.k2j.kernels.cpu;
 import ai.k2j.kernels.KvCache;
 
 /**
- * Paged float32 KV storage: per layer one array of keys and one of values, each
- * {@code [numBlocks * blockSize][kvDim]}; slot s of a layer starts at float {@code s * kvDim}.
+ * Paged float32 KV storage: per layer one array of keys and one of values, {@code numBlocks · blockSize · kvDim}
+ * floats each, block b in floats [b·blockSize·kvDim, (b+1)·blockSize·kvDim). Within a block, values are row-major
+ * (slot j's kvDim floats at (b·blockSize + j)·kvDim) and keys column-major (column c of the block's slots is
+ * blockSize consecutive floats at (b·kvDim + c)·blockSize): decode attention then loads one key column for a run
+ * of positions as one vector and sums q·k without horizontal reductions ({@link Kernels#attendHead}).
  */
 final class CpuKvCache implements KvCache {
     final int layers;
@@ -30,6 +33,23 @@ final class CpuKvCache implements KvCache {
         this.blockSize = blockSize;
         this.keys = new float[layers][(int) perLayer];
         this.values = new float[layers][(int) perLayer];
+    }
+
+    /** Stores kvDim floats of src at srcOff as the key of slot j of block b (column-major within the block). */
+    void putKey(float[] keys, int b, int j, float[] src, int srcOff) {
+        int base = b * blockSize * kvDim + j;
+        for (int c = 0; c < kvDim; c++) {
+            keys[base + c * blockSize] = src[srcOff + c];
+        }
+    }
+
+    /** A copy of the key stored in slot j of block b of a layer (tests). */
+    float[] key(int layer, int b, int j) {
+        float[] k = new float[kvDim];
+        for (int c = 0; c < kvDim; c++) {
+            k[c] = keys[layer][(b * kvDim + c) * blockSize + j];
+        }
+        return k;
     }
 
     /** Total slots per layer. */

@@ -1,6 +1,7 @@
 package ai.k2j.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -50,24 +51,6 @@ final class Kernels {
     }
 
     /**
-     * Σ a[ao + i]·b[bo + i] for i in [0, len): one fused vector accumulator, lanes summed in MatmulKernels' fixed
-     * tree (spilled to {@code lanes[0, L)}: no vector crosses a call, see MatmulKernels), then the tail.
-     */
-    static float dot(float[] a, int ao, float[] b, int bo, int len, float[] lanes) {
-        FloatVector acc = FloatVector.zero(F);
-        int upper = F.loopBound(len);
-        for (int i = 0; i < upper; i += L) {
-            acc = FloatVector.fromArray(F, a, ao + i).fma(FloatVector.fromArray(F, b, bo + i), acc);
-        }
-        acc.intoArray(lanes, 0);
-        float s = MatmulKernels.treeSum(lanes, 0);
-        for (int i = upper; i < len; i++) {
-            s = Math.fma(a[ao + i], b[bo + i], s);
-        }
-        return s;
-    }
-
-    /**
      * out[o..] = x[xo..] / rms(x[xo..]) * gamma, as HF's Qwen2RMSNorm in float32: (x · rsqrt(mean(x²) + eps)) · γ
      * (the sum of squares in double). Plain loops: C2 vectorizes the elementwise one by itself, and scalar code
      * allocates nothing in any JIT tier (this op runs a few times per token, too little to rely on C2 having
@@ -103,65 +86,198 @@ final class Kernels {
     }
 
     /**
-     * Numerically stable softmax of v[0, len) in place: {@link #exp}(v − max) / Σ, summed in index order. Plain
-     * loops on purpose: a head's softmax can be short, and Vector API code that a tiny model calls too rarely for
-     * C2 to compile boxes its vectors (allocating); {@link #exp} already makes this several times cheaper than
-     * Math.exp. ({@code lanes} is unused scratch, kept for a vector version.)
+     * Numerically stable softmax of v[0, len) in place: {@link #exp}(v − max) / Σ. The sum runs in one vector
+     * accumulator over whole vectors, lanes summed in MatmulKernels' fixed tree (spilled to {@code lanes[0, L)}),
+     * then the tail in index order: the same for any thread count or batch.
      */
     static void softmax(float[] v, int len, float[] lanes) {
+        int upper = F.loopBound(len);
         float max = Float.NEGATIVE_INFINITY;
-        for (int i = 0; i < len; i++) {
+        if (upper > 0) {
+            FloatVector m = FloatVector.fromArray(F, v, 0);
+            for (int i = L; i < upper; i += L) {
+                m = m.max(FloatVector.fromArray(F, v, i));
+            }
+            m.intoArray(lanes, 0);
+            for (int i = 0; i < L; i++) {
+                max = Math.max(max, lanes[i]);
+            }
+        }
+        for (int i = upper; i < len; i++) {
             max = Math.max(max, v[i]);
         }
-        float sum = 0f;
-        for (int i = 0; i < len; i++) {
+        FloatVector acc = FloatVector.zero(F);
+        for (int i = 0; i < upper; i += L) {
+            // exp(v − max), the operations of the scalar exp lane by lane (inlined: no vector crosses a call)
+            FloatVector x = FloatVector.fromArray(F, v, i).sub(max);
+            FloatVector xc = x.max(EXP_MIN).min(EXP_MAX);
+            FloatVector n = xc.fma(LOG2E, ROUND).sub(ROUND);
+            FloatVector r = n.fma(FloatVector.broadcast(F, NEG_LN2_HI), xc);
+            r = n.fma(FloatVector.broadcast(F, NEG_LN2_LO), r);
+            FloatVector p = r.fma(P0, P1);
+            p = p.fma(r, FloatVector.broadcast(F, P2));
+            p = p.fma(r, FloatVector.broadcast(F, P3));
+            p = p.fma(r, FloatVector.broadcast(F, P4));
+            p = p.fma(r, FloatVector.broadcast(F, P5));
+            IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
+            FloatVector e = p.fma(r.mul(r), r.add(1f)).mul(bits.reinterpretAsFloats());
+            e.intoArray(v, i);
+            acc = acc.add(e);
+        }
+        acc.intoArray(lanes, 0);
+        float sum = MatmulKernels.treeSum(lanes, 0);
+        for (int i = upper; i < len; i++) {
             float e = exp(v[i] - max);
             v[i] = e;
             sum += e;
         }
         float inv = 1f / sum;
-        for (int i = 0; i < len; i++) {
+        for (int i = 0; i < upper; i += L) {
+            FloatVector.fromArray(F, v, i).mul(inv).intoArray(v, i);
+        }
+        for (int i = upper; i < len; i++) {
             v[i] *= inv;
         }
     }
 
     /**
      * One query head over cached positions [0, len) of one sequence: scores = q·k·scale, softmax, Σ p·v into
-     * out[o, o + headDim). Keys/values of position p are at slot {@code table[tableOff + p / blockSize]·blockSize
-     * + p % blockSize}, head columns starting at {@code headOff} of the slot's kvDim floats.
+     * out[o, o + headDim). Position p lives in slot {@code j = p % blockSize} of block {@code table[tableOff + p /
+     * blockSize]}. Keys are stored column-major within a block ({@link CpuKvCache}): column c of the block's slots
+     * is {@code blockSize} consecutive floats at {@code (block·kvDim + c)·blockSize}, so one vector load gives one
+     * head column for a run of positions and a score needs no horizontal sum. Values are row-major: slot j's row
+     * starts at {@code (block·blockSize + j)·kvDim}.
      *
-     * @param scores scratch of at least len floats
+     * <p>Summation order (the same for every vector width, thread count and batch): a score is
+     * q[0]·k[0] + q[1]·k[1] + … fused in column order, times scale; an output column is Σ p·v fused in position
+     * order.
+     *
+     * @param scores scratch of at least len rounded up to a multiple of blockSize floats
      * @param lanes  scratch of at least one vector's floats
      */
     static void attendHead(float[] q, int qo, float[] keys, float[] values, int kvDim, int headOff, int headDim,
                            int[] table, int tableOff, int blockSize, int len, float scale, float[] scores,
                            float[] lanes, float[] out, int o) {
-        for (int p = 0; p < len; p++) {
-            int slot = table[tableOff + p / blockSize] * blockSize + p % blockSize;
-            scores[p] = dot(q, qo, keys, slot * kvDim + headOff, headDim, lanes) * scale;
+        int blocks = (len + blockSize - 1) / blockSize;
+        if (blockSize % L == 0) {
+            // Units of L slots; four units at a time share each broadcast of q[d] and keep four FMA chains going.
+            int perBlock = blockSize / L;
+            int units = blocks * perBlock;
+            int u = 0;
+            for (; u + 4 <= units; u += 4) {
+                int k0 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u);
+                int k1 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 1);
+                int k2 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 2);
+                int k3 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 3);
+                FloatVector a0 = FloatVector.zero(F);
+                FloatVector a1 = a0;
+                FloatVector a2 = a0;
+                FloatVector a3 = a0;
+                for (int d = 0; d < headDim; d++) {
+                    FloatVector qd = FloatVector.broadcast(F, q[qo + d]);
+                    int c = d * blockSize;
+                    a0 = FloatVector.fromArray(F, keys, k0 + c).fma(qd, a0);
+                    a1 = FloatVector.fromArray(F, keys, k1 + c).fma(qd, a1);
+                    a2 = FloatVector.fromArray(F, keys, k2 + c).fma(qd, a2);
+                    a3 = FloatVector.fromArray(F, keys, k3 + c).fma(qd, a3);
+                }
+                a0.mul(scale).intoArray(scores, u * L);
+                a1.mul(scale).intoArray(scores, (u + 1) * L);
+                a2.mul(scale).intoArray(scores, (u + 2) * L);
+                a3.mul(scale).intoArray(scores, (u + 3) * L);
+            }
+            for (; u < units; u++) {
+                int k0 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u);
+                FloatVector a0 = FloatVector.zero(F);
+                for (int d = 0; d < headDim; d++) {
+                    a0 = FloatVector.fromArray(F, keys, k0 + d * blockSize).fma(FloatVector.broadcast(F, q[qo + d]), a0);
+                }
+                a0.mul(scale).intoArray(scores, u * L);
+            }
+        } else {
+            for (int p = 0; p < len; p++) {
+                int k = (table[tableOff + p / blockSize] * kvDim + headOff) * blockSize + p % blockSize;
+                float s = 0f;
+                for (int d = 0; d < headDim; d++) {
+                    s = Math.fma(keys[k + d * blockSize], q[qo + d], s);
+                }
+                scores[p] = s * scale;
+            }
         }
         softmax(scores, len, lanes);
-        java.util.Arrays.fill(out, o, o + headDim, 0f);
+        // Σ p·v: up to four vectors of output columns held in registers across all positions.
         int upper = F.loopBound(headDim);
-        for (int p = 0; p < len; p++) {
-            int vo = (table[tableOff + p / blockSize] * blockSize + p % blockSize) * kvDim + headOff;
-            float w = scores[p];
-            FloatVector wv = FloatVector.broadcast(F, w);
-            for (int i = 0; i < upper; i += L) {
-                FloatVector.fromArray(F, values, vo + i).fma(wv, FloatVector.fromArray(F, out, o + i)).intoArray(out, o + i);
+        int i = 0;
+        for (; i + 4 * L <= upper; i += 4 * L) {
+            FloatVector a0 = FloatVector.zero(F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            for (int b = 0; b < blocks; b++) {
+                int slot0 = table[tableOff + b] * blockSize;
+                int end = Math.min(blockSize, len - b * blockSize);
+                for (int j = 0; j < end; j++) {
+                    int v = (slot0 + j) * kvDim + headOff + i;
+                    FloatVector w = FloatVector.broadcast(F, scores[b * blockSize + j]);
+                    a0 = FloatVector.fromArray(F, values, v).fma(w, a0);
+                    a1 = FloatVector.fromArray(F, values, v + L).fma(w, a1);
+                    a2 = FloatVector.fromArray(F, values, v + 2 * L).fma(w, a2);
+                    a3 = FloatVector.fromArray(F, values, v + 3 * L).fma(w, a3);
+                }
             }
-            for (int i = upper; i < headDim; i++) {
-                out[o + i] = Math.fma(values[vo + i], w, out[o + i]);
+            a0.intoArray(out, o + i);
+            a1.intoArray(out, o + i + L);
+            a2.intoArray(out, o + i + 2 * L);
+            a3.intoArray(out, o + i + 3 * L);
+        }
+        for (; i < upper; i += L) {
+            FloatVector a0 = FloatVector.zero(F);
+            for (int b = 0; b < blocks; b++) {
+                int slot0 = table[tableOff + b] * blockSize;
+                int end = Math.min(blockSize, len - b * blockSize);
+                for (int j = 0; j < end; j++) {
+                    a0 = FloatVector.fromArray(F, values, (slot0 + j) * kvDim + headOff + i)
+                            .fma(FloatVector.broadcast(F, scores[b * blockSize + j]), a0);
+                }
             }
+            a0.intoArray(out, o + i);
+        }
+        for (; i < headDim; i++) {
+            float a = 0f;
+            for (int p = 0; p < len; p++) {
+                int slot = table[tableOff + p / blockSize] * blockSize + p % blockSize;
+                a = Math.fma(values[slot * kvDim + headOff + i], scores[p], a);
+            }
+            out[o + i] = a;
         }
     }
 
-    /**
-     * out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g) with {@link #exp}. A plain loop, as
-     * {@link #softmax}: allocation-free whatever the JIT did with it.
-     */
+    /** Float offset of unit u (L slots) of a head's key columns: column 0 of those slots. */
+    private static int keyUnit(int[] table, int tableOff, int kvDim, int headOff, int blockSize, int perBlock, int u) {
+        int b = u / perBlock;
+        return (table[tableOff + b] * kvDim + headOff) * blockSize + (u - b * perBlock) * L;
+    }
+
+    /** out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g) with {@link #exp} (bit for bit per lane). */
     static void siluMul(float[] g, int go, float[] u, int uo, int dim, float[] out, int o) {
-        for (int i = 0; i < dim; i++) {
+        int upper = F.loopBound(dim);
+        for (int i = 0; i < upper; i += L) {
+            FloatVector gi = FloatVector.fromArray(F, g, go + i);
+            FloatVector x = gi.neg();
+            FloatVector xc = x.max(EXP_MIN).min(EXP_MAX);
+            FloatVector n = xc.fma(LOG2E, ROUND).sub(ROUND);
+            FloatVector r = n.fma(FloatVector.broadcast(F, NEG_LN2_HI), xc);
+            r = n.fma(FloatVector.broadcast(F, NEG_LN2_LO), r);
+            FloatVector p = r.fma(P0, P1);
+            p = p.fma(r, FloatVector.broadcast(F, P2));
+            p = p.fma(r, FloatVector.broadcast(F, P3));
+            p = p.fma(r, FloatVector.broadcast(F, P4));
+            p = p.fma(r, FloatVector.broadcast(F, P5));
+            IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
+            FloatVector e = p.fma(r.mul(r), r.add(1f)).mul(bits.reinterpretAsFloats());
+            gi.div(e.add(1f)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(out, o + i);
+        }
+        for (int i = upper; i < dim; i++) {
             float gi = g[go + i];
             out[o + i] = gi / (1f + exp(-gi)) * u[uo + i];
         }

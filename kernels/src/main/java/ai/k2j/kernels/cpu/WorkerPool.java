@@ -18,8 +18,14 @@ final class WorkerPool implements AutoCloseable {
         void run(int part, int parts);
     }
 
-    /** Spin iterations (each a PAUSE, tens of ns) before a waiting thread parks: tens of microseconds. */
-    private static final int SPINS = 1 << 12;
+    /**
+     * How long a waiting thread spins before it parks (system property {@code k2j.cpu.spinMicros}, default 2000).
+     * Waking a parked thread costs 10–50 µs on a VM, more than a whole small op, and a worker that finishes its
+     * share of a matmul early waits for the caller's share: with a count of 4096 PAUSEs (~10 µs on Zen 4) it parked
+     * and every following op paid that wake-up (measured: a 4864-column siluMul after a matmul took 14–22 µs
+     * instead of 2). Two milliseconds covers every gap inside a forward pass; an idle pool still parks.
+     */
+    static final long SPIN_NANOS = 1000L * Long.getLong("k2j.cpu.spinMicros", 2000);
 
     private final int parts;
     private final Worker[] workers;
@@ -99,10 +105,10 @@ final class WorkerPool implements AutoCloseable {
     }
 
     private void awaitWorkers() {
+        long start = System.nanoTime();
         int spins = 0;
         while (pending.get() != 0) {
-            if (spins < SPINS) {
-                spins++;
+            if ((++spins & 63) != 0 || System.nanoTime() - start < SPIN_NANOS) {
                 Thread.onSpinWait();
             } else {
                 waiter = Thread.currentThread();
@@ -147,10 +153,10 @@ final class WorkerPool implements AutoCloseable {
             long seen = 0;
             while (true) {
                 long g;
+                long start = System.nanoTime();
                 int spins = 0;
                 while ((g = generation) == seen) {
-                    if (spins < SPINS) {
-                        spins++;
+                    if ((++spins & 63) != 0 || System.nanoTime() - start < SPIN_NANOS) {
                         Thread.onSpinWait();
                     } else {
                         parked = true;
