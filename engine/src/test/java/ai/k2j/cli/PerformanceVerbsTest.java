@@ -146,12 +146,13 @@ class PerformanceVerbsTest {
                 "gen_tokens", "prefill_tokens_per_second", "decode_tokens_per_second", "time_to_first_token_ms",
                 "inter_token_latency_p50_ms", "inter_token_latency_p99_ms", "weight_bytes_per_token",
                 "achieved_gb_per_second", "read_bandwidth_gb_per_second", "roofline_ratio", "prefill_to_decode_ratio",
-                "allocated_bytes_per_token")), keys);
+                "allocated_bytes_per_token", "read_bandwidth_best_gb_per_second", "roofline_ratio_vs_best",
+                "probe_passes_interleaved")), keys);
         assertEquals("BF16", j.get("weights").asText());
         assertEquals(40, j.get("prompt_tokens").asInt());
         for (String k : new String[] {"prefill_tokens_per_second", "decode_tokens_per_second", "time_to_first_token_ms",
                 "inter_token_latency_p50_ms", "achieved_gb_per_second", "read_bandwidth_gb_per_second",
-                "roofline_ratio"}) {
+                "roofline_ratio", "read_bandwidth_best_gb_per_second", "roofline_ratio_vs_best"}) {
             assertTrue(j.get(k).asDouble() > 0, k + " = " + j.get(k));
         }
         assertTrue(j.get("inter_token_latency_p99_ms").asDouble() >= j.get("inter_token_latency_p50_ms").asDouble());
@@ -165,6 +166,11 @@ class PerformanceVerbsTest {
             }
             assertEquals(matrices, j.get("weight_bytes_per_token").asLong());
         }
+        // 11 decode steps: a probe pass after steps 4 and 8, between the steps; the best pass bounds their mean
+        assertEquals(2, j.get("probe_passes_interleaved").asInt());
+        assertTrue(j.get("read_bandwidth_best_gb_per_second").asDouble() >= j.get("read_bandwidth_gb_per_second").asDouble());
+        assertEquals(j.get("achieved_gb_per_second").asDouble() / j.get("read_bandwidth_best_gb_per_second").asDouble(),
+                j.get("roofline_ratio_vs_best").asDouble(), 1e-9);
         double gbs = j.get("achieved_gb_per_second").asDouble();
         assertEquals(j.get("weight_bytes_per_token").asDouble() * j.get("decode_tokens_per_second").asDouble() / 1e9,
                 gbs, 1e-6 * gbs);

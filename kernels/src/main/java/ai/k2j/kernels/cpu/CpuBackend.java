@@ -89,40 +89,77 @@ public final class CpuBackend implements Backend {
 
     /**
      * The machine's read bandwidth as this backend's threads see it, in bytes per second: the best of
-     * {@code passes} passes of summing {@code bytes} of freshly written off-heap memory (make it several times the
-     * last-level cache), split evenly over the threads like a matmul's rows, and as many passes with 256-bit
-     * loads (on Zen 4, whose 512-bit loads are two 256-bit ones, those were seen reading faster: the roofline is
-     * the best the machine gives, not what one load width gives). The memory is freed before returning. This is the roofline the decode kernels are measured
-     * against; it runs on the calling thread plus the workers.
+     * {@code passes} passes of a {@link ReadProbe} with the preferred vector width and as many with 256-bit loads.
+     * The memory is freed before returning.
      */
     public double measureReadBandwidth(long bytes, int passes) {
-        if (bytes < 1 << 20 || passes < 1) {
-            throw new IllegalArgumentException("bandwidth probe needs >= 1 MiB and >= 1 pass, got " + bytes + " bytes, "
-                    + passes + " passes");
+        if (passes < 1) {
+            throw new IllegalArgumentException("bandwidth probe needs >= 1 pass, got " + passes);
+        }
+        try (ReadProbe probe = readProbe(bytes)) {
+            double best = 0;
+            for (int p = 0; p < passes; p++) {
+                best = Math.max(best, Math.max(probe.pass(false), probe.pass(true)));
+            }
+            return best;
+        }
+    }
+
+    /**
+     * A bandwidth probe that keeps its memory, so passes can be interleaved with the work being measured
+     * ({@code k2j bench} runs one between decode steps, so that probe and decoding see the same neighbours on a
+     * shared machine). Make {@code bytes} several times the last-level cache. Not thread-safe; runs on this
+     * backend's threads, so not concurrently with its ops.
+     */
+    public ReadProbe readProbe(long bytes) {
+        if (bytes < 1 << 20) {
+            throw new IllegalArgumentException("bandwidth probe needs >= 1 MiB, got " + bytes + " bytes");
         }
         checkOpen();
-        long vectorBytes = Math.max(128, (long) MatmulKernels.L * Float.BYTES * 4);
-        long size = bytes / vectorBytes * vectorBytes;
-        try (Arena probe = Arena.ofShared()) {
-            MemorySegment seg = probe.allocate(size, 4096);
-            seg.fill((byte) 1); // touch every page before timing
-            ReadTask task = new ReadTask();
-            task.seg = seg;
+        return new ReadProbe(this, bytes);
+    }
+
+    /** See {@link #readProbe}. */
+    public static final class ReadProbe implements AutoCloseable {
+        private final CpuBackend backend;
+        private final Arena arena = Arena.ofShared();
+        private final ReadTask task = new ReadTask();
+        private final long size;
+
+        private ReadProbe(CpuBackend backend, long bytes) {
+            this.backend = backend;
+            long vectorBytes = Math.max(128, (long) MatmulKernels.L * Float.BYTES * 4);
+            this.size = bytes / vectorBytes * vectorBytes;
+            task.seg = arena.allocate(size, 4096);
+            task.seg.fill((byte) 1); // touch every page before timing
             task.unit = vectorBytes;
-            task.sums = new float[pool.parts()];
-            double best = 0;
-            for (int p = 0; p < 2 * passes; p++) {  // alternately the preferred vector width and 256 bits
-                task.narrow = (p & 1) == 1;
-                long t0 = System.nanoTime();
-                task.rows = (int) (size / vectorBytes);
-                if (pool.parts() == 1) {
-                    task.runRows(0, task.rows, 0);
-                } else {
-                    pool.run(task);
-                }
-                long dt = System.nanoTime() - t0;
-                best = Math.max(best, size / (dt / 1e9));
+            task.sums = new float[backend.pool.parts()];
+            // Get both sum loops compiled by C2 as methods: a pass runs each only once per thread, and a loop that
+            // is only ever entered fresh runs interpreted until its OSR compile, boxing every vector (measured: 120
+            // MB allocated per pass) and reading slower than the machine can.
+            float keep = 0;
+            for (int i = 0; i < 20_000; i++) {
+                keep += MatmulKernels.sum(task.seg, 0, vectorBytes * 4) + MatmulKernels.sum256(task.seg, 0, 512);
             }
+            task.sums[0] = keep;
+        }
+
+        /**
+         * One pass: the threads sum the whole memory, split evenly like a matmul's rows, with the preferred vector
+         * width or ({@code narrow}) 256-bit loads (on Zen 4 a 512-bit load is two 256-bit ones; which streams
+         * faster is measured, not assumed). Returns bytes per second.
+         */
+        public double pass(boolean narrow) {
+            backend.checkOpen();
+            task.narrow = narrow;
+            task.rows = (int) (size / task.unit);
+            long t0 = System.nanoTime();
+            if (backend.pool.parts() == 1) {
+                task.runRows(0, task.rows, 0);
+            } else {
+                backend.pool.run(task);
+            }
+            long dt = System.nanoTime() - t0;
             float check = 0;
             for (float f : task.sums) {
                 check += f;
@@ -130,7 +167,12 @@ public final class CpuBackend implements Backend {
             if (check == 42.4242f) { // keeps the sums alive; never true
                 System.err.print("");
             }
-            return best;
+            return size / (dt / 1e9);
+        }
+
+        @Override
+        public void close() {
+            arena.close();
         }
     }
 

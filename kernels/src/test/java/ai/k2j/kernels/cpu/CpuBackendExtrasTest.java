@@ -30,6 +30,21 @@ class CpuBackendExtrasTest {
     }
 
     @Test
+    void reusableProbePassesAreInterleavableWithOps() {
+        try (CpuBackend b = new CpuBackend(2, 0); CpuBackend.ReadProbe probe = b.readProbe(16L << 20)) {
+            for (boolean narrow : new boolean[] {false, true, false}) {
+                double bw = probe.pass(narrow);
+                assertTrue(bw > 1e8 && bw < 1e13, "read bandwidth " + bw + " B/s");
+                Buffer o = b.allocate(8);
+                b.siluMul(buffer(b, new float[16]), 1, 8, o); // an op between passes
+            }
+            assertThrows(IllegalArgumentException.class, () -> b.readProbe(1000));
+            b.close();
+            assertThrows(IllegalStateException.class, () -> probe.pass(false));
+        }
+    }
+
+    @Test
     void siluMulOfOneLongRowIsSplitAndIdenticalForAnyThreadCount() {
         Random rnd = new Random(4);
         int dim = 2500; // three 1024-column units, the last one short
