@@ -163,12 +163,12 @@ final class Kernels {
             // Units of L slots; four units at a time share each broadcast of q[d] and keep four FMA chains going.
             int perBlock = blockSize / L;
             int units = blocks * perBlock;
-            int u = 0;
-            for (; u + 4 <= units; u += 4) {
+            // A last group of fewer than four units repeats its first unit in the missing chains (not stored).
+            for (int u = 0; u < units; u += 4) {
                 int k0 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u);
-                int k1 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 1);
-                int k2 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 2);
-                int k3 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 3);
+                int k1 = u + 1 < units ? keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 1) : k0;
+                int k2 = u + 2 < units ? keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 2) : k0;
+                int k3 = u + 3 < units ? keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u + 3) : k0;
                 FloatVector a0 = FloatVector.zero(F);
                 FloatVector a1 = a0;
                 FloatVector a2 = a0;
@@ -182,17 +182,15 @@ final class Kernels {
                     a3 = FloatVector.fromArray(F, keys, k3 + c).fma(qd, a3);
                 }
                 a0.mul(scale).intoArray(scores, u * L);
-                a1.mul(scale).intoArray(scores, (u + 1) * L);
-                a2.mul(scale).intoArray(scores, (u + 2) * L);
-                a3.mul(scale).intoArray(scores, (u + 3) * L);
-            }
-            for (; u < units; u++) {
-                int k0 = keyUnit(table, tableOff, kvDim, headOff, blockSize, perBlock, u);
-                FloatVector a0 = FloatVector.zero(F);
-                for (int d = 0; d < headDim; d++) {
-                    a0 = FloatVector.fromArray(F, keys, k0 + d * blockSize).fma(FloatVector.broadcast(F, q[qo + d]), a0);
+                if (u + 1 < units) {
+                    a1.mul(scale).intoArray(scores, (u + 1) * L);
                 }
-                a0.mul(scale).intoArray(scores, u * L);
+                if (u + 2 < units) {
+                    a2.mul(scale).intoArray(scores, (u + 2) * L);
+                }
+                if (u + 3 < units) {
+                    a3.mul(scale).intoArray(scores, (u + 3) * L);
+                }
             }
         } else {
             for (int p = 0; p < len; p++) {
