@@ -128,8 +128,15 @@ class CpuMatmulTest {
     @ParameterizedTest
     @EnumSource(value = DType.class, names = {"F32", "BF16", "F16"})
     void identicalForAnyThreadCountAndBatchSize(DType dtype) {
+        // BF16 decode reads rows of up to MatmulKernels.ONE_ROW_MAX_COLS one at a time, longer ones four at a time
+        int[] widths = dtype == DType.BF16 ? new int[] {1000, MatmulKernels.ONE_ROW_MAX_COLS + 4} : new int[] {1000};
+        for (int cols : widths) {
+            identicalForAnyThreadCountAndBatchSize(dtype, cols);
+        }
+    }
+
+    private void identicalForAnyThreadCountAndBatchSize(DType dtype, int cols) {
         Random rnd = new Random(7);
-        int cols = 1000;
         Stacked w = stacked(rnd, dtype, new int[] {150, 67, 130}, cols);
         int n = 9;
         float[] x = random(rnd, n * cols, 1f);
