@@ -218,7 +218,8 @@ final class MatmulKernels {
      * streams walks its quarter contiguously from row to row: the hardware prefetchers follow four long streams.
      * Taking four adjacent rows instead restarts every stream after one row and measured 1.5–2× slower from
      * memory on short (896-column) rows. Rows left over by the quarters go in one last pass. BF16 rows of up to
-     * {@link #ONE_ROW_MAX_COLS} columns go one at a time instead ({@link #dot1RowsBF16}: one stream).
+     * {@link #ONE_ROW_MAX_COLS} columns go one at a time instead ({@link #dot1RowsBF16}: one stream); Q8_0 rows go
+     * eight at a time from eight eighths where registers allow ({@link #dot8RowsQ8_0}), the rest by quarters.
      */
     private static void rowsOneToken(DType dtype, MemorySegment w, long base, long rowBytes, int count, int cols,
             float[] x, float[] out, int outRow, float[] scratch, int lanes) {
@@ -240,6 +241,15 @@ final class MatmulKernels {
         if (dtype == DType.BF16 && cols <= ONE_ROW_MAX_COLS) {
             dot1RowsBF16(w, base, rowBytes, count, cols, x, 0, out, outRow, scratch, lanes);
             return;
+        }
+        if (dtype == DType.Q8_0 && Q8_EIGHT_ROWS) {
+            int e = count / 8; // eighths, then the rest by fours
+            for (int r = 0; r < e; r++) {
+                dot8RowsQ8_0(w, base + r * rowBytes, e * rowBytes, cols, x, 0, out, outRow + r, e, scratch, lanes);
+            }
+            base += 8L * e * rowBytes;
+            outRow += 8 * e;
+            count -= 8 * e;
         }
         int q = count / 4;
         for (int r = 0; r < q; r++) {
@@ -497,6 +507,73 @@ final class MatmulKernels {
         a3.intoArray(lanes, lo + 3 * L);
         store4(out, o, oStride, rows, treeSum(lanes, lo), treeSum(lanes, lo + L), treeSum(lanes, lo + 2 * L),
                 treeSum(lanes, lo + 3 * L));
+    }
+
+    /** Eight Q8_0 rows per decode pass when floats have 16 lanes (32 vector registers: 8 accumulators, 8 scales). */
+    static final boolean Q8_EIGHT_ROWS = L == 16 && BL == 16;
+
+    /**
+     * {@link #dot4RowsQ8_0} for eight rows at {@code off + k·stride} (all eight present) into out[o + k·oStride],
+     * each row the same arithmetic: one accumulator, per block its bytes widened, scaled by its d and fused in
+     * column order, lanes summed in the fixed tree. Q8_0 decode is bound by instructions and by how many cache
+     * lines are in flight: eight rows share each x load and give the prefetchers eight streams. Measured against
+     * four rows from memory, two threads, interleaved matrix by matrix (GB/s): 896 columns 19.6 vs 18.8 and 19.7 vs
+     * 17.0, 4864 columns 18.8 vs 17.0 and 17.3 vs 16.4.
+     */
+    static void dot8RowsQ8_0(MemorySegment w, long off, long stride, int cols, float[] x, int xOff, float[] out,
+            int o, int oStride, float[] lanes, int lo) {
+        long o0 = off;
+        long o1 = off + stride;
+        long o2 = off + 2 * stride;
+        long o3 = off + 3 * stride;
+        long o4 = off + 4 * stride;
+        long o5 = off + 5 * stride;
+        long o6 = off + 6 * stride;
+        long o7 = off + 7 * stride;
+        FloatVector a0 = FloatVector.zero(F);
+        FloatVector a1 = a0;
+        FloatVector a2 = a0;
+        FloatVector a3 = a0;
+        FloatVector a4 = a0;
+        FloatVector a5 = a0;
+        FloatVector a6 = a0;
+        FloatVector a7 = a0;
+        int blocks = cols >>> 5;
+        for (int b = 0; b < blocks; b++) {
+            long q = 34L * b;
+            FloatVector d0 = FloatVector.broadcast(F, scale(w, o0 + q));
+            FloatVector d1 = FloatVector.broadcast(F, scale(w, o1 + q));
+            FloatVector d2 = FloatVector.broadcast(F, scale(w, o2 + q));
+            FloatVector d3 = FloatVector.broadcast(F, scale(w, o3 + q));
+            FloatVector d4 = FloatVector.broadcast(F, scale(w, o4 + q));
+            FloatVector d5 = FloatVector.broadcast(F, scale(w, o5 + q));
+            FloatVector d6 = FloatVector.broadcast(F, scale(w, o6 + q));
+            FloatVector d7 = FloatVector.broadcast(F, scale(w, o7 + q));
+            for (int c = 0; c < 32; c += 16) {
+                FloatVector xv = FloatVector.fromArray(F, x, xOff + 32 * b + c);
+                long at = q + 2 + c;
+                a0 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o0 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d0).fma(xv, a0);
+                a1 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o1 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d1).fma(xv, a1);
+                a2 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o2 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d2).fma(xv, a2);
+                a3 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o3 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d3).fma(xv, a3);
+                a4 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o4 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d4).fma(xv, a4);
+                a5 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o5 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d5).fma(xv, a5);
+                a6 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o6 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d6).fma(xv, a6);
+                a7 = ((FloatVector) ByteVector.fromMemorySegment(B, w, o7 + at, LE).convertShape(VectorOperators.B2F, F, 0)).mul(d7).fma(xv, a7);
+            }
+        }
+        a0.intoArray(lanes, lo);
+        a1.intoArray(lanes, lo + L);
+        a2.intoArray(lanes, lo + 2 * L);
+        a3.intoArray(lanes, lo + 3 * L);
+        a4.intoArray(lanes, lo + 4 * L);
+        a5.intoArray(lanes, lo + 5 * L);
+        a6.intoArray(lanes, lo + 6 * L);
+        a7.intoArray(lanes, lo + 7 * L);
+        store4(out, o, oStride, 4, treeSum(lanes, lo), treeSum(lanes, lo + L), treeSum(lanes, lo + 2 * L),
+                treeSum(lanes, lo + 3 * L));
+        store4(out, o + 4 * oStride, oStride, 4, treeSum(lanes, lo + 4 * L), treeSum(lanes, lo + 5 * L),
+                treeSum(lanes, lo + 6 * L), treeSum(lanes, lo + 7 * L));
     }
 
     /**
