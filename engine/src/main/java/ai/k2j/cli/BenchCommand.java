@@ -144,17 +144,23 @@ final class BenchCommand implements Command {
             err.printf(Locale.ROOT, "[k2j] bench: loaded %s (%s) in %.1f s; %d thread(s)%n", dir,
                     quant == null ? "native dtype" : quant, (System.nanoTime() - t0) / 1e9, threads);
 
+            // The probe first, so the vector classes it loads are loaded before the model's kernels compile (one
+            // loaded later invalidated them: they ran interpreted, allocating, into the timed run); its own loops,
+            // invalidated in turn by the model's classes, are compiled again after the warm-up.
             CpuBackend.ReadProbe probe = backend instanceof CpuBackend cpu ? cpu.readProbe(probeBytes) : null;
             try {
-                double best = 0;
-                for (int p = 0; probe != null && p < 5; p++) { // before: also warms the probe's code up
-                    best = Math.max(best, Math.max(probe.pass(false), probe.pass(true)));
-                }
                 int[] promptIds = new SplittableRandom(42).ints(prompt, 0, config.vocabSize()).toArray();
                 Run run = new Run(model, Math.max(gen, warmGen));
                 for (int w = 0; w < warmup; w++) {
                     run.once(Arrays.copyOf(promptIds, warmPrompt), warmGen, null);
                     err.printf(Locale.ROOT, "[k2j] bench: warm-up %d/%d%n", w + 1, warmup);
+                }
+                if (probe != null) {
+                    probe.warmUp();
+                }
+                double best = 0;
+                for (int p = 0; probe != null && p < 5; p++) { // before
+                    best = Math.max(best, Math.max(probe.pass(false), probe.pass(true)));
                 }
                 run.once(promptIds, gen, probe);
                 for (int p = 0; probe != null && p < 5; p++) { // after

@@ -134,12 +134,23 @@ public final class CpuBackend implements Backend {
             task.seg.fill((byte) 1); // touch every page before timing
             task.unit = vectorBytes;
             task.sums = new float[backend.pool.parts()];
-            // Get both sum loops compiled by C2 as methods: a pass runs each only once per thread, and a loop that
-            // is only ever entered fresh runs interpreted until its OSR compile, boxing every vector (measured: 120
-            // MB allocated per pass) and reading slower than the machine can.
+            warmUp();
+        }
+
+        /**
+         * Gets both sum loops compiled by C2 as methods before a timed pass (the constructor calls it; call it
+         * again after other vector code first ran: loading its vector classes can invalidate the compiled loops).
+         * A pass runs each loop only once per thread, and a loop entered fresh runs interpreted until its OSR
+         * compile, boxing every vector (measured: 120 MB allocated per pass, and a slower read). Calls over 64 KB
+         * each, so the compiled loop's profile is a long one.
+         */
+        public void warmUp() {
+            backend.checkOpen();
             float keep = 0;
-            for (int i = 0; i < 20_000; i++) {
-                keep += MatmulKernels.sum(task.seg, 0, vectorBytes * 4) + MatmulKernels.sum256(task.seg, 0, 512);
+            long slice = 64 * 1024;
+            for (int i = 0; i < 4_000; i++) {
+                long at = (i * slice) % (size - slice) / task.unit * task.unit;
+                keep += MatmulKernels.sum(task.seg, at, slice) + MatmulKernels.sum256(task.seg, at, slice);
             }
             task.sums[0] = keep;
         }

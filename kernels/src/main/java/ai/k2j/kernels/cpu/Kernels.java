@@ -1,7 +1,6 @@
 package ai.k2j.kernels.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.IntVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
@@ -86,56 +85,25 @@ final class Kernels {
     }
 
     /**
-     * Numerically stable softmax of v[0, len) in place: {@link #exp}(v − max) / Σ. The sum runs in one vector
-     * accumulator over whole vectors, lanes summed in MatmulKernels' fixed tree (spilled to {@code lanes[0, L)}),
-     * then the tail in index order: the same for any thread count or batch.
+     * Numerically stable softmax of v[0, len) in place: {@link #exp}(v − max) / Σ, summed in index order. Plain
+     * loops on purpose: len changes with every position, and a Vector API version (tried) had C2 compile its
+     * vector loop from short-context profiles, trap and give up recompiling, so it then ran boxed for good
+     * (NoAllocationTest: 26 KB per decode step). {@link #exp} already makes this several times cheaper than
+     * Math.exp. ({@code lanes} is unused scratch, kept for a vector version.)
      */
     static void softmax(float[] v, int len, float[] lanes) {
-        int upper = F.loopBound(len);
         float max = Float.NEGATIVE_INFINITY;
-        if (upper > 0) {
-            FloatVector m = FloatVector.fromArray(F, v, 0);
-            for (int i = L; i < upper; i += L) {
-                m = m.max(FloatVector.fromArray(F, v, i));
-            }
-            m.intoArray(lanes, 0);
-            for (int i = 0; i < L; i++) {
-                max = Math.max(max, lanes[i]);
-            }
-        }
-        for (int i = upper; i < len; i++) {
+        for (int i = 0; i < len; i++) {
             max = Math.max(max, v[i]);
         }
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < upper; i += L) {
-            // exp(v − max), the operations of the scalar exp lane by lane (inlined: no vector crosses a call)
-            FloatVector x = FloatVector.fromArray(F, v, i).sub(max);
-            FloatVector xc = x.max(EXP_MIN).min(EXP_MAX);
-            FloatVector n = xc.fma(LOG2E, ROUND).sub(ROUND);
-            FloatVector r = n.fma(FloatVector.broadcast(F, NEG_LN2_HI), xc);
-            r = n.fma(FloatVector.broadcast(F, NEG_LN2_LO), r);
-            FloatVector p = r.fma(P0, P1);
-            p = p.fma(r, FloatVector.broadcast(F, P2));
-            p = p.fma(r, FloatVector.broadcast(F, P3));
-            p = p.fma(r, FloatVector.broadcast(F, P4));
-            p = p.fma(r, FloatVector.broadcast(F, P5));
-            IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
-            FloatVector e = p.fma(r.mul(r), r.add(1f)).mul(bits.reinterpretAsFloats());
-            e.intoArray(v, i);
-            acc = acc.add(e);
-        }
-        acc.intoArray(lanes, 0);
-        float sum = MatmulKernels.treeSum(lanes, 0);
-        for (int i = upper; i < len; i++) {
+        float sum = 0f;
+        for (int i = 0; i < len; i++) {
             float e = exp(v[i] - max);
             v[i] = e;
             sum += e;
         }
         float inv = 1f / sum;
-        for (int i = 0; i < upper; i += L) {
-            FloatVector.fromArray(F, v, i).mul(inv).intoArray(v, i);
-        }
-        for (int i = upper; i < len; i++) {
+        for (int i = 0; i < len; i++) {
             v[i] *= inv;
         }
     }
@@ -256,26 +224,13 @@ final class Kernels {
         return (table[tableOff + b] * kvDim + headOff) * blockSize + (u - b * perBlock) * L;
     }
 
-    /** out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g) with {@link #exp} (bit for bit per lane). */
+    /**
+     * out[o + i] = silu(g[go + i]) · u[uo + i], silu(g) = g / (1 + e^−g) with {@link #exp}. A plain loop, as
+     * {@link #softmax}: allocation-free whatever the JIT did with it (a Vector API version, tried, ran boxed for good
+     * on a small model whose siluMul stays on one thread: NoAllocationTest).
+     */
     static void siluMul(float[] g, int go, float[] u, int uo, int dim, float[] out, int o) {
-        int upper = F.loopBound(dim);
-        for (int i = 0; i < upper; i += L) {
-            FloatVector gi = FloatVector.fromArray(F, g, go + i);
-            FloatVector x = gi.neg();
-            FloatVector xc = x.max(EXP_MIN).min(EXP_MAX);
-            FloatVector n = xc.fma(LOG2E, ROUND).sub(ROUND);
-            FloatVector r = n.fma(FloatVector.broadcast(F, NEG_LN2_HI), xc);
-            r = n.fma(FloatVector.broadcast(F, NEG_LN2_LO), r);
-            FloatVector p = r.fma(P0, P1);
-            p = p.fma(r, FloatVector.broadcast(F, P2));
-            p = p.fma(r, FloatVector.broadcast(F, P3));
-            p = p.fma(r, FloatVector.broadcast(F, P4));
-            p = p.fma(r, FloatVector.broadcast(F, P5));
-            IntVector bits = ((IntVector) n.convert(VectorOperators.F2I, 0)).add(127).lanewise(VectorOperators.LSHL, 23);
-            FloatVector e = p.fma(r.mul(r), r.add(1f)).mul(bits.reinterpretAsFloats());
-            gi.div(e.add(1f)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(out, o + i);
-        }
-        for (int i = upper; i < dim; i++) {
+        for (int i = 0; i < dim; i++) {
             float gi = g[go + i];
             out[o + i] = gi / (1f + exp(-gi)) * u[uo + i];
         }
