@@ -330,11 +330,16 @@ final class BenchCommand implements Command {
         out.printf(Locale.ROOT, "decode           %.2f tok/s (%d tokens); inter-token p50 %.2f ms, p99 %.2f ms%n",
                 r.decodeTokensPerSecond(), r.genTokens(), r.p50Ms(), r.p99Ms());
         out.printf(Locale.ROOT, "weights/token    %s%n", Cli.bytes(r.weightBytesPerToken()));
-        out.printf(Locale.ROOT, "bandwidth        %.2f GB/s achieved, %.2f GB/s read bandwidth (mean of %d probe passes "
-                + "between the decode steps): %.0f%% of the roofline%n", r.achievedBandwidth() / 1e9, r.bandwidth() / 1e9,
-                r.probePasses(), 100 * r.rooflineRatio());
-        out.printf(Locale.ROOT, "                 best single probe pass %.2f GB/s: %.0f%% of that%n", r.bestBandwidth() / 1e9,
-                100 * r.rooflineRatioVsBest());
+        if (Double.isNaN(r.bandwidth())) {
+            out.printf(Locale.ROOT, "bandwidth        %.2f GB/s achieved (read bandwidth not measured: the probe runs on the "
+                    + "cpu backend's threads)%n", r.achievedBandwidth() / 1e9);
+        } else {
+            out.printf(Locale.ROOT, "bandwidth        %.2f GB/s achieved, %.2f GB/s read bandwidth (mean of %d probe passes "
+                    + "between the decode steps): %.0f%% of the roofline%n", r.achievedBandwidth() / 1e9,
+                    r.bandwidth() / 1e9, r.probePasses(), 100 * r.rooflineRatio());
+            out.printf(Locale.ROOT, "                 best single probe pass %.2f GB/s: %.0f%% of that%n",
+                    r.bestBandwidth() / 1e9, 100 * r.rooflineRatioVsBest());
+        }
         out.printf(Locale.ROOT, "prefill/decode   %.1fx%n", r.prefillTokensPerSecond() / r.decodeTokensPerSecond());
         out.printf(Locale.ROOT, "allocation       %.1f bytes per decoded token%n", r.allocBytesPerToken());
     }
