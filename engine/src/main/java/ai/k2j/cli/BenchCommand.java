@@ -158,20 +158,11 @@ final class BenchCommand implements Command {
                 if (probe != null) {
                     probe.warmUp();
                 }
-                double best = 0;
-                for (int p = 0; probe != null && p < 5; p++) { // before
-                    best = Math.max(best, Math.max(probe.pass(false), probe.pass(true)));
-                }
+                double before = probe == null ? Double.NaN : probe.best(5);
                 run.once(promptIds, gen, probe);
-                for (int p = 0; probe != null && p < 5; p++) { // after
-                    best = Math.max(best, Math.max(probe.pass(false), probe.pass(true)));
-                }
-                best = Math.max(best, run.probeBest);
+                double best = probe == null ? Double.NaN : Math.max(Math.max(before, probe.best(5)), run.probeBest);
                 // Too few decode steps for an interleaved pass (gen ≤ PROBE_EVERY): the best pass is all there is.
                 double bandwidth = probe == null ? Double.NaN : run.probePasses() > 0 ? run.probeMean() : best;
-                if (probe == null) {
-                    best = Double.NaN;
-                }
                 long[] steps = Arrays.copyOf(run.stepNanos, gen - 1);
                 Arrays.sort(steps);
                 double p50 = steps.length == 0 ? 0 : steps[steps.length / 2] / 1e6;

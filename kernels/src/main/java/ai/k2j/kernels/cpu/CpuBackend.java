@@ -93,15 +93,11 @@ public final class CpuBackend implements Backend {
      * The memory is freed before returning.
      */
     public double measureReadBandwidth(long bytes, int passes) {
-        if (passes < 1) {
+        if (passes < 1) { // before the probe allocates its memory
             throw new IllegalArgumentException("bandwidth probe needs >= 1 pass, got " + passes);
         }
         try (ReadProbe probe = readProbe(bytes)) {
-            double best = 0;
-            for (int p = 0; p < passes; p++) {
-                best = Math.max(best, Math.max(probe.pass(false), probe.pass(true)));
-            }
-            return best;
+            return probe.best(passes);
         }
     }
 
@@ -133,6 +129,7 @@ public final class CpuBackend implements Backend {
             task.seg = arena.allocate(size, 4096);
             task.seg.fill((byte) 1); // touch every page before timing
             task.unit = vectorBytes;
+            task.rows = (int) (size / vectorBytes);
             task.sums = new float[backend.pool.parts()];
             warmUp();
         }
@@ -163,7 +160,6 @@ public final class CpuBackend implements Backend {
         public double pass(boolean narrow) {
             backend.checkOpen();
             task.narrow = narrow;
-            task.rows = (int) (size / task.unit);
             long t0 = System.nanoTime();
             if (backend.pool.parts() == 1) {
                 task.runRows(0, task.rows, 0);
@@ -179,6 +175,18 @@ public final class CpuBackend implements Backend {
                 System.err.print("");
             }
             return size / (dt / 1e9);
+        }
+
+        /** The best of {@code passes} passes at each width (≥ 1), in bytes per second. */
+        public double best(int passes) {
+            if (passes < 1) {
+                throw new IllegalArgumentException("bandwidth probe needs >= 1 pass, got " + passes);
+            }
+            double best = 0;
+            for (int p = 0; p < passes; p++) {
+                best = Math.max(best, Math.max(pass(false), pass(true)));
+            }
+            return best;
         }
 
         @Override
@@ -519,7 +527,6 @@ public final class CpuBackend implements Backend {
         int n = tokens(batch);
         need(q, rowsNeed(n, rowStride, Math.max(kOffset, vOffset) + kvDim), "storeKv qkv");
         checkOpen();
-        float[] keys = c.keys[layer];
         float[] values = c.values[layer];
         for (int t = 0; t < n; t++) {
             int seq = checkSeq(batch, t);
@@ -527,7 +534,7 @@ public final class CpuBackend implements Backend {
             int block = batch.blockTables[seq * batch.maxBlocksPerSeq + pos / c.blockSize];
             checkBlock(block, c, seq, pos / c.blockSize);
             int j = pos % c.blockSize;
-            c.putKey(keys, block, j, q, t * rowStride + kOffset);
+            c.putKey(layer, block, j, q, t * rowStride + kOffset);
             System.arraycopy(q, t * rowStride + vOffset, values, (block * c.blockSize + j) * kvDim, kvDim);
         }
     }

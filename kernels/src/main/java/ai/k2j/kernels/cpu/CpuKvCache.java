@@ -35,11 +35,12 @@ final class CpuKvCache implements KvCache {
         this.values = new float[layers][(int) perLayer];
     }
 
-    /** Stores kvDim floats of src at srcOff as the key of slot j of block b (column-major within the block). */
-    void putKey(float[] keys, int b, int j, float[] src, int srcOff) {
+    /** Stores kvDim floats of src at srcOff as the key of slot j of block b of a layer (column-major in the block). */
+    void putKey(int layer, int b, int j, float[] src, int srcOff) {
+        float[] k = keys[layer];
         int base = b * blockSize * kvDim + j;
         for (int c = 0; c < kvDim; c++) {
-            keys[base + c * blockSize] = src[srcOff + c];
+            k[base + c * blockSize] = src[srcOff + c];
         }
     }
 

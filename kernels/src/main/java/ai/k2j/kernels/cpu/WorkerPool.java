@@ -27,6 +27,11 @@ final class WorkerPool implements AutoCloseable {
      */
     static final long SPIN_NANOS = 1000L * Long.getLong("k2j.cpu.spinMicros", 2000);
 
+    /** Whether a waiter that started at {@code start} spins on: reads the clock only every 64th spin. */
+    private static boolean keepSpinning(int spins, long start) {
+        return (spins & 63) != 0 || System.nanoTime() - start < SPIN_NANOS;
+    }
+
     private final int parts;
     private final Worker[] workers;
     private final AtomicInteger pending = new AtomicInteger();
@@ -108,7 +113,7 @@ final class WorkerPool implements AutoCloseable {
         long start = System.nanoTime();
         int spins = 0;
         while (pending.get() != 0) {
-            if ((++spins & 63) != 0 || System.nanoTime() - start < SPIN_NANOS) {
+            if (keepSpinning(++spins, start)) {
                 Thread.onSpinWait();
             } else {
                 waiter = Thread.currentThread();
@@ -156,7 +161,7 @@ final class WorkerPool implements AutoCloseable {
                 long start = System.nanoTime();
                 int spins = 0;
                 while ((g = generation) == seen) {
-                    if ((++spins & 63) != 0 || System.nanoTime() - start < SPIN_NANOS) {
+                    if (keepSpinning(++spins, start)) {
                         Thread.onSpinWait();
                     } else {
                         parked = true;
