@@ -81,6 +81,60 @@ public interface Backend extends AutoCloseable {
     /** x[t] += y[t] for t in [0, n) rows of width dim. */
     void add(Buffer x, Buffer y, int n, int dim);
 
+    // ---------------------------------------------------------------- the ops on row views
+    // The model calls these; a backend may override them, and the defaults map them onto the positional ops.
+
+    /** Rotate-half RoPE in place on the {@code heads.width() / headDim} heads of each row of the view. */
+    default void rope(Rows heads, int headDim, Batch batch, RopeTable table) {
+        rope(heads.buffer(), batch.nTokens, heads.stride(), heads.offset(), heads.width() / headDim, headDim, batch,
+                table);
+    }
+
+    /** Stores each token's key and value rows (views of the same buffer) in its sequence's cache slot. */
+    default void storeKv(KvCache cache, int layer, Rows keys, Rows values, Batch batch) {
+        if (keys.buffer() != values.buffer() || keys.stride() != values.stride()) {
+            throw new IllegalArgumentException("storeKv: keys and values must be views of one buffer");
+        }
+        storeKv(cache, layer, keys.buffer(), keys.stride(), keys.offset(), values.offset(), batch);
+    }
+
+    /** Causal GQA attention of the query view (a view starting at column 0) over the cache; see the positional op. */
+    default void attention(Rows queries, KvCache cache, int layer, Batch batch, int kvHeads, int headDim, float scale,
+                           Buffer out) {
+        if (queries.offset() != 0) {
+            throw new IllegalArgumentException("attention: queries must start at column 0 of their rows");
+        }
+        attention(queries.buffer(), queries.stride(), cache, layer, batch, queries.width() / headDim, kvHeads, headDim,
+                scale, out);
+    }
+
+    // ---------------------------------------------------------------- fused ops
+    // Pairs the model always runs back to back. The defaults run the unfused pair; a backend overrides what pays
+    // (one pass over memory, one launch instead of two).
+
+    /** {@code x += y}, then {@code out = rmsNorm(x)}: the residual add and the next block's norm. */
+    default void addRmsNorm(Buffer x, Buffer y, Buffer gamma, float eps, int n, int dim, Buffer out) {
+        add(x, y, n, dim);
+        rmsNorm(x, gamma, eps, n, dim, out);
+    }
+
+    /** RoPE on the query and key views, then the keys and values stored in the cache. */
+    default void ropeStoreKv(Rows queries, Rows keys, Rows values, int headDim, KvCache cache, int layer, Batch batch,
+                             RopeTable table) {
+        rope(queries, headDim, batch, table);
+        rope(keys, headDim, batch, table);
+        storeKv(cache, layer, keys, values, batch);
+    }
+
+    /**
+     * {@code gateUp = x · Wᵀ} for a [2·dim, cols] gate|up matrix, then {@code out = silu(gate) · up}. A backend
+     * may skip writing {@code gateUp} when it computes {@code out} directly.
+     */
+    default void matmulSiluMul(Weight gateUpWeight, Buffer x, int n, Buffer gateUp, Buffer out) {
+        matmul(gateUpWeight, null, x, n, gateUp);
+        siluMul(gateUp, n, gateUpWeight.rows() / 2, out);
+    }
+
     /** out[i] = x[batch.logitRows[i]] for i in [0, batch.nLogits): the rows whose logits are wanted. */
     void gatherRows(Buffer x, int dim, Batch batch, Buffer out);
 

@@ -43,6 +43,13 @@ public final class Batch {
         this.logitRows = new int[maxTokens];
     }
 
+    /** Empties the batch for the next step (the arrays keep their contents; the counts say what is valid). */
+    public void clear() {
+        nTokens = 0;
+        nSeqs = 0;
+        nLogits = 0;
+    }
+
     /** Cache slot (block·blockSize + offset) of token t, given the cache's block size. */
     public int slotOf(int t, int blockSize) {
         int seq = seqOfToken[t];
