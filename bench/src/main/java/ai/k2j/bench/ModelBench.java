@@ -1,6 +1,6 @@
 package ai.k2j.bench;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.Sequence;
 import ai.k2j.kernels.Batch;
 
@@ -61,7 +61,7 @@ public class ModelBench {
     public String model;
 
     private Arena arena;
-    private Qwen2Model m;
+    private ModelContext m;
     private Batch batch;
     private Sequence decodeSeq;
     private Sequence prefillSeq;
@@ -83,7 +83,7 @@ public class ModelBench {
         batch = m.newBatch();
         prompt = new SplittableRandom(7).ints(CHUNK, 0, m.vocabSize()).toArray();
         decodeSeq = m.newSequence();
-        Qwen2Model.clear(batch);
+        batch.clear();
         decodeSeq.addTo(batch, prompt, 0, PREFIX, 1);
         m.forwardArgmax(batch, argmax);
         token = argmax[0];
@@ -101,7 +101,7 @@ public class ModelBench {
         if (decodeSeq.length() >= MAX_CONTEXT) {
             decodeSeq.rollback(PREFIX);
         }
-        Qwen2Model.clear(batch);
+        batch.clear();
         decodeSeq.addTo(batch, token, true);
         m.forwardArgmax(batch, argmax);
         token = argmax[0];
@@ -116,7 +116,7 @@ public class ModelBench {
             prefillSeq = m.newSequence();
         }
         prefillSeq.rollback(0);
-        Qwen2Model.clear(batch);
+        batch.clear();
         prefillSeq.addTo(batch, prompt, 0, CHUNK, 1);
         m.forwardArgmax(batch, argmax);
         c.tokens += CHUNK;

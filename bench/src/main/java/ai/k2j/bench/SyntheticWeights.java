@@ -1,6 +1,6 @@
 package ai.k2j.bench;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.kernels.cpu.CpuBackend;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.DType;
@@ -90,21 +90,21 @@ final class SyntheticWeights {
     }
 
     /**
-     * A Qwen2Model on a CpuBackend: from {@code dir} when given (any HF-style checkpoint, e.g. from
+     * A ModelContext on a CpuBackend: from {@code dir} when given (any HF-style checkpoint, e.g. from
      * {@code k2j synth}), else the in-memory Qwen2.5-0.5B shape with {@code layers} layers.
      *
      * @param format null for the weights' own dtype, or q8_0 / q4_0
      */
-    static Qwen2Model load(String dir, int layers, String format, int threads, int context, Arena arena) {
+    static ModelContext load(String dir, int layers, String format, int threads, int context, Arena arena) {
         CpuBackend backend = new CpuBackend(threads);
-        Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(context);
+        ModelContext.Limits limits = ModelContext.Limits.singleSequence(context);
         if (dir != null && !dir.isBlank()) {
             Checkpoint ckpt = Checkpoint.open(Path.of(dir)); // mapped for the life of the benchmark process
-            return Qwen2Model.load(ckpt.config(), ckpt::find, dir, backend, limits, format);
+            return ModelContext.load(ckpt.config(), ckpt::find, dir, backend, limits, format);
         }
         ModelConfig c = qwen05b(layers);
         Map<String, Tensor> w = model(c, arena);
-        return Qwen2Model.load(c, name -> Optional.ofNullable(w.get(name)), "synthetic qwen2.5-0.5b", backend, limits,
+        return ModelContext.load(c, name -> Optional.ofNullable(w.get(name)), "synthetic qwen2.5-0.5b", backend, limits,
                 format);
     }
 

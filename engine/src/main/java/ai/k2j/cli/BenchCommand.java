@@ -1,6 +1,6 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.Sequence;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
@@ -139,8 +139,8 @@ final class BenchCommand implements Command {
             int warmGen = Math.max(2, Math.min(WARMUP_DECODE, config.maxPositionEmbeddings() - warmPrompt));
             int context = Math.max(prompt + gen, warmPrompt + warmGen);
             long t0 = System.nanoTime();
-            Qwen2Model model = Qwen2Model.load(config, ckpt::find, dir.toString(), backend,
-                    Qwen2Model.Limits.singleSequence(context), quant);
+            ModelContext model = ModelContext.load(config, ckpt::find, dir.toString(), backend,
+                    ModelContext.Limits.singleSequence(context), quant);
             err.printf(Locale.ROOT, "[k2j] bench: loaded %s (%s) in %.1f s; %d thread(s)%n", dir,
                     quant == null ? "native dtype" : quant, (System.nanoTime() - t0) / 1e9, threads);
 
@@ -185,7 +185,7 @@ final class BenchCommand implements Command {
 
     /** One prefill + decode, timed; preallocated so the decode steps themselves allocate nothing. */
     private static final class Run {
-        final Qwen2Model model;
+        final ModelContext model;
         final Batch batch;
         final long[] stepNanos;
         final int[] argmax = new int[1];
@@ -202,7 +202,7 @@ final class BenchCommand implements Command {
         private final long[] threadIds;
         private final long[] allocBefore;
 
-        Run(Qwen2Model model, int gen) {
+        Run(ModelContext model, int gen) {
             this.model = model;
             this.batch = model.newBatch();
             this.stepNanos = new long[Math.max(1, gen)];
@@ -238,7 +238,7 @@ final class BenchCommand implements Command {
                 for (int offset = 0; offset < prompt.length; offset += PREFILL_CHUNK) {
                     int count = Math.min(PREFILL_CHUNK, prompt.length - offset);
                     boolean last = offset + count == prompt.length;
-                    Qwen2Model.clear(batch);
+                    batch.clear();
                     seq.addTo(batch, prompt, offset, count, last ? 1 : 0);
                     if (last) {
                         model.forwardArgmax(batch, argmax);
@@ -256,7 +256,7 @@ final class BenchCommand implements Command {
                 long decoding = 0;
                 for (int i = 1; i < gen; i++) {
                     long begin = System.nanoTime();
-                    Qwen2Model.clear(batch);
+                    batch.clear();
                     seq.addTo(batch, token, true);
                     model.forwardArgmax(batch, argmax);
                     token = argmax[0];

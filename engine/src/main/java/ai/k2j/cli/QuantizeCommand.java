@@ -1,6 +1,6 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.kernels.cpu.Quantizer;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.DType;
@@ -28,7 +28,7 @@ import java.util.stream.Stream;
  *
  * <p>What is quantized: every 2-D {@code *.weight} of the decoder layers (q/k/v/o, gate/up/down) to
  * {@code --quant}; {@code lm_head.weight}, or with tied embeddings {@code model.embed_tokens.weight} (which then is
- * the lm_head), to {@code --head-quant}, by default {@link Qwen2Model#lmHeadFormat} of {@code --quant} (Q8_0 for
+ * the lm_head), to {@code --head-quant}, by default {@link ModelContext#lmHeadFormat} of {@code --quant} (Q8_0 for
  * both Q8_0 and Q4_0 models) — exactly what a load-time {@code --quant} computes with. An untied embedding is only
  * gathered from (one row per token) and keeps its dtype; norms and biases stay as they are. The files are k2j's safetensors:
  * dtype {@code "Q8_0"}/{@code "Q4_0"}, logical shape {@code [rows, cols]}, data the llama.cpp blocks row-major
@@ -56,7 +56,7 @@ final class QuantizeCommand implements Command {
         Path modelDir = args.path("model");
         DType quant = blockFormat(args.required("quant"), "--quant");
         Path outDir = args.path("out");
-        String head = args.string("head-quant", Qwen2Model.lmHeadFormat(quant.name()));
+        String head = args.string("head-quant", ai.k2j.engine.model.Architectures.lmHeadFormat(quant.name()));
         DType headQuant = head.equalsIgnoreCase("keep") ? null : blockFormat(head, "--head-quant");
         int threads = Cli.intAtLeast(args, "threads", Runtime.getRuntime().availableProcessors(), 1);
         double shardGb = args.decimal("max-shard-gb", 4);

@@ -10,14 +10,14 @@ import ai.k2j.kernels.Batch;
  * {@link Sampler}'s stream, the distribution is the same).
  */
 final class DecodeLoop {
-    private final Qwen2Model model;
+    private final ModelContext model;
     private final Sampler sampler;
     private final Batch batch;
     private final int prefillChunk;
     private final int[] argmax = new int[1];
     private Sequence seq;
 
-    DecodeLoop(Qwen2Model model, Sampler sampler, int prefillChunk) {
+    DecodeLoop(ModelContext model, Sampler sampler, int prefillChunk) {
         this.model = model;
         this.sampler = sampler;
         this.batch = model.newBatch();
@@ -30,7 +30,7 @@ final class DecodeLoop {
         for (int offset = 0; offset < prompt.length; offset += prefillChunk) {
             int count = Math.min(prefillChunk, prompt.length - offset);
             boolean last = offset + count == prompt.length;
-            Qwen2Model.clear(batch);
+            batch.clear();
             seq.addTo(batch, prompt, offset, count, last ? 1 : 0);
             if (!last) {
                 model.forward(batch);
@@ -41,7 +41,7 @@ final class DecodeLoop {
 
     /** Feeds {@code token} at the end of the sequence and returns the next one. Allocation-free. */
     int step(int token) {
-        Qwen2Model.clear(batch);
+        batch.clear();
         seq.addTo(batch, token, true);
         return next();
     }

@@ -59,21 +59,21 @@ public final class LanguageModel implements AutoCloseable {
     private final Backend backend;
     private final AutoCloseable weights;
     private final String source;
-    private final Qwen2Model model;
+    private final ModelContext model;
     private final Sampler sampler;
     private final DecodeLoop loop;
     private final Batch batch;
     private final int[] eosIds;
     /** the draft model sharing the backend, or null */
-    private final Qwen2Model draft;
+    private final ModelContext draft;
     private final AutoCloseable draftWeights;
     /** created on the first speculative request (its buffers are vocabulary-sized) */
     private SpeculativeDecoder speculator;
     private boolean closed;
 
     private LanguageModel(ModelConfig config, GenerationConfig generationConfig, Tokenizer tokenizer,
-                          Backend backend, AutoCloseable weights, String source, Qwen2Model model,
-                          Qwen2Model draft, AutoCloseable draftWeights) {
+                          Backend backend, AutoCloseable weights, String source, ModelContext model,
+                          ModelContext draft, AutoCloseable draftWeights) {
         this.config = config;
         this.generationConfig = generationConfig;
         this.tokenizer = tokenizer;
@@ -118,11 +118,11 @@ public final class LanguageModel implements AutoCloseable {
                         draftCheckpoint.config(), draftTokenizer);
             }
             backend = createBackend(options.backend(), options.threads());
-            Qwen2Model model = Qwen2Model.load(config, checkpoint::find, dir.toString(), backend,
-                    Qwen2Model.Limits.singleSequence(maxContext), options.weightFormat());
-            Qwen2Model draft = draftCheckpoint == null ? null
-                    : Qwen2Model.load(draftCheckpoint.config(), draftCheckpoint::find, draftDir.toString(), backend,
-                    Qwen2Model.Limits.singleSequence(maxContext), options.weightFormat());
+            ModelContext model = ModelContext.load(config, checkpoint::find, dir.toString(), backend,
+                    ModelContext.Limits.singleSequence(maxContext), options.weightFormat());
+            ModelContext draft = draftCheckpoint == null ? null
+                    : ModelContext.load(draftCheckpoint.config(), draftCheckpoint::find, draftDir.toString(), backend,
+                    ModelContext.Limits.singleSequence(maxContext), options.weightFormat());
             return new LanguageModel(config, checkpoint.generationConfig(), tokenizer, backend, checkpoint,
                     dir.toString(), model, draft, draftCheckpoint);
         } catch (RuntimeException | Error e) {
@@ -144,8 +144,8 @@ public final class LanguageModel implements AutoCloseable {
     static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
                                 Function<String, Optional<Tensor>> tensors, String source, Backend backend,
                                 Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights) {
-        Qwen2Model model = Qwen2Model.load(config, tensors, source, backend,
-                Qwen2Model.Limits.singleSequence(maxContext), weightFormat);
+        ModelContext model = ModelContext.load(config, tensors, source, backend,
+                ModelContext.Limits.singleSequence(maxContext), weightFormat);
         return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, null, null);
     }
 
@@ -158,9 +158,9 @@ public final class LanguageModel implements AutoCloseable {
                                 Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights,
                                 ModelConfig draftConfig, Function<String, Optional<Tensor>> draftTensors,
                                 AutoCloseable draftWeights) {
-        Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(maxContext);
-        Qwen2Model model = Qwen2Model.load(config, tensors, source, backend, limits, weightFormat);
-        Qwen2Model draft = Qwen2Model.load(draftConfig, draftTensors, source + " (draft)", backend, limits,
+        ModelContext.Limits limits = ModelContext.Limits.singleSequence(maxContext);
+        ModelContext model = ModelContext.load(config, tensors, source, backend, limits, weightFormat);
+        ModelContext draft = ModelContext.load(draftConfig, draftTensors, source + " (draft)", backend, limits,
                 weightFormat);
         return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, draft,
                 draftWeights);
@@ -173,7 +173,7 @@ public final class LanguageModel implements AutoCloseable {
 
     /**
      * "reference", "cpu" (falls back to reference when absent) or "cuda"; threads &lt;= 0 means all cores.
-     * Public for engines that build their own {@link Qwen2Model} (e.g. the batching engine); the caller closes it.
+     * Public for engines that build their own {@link ModelContext} (e.g. the batching engine); the caller closes it.
      */
     public static Backend createBackend(String name, int threads) {
         String backendName = name == null ? "cpu" : name.toLowerCase(Locale.ROOT);
@@ -386,7 +386,7 @@ public final class LanguageModel implements AutoCloseable {
             try (Sequence seq = model.newSequence()) {
                 for (int offset = 0; offset < ids.length; offset += chunk) {
                     int count = Math.min(chunk, ids.length - offset);
-                    Qwen2Model.clear(batch);
+                    batch.clear();
                     seq.addTo(batch, ids, offset, count, count);
                     float[] logits = model.forward(batch);
                     for (int i = 0; i < count; i++) {
@@ -417,7 +417,7 @@ public final class LanguageModel implements AutoCloseable {
     }
 
     /** The forward pass and KV cache behind this instance (for engine-internal loops such as speculation). */
-    Qwen2Model model() {
+    ModelContext model() {
         return model;
     }
 
@@ -430,7 +430,7 @@ public final class LanguageModel implements AutoCloseable {
     }
 
     /** The draft model, or null. */
-    Qwen2Model draftModel() {
+    ModelContext draftModel() {
         return draft;
     }
 

@@ -5,7 +5,7 @@ import ai.k2j.kernels.KvCache;
 
 /**
  * One sequence's KV state in the paged cache: its length (tokens whose keys/values are stored, or will be
- * once the batch it was added to runs) and its block table. Created by {@link Qwen2Model#newSequence()};
+ * once the batch it was added to runs) and its block table. Created by {@link ModelContext#newSequence()};
  * {@link #close()} returns its blocks. Not thread-safe; owned by the step loop.
  *
  * <p>Speculative decoding: add the draft tokens, run the batch, then {@link #rollback} to the accepted length;

@@ -195,7 +195,7 @@ class CudaEngineTest {
     /** Greedy-decodes steps tokens after prompt; returns each step's logits. */
     private static float[][] decodeLogits(ModelConfig c, Map<String, Tensor> w, int[] prompt, int steps,
                                           boolean graphs, boolean fuse) {
-        Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(256);
+        ModelContext.Limits limits = ModelContext.Limits.singleSequence(256);
         String before = System.getProperty("k2j.cuda.fuse");
         System.setProperty("k2j.cuda.fuse", Boolean.toString(fuse));  // read when the backend is built
         Backend backend;
@@ -209,21 +209,21 @@ class CudaEngineTest {
             }
         }
         try {
-            Qwen2Model model = Qwen2Model.load(c, name -> Optional.ofNullable(w.get(name)), "test-model", backend,
+            ModelContext model = ModelContext.load(c, name -> Optional.ofNullable(w.get(name)), "test-model", backend,
                     limits, null);
             model.useGraphs(graphs);
             Batch batch = model.newBatch();
             float[][] out = new float[steps][];
             int[] argmax = new int[1];
             try (Sequence seq = model.newSequence()) {
-                Qwen2Model.clear(batch);
+                batch.clear();
                 seq.addTo(batch, prompt, 0, prompt.length, 1);
                 int token = Sampler.argmax(model.forward(batch), 0, c.vocabSize());
                 for (int i = 0; i < steps; i++) {
-                    Qwen2Model.clear(batch);
+                    batch.clear();
                     seq.addTo(batch, token, true);
                     out[i] = model.forward(batch).clone();
-                    Qwen2Model.clear(batch);  // the same step again through the argmax path must agree
+                    batch.clear();  // the same step again through the argmax path must agree
                     seq.rollback(seq.length() - 1);
                     seq.addTo(batch, token, true);
                     model.forwardArgmax(batch, argmax);

@@ -50,7 +50,7 @@ class NoAllocationTest {
         ModelConfig c = Spec.gqa().withVocab(1000).config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.BF16, 3, arena);
-            Qwen2Model model = TestModels.model(c, w, Qwen2Model.Limits.singleSequence(2048), backend);
+            ModelContext model = TestModels.model(c, w, ModelContext.Limits.singleSequence(2048), backend);
             Sampler sampler = new Sampler(c.vocabSize());
             sampler.reset(params);
             DecodeLoop loop = new DecodeLoop(model, sampler, 256);

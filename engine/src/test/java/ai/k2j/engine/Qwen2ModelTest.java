@@ -1,5 +1,6 @@
 package ai.k2j.engine;
 
+import ai.k2j.engine.model.RopeFrequencies;
 import ai.k2j.engine.TestModels.Spec;
 import ai.k2j.kernels.Batch;
 import ai.k2j.loaders.DType;
@@ -45,7 +46,7 @@ class Qwen2ModelTest {
         return specs().flatMap(spec -> backends().map(backend -> Arguments.of(spec, backend)));
     }
 
-    /** Every position of a prompt through Qwen2Model on each backend vs the naive double model. */
+    /** Every position of a prompt through ModelContext on each backend vs the naive double model. */
     @ParameterizedTest(name = "{0} on {1}")
     @MethodSource("specsOnBackends")
     void forwardMatchesNaiveImplementation(Spec spec, String backend) {
@@ -55,7 +56,7 @@ class Qwen2ModelTest {
             Map<String, Tensor> w = TestModels.weights(c, spec.dtype(), 42, arena);
             int[] tokens = TestModels.randomTokens(n, c.vocabSize(), 7);
             double[][] expected = NaiveQwen2.logits(c, w, tokens);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(64, 64, 1, 64, 4), backend);
             float[][] actual = allLogits(model, tokens, n);
             double worst = 0;
             for (int t = 0; t < n; t++) {
@@ -74,8 +75,8 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 1, arena);
-            Qwen2Model.Limits limits = new Qwen2Model.Limits(64, 64, 3, 32, 16);
-            Qwen2Model model = TestModels.model(c, w, limits, backend);
+            ModelContext.Limits limits = new ModelContext.Limits(64, 64, 3, 32, 16);
+            ModelContext model = TestModels.model(c, w, limits, backend);
             int[] a = TestModels.randomTokens(5, c.vocabSize(), 11);
             int[] b = TestModels.randomTokens(19, c.vocabSize(), 12);
             int[] d = TestModels.randomTokens(1, c.vocabSize(), 13);
@@ -88,7 +89,7 @@ class Qwen2ModelTest {
             // together: one prefill batch of all three, then one decode batch of all three
             Batch batch = model.newBatch();
             try (Sequence sa = model.newSequence(); Sequence sb = model.newSequence(); Sequence sd = model.newSequence()) {
-                Qwen2Model.clear(batch);
+                batch.clear();
                 sa.addTo(batch, a, 0, a.length, 1);
                 sb.addTo(batch, b, 0, b.length, 1);
                 sd.addTo(batch, d, 0, d.length, 1);
@@ -97,7 +98,7 @@ class Qwen2ModelTest {
                 assertRowEquals(bAlone[0], logits, 1, "b prefill");
                 assertRowEquals(dAlone[0], logits, 2, "d prefill");
 
-                Qwen2Model.clear(batch);
+                batch.clear();
                 sb.addTo(batch, 4, true);  // order differs from prefill on purpose
                 sa.addTo(batch, 3, true);
                 sd.addTo(batch, 5, true);
@@ -117,7 +118,7 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 3, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 32, 4), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(64, 64, 1, 32, 4), backend);
             int[] prompt = TestModels.randomTokens(30, c.vocabSize(), 21);
             int[] draft = TestModels.randomTokens(6, c.vocabSize(), 22);
             int[] accepted = TestModels.randomTokens(10, c.vocabSize(), 23);
@@ -157,14 +158,14 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 4, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 1, 64, 4), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(64, 64, 1, 64, 4), backend);
             int[] prompt = TestModels.randomTokens(45, c.vocabSize(), 31);
             float[][] oneShot = allLogits(model, prompt, prompt.length);
             Batch batch = model.newBatch();
             try (Sequence seq = model.newSequence()) {
                 for (int off = 0; off < prompt.length; off += 7) {
                     int count = Math.min(7, prompt.length - off);
-                    Qwen2Model.clear(batch);
+                    batch.clear();
                     seq.addTo(batch, prompt, off, count, count);
                     float[] logits = model.forward(batch);
                     for (int i = 0; i < count; i++) {
@@ -182,7 +183,7 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 5, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 32, 8), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(64, 64, 2, 32, 8), backend);
             int[] prompt = TestModels.randomTokens(20, c.vocabSize(), 41);
             int[] left = TestModels.randomTokens(5, c.vocabSize(), 42);
             int[] right = TestModels.randomTokens(3, c.vocabSize(), 43);
@@ -219,11 +220,11 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 6, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 64, 2, 8, 2), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(64, 64, 2, 8, 2), backend);
             Batch batch = model.newBatch();
             try (Sequence seq = model.newSequence()) {
                 feed(model, batch, seq, TestModels.randomTokens(32, c.vocabSize(), 1), 0);
-                Qwen2Model.clear(batch);
+                batch.clear();
                 KvCacheFullException e = assertThrows(KvCacheFullException.class, () -> seq.addTo(batch, 1, true));
                 assertTrue(e.getMessage().contains("needs 1 more blocks") && e.getMessage().contains("0 of 2"),
                         e.getMessage());
@@ -241,7 +242,7 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 6, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(20, 32, 1, 8, 4), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(20, 32, 1, 8, 4), backend);
             Batch batch = model.newBatch();
             try (Sequence seq = model.newSequence()) {
                 IllegalStateException e = assertThrows(IllegalStateException.class,
@@ -260,14 +261,14 @@ class Qwen2ModelTest {
             String name = "model.layers.1.self_attn.k_proj.weight";
             w.put(name, TestModels.tensor(name, DType.F32, new long[] {8, 32}, new float[256], arena));
             ModelFormatException bad = assertThrows(ModelFormatException.class,
-                    () -> TestModels.model(c, w, Qwen2Model.Limits.singleSequence(32)));
+                    () -> TestModels.model(c, w, ModelContext.Limits.singleSequence(32)));
             assertTrue(bad.getMessage().contains(name) && bad.getMessage().contains("[8, 32]")
                     && bad.getMessage().contains("[16, 32]"), bad.getMessage());
 
             w.remove("model.layers.0.mlp.up_proj.weight");
             w.put(name, TestModels.weights(c, DType.F32, 7, arena).get(name));
             ModelFormatException missing = assertThrows(ModelFormatException.class,
-                    () -> TestModels.model(c, w, Qwen2Model.Limits.singleSequence(32)));
+                    () -> TestModels.model(c, w, ModelContext.Limits.singleSequence(32)));
             assertTrue(missing.getMessage().contains("model.layers.0.mlp.up_proj.weight"), missing.getMessage());
 
             ModelConfig untied = new Spec("u", 32, 48, 2, 4, 2, 8, 64, false, DType.F32, RopeScaling.NONE, 1e4, 64)
@@ -275,7 +276,7 @@ class Qwen2ModelTest {
             Map<String, Tensor> noHead = new HashMap<>(TestModels.weights(untied, DType.F32, 7, arena));
             noHead.remove("lm_head.weight");
             ModelFormatException head = assertThrows(ModelFormatException.class,
-                    () -> TestModels.model(untied, noHead, Qwen2Model.Limits.singleSequence(32)));
+                    () -> TestModels.model(untied, noHead, ModelContext.Limits.singleSequence(32)));
             assertTrue(head.getMessage().contains("lm_head.weight"), head.getMessage());
         }
     }
@@ -286,12 +287,12 @@ class Qwen2ModelTest {
         ModelConfig c = Spec.gqa().config();
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = TestModels.weights(c, DType.F32, 8, arena);
-            Qwen2Model model = TestModels.model(c, w, new Qwen2Model.Limits(64, 16, 1, 4, 4), backend);
+            ModelContext model = TestModels.model(c, w, new ModelContext.Limits(64, 16, 1, 4, 4), backend);
             Batch batch = new Batch(32, 1, 4);
             try (Sequence seq = model.newSequence()) {
                 seq.addTo(batch, new int[20], 0, 20, 1);
                 assertThrows(IllegalArgumentException.class, () -> model.forward(batch));
-                Qwen2Model.clear(batch);
+                batch.clear();
                 seq.rollback(0);
                 seq.addTo(batch, new int[8], 0, 8, 8);
                 assertThrows(IllegalArgumentException.class, () -> model.forward(batch), "8 logit rows > 4");
@@ -303,10 +304,10 @@ class Qwen2ModelTest {
     // ------------------------------------------------------------------------------------------------
 
     /** Logits of every position of tokens[0, n) in one prefill step of a fresh sequence. */
-    static float[][] allLogits(Qwen2Model model, int[] tokens, int n) {
+    static float[][] allLogits(ModelContext model, int[] tokens, int n) {
         Batch batch = model.newBatch();
         try (Sequence seq = model.newSequence()) {
-            Qwen2Model.clear(batch);
+            batch.clear();
             seq.addTo(batch, tokens, 0, n, n);
             float[] flat = model.forward(batch);
             float[][] out = new float[n][];
@@ -318,19 +319,19 @@ class Qwen2ModelTest {
     }
 
     /** Prefill logits (last row) then one decode token's logits, each as row 0, 1 of the result. */
-    private static float[][] runAlone(Qwen2Model model, int[] prompt, int next) {
+    private static float[][] runAlone(ModelContext model, int[] prompt, int next) {
         Batch batch = model.newBatch();
         try (Sequence seq = model.newSequence()) {
             float[] first = feed(model, batch, seq, prompt, 1).clone();
-            Qwen2Model.clear(batch);
+            batch.clear();
             seq.addTo(batch, next, true);
             float[] second = model.forward(batch);
             return new float[][] {Arrays.copyOf(first, model.vocabSize()), Arrays.copyOf(second, model.vocabSize())};
         }
     }
 
-    private static float[] feed(Qwen2Model model, Batch batch, Sequence seq, int[] tokens, int logitsForLast) {
-        Qwen2Model.clear(batch);
+    private static float[] feed(ModelContext model, Batch batch, Sequence seq, int[] tokens, int logitsForLast) {
+        batch.clear();
         seq.addTo(batch, tokens, 0, tokens.length, logitsForLast);
         return model.forward(batch);
     }

@@ -70,7 +70,7 @@ public final class SpecTestSupport {
         return out;
     }
 
-    public static Qwen2Model model(ModelConfig c, Map<String, Tensor> weights, Qwen2Model.Limits limits,
+    public static ModelContext model(ModelConfig c, Map<String, Tensor> weights, ModelContext.Limits limits,
                                    String backend) {
         return TestModels.model(c, weights, limits, backend);
     }
@@ -94,17 +94,17 @@ public final class SpecTestSupport {
     }
 
     /** The draft model behind a LanguageModel (null without one). */
-    public static Qwen2Model draftOf(LanguageModel lm) {
+    public static ModelContext draftOf(LanguageModel lm) {
         return lm.draftModel();
     }
 
     /** The target model behind a LanguageModel. */
-    public static Qwen2Model targetOf(LanguageModel lm) {
+    public static ModelContext targetOf(LanguageModel lm) {
         return lm.model();
     }
 
     /** Plain greedy decoding straight on the model (the reference speculation must reproduce). */
-    public static int[] plainGreedy(Qwen2Model model, int[] prompt, int n) {
+    public static int[] plainGreedy(ModelContext model, int[] prompt, int n) {
         Sampler sampler = new Sampler(model.vocabSize());
         DecodeLoop loop = new DecodeLoop(model, sampler, 256);
         int[] out = new int[n];
@@ -118,7 +118,7 @@ public final class SpecTestSupport {
     }
 
     /** Logits of every position of {@code ids} for a fresh sequence, prefilled in one pass per batch limit. */
-    public static float[][] allLogits(Qwen2Model model, int[] ids) {
+    public static float[][] allLogits(ModelContext model, int[] ids) {
         int vocab = model.vocabSize();
         float[][] out = new float[ids.length][];
         Batch batch = model.newBatch();
@@ -126,7 +126,7 @@ public final class SpecTestSupport {
         try (Sequence seq = model.newSequence()) {
             for (int off = 0; off < ids.length; off += chunk) {
                 int count = Math.min(chunk, ids.length - off);
-                Qwen2Model.clear(batch);
+                batch.clear();
                 seq.addTo(batch, ids, off, count, count);
                 float[] logits = model.forward(batch);
                 for (int i = 0; i < count; i++) {

@@ -19,7 +19,7 @@ import java.util.Optional;
 import java.util.SplittableRandom;
 
 /** Random small Qwen2 models built in memory (Tensor records over Arena segments), for tests. */
-final class TestModels {
+public final class TestModels {
 
     static final ValueLayout.OfFloat F32 = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
     static final ValueLayout.OfShort I16 = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -28,14 +28,14 @@ final class TestModels {
     }
 
     /** A model's shape; {@link #config()} turns it into a ModelConfig. */
-    record Spec(String name, int hidden, int intermediate, int layers, int heads, int kvHeads, int headDim, int vocab,
+    public record Spec(String name, int hidden, int intermediate, int layers, int heads, int kvHeads, int headDim, int vocab,
                 boolean tied, DType dtype, RopeScaling rope, double theta, int maxPositions) {
 
         static Spec gqa() {
             return new Spec("gqa-f32-tied", 32, 48, 2, 4, 2, 8, 64, true, DType.F32, RopeScaling.NONE, 10000, 512);
         }
 
-        ModelConfig config() {
+        public ModelConfig config() {
             return new ModelConfig("Qwen2ForCausalLM", "qwen2", hidden, intermediate, layers, heads, kvHeads, headDim,
                     vocab, maxPositions, 1e-6, theta, rope, tied, "float32", -1, new int[] {vocab - 1});
         }
@@ -51,12 +51,12 @@ final class TestModels {
         }
     }
 
-    static RopeScaling yarn(double factor, int originalMax) {
+    public static RopeScaling yarn(double factor, int originalMax) {
         return new RopeScaling("yarn", factor, originalMax, Double.NaN, Double.NaN, Double.NaN, Double.NaN,
                 Double.NaN, true);
     }
 
-    static RopeScaling linear(double factor) {
+    public static RopeScaling linear(double factor) {
         return new RopeScaling("linear", factor, 0, Double.NaN, Double.NaN, Double.NaN, Double.NaN, Double.NaN, true);
     }
 
@@ -134,14 +134,14 @@ final class TestModels {
         return t;
     }
 
-    /** A Qwen2Model over the reference backend; the arena must outlive it. */
-    static Qwen2Model model(ModelConfig c, Map<String, Tensor> weights, Qwen2Model.Limits limits) {
+    /** A ModelContext over the reference backend; the arena must outlive it. */
+    static ModelContext model(ModelConfig c, Map<String, Tensor> weights, ModelContext.Limits limits) {
         return model(c, weights, limits, "reference");
     }
 
-    /** A Qwen2Model over the named backend (closed by closing {@code model.backend()}). */
-    static Qwen2Model model(ModelConfig c, Map<String, Tensor> weights, Qwen2Model.Limits limits, String backend) {
-        return Qwen2Model.load(c, name -> Optional.ofNullable(weights.get(name)), "test-model",
+    /** A ModelContext over the named backend (closed by closing {@code model.backend()}). */
+    static ModelContext model(ModelConfig c, Map<String, Tensor> weights, ModelContext.Limits limits, String backend) {
+        return ModelContext.load(c, name -> Optional.ofNullable(weights.get(name)), "test-model",
                 LanguageModel.createBackend(backend, 2), limits, null);
     }
 

@@ -2,7 +2,7 @@ package ai.k2j.engine.batch;
 
 import ai.k2j.engine.FinishReason;
 import ai.k2j.engine.GenerationRequest;
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.StopStrings;
 import ai.k2j.engine.spec.DraftCompatibility;
 import ai.k2j.loaders.ModelConfig;
@@ -80,13 +80,13 @@ public final class BatchEngine implements AutoCloseable {
      */
     public static BatchEngine load(Path modelDir, Path draftDir, EngineOptions options) {
         ModelConfig config = ServedModel.readConfig(modelDir);
-        Qwen2Model.Limits limits = limits(config, options, draftDir != null);
+        ModelContext.Limits limits = limits(config, options, draftDir != null);
         ServedModel target = ServedModel.load(modelDir, options, limits);
         ServedModel draft = null;
         try {
             if (draftDir != null) {
                 // one logit row per sequence; a cache as large as the target's (drafts never outgrow it much)
-                draft = ServedModel.load(draftDir, options, new Qwen2Model.Limits(limits.maxContext(),
+                draft = ServedModel.load(draftDir, options, new ModelContext.Limits(limits.maxContext(),
                         limits.maxBatchTokens(), limits.maxSeqs(), limits.maxSeqs(), limits.kvBlocks()));
                 DraftCompatibility.check(modelDir.toString(), config, target.tokenizer, draftDir.toString(),
                         draft.model.config(), draft.tokenizer);
@@ -102,7 +102,7 @@ public final class BatchEngine implements AutoCloseable {
     }
 
     /** The model's limits for these options (see {@link EngineOptions} for the defaults). */
-    static Qwen2Model.Limits limits(ModelConfig config, EngineOptions options, boolean speculative) {
+    static ModelContext.Limits limits(ModelConfig config, EngineOptions options, boolean speculative) {
         int ctx = options.maxContext() > 0 ? options.maxContext() : Math.min(config.maxPositionEmbeddings(), 8192);
         int k = speculative ? options.draftTokens() : 0;
         int seqs = options.maxBatch();
@@ -112,22 +112,22 @@ public final class BatchEngine implements AutoCloseable {
                     + " every sequence: at least " + seqs * (k + 1));
         }
         int logitRows = seqs * (k + 1);
-        int blocksPerContext = (ctx + Qwen2Model.KV_BLOCK_SIZE - 1) / Qwen2Model.KV_BLOCK_SIZE;
+        int blocksPerContext = (ctx + ModelContext.KV_BLOCK_SIZE - 1) / ModelContext.KV_BLOCK_SIZE;
         int minBlocks = blocksPerContext + 1;
         int blocks;
         if (options.kvBlocks() > 0) {
             if (options.kvBlocks() < minBlocks) {
                 throw new IllegalArgumentException("kvBlocks " + options.kvBlocks() + " cannot hold one full context of "
-                        + ctx + " tokens: at least " + minBlocks + " blocks of " + Qwen2Model.KV_BLOCK_SIZE
+                        + ctx + " tokens: at least " + minBlocks + " blocks of " + ModelContext.KV_BLOCK_SIZE
                         + " tokens are needed");
             }
             blocks = options.kvBlocks();
         } else {
-            long bytesPerBlock = 2L * 4 * config.numLayers() * config.kvDim() * Qwen2Model.KV_BLOCK_SIZE;
+            long bytesPerBlock = 2L * 4 * config.numLayers() * config.kvDim() * ModelContext.KV_BLOCK_SIZE;
             long capped = EngineOptions.DEFAULT_KV_BYTES / bytesPerBlock;
             blocks = (int) Math.max(minBlocks, Math.min((long) seqs * blocksPerContext + seqs, capped));
         }
-        return new Qwen2Model.Limits(ctx, stepTokens, seqs, logitRows, blocks);
+        return new ModelContext.Limits(ctx, stepTokens, seqs, logitRows, blocks);
     }
 
     // ================================================================ the public API

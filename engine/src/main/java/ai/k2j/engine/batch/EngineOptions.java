@@ -8,7 +8,7 @@ package ai.k2j.engine.batch;
  * @param maxContext   most tokens (prompt + generated) one sequence may hold; &lt;= 0: max_position_embeddings
  *                     capped at 8192
  * @param maxBatch     most sequences decoding together (every choice of an {@code n > 1} request counts)
- * @param kvBlocks     KV cache blocks of {@link ai.k2j.engine.Qwen2Model#KV_BLOCK_SIZE} tokens shared by all
+ * @param kvBlocks     KV cache blocks of {@link ai.k2j.engine.ModelContext#KV_BLOCK_SIZE} tokens shared by all
  *                     sequences; &lt;= 0: enough for {@code maxBatch} full contexts, capped at {@link #DEFAULT_KV_BYTES}
  *                     of cache (but never fewer than one full context plus one block)
  * @param stepTokens   most tokens one forward step processes (prefill chunks + decode tokens + drafts);

@@ -1,7 +1,7 @@
 package ai.k2j.engine.batch;
 
 import ai.k2j.engine.KvCacheFullException;
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.Sampler;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.kernels.Batch;
@@ -20,8 +20,8 @@ import java.util.List;
  */
 final class ModelRunner {
 
-    private final Qwen2Model target;
-    private final Qwen2Model draft;
+    private final ModelContext target;
+    private final ModelContext draft;
     private final int vocab;
     private final int maxDrafts;
     private final Batch batch;
@@ -46,7 +46,7 @@ final class ModelRunner {
      * @param draft     the draft model sharing the target's vocabulary, or null
      * @param maxDrafts tokens drafted per step at most (0 without a draft)
      */
-    ModelRunner(Qwen2Model target, Qwen2Model draft, int maxDrafts) {
+    ModelRunner(ModelContext target, ModelContext draft, int maxDrafts) {
         this.target = target;
         this.draft = draft;
         this.vocab = target.vocabSize();
@@ -105,7 +105,7 @@ final class ModelRunner {
         if (draft != null) {
             draftPhase(plan);
         }
-        Qwen2Model.clear(batch);
+        batch.clear();
         boolean greedy = true;
         for (int i = 0; i < plan.size(); i++) {
             SeqState s = plan.get(i);
@@ -181,7 +181,7 @@ final class ModelRunner {
         boolean more = true;
         while (more) {
             more = false;
-            Qwen2Model.clear(draftBatch);
+            draftBatch.clear();
             boolean greedy = true;
             for (int i = 0; i < plan.size(); i++) {
                 SeqState s = plan.get(i);
@@ -214,7 +214,7 @@ final class ModelRunner {
         }
         // one batched draft step per further position
         for (int j = 1; j < maxDrafts; j++) {
-            Qwen2Model.clear(draftBatch);
+            draftBatch.clear();
             boolean greedy = true;
             for (int i = 0; i < plan.size(); i++) {
                 SeqState s = plan.get(i);

@@ -1,6 +1,6 @@
 package ai.k2j.engine.batch;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -32,7 +32,7 @@ final class Scheduler {
         SeqState[] admit(RequestState request);
     }
 
-    private final Qwen2Model model;
+    private final ModelContext model;
     private final int maxSeqs;
     private final int stepTokens;
     private final int logitRows;
@@ -54,14 +54,14 @@ final class Scheduler {
     /**
      * @param draftTokens tokens a speculative sequence drafts per step; 0 when the engine has no draft model
      */
-    Scheduler(Qwen2Model model, int draftTokens) {
-        Qwen2Model.Limits limits = model.limits();
+    Scheduler(ModelContext model, int draftTokens) {
+        ModelContext.Limits limits = model.limits();
         this.model = model;
         this.maxSeqs = limits.maxSeqs();
         this.stepTokens = limits.maxBatchTokens();
         this.logitRows = limits.maxLogitRows();
         this.draftTokens = draftTokens;
-        this.blockSize = Qwen2Model.KV_BLOCK_SIZE;
+        this.blockSize = ModelContext.KV_BLOCK_SIZE;
     }
 
     boolean isIdle() {

@@ -1,7 +1,7 @@
 package ai.k2j.engine.batch;
 
 import ai.k2j.engine.LanguageModel;
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.kernels.Backend;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.ModelConfig;
@@ -13,19 +13,19 @@ import java.util.Arrays;
 import java.util.stream.IntStream;
 
 /**
- * A checkpoint loaded for batched serving: the {@link Qwen2Model} sized by the engine's limits, its own backend,
+ * A checkpoint loaded for batched serving: the {@link ModelContext} sized by the engine's limits, its own backend,
  * its tokenizer (null when the directory has none) and its end-of-sequence ids (generation_config.json's ∪
  * config.json's). Closing it closes the backend and unmaps the weights.
  */
 final class ServedModel implements AutoCloseable {
     final String name;
-    final Qwen2Model model;
+    final ModelContext model;
     final Tokenizer tokenizer;
     final int[] eosIds;
     private final Backend backend;
     private final Checkpoint checkpoint;
 
-    private ServedModel(String name, Qwen2Model model, Tokenizer tokenizer, int[] eosIds, Backend backend,
+    private ServedModel(String name, ModelContext model, Tokenizer tokenizer, int[] eosIds, Backend backend,
                         Checkpoint checkpoint) {
         this.name = name;
         this.model = model;
@@ -41,14 +41,14 @@ final class ServedModel implements AutoCloseable {
         }
     }
 
-    static ServedModel load(Path dir, EngineOptions options, Qwen2Model.Limits limits) {
+    static ServedModel load(Path dir, EngineOptions options, ModelContext.Limits limits) {
         Checkpoint checkpoint = Checkpoint.open(dir);
         Backend backend = null;
         try {
             ModelConfig config = checkpoint.config();
             backend = LanguageModel.createBackend(options.backend(), options.threads());
             Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
-            Qwen2Model model = Qwen2Model.load(config, checkpoint::find, dir.toString(), backend, limits,
+            ModelContext model = ModelContext.load(config, checkpoint::find, dir.toString(), backend, limits,
                     options.weightFormat());
             int[] eos = IntStream.concat(Arrays.stream(checkpoint.generationConfig().eosTokenIds()),
                     Arrays.stream(config.eosTokenIds())).distinct().toArray();

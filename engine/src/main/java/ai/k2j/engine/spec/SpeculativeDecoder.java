@@ -1,6 +1,6 @@
 package ai.k2j.engine.spec;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.Sampler;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.engine.Sequence;
@@ -38,8 +38,8 @@ public final class SpeculativeDecoder {
     /** Salt separating the draft's random stream from the target's. */
     private static final long DRAFT_SEED_SALT = 0x5DEECE66DL;
 
-    private final Qwen2Model target;
-    private final Qwen2Model draft;
+    private final ModelContext target;
+    private final ModelContext draft;
     private final int vocab;
     private final int maxDraft;
     private final Batch targetBatch;
@@ -84,7 +84,7 @@ public final class SpeculativeDecoder {
      * @param draft  the draft model, or null for prompt lookup only; it must share the target's vocabulary
      *               (see {@link DraftCompatibility}) and hold at least the target's context
      */
-    public SpeculativeDecoder(Qwen2Model target, Qwen2Model draft) {
+    public SpeculativeDecoder(ModelContext target, ModelContext draft) {
         this.target = target;
         this.draft = draft;
         this.vocab = target.vocabSize();
@@ -98,7 +98,7 @@ public final class SpeculativeDecoder {
                         + " tokens) is shorter than the target's (" + target.limits().maxContext() + ")");
             }
         }
-        Qwen2Model.Limits limits = target.limits();
+        ModelContext.Limits limits = target.limits();
         this.maxDraft = Math.max(0, Math.min(Speculation.MAX_DRAFT_TOKENS,
                 Math.min(limits.maxLogitRows(), limits.maxBatchTokens()) - 1));
         this.targetBatch = target.newBatch();
@@ -162,7 +162,7 @@ public final class SpeculativeDecoder {
         for (int offset = 0; offset < prompt.length; offset += chunk) {
             int count = Math.min(chunk, prompt.length - offset);
             boolean last = offset + count == prompt.length;
-            Qwen2Model.clear(targetBatch);
+            targetBatch.clear();
             targetSeq.addTo(targetBatch, prompt, offset, count, last ? 1 : 0);
             if (!last) {
                 target.forward(targetBatch);
@@ -180,7 +180,7 @@ public final class SpeculativeDecoder {
             int draftChunk = Math.min(PREFILL_CHUNK, draft.limits().maxBatchTokens());
             for (int offset = 0; offset < prompt.length; offset += draftChunk) {
                 int count = Math.min(draftChunk, prompt.length - offset);
-                Qwen2Model.clear(draftBatch);
+                draftBatch.clear();
                 draftSeq.addTo(draftBatch, prompt, offset, count, 0);
                 draft.forward(draftBatch);
             }
@@ -250,7 +250,7 @@ public final class SpeculativeDecoder {
         double survival = 1;
         int k = 0;
         while (k < max) {
-            Qwen2Model.clear(draftBatch);
+            draftBatch.clear();
             if (k == 0) {
                 feedMissing(draft, draftSeq, draftBatch);
             } else {
@@ -285,14 +285,14 @@ public final class SpeculativeDecoder {
     }
 
     /** Adds the history tokens {@code seq} has not seen to the batch, logits for the last; long gaps in chunks. */
-    private void feedMissing(Qwen2Model model, Sequence seq, Batch batch) {
+    private void feedMissing(ModelContext model, Sequence seq, Batch batch) {
         int from = seq.length();
         int count = length - from;
         int chunk = model.limits().maxBatchTokens();
         while (count > chunk) {
             seq.addTo(batch, history, from, chunk, 0);
             model.forward(batch);
-            Qwen2Model.clear(batch);
+            batch.clear();
             from += chunk;
             count -= chunk;
         }
@@ -303,7 +303,7 @@ public final class SpeculativeDecoder {
     private void verify(int k) {
         verifyTokens[0] = history[length - 1];
         System.arraycopy(proposals, 0, verifyTokens, 1, k);
-        Qwen2Model.clear(targetBatch);
+        targetBatch.clear();
         targetSeq.addTo(targetBatch, verifyTokens, 0, k + 1, k + 1);
         int ok = 0;
         int next = -1;

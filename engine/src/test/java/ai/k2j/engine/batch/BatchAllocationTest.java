@@ -1,7 +1,7 @@
 package ai.k2j.engine.batch;
 
 import ai.k2j.engine.GenerationRequest;
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.engine.StopStrings;
 import org.junit.jupiter.api.io.TempDir;
@@ -39,9 +39,9 @@ class BatchAllocationTest {
         Path dir = TestCheckpoints.write(tmp.resolve("m"), 32, 2, 512, 4, false);
         EngineOptions o = EngineOptions.defaults().withBackend(backend).withThreads(2).withMaxContext(2048)
                 .withMaxBatch(4).withDraftTokens(3);
-        Qwen2Model.Limits limits = BatchEngine.limits(ServedModel.readConfig(dir), o, speculative);
+        ModelContext.Limits limits = BatchEngine.limits(ServedModel.readConfig(dir), o, speculative);
         try (ServedModel target = ServedModel.load(dir, o, limits);
-             ServedModel draft = speculative ? ServedModel.load(dir, o, new Qwen2Model.Limits(2048,
+             ServedModel draft = speculative ? ServedModel.load(dir, o, new ModelContext.Limits(2048,
                      limits.maxBatchTokens(), 4, 4, limits.kvBlocks())) : null) {
             int k = speculative ? 3 : 0;
             Scheduler scheduler = new Scheduler(target.model, k);

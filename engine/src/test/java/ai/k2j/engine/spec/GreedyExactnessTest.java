@@ -1,6 +1,6 @@
 package ai.k2j.engine.spec;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.engine.Sequence;
 import ai.k2j.engine.SpecTestSupport;
@@ -44,8 +44,8 @@ class GreedyExactnessTest {
             ModelConfig tc = SpecTestSupport.config(3, vocab);
             try (Arena arena = Arena.ofShared()) {
                 Map<String, Tensor> tw = SpecTestSupport.weights(tc, DType.F32, targetSeed, arena);
-                Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(160);
-                Qwen2Model target = SpecTestSupport.model(tc, tw, limits, backend);
+                ModelContext.Limits limits = ModelContext.Limits.singleSequence(160);
+                ModelContext target = SpecTestSupport.model(tc, tw, limits, backend);
                 List<Draft> drafts = new ArrayList<>();
                 drafts.add(new Draft("random", SpecTestSupport.model(SpecTestSupport.smallDraftConfig(vocab),
                         SpecTestSupport.weights(SpecTestSupport.smallDraftConfig(vocab), DType.F32, targetSeed + 100,
@@ -101,9 +101,9 @@ class GreedyExactnessTest {
         ModelConfig tc = SpecTestSupport.config(2, vocab);
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> tw = SpecTestSupport.weights(tc, DType.F32, 5, arena);
-            Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(40);
-            Qwen2Model target = SpecTestSupport.model(tc, tw, limits, backend);
-            Qwen2Model self = SpecTestSupport.model(tc, tw, limits, backend);
+            ModelContext.Limits limits = ModelContext.Limits.singleSequence(40);
+            ModelContext target = SpecTestSupport.model(tc, tw, limits, backend);
+            ModelContext self = SpecTestSupport.model(tc, tw, limits, backend);
             SpeculativeDecoder decoder = new SpeculativeDecoder(target, self);
             for (int promptLength : new int[] {1, 17, 33, 39}) {
                 int[] prompt = SpecTestSupport.randomTokens(promptLength, vocab, promptLength);
@@ -119,7 +119,7 @@ class GreedyExactnessTest {
     }
 
     /** Runs one generation through the decoder, checks ids against {@code expected}, returns the statistics. */
-    static SpeculativeStats run(SpeculativeDecoder decoder, Qwen2Model target, int[] prompt, int n,
+    static SpeculativeStats run(SpeculativeDecoder decoder, ModelContext target, int[] prompt, int n,
                                 SamplingParams sampling, Speculation s, int[] expected, String what) {
         int[] got = new int[n];
         decoder.reset(sampling, s);
@@ -156,6 +156,6 @@ class GreedyExactnessTest {
         };
     }
 
-    private record Draft(String name, Qwen2Model model) {
+    private record Draft(String name, ModelContext model) {
     }
 }

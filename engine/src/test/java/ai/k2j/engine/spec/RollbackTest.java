@@ -1,6 +1,6 @@
 package ai.k2j.engine.spec;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.engine.Sequence;
 import ai.k2j.engine.SpecTestSupport;
@@ -42,15 +42,15 @@ class RollbackTest {
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> tw = SpecTestSupport.weights(tc, DType.F32, 61, arena);
             // room for the generation's sequence, a probe fork and a fresh reference sequence
-            Qwen2Model.Limits limits = new Qwen2Model.Limits(128, 256, 1, 16, 3 * 8 + 2);
-            Qwen2Model target = SpecTestSupport.model(tc, tw, limits, backend);
-            List<Qwen2Model> drafts = List.of(
+            ModelContext.Limits limits = new ModelContext.Limits(128, 256, 1, 16, 3 * 8 + 2);
+            ModelContext target = SpecTestSupport.model(tc, tw, limits, backend);
+            List<ModelContext> drafts = List.of(
                     SpecTestSupport.model(SpecTestSupport.smallDraftConfig(vocab),
                             SpecTestSupport.weights(SpecTestSupport.smallDraftConfig(vocab), DType.F32, 62, arena),
                             limits, backend),
                     SpecTestSupport.model(tc, SpecTestSupport.noisyCopy(tw, 0.1, 63, arena), limits, backend));
             int rounds = 0;
-            for (Qwen2Model draft : drafts) {
+            for (ModelContext draft : drafts) {
                 SpeculativeDecoder decoder = new SpeculativeDecoder(target, draft);
                 for (SamplingParams sampling : List.of(SamplingParams.greedy(), SamplingParams.of(1.0, 1.0, 0, 5))) {
                     int[] prompt = SpecTestSupport.randomTokens(21, vocab, 64);
@@ -88,7 +88,7 @@ class RollbackTest {
                 }
             }
             assertEquals(limits.kvBlocks(), target.freeKvBlocks(), "the target's blocks all came back");
-            for (Qwen2Model d : drafts) {
+            for (ModelContext d : drafts) {
                 assertEquals(limits.kvBlocks(), d.freeKvBlocks(), "the draft's blocks all came back");
                 d.backend().close();
             }
@@ -98,9 +98,9 @@ class RollbackTest {
     }
 
     /** seq holds accepted[0, seq.length()): probe it and a fresh prefill of those tokens with the same tokens. */
-    static void assertCacheIsFreshPrefill(Qwen2Model model, Sequence seq, int[] accepted, String what) {
+    static void assertCacheIsFreshPrefill(ModelContext model, Sequence seq, int[] accepted, String what) {
         int held = seq.length();
-        assertEquals((held + Qwen2Model.KV_BLOCK_SIZE - 1) / Qwen2Model.KV_BLOCK_SIZE, seq.blockCount(),
+        assertEquals((held + ModelContext.KV_BLOCK_SIZE - 1) / ModelContext.KV_BLOCK_SIZE, seq.blockCount(),
                 what + ": blocks held for " + held + " tokens");
         int[] probe = new int[6];
         probe[0] = accepted[held == accepted.length ? held - 1 : held];
@@ -110,18 +110,18 @@ class RollbackTest {
         Batch batch = model.newBatch();
         float[] fromCache;
         try (Sequence fork = seq.fork()) {
-            Qwen2Model.clear(batch);
+            batch.clear();
             fork.addTo(batch, probe, 0, probe.length, probe.length);
             fromCache = Arrays.copyOf(model.forward(batch), probe.length * model.vocabSize());
         }
         float[] fresh;
         try (Sequence ref = model.newSequence()) {
             if (held > 0) {
-                Qwen2Model.clear(batch);
+                batch.clear();
                 ref.addTo(batch, accepted, 0, held, 0);
                 model.forward(batch);
             }
-            Qwen2Model.clear(batch);
+            batch.clear();
             ref.addTo(batch, probe, 0, probe.length, probe.length);
             fresh = Arrays.copyOf(model.forward(batch), probe.length * model.vocabSize());
         }

@@ -1,6 +1,6 @@
 package ai.k2j.engine.spec;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.Sampler;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.engine.Sequence;
@@ -36,15 +36,15 @@ class SampledDistributionTest {
     static final double SIGNIFICANCE = 0.001;
 
     private static Arena arena;
-    private static Qwen2Model target;
-    private static Qwen2Model draft;
+    private static ModelContext target;
+    private static ModelContext draft;
 
     @BeforeAll
     static void models() {
         arena = Arena.ofShared();
         ModelConfig c = SpecTestSupport.config(2, VOCAB);
         Map<String, Tensor> w = SpecTestSupport.weights(c, DType.F32, 43, arena);
-        Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(64);
+        ModelContext.Limits limits = ModelContext.Limits.singleSequence(64);
         target = SpecTestSupport.model(c, w, limits, "reference");
         // a noisy copy: agrees often but not always, so acceptance and rejection paths both run thousands of times
         draft = SpecTestSupport.model(c, SpecTestSupport.noisyCopy(w, 0.35, 42, arena), limits, "reference");
@@ -125,7 +125,7 @@ class SampledDistributionTest {
     }
 
     /** Distributions of the tokens at positions 1 and 2 after {@code prompt}, summing over every path. */
-    static Exact exact(Qwen2Model model, int[] prompt, SamplingParams params) {
+    static Exact exact(ModelContext model, int[] prompt, SamplingParams params) {
         Sampler sampler = new Sampler(VOCAB);
         sampler.reset(params);
         float[] probs = new float[VOCAB];

@@ -1,6 +1,6 @@
 package ai.k2j.engine.spec;
 
-import ai.k2j.engine.Qwen2Model;
+import ai.k2j.engine.ModelContext;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.engine.Sequence;
 import ai.k2j.engine.SpecTestSupport;
@@ -44,9 +44,9 @@ class SpeculativeNoAllocationTest {
         ModelConfig c = SpecTestSupport.config(2, vocab);
         try (Arena arena = Arena.ofShared()) {
             Map<String, Tensor> w = SpecTestSupport.weights(c, DType.BF16, 3, arena);
-            Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(4096);
-            Qwen2Model target = SpecTestSupport.model(c, w, limits, backend);
-            Qwen2Model draft = SpecTestSupport.model(c, SpecTestSupport.noisyCopy(w, 0.2, 4, arena), limits, backend);
+            ModelContext.Limits limits = ModelContext.Limits.singleSequence(4096);
+            ModelContext target = SpecTestSupport.model(c, w, limits, backend);
+            ModelContext draft = SpecTestSupport.model(c, SpecTestSupport.noisyCopy(w, 0.2, 4, arena), limits, backend);
             SpeculativeDecoder decoder = new SpeculativeDecoder(target, draft);
             List<String> failures = new ArrayList<>();
             SamplingParams sampled = new SamplingParams(0.9, 0.9, 40, 0.02, 7);
@@ -63,7 +63,7 @@ class SpeculativeNoAllocationTest {
         }
     }
 
-    private static void check(SpeculativeDecoder decoder, Qwen2Model target, SamplingParams sampling, Speculation s,
+    private static void check(SpeculativeDecoder decoder, ModelContext target, SamplingParams sampling, Speculation s,
                               int warmUp, List<String> failures) {
         decoder.reset(sampling, s);
         try (Sequence seq = target.newSequence()) {

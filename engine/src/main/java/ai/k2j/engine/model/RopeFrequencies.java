@@ -1,4 +1,4 @@
-package ai.k2j.engine;
+package ai.k2j.engine.model;
 
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.RopeScaling;

@@ -1,4 +1,6 @@
-package ai.k2j.engine;
+package ai.k2j.engine.model;
+
+import ai.k2j.engine.TestModels;
 
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelConfig;
