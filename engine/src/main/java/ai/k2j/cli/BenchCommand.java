@@ -37,7 +37,6 @@ final class BenchCommand implements Command {
 
     static final int DEFAULT_PROMPT = 512;
     static final int DEFAULT_GEN = 128;
-    static final int PREFILL_CHUNK = 256;
     /** Decode steps per warm-up round: enough for C2 to compile the decode kernels. */
     static final int WARMUP_DECODE = 64;
     /** Decode steps between two interleaved bandwidth-probe passes. */
@@ -135,7 +134,7 @@ final class BenchCommand implements Command {
                 throw new IllegalArgumentException("prompt + gen tokens (" + (prompt + gen) + ") exceed the model's "
                         + config.maxPositionEmbeddings() + " positions");
             }
-            int warmPrompt = Math.min(prompt, PREFILL_CHUNK);
+            int warmPrompt = Math.min(prompt, ModelContext.PREFILL_CHUNK);
             int warmGen = Math.max(2, Math.min(WARMUP_DECODE, config.maxPositionEmbeddings() - warmPrompt));
             int context = Math.max(prompt + gen, warmPrompt + warmGen);
             long t0 = System.nanoTime();
@@ -235,17 +234,8 @@ final class BenchCommand implements Command {
             probeBest = 0;
             try (Sequence seq = model.newSequence()) {
                 long start = System.nanoTime();
-                for (int offset = 0; offset < prompt.length; offset += PREFILL_CHUNK) {
-                    int count = Math.min(PREFILL_CHUNK, prompt.length - offset);
-                    boolean last = offset + count == prompt.length;
-                    batch.clear();
-                    seq.addTo(batch, prompt, offset, count, last ? 1 : 0);
-                    if (last) {
-                        model.forwardArgmax(batch, argmax);
-                    } else {
-                        model.forward(batch);
-                    }
-                }
+                model.prefill(seq, batch, prompt, 0, prompt.length, true);
+                model.forwardArgmax(batch, argmax);
                 int token = argmax[0];
                 long prefilled = System.nanoTime();
                 prefillNanos = prefilled - start;

@@ -1,6 +1,6 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.batch.BatchEngine;
+import ai.k2j.engine.BatchEngine;
 import ai.k2j.scaffold.EngineGenerator;
 import ai.k2j.scaffold.Evaluation;
 import ai.k2j.scaffold.Scaffold;

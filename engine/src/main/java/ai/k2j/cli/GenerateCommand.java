@@ -1,11 +1,11 @@
 package ai.k2j.cli;
 
+import ai.k2j.engine.SpeculativeStats;
 import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.GenerationResult;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
-import ai.k2j.engine.spec.SpeculativeStats;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.tokenizer.ChatMessage;
 

@@ -1,7 +1,7 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.batch.BatchEngine;
-import ai.k2j.engine.batch.EngineOptions;
+import ai.k2j.engine.BatchEngine;
+import ai.k2j.engine.EngineOptions;
 import ai.k2j.scaffold.ScaffoldOptions;
 
 import java.nio.file.Files;

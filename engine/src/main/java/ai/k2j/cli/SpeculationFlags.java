@@ -1,8 +1,8 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.spec.Speculation;
-import ai.k2j.engine.spec.SpeculativeStats;
 
+import ai.k2j.engine.Speculation;
+import ai.k2j.engine.SpeculativeStats;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,10 +1,10 @@
 package ai.k2j.cli;
 
+import ai.k2j.engine.Speculation;
+import ai.k2j.engine.SpeculativeBench;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
-import ai.k2j.engine.spec.SpeculativeBench;
-import ai.k2j.engine.spec.Speculation;
 
 import java.io.IOException;
 import java.io.PrintStream;

@@ -1,7 +1,7 @@
 package ai.k2j.cli;
 
+import ai.k2j.engine.BatchEngine;
 import ai.k2j.engine.SamplingParams;
-import ai.k2j.engine.batch.BatchEngine;
 import ai.k2j.scaffold.Candidate;
 import ai.k2j.scaffold.EngineGenerator;
 import ai.k2j.scaffold.Evaluation;

@@ -13,29 +13,19 @@ final class DecodeLoop {
     private final ModelContext model;
     private final Sampler sampler;
     private final Batch batch;
-    private final int prefillChunk;
     private final int[] argmax = new int[1];
     private Sequence seq;
 
-    DecodeLoop(ModelContext model, Sampler sampler, int prefillChunk) {
+    DecodeLoop(ModelContext model, Sampler sampler) {
         this.model = model;
         this.sampler = sampler;
         this.batch = model.newBatch();
-        this.prefillChunk = Math.min(prefillChunk, model.limits().maxBatchTokens());
     }
 
     /** Appends the prompt to {@code seq} in chunks and returns the first generated token. */
     int prefill(Sequence seq, int[] prompt) {
         this.seq = seq;
-        for (int offset = 0; offset < prompt.length; offset += prefillChunk) {
-            int count = Math.min(prefillChunk, prompt.length - offset);
-            boolean last = offset + count == prompt.length;
-            batch.clear();
-            seq.addTo(batch, prompt, offset, count, last ? 1 : 0);
-            if (!last) {
-                model.forward(batch);
-            }
-        }
+        model.prefill(seq, batch, prompt, 0, prompt.length, true);
         return next();
     }
 

@@ -1,6 +1,5 @@
 package ai.k2j.engine;
 
-import ai.k2j.engine.spec.Speculation;
 
 import java.util.List;
 

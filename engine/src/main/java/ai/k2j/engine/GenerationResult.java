@@ -1,6 +1,5 @@
 package ai.k2j.engine;
 
-import ai.k2j.engine.spec.SpeculativeStats;
 
 /**
  * What a generation produced. {@code ids} excludes the prompt; {@code text} is their decoding with any

@@ -1,9 +1,5 @@
 package ai.k2j.engine;
 
-import ai.k2j.engine.spec.DraftCompatibility;
-import ai.k2j.engine.spec.Speculation;
-import ai.k2j.engine.spec.SpeculativeDecoder;
-import ai.k2j.engine.spec.SpeculativeStats;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.ReferenceBackend;
@@ -12,7 +8,6 @@ import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
 import ai.k2j.tokenizer.ChatMessage;
-import ai.k2j.tokenizer.StreamingDecoder;
 import ai.k2j.tokenizer.Tokenizer;
 
 import java.lang.reflect.InvocationTargetException;
@@ -22,6 +17,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.ReentrantLock;
 import java.util.function.Function;
 import java.util.stream.IntStream;
@@ -45,49 +41,52 @@ public final class LanguageModel implements AutoCloseable {
 
     private static final System.Logger LOG = System.getLogger(LanguageModel.class.getName());
 
-    /** Prompt tokens per prefill step. */
-    static final int PREFILL_CHUNK = 256;
     /** Default context cap: keeps the KV cache reasonable for 32k/128k-position models. */
     static final int DEFAULT_MAX_CONTEXT = 8192;
     static final String CPU_BACKEND_CLASS = "ai.k2j.kernels.cpu.CpuBackend";
     static final String CUDA_BACKEND_CLASS = "ai.k2j.kernels.cuda.CudaBackend";
 
     private final ReentrantLock lock = new ReentrantLock();
+    private final LoadedModel target;
+    /** the draft model sharing the backend, or null */
+    private final LoadedModel draftModel;
     private final ModelConfig config;
     private final GenerationConfig generationConfig;
     private final Tokenizer tokenizer;
     private final Backend backend;
-    private final AutoCloseable weights;
     private final String source;
+    /** the single-sequence context (the caller-thread path) */
     private final ModelContext model;
     private final Sampler sampler;
     private final DecodeLoop loop;
     private final Batch batch;
     private final int[] eosIds;
-    /** the draft model sharing the backend, or null */
+    /** the draft's single-sequence context, or null */
     private final ModelContext draft;
-    private final AutoCloseable draftWeights;
     /** created on the first speculative request (its buffers are vocabulary-sized) */
     private SpeculativeDecoder speculator;
-    private boolean closed;
+    /** the batching engine over the same weights, created when a second caller arrives; guarded by engineLock */
+    private BatchEngine engine;
+    private final Object engineLock = new Object();
+    private final AtomicInteger batchedInFlight = new AtomicInteger();
+    private volatile boolean closed;
 
-    private LanguageModel(ModelConfig config, GenerationConfig generationConfig, Tokenizer tokenizer,
-                          Backend backend, AutoCloseable weights, String source, ModelContext model,
-                          ModelContext draft, AutoCloseable draftWeights) {
-        this.config = config;
-        this.generationConfig = generationConfig;
-        this.tokenizer = tokenizer;
+    /** Takes ownership of the backend and both loaded models (closed by {@link #close()}). */
+    private LanguageModel(Backend backend, LoadedModel target, LoadedModel draftModel, int maxContext) {
         this.backend = backend;
-        this.weights = weights;
-        this.source = source;
-        this.model = model;
+        this.target = target;
+        this.draftModel = draftModel;
+        this.config = target.config();
+        this.generationConfig = target.generationConfig();
+        this.tokenizer = target.tokenizer();
+        this.source = target.source();
+        this.eosIds = target.eosIds();
+        ModelContext.Limits limits = ModelContext.Limits.singleSequence(maxContext);
+        this.model = target.newContext(limits);
+        this.draft = draftModel == null ? null : draftModel.newContext(limits);
         this.sampler = new Sampler(config.vocabSize());
-        this.loop = new DecodeLoop(model, sampler, PREFILL_CHUNK);
+        this.loop = new DecodeLoop(model, sampler);
         this.batch = model.newBatch();
-        this.eosIds = IntStream.concat(Arrays.stream(generationConfig.eosTokenIds()),
-                Arrays.stream(config.eosTokenIds())).distinct().toArray();
-        this.draft = draft;
-        this.draftWeights = draftWeights;
     }
 
     public static LanguageModel load(Path dir) {
@@ -102,37 +101,20 @@ public final class LanguageModel implements AutoCloseable {
      * ({@link DraftCompatibility}).
      */
     public static LanguageModel load(Path dir, ModelOptions options) {
-        Checkpoint checkpoint = Checkpoint.open(dir);
-        Checkpoint draftCheckpoint = null;
-        Backend backend = null;
+        Backend backend = createBackend(options.backend(), options.threads());
+        LoadedModel target = null;
+        LoadedModel draft = null;
         try {
-            ModelConfig config = checkpoint.config();
-            Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
-            int maxContext = resolveMaxContext(config, options.maxContext());
+            target = LoadedModel.load(dir, backend, options.weightFormat());
             Path draftDir = options.draft();
             if (draftDir != null) {
-                draftCheckpoint = Checkpoint.open(draftDir);
-                Tokenizer draftTokenizer = Files.isRegularFile(draftDir.resolve("tokenizer.json"))
-                        ? Tokenizer.load(draftDir) : null;
-                DraftCompatibility.check(dir.toString(), config, tokenizer, draftDir.toString(),
-                        draftCheckpoint.config(), draftTokenizer);
+                draft = LoadedModel.load(draftDir, backend, options.weightFormat());
+                DraftCompatibility.check(dir.toString(), target.config(), target.tokenizer(), draftDir.toString(),
+                        draft.config(), draft.tokenizer());
             }
-            backend = createBackend(options.backend(), options.threads());
-            ModelContext model = ModelContext.load(config, checkpoint::find, dir.toString(), backend,
-                    ModelContext.Limits.singleSequence(maxContext), options.weightFormat());
-            ModelContext draft = draftCheckpoint == null ? null
-                    : ModelContext.load(draftCheckpoint.config(), draftCheckpoint::find, draftDir.toString(), backend,
-                    ModelContext.Limits.singleSequence(maxContext), options.weightFormat());
-            return new LanguageModel(config, checkpoint.generationConfig(), tokenizer, backend, checkpoint,
-                    dir.toString(), model, draft, draftCheckpoint);
+            return new LanguageModel(backend, target, draft, resolveMaxContext(target.config(), options.maxContext()));
         } catch (RuntimeException | Error e) {
-            if (backend != null) {
-                backend.close();
-            }
-            if (draftCheckpoint != null) {
-                draftCheckpoint.close();
-            }
-            checkpoint.close();
+            closeAll(backend, target, draft);
             throw e;
         }
     }
@@ -144,9 +126,9 @@ public final class LanguageModel implements AutoCloseable {
     static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
                                 Function<String, Optional<Tensor>> tensors, String source, Backend backend,
                                 Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights) {
-        ModelContext model = ModelContext.load(config, tensors, source, backend,
-                ModelContext.Limits.singleSequence(maxContext), weightFormat);
-        return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, null, null);
+        LoadedModel target = LoadedModel.of(config, generationConfig, tensors, source, backend, tokenizer,
+                weightFormat, weights);
+        return new LanguageModel(backend, target, null, maxContext);
     }
 
     /**
@@ -158,12 +140,24 @@ public final class LanguageModel implements AutoCloseable {
                                 Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights,
                                 ModelConfig draftConfig, Function<String, Optional<Tensor>> draftTensors,
                                 AutoCloseable draftWeights) {
-        ModelContext.Limits limits = ModelContext.Limits.singleSequence(maxContext);
-        ModelContext model = ModelContext.load(config, tensors, source, backend, limits, weightFormat);
-        ModelContext draft = ModelContext.load(draftConfig, draftTensors, source + " (draft)", backend, limits,
-                weightFormat);
-        return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, draft,
-                draftWeights);
+        LoadedModel target = LoadedModel.of(config, generationConfig, tensors, source, backend, tokenizer,
+                weightFormat, weights);
+        LoadedModel draft = LoadedModel.of(draftConfig, GenerationConfig.DEFAULT, draftTensors, source + " (draft)",
+                backend, tokenizer, weightFormat, draftWeights);
+        return new LanguageModel(backend, target, draft, maxContext);
+    }
+
+    private static void closeAll(Backend backend, LoadedModel target, LoadedModel draft) {
+        try {
+            if (draft != null) {
+                draft.close();
+            }
+            if (target != null) {
+                target.close();
+            }
+        } finally {
+            backend.close();
+        }
     }
 
     /** The requested context, or by default max_position_embeddings capped at 8192. */
@@ -279,12 +273,108 @@ public final class LanguageModel implements AutoCloseable {
      * when the prompt does not fit the context.
      */
     public GenerationResult generate(GenerationRequest request, TokenListener listener) {
-        lock.lock();
+        TokenListener l = listener == null ? TokenListener.NONE : listener;
+        // the caller's own thread, unless batched requests are in flight (then joining them keeps them moving)
+        if (batchedInFlight.get() == 0 && lock.tryLock()) {
+            try {
+                checkOpen();
+                return generateLocked(request, l);
+            } finally {
+                lock.unlock();
+            }
+        }
+        return generateBatched(request, l);
+    }
+
+    /**
+     * A generation while another is running on this instance: it joins the batching engine that shares these
+     * weights and this backend ({@link BatchEngine#over}), so concurrent callers decode together in one batched
+     * forward pass per step instead of queueing on a lock. The listener runs on the engine's thread. Prompt
+     * lookup is not offered there (the request decodes plainly: same output), and the result carries no
+     * speculation breakdown.
+     */
+    private GenerationResult generateBatched(GenerationRequest request, TokenListener listener) {
+        BatchEngine e = engine();
+        if (e.isEngineThread()) {
+            throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
+                    + " for it");
+        }
+        checkIds(request.promptIds(), "prompt");
+        if (!request.stop().isEmpty() && tokenizer == null) {
+            throw new IllegalArgumentException("stop strings need a tokenizer, but " + source
+                    + " has no tokenizer.json");
+        }
+        Speculation speculation = request.speculation() == null ? defaultSpeculation() : request.speculation();
+        if (speculation.mode() == Speculation.Mode.DRAFT_MODEL && draft == null) {
+            throw new IllegalArgumentException("speculation '" + speculation.describe() + "' needs a draft model, but "
+                    + source + " was loaded without one (ModelOptions.withDraft)");
+        }
+        boolean speculative = speculation.mode() == Speculation.Mode.DRAFT_MODEL;
+        EngineRequest engineRequest = new EngineRequest(
+                request.withSpeculation(speculative ? speculation : Speculation.none()), 1, speculative);
+        Relay relay = new Relay(listener);
+        batchedInFlight.incrementAndGet();
         try {
-            checkOpen();
-            return generateLocked(request, listener == null ? TokenListener.NONE : listener);
+            RequestHandle handle = e.submit(engineRequest, relay);
+            relay.attach(handle);
+            ChoiceResult r = handle.await().get(0);
+            long prefill = Math.min(r.timeToFirstTokenNanos(), r.totalNanos());
+            return new GenerationResult(r.ids(), r.text(), r.finishReason(), r.promptTokens(), prefill,
+                    r.totalNanos() - prefill, null);
         } finally {
-            lock.unlock();
+            batchedInFlight.decrementAndGet();
+        }
+    }
+
+    /** Passes the engine's tokens to a {@link TokenListener}; a listener returning false cancels the request. */
+    private static final class Relay implements GenerationObserver {
+        private final TokenListener listener;
+        private volatile RequestHandle handle;
+        private volatile boolean stopped;
+
+        Relay(TokenListener listener) {
+            this.listener = listener;
+        }
+
+        void attach(RequestHandle h) {
+            handle = h;
+            if (stopped) {
+                h.cancel();
+            }
+        }
+
+        @Override
+        public void onToken(int choice, int tokenId, String text) {
+            if (!stopped && !listener.onToken(tokenId, text)) {
+                stopped = true;
+                RequestHandle h = handle;
+                if (h != null) {
+                    h.cancel();
+                }
+            }
+        }
+
+        @Override
+        public void onFinish(int choice, ChoiceResult result) {
+        }
+    }
+
+    /** The batching engine, made on first use while no single-sequence generation runs on the backend. */
+    private BatchEngine engine() {
+        synchronized (engineLock) {
+            if (closed) {
+                throw new IllegalStateException("model " + source + " is closed");
+            }
+            if (engine == null) {
+                lock.lock(); // its contexts are allocated on the backend: not while a step runs
+                try {
+                    engine = BatchEngine.over(target, draftModel, EngineOptions.defaults()
+                            .withMaxContext(maxContext()), lock);
+                } finally {
+                    lock.unlock();
+                }
+            }
+            return engine;
         }
     }
 
@@ -314,12 +404,10 @@ public final class LanguageModel implements AutoCloseable {
             return new GenerationResult(new int[0], "", FinishReason.LENGTH, prompt.length, 0, 0,
                     speculative ? new SpeculativeStats(speculation.describe(), 0, 0, 0, 0, 0, 0, 0, 0, 0) : null);
         }
-        boolean stopAtEos = !request.ignoreEos();
-        StreamingDecoder decoder = tokenizer == null ? null : tokenizer.streamingDecoder(true);
-        StopStrings text = new StopStrings(request.stop());
+        TokenEmitter out = new TokenEmitter(tokenizer, request.stop(), request.ignoreEos() ? new int[0] : eosIds,
+                budget);
         int[] generated = new int[budget];
         int n = 0;
-        FinishReason reason;
         long start = System.nanoTime();
         long prefillNanos;
         try (Sequence seq = model.newSequence()) {
@@ -334,23 +422,13 @@ public final class LanguageModel implements AutoCloseable {
             prefillNanos = System.nanoTime() - start;
             while (true) {
                 generated[n++] = token;
-                boolean eos = stopAtEos && isEos(token);
-                if (!eos && decoder != null) {
-                    text.append(decoder.push(token));
-                }
-                if (text.stopped() || eos || n == budget) {
-                    if (decoder != null && !text.stopped()) {
-                        text.append(decoder.flush());
-                    }
-                    reason = text.stopped() || eos ? FinishReason.STOP : FinishReason.LENGTH;
-                    listener.onToken(token, text.takeAll());
+                String piece = out.accept(token);
+                if (out.finished()) {
+                    listener.onToken(token, piece);
                     break;
                 }
-                if (!listener.onToken(token, text.takeSafe())) {
-                    if (decoder != null) {
-                        text.append(decoder.flush());
-                    }
-                    reason = FinishReason.CANCELLED;
+                if (!listener.onToken(token, piece)) {
+                    out.cancel();
                     break;
                 }
                 token = speculative ? speculator.step(token) : loop.step(token);
@@ -361,17 +439,8 @@ public final class LanguageModel implements AutoCloseable {
             }
         }
         long decodeNanos = System.nanoTime() - start - prefillNanos;
-        return new GenerationResult(Arrays.copyOf(generated, n), text.text(), reason, prompt.length, prefillNanos,
+        return new GenerationResult(Arrays.copyOf(generated, n), out.text(), out.finishReason(), prompt.length, prefillNanos,
                 decodeNanos, speculative ? speculator.stats() : null);
-    }
-
-    private boolean isEos(int token) {
-        for (int id : eosIds) {
-            if (id == token) {
-                return true;
-            }
-        }
-        return false;
     }
 
     /** Float32 logits [ids.length][vocab] for every position of the prompt (one prefill pass). */
@@ -382,7 +451,7 @@ public final class LanguageModel implements AutoCloseable {
             checkIds(ids, "ids");
             int vocab = config.vocabSize();
             float[][] out = new float[ids.length][vocab];
-            int chunk = Math.min(PREFILL_CHUNK, model.limits().maxLogitRows());
+            int chunk = Math.min(ModelContext.PREFILL_CHUNK, model.limits().maxLogitRows());
             try (Sequence seq = model.newSequence()) {
                 for (int offset = 0; offset < ids.length; offset += chunk) {
                     int count = Math.min(chunk, ids.length - offset);
@@ -434,6 +503,18 @@ public final class LanguageModel implements AutoCloseable {
         return draft;
     }
 
+    /** Threads waiting for the backend (tests: a caller blocked behind a running generation). */
+    int threadsWaitingForBackend() {
+        return lock.getQueueLength();
+    }
+
+    /** Requests the batching engine finished, or 0 when it was never needed (tests). */
+    long batchedRequestsFinished() {
+        synchronized (engineLock) {
+            return engine == null ? 0 : engine.metrics().requestsFinished.sum();
+        }
+    }
+
     private void checkOpen() {
         if (lock.getHoldCount() > 1) {
             throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
@@ -444,36 +525,32 @@ public final class LanguageModel implements AutoCloseable {
         }
     }
 
-    private void closeWeights(AutoCloseable c) {
-        if (c != null) {
-            try {
-                c.close();
-            } catch (Exception e) {
-                throw new IllegalStateException("closing " + source + ": " + e.getMessage(), e);
-            }
-        }
-    }
-
+    /**
+     * Stops the batching engine (its unfinished requests fail), waits for a running generation, frees the backend
+     * and unmaps the weights.
+     */
     @Override
     public void close() {
+        BatchEngine e;
+        synchronized (engineLock) {
+            e = engine;
+            engine = null;
+        }
+        if (e != null) {
+            e.close();
+        }
         lock.lock();
         try {
             if (lock.getHoldCount() > 1) {
                 throw new IllegalStateException("a TokenListener must not close the LanguageModel generating for it");
             }
-            if (closed) {
-                return;
-            }
-            closed = true;
-            try {
-                backend.close();
-            } finally {
-                try {
-                    closeWeights(draftWeights);
-                } finally {
-                    closeWeights(weights);
+            synchronized (engineLock) {
+                if (closed) {
+                    return;
                 }
+                closed = true;
             }
+            closeAll(backend, target, draftModel);
         } finally {
             lock.unlock();
         }

@@ -46,6 +46,9 @@ import java.util.function.Function;
  */
 public final class ModelContext {
 
+    /** Prompt tokens per prefill step (fewer when the limits allow fewer per step). */
+    public static final int PREFILL_CHUNK = 256;
+
     /** Tokens per KV cache block. */
     public static final int KV_BLOCK_SIZE = 16;
 
@@ -208,6 +211,28 @@ public final class ModelContext {
             graphs.run(batch, eagerStep);
         } else {
             eagerStep.run(batch);
+        }
+    }
+
+    /**
+     * Feeds {@code tokens[offset, offset + count)} to {@code seq}, in steps of at most {@link #PREFILL_CHUNK} tokens
+     * (and the limits' step size). Every step but the last runs here; the last is left in {@code batch}, not run,
+     * with logits for its last token when {@code logitsForLast}, for the caller to run as it needs (forward, argmax,
+     * device sampling). The one prefill loop of the engine.
+     */
+    public void prefill(Sequence seq, Batch batch, int[] tokens, int offset, int count, boolean logitsForLast) {
+        int chunk = Math.min(PREFILL_CHUNK, limits.maxBatchTokens());
+        int end = offset + count;
+        while (true) {
+            int n = Math.min(chunk, end - offset);
+            boolean last = offset + n == end;
+            batch.clear();
+            seq.addTo(batch, tokens, offset, n, last && logitsForLast ? 1 : 0);
+            if (last) {
+                return;
+            }
+            forward(batch);
+            offset += n;
         }
     }
 

@@ -9,7 +9,7 @@ import java.nio.file.Path;
  * weightFormat: null/"native" keeps the checkpoint's dtype; "q8_0"/"q4_0" quantize at load.
  * draft: null, or a draft model directory for speculative decoding (any Qwen2-family model sharing the target's
  * vocabulary; loaded on the same backend with the same context and weight format, see
- * {@link ai.k2j.engine.spec.Speculation}).
+ * {@link ai.k2j.engine.Speculation}).
  */
 public record ModelOptions(String backend, int threads, int maxContext, String weightFormat, Path draft) {
 

@@ -7,7 +7,7 @@ import java.util.List;
 
 /**
  * Samples completions of a chat: the model side of the scaffold. {@link EngineGenerator} runs them on a
- * {@link ai.k2j.engine.batch.BatchEngine} (the {@code n} samples decode as one batch); tests substitute scripted
+ * {@link ai.k2j.engine.BatchEngine} (the {@code n} samples decode as one batch); tests substitute scripted
  * generators. Implementations are thread-safe.
  */
 @FunctionalInterface

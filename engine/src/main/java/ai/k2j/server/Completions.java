@@ -1,12 +1,12 @@
 package ai.k2j.server;
 
+import ai.k2j.engine.BatchEngine;
+import ai.k2j.engine.ChoiceResult;
+import ai.k2j.engine.EngineRequest;
+import ai.k2j.engine.GenerationObserver;
+import ai.k2j.engine.RequestHandle;
 import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.SamplingParams;
-import ai.k2j.engine.batch.BatchEngine;
-import ai.k2j.engine.batch.ChoiceResult;
-import ai.k2j.engine.batch.EngineRequest;
-import ai.k2j.engine.batch.GenerationObserver;
-import ai.k2j.engine.batch.RequestHandle;
 import ai.k2j.scaffold.Candidate;
 import ai.k2j.scaffold.EngineGenerator;
 import ai.k2j.scaffold.Scaffold;

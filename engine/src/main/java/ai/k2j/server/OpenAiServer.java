@@ -1,6 +1,6 @@
 package ai.k2j.server;
 
-import ai.k2j.engine.batch.BatchEngine;
+import ai.k2j.engine.BatchEngine;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;

@@ -1,8 +1,8 @@
 package ai.k2j.server;
 
-import ai.k2j.engine.batch.EngineMetrics;
-import ai.k2j.engine.batch.Histogram;
 
+import ai.k2j.engine.EngineMetrics;
+import ai.k2j.engine.Histogram;
 import java.util.Locale;
 import java.util.Map;
 

@@ -1,6 +1,6 @@
 package ai.k2j.server;
 
-import ai.k2j.engine.batch.BatchEngine;
+import ai.k2j.engine.BatchEngine;
 import ai.k2j.scaffold.ScaffoldOptions;
 import ai.k2j.tokenizer.ChatMessage;
 import com.fasterxml.jackson.core.JacksonException;

@@ -1,6 +1,6 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.batch.TestCheckpoints;
+import ai.k2j.engine.TestCheckpoints;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;

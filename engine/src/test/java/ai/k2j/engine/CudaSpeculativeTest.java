@@ -36,7 +36,7 @@ class CudaSpeculativeTest {
         Method withSpeculation;
         try {
             withDraft = ModelOptions.class.getMethod("withDraft", Path.class);
-            speculation = Class.forName("ai.k2j.engine.spec.Speculation");
+            speculation = Class.forName("ai.k2j.engine.Speculation");
             withSpeculation = GenerationRequest.class.getMethod("withSpeculation", speculation);
         } catch (ReflectiveOperationException e) {
             Assumptions.abort("speculative decoding (ai.k2j.engine.spec) is not in this build: " + e);

@@ -53,7 +53,7 @@ class NoAllocationTest {
             ModelContext model = TestModels.model(c, w, ModelContext.Limits.singleSequence(2048), backend);
             Sampler sampler = new Sampler(c.vocabSize());
             sampler.reset(params);
-            DecodeLoop loop = new DecodeLoop(model, sampler, 256);
+            DecodeLoop loop = new DecodeLoop(model, sampler);
             try (Sequence seq = model.newSequence()) {
                 int token = loop.prefill(seq, TestModels.randomTokens(20, c.vocabSize(), 1));
                 for (int i = 0; i < 1500; i++) { // warm-up: let the JIT compile the step

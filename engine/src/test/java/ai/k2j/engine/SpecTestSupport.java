@@ -106,7 +106,7 @@ public final class SpecTestSupport {
     /** Plain greedy decoding straight on the model (the reference speculation must reproduce). */
     public static int[] plainGreedy(ModelContext model, int[] prompt, int n) {
         Sampler sampler = new Sampler(model.vocabSize());
-        DecodeLoop loop = new DecodeLoop(model, sampler, 256);
+        DecodeLoop loop = new DecodeLoop(model, sampler);
         int[] out = new int[n];
         try (Sequence seq = model.newSequence()) {
             out[0] = loop.prefill(seq, prompt);

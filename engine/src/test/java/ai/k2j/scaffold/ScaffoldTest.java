@@ -1,9 +1,9 @@
 package ai.k2j.scaffold;
 
+import ai.k2j.engine.BatchEngine;
+import ai.k2j.engine.EngineOptions;
+import ai.k2j.engine.TestCheckpoints;
 import ai.k2j.engine.SamplingParams;
-import ai.k2j.engine.batch.BatchEngine;
-import ai.k2j.engine.batch.EngineOptions;
-import ai.k2j.engine.batch.TestCheckpoints;
 import ai.k2j.tokenizer.ChatMessage;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;

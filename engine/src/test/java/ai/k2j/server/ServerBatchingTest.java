@@ -1,12 +1,12 @@
 package ai.k2j.server;
 
+import ai.k2j.engine.BatchEngine;
+import ai.k2j.engine.EngineOptions;
+import ai.k2j.engine.TestCheckpoints;
 import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
-import ai.k2j.engine.batch.BatchEngine;
-import ai.k2j.engine.batch.EngineOptions;
-import ai.k2j.engine.batch.TestCheckpoints;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;

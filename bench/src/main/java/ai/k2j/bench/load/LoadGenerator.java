@@ -1,7 +1,7 @@
 package ai.k2j.bench.load;
 
-import ai.k2j.engine.batch.BatchEngine;
-import ai.k2j.engine.batch.EngineOptions;
+import ai.k2j.engine.BatchEngine;
+import ai.k2j.engine.EngineOptions;
 import ai.k2j.server.OpenAiServer;
 import ai.k2j.server.ServerOptions;
 import com.fasterxml.jackson.databind.JsonNode;

@@ -1,0 +1,27 @@
+package ai.k2j.engine;
+
+
+/**
+ * One finished choice of an {@link EngineRequest}. {@code ids} excludes the prompt (an end-of-sequence id that
+ * ended generation is kept, as in {@link ai.k2j.engine.GenerationResult}); {@code text} is their decoding cut
+ * before any stop string (empty without a tokenizer). Times are nanoseconds from submission.
+ *
+ * @param draftProposed draft tokens proposed for this choice (0 without speculation)
+ * @param draftAccepted of those, how many the target accepted
+ */
+public record ChoiceResult(int index, int[] ids, String text, FinishReason finishReason, int promptTokens,
+                           long timeToFirstTokenNanos, long totalNanos, int draftProposed, int draftAccepted) {
+
+    public ChoiceResult {
+        ids = ids.clone();
+    }
+
+    @Override
+    public int[] ids() {
+        return ids.clone();
+    }
+
+    public int completionTokens() {
+        return ids.length;
+    }
+}

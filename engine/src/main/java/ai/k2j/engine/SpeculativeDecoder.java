@@ -1,0 +1,349 @@
+package ai.k2j.engine;
+
+import ai.k2j.kernels.Batch;
+
+/**
+ * Speculative decoding over a target model and an optional draft model: per round, the draft (or prompt
+ * lookup) proposes k tokens, the target scores the last accepted token plus the k proposals in ONE forward pass
+ * (k + 1 logit rows), and the longest acceptable prefix is kept plus one token of the target's own. The output
+ * is exactly the target's:
+ *
+ * <ul>
+ *   <li>greedy: a proposal is accepted while it equals the target's argmax at its position; the target's
+ *       argmax after the accepted prefix is the extra token, so the tokens are those of plain greedy decoding;</li>
+ *   <li>sampled (Leviathan et al., 2023; Chen et al., 2023): proposal x drawn from the draft's distribution q is
+ *       accepted with probability min(1, p(x)/q(x)), p the target's; at the first rejection the token is drawn
+ *       from norm(max(0, p − q)); when all k pass, a bonus token is drawn from the target's next distribution.
+ *       p and q are both warped by the same temperature / top-k / top-p / min-p ({@link Sampler#probabilities}).
+ *       Prompt lookup's proposals are deterministic: q is a point mass, so acceptance is p(x) and a rejection
+ *       draws from p with x removed.</li>
+ * </ul>
+ *
+ * <p>Both KV caches roll back to the accepted prefix ({@link Sequence#rollback}), nothing is recomputed: the
+ * target's cache holds every token but the newest (which the next round feeds first); the draft's holds what
+ * it has seen, and its next round first feeds the tokens it is missing (the newest, and after a fully accepted
+ * round also the last proposal, which the draft proposed but never fed).
+ *
+ * <p>Driving it mirrors plain decoding: {@link #reset}, {@link #prefill} (returns the first token), then
+ * {@link #step} per token, which runs a round when the tokens of the previous one are used up; {@link #finish}
+ * releases the draft's cache. Everything is preallocated: steps allocate nothing. Not thread-safe.
+ */
+public final class SpeculativeDecoder {
+
+    /** Salt separating the draft's random stream from the target's. */
+    private static final long DRAFT_SEED_SALT = 0x5DEECE66DL;
+
+    private final ModelContext target;
+    private final ModelContext draft;
+    private final int vocab;
+    private final int maxDraft;
+    private final Batch targetBatch;
+    private final Batch draftBatch;
+    private final Sampler targetSampler;
+    private final Sampler draftSampler;
+    private final AdaptiveDraftLength adaptiveLength;
+
+    /** the prompt and every token produced so far; [0, length) */
+    private final int[] history;
+    private final int[] proposals;
+    /** the draft's top probability at each proposal (adaptive mode) */
+    private final double[] confidences;
+    /** the last accepted token followed by the proposals: one target pass's input */
+    private final int[] verifyTokens;
+    private final int[] targetArgmax;
+    private final int[] draftArgmax = new int[1];
+    /** the draft's warped distribution at each proposal (sampled mode) [maxDraft · vocab] */
+    private final float[] draftProbs;
+    private final SpeculativeVerifier verifier;
+    /** scratch: one draft distribution */
+    private final float[] draftRow;
+
+    private Speculation speculation = Speculation.none();
+    private boolean greedy = true;
+    private Sequence targetSeq;
+    private Sequence draftSeq;
+    private int length;
+    private int returned;
+    private int end;
+
+    private long targetPasses;
+    private long draftPasses;
+    private long proposed;
+    private long verified;
+    private long accepted;
+    private long emitted;
+    private long draftNanos;
+    private long targetNanos;
+    private long totalNanos;
+
+    /**
+     * @param target the model whose output this reproduces
+     * @param draft  the draft model, or null for prompt lookup only; it must share the target's vocabulary
+     *               (see {@link DraftCompatibility}) and hold at least the target's context
+     */
+    public SpeculativeDecoder(ModelContext target, ModelContext draft) {
+        this.target = target;
+        this.draft = draft;
+        this.vocab = target.vocabSize();
+        if (draft != null) {
+            if (draft.vocabSize() != vocab) {
+                throw new IllegalArgumentException("the draft's vocabulary (" + draft.vocabSize()
+                        + " tokens) differs from the target's (" + vocab + ")");
+            }
+            if (draft.limits().maxContext() < target.limits().maxContext()) {
+                throw new IllegalArgumentException("the draft's context (" + draft.limits().maxContext()
+                        + " tokens) is shorter than the target's (" + target.limits().maxContext() + ")");
+            }
+        }
+        ModelContext.Limits limits = target.limits();
+        this.maxDraft = Math.max(0, Math.min(Speculation.MAX_DRAFT_TOKENS,
+                Math.min(limits.maxLogitRows(), limits.maxBatchTokens()) - 1));
+        this.targetBatch = target.newBatch();
+        this.draftBatch = draft == null ? null : draft.newBatch();
+        this.targetSampler = new Sampler(vocab);
+        this.draftSampler = new Sampler(vocab);
+        this.history = new int[limits.maxContext()];
+        this.proposals = new int[Math.max(1, maxDraft)];
+        this.confidences = new double[Math.max(1, maxDraft)];
+        this.verifyTokens = new int[maxDraft + 1];
+        this.targetArgmax = new int[maxDraft + 1];
+        this.draftProbs = draft == null ? null : new float[Math.max(1, maxDraft) * vocab];
+        this.verifier = new SpeculativeVerifier(vocab);
+        this.draftRow = draft == null ? null : new float[vocab];
+        this.adaptiveLength = draft == null ? null
+                : new AdaptiveDraftLength(maxDraft, (double) draft.weightBytesPerToken() / target.weightBytesPerToken());
+    }
+
+    /** The longest draft one target pass can verify with the target's limits. */
+    public int maxDraftTokens() {
+        return maxDraft;
+    }
+
+    public boolean hasDraftModel() {
+        return draft != null;
+    }
+
+    /** Sets up the next generation: sampling (seed included) and the speculation setting; clears the statistics. */
+    public void reset(SamplingParams sampling, Speculation speculation) {
+        if (speculation.mode() == Speculation.Mode.DRAFT_MODEL && draft == null) {
+            throw new IllegalArgumentException("speculation with a draft model needs a draft model to be loaded");
+        }
+        this.speculation = speculation;
+        this.greedy = sampling.isGreedy();
+        targetSampler.reset(sampling);
+        draftSampler.reset(new SamplingParams(sampling.temperature(), sampling.topP(), sampling.topK(),
+                sampling.minP(), sampling.seed() ^ DRAFT_SEED_SALT));
+        if (adaptiveLength != null) {
+            adaptiveLength.reset(Math.min(Math.max(1, speculation.draftTokens()), Math.max(1, maxDraft)));
+        }
+        targetPasses = draftPasses = proposed = verified = accepted = emitted = 0;
+        draftNanos = targetNanos = totalNanos = 0;
+    }
+
+    /**
+     * Prefills the prompt into {@code targetSeq} (and into the draft's own sequence) and returns the first
+     * generated token. At most {@code maxNewTokens} tokens will be generated (including this one); the caller
+     * keeps prompt + maxNewTokens within the target's context.
+     */
+    public int prefill(Sequence targetSeq, int[] prompt, int maxNewTokens) {
+        if (prompt.length == 0 || maxNewTokens <= 0 || prompt.length + maxNewTokens > history.length) {
+            throw new IllegalArgumentException("prompt of " + prompt.length + " tokens + " + maxNewTokens
+                    + " new tokens do not fit the context of " + history.length);
+        }
+        finish();
+        this.targetSeq = targetSeq;
+        System.arraycopy(prompt, 0, history, 0, prompt.length);
+        length = prompt.length;
+        end = prompt.length + maxNewTokens;
+
+        target.prefill(targetSeq, targetBatch, prompt, 0, prompt.length, true);
+        int first;
+        if (greedy) {
+            target.forwardArgmax(targetBatch, targetArgmax);
+            first = targetArgmax[0];
+        } else {
+            first = targetSampler.sample(target.forward(targetBatch), 0);
+        }
+        if (speculation.mode() == Speculation.Mode.DRAFT_MODEL) {
+            draftSeq = draft.newSequence();
+            draft.prefill(draftSeq, draftBatch, prompt, 0, prompt.length, false);
+            draft.forward(draftBatch);
+        }
+        history[length++] = first;
+        returned = length;
+        return first;
+    }
+
+    /**
+     * The token after {@code token}, which must be the token returned last. Runs a speculative round when the
+     * previous round's tokens are used up. Allocation-free.
+     */
+    public int step(int token) {
+        if (targetSeq == null || token != history[returned - 1]) {
+            throw new IllegalStateException(targetSeq == null ? "step before prefill"
+                    : "step(" + token + ") does not follow the last returned token " + history[returned - 1]);
+        }
+        if (returned == length) {
+            if (length >= end) {
+                throw new IllegalStateException("the " + (end - 1) + "-token budget given to prefill is used up");
+            }
+            long start = System.nanoTime();
+            round();
+            totalNanos += System.nanoTime() - start;
+        }
+        return history[returned++];
+    }
+
+    /** Releases the draft's KV blocks; the target's sequence stays the caller's. Idempotent. */
+    public void finish() {
+        if (draftSeq != null) {
+            draftSeq.close();
+            draftSeq = null;
+        }
+        targetSeq = null;
+    }
+
+    /** Statistics of the generation since {@link #reset}. */
+    public SpeculativeStats stats() {
+        return new SpeculativeStats(speculation.describe(), targetPasses, draftPasses, proposed, verified, accepted,
+                emitted, draftNanos, targetNanos, totalNanos);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+
+    /** Drafts, verifies, and appends the accepted tokens plus the target's own one to the history. */
+    private void round() {
+        long start = System.nanoTime();
+        int limit = Math.min(maxDraft, end - length - 1); // a round yields up to k + 1 tokens
+        int k = switch (speculation.mode()) {
+            case NONE -> 0;
+            case DRAFT_MODEL -> limit <= 0 ? 0
+                    : draftProposals(Math.min(limit, speculation.adaptive() ? adaptiveLength.cap()
+                            : speculation.draftTokens()));
+            case PROMPT_LOOKUP -> PromptLookup.propose(history, length, speculation.ngram(),
+                    Math.min(limit, speculation.draftTokens()), proposals);
+        };
+        draftNanos += System.nanoTime() - start;
+        verify(k);
+    }
+
+    /** Runs the draft model for up to {@code max} proposals; returns how many it made. */
+    private int draftProposals(int max) {
+        boolean adaptive = speculation.adaptive();
+        boolean wantLogits = !greedy || adaptive;
+        double survival = 1;
+        int k = 0;
+        while (k < max) {
+            draftBatch.clear();
+            if (k == 0) {
+                draft.prefill(draftSeq, draftBatch, history, draftSeq.length(), length - draftSeq.length(), true);
+            } else {
+                draftSeq.addTo(draftBatch, proposals[k - 1], true);
+            }
+            int token;
+            double confidence = 1;
+            if (!wantLogits) {
+                draft.forwardArgmax(draftBatch, draftArgmax);
+                token = draftArgmax[0];
+            } else if (greedy) {
+                float[] logits = draft.forward(draftBatch);
+                token = Sampler.argmax(logits, 0, vocab);
+                confidence = softmaxAt(logits, token);
+            } else {
+                token = draftSampleInto(k);
+                confidence = maxAt(draftProbs, k * vocab);
+            }
+            draftPasses++;
+            confidences[k] = confidence;
+            proposals[k++] = token;
+            if (adaptive) {
+                survival *= adaptiveLength.acceptance(confidence);
+                if (!adaptiveLength.keepDrafting(survival)) {
+                    break;
+                }
+            }
+        }
+        return k;
+    }
+
+    /** One target pass over the newest token and k proposals; keeps the accepted prefix plus one target token. */
+    private void verify(int k) {
+        verifyTokens[0] = history[length - 1];
+        System.arraycopy(proposals, 0, verifyTokens, 1, k);
+        targetBatch.clear();
+        targetSeq.addTo(targetBatch, verifyTokens, 0, k + 1, k + 1);
+        long start = System.nanoTime();
+        float[] logits = null;
+        if (greedy) {
+            target.forwardArgmax(targetBatch, targetArgmax);
+        } else {
+            logits = target.forward(targetBatch);
+        }
+        targetNanos += System.nanoTime() - start;
+        boolean pointMass = speculation.mode() == Speculation.Mode.PROMPT_LOOKUP;
+        int ok = verifier.verify(logits, targetArgmax, 0, proposals, 0, k, greedy, targetSampler,
+                pointMass ? null : draftProbs);
+        int next = verifier.next();
+        targetPasses++;
+        proposed += k;
+        verified += ok < k ? ok + 1 : k;
+        accepted += ok;
+        emitted += ok + 1;
+        if (speculation.adaptive() && k > 0) {
+            adaptiveLength.record(ok < k ? ok + 1 : k, ok, confidences);
+        }
+
+        System.arraycopy(proposals, 0, history, length, ok);
+        history[length + ok] = next;
+        // caches keep the newest token and the accepted proposals; the rejected positions are forgotten
+        targetSeq.rollback(length + ok);
+        if (draftSeq != null && draftSeq.length() > length + ok) {
+            draftSeq.rollback(length + ok);
+        }
+        length += ok + 1;
+    }
+
+    /** softmax(logits)[token] over the first vocab entries. */
+    private double softmaxAt(float[] logits, int token) {
+        double max = logits[token]; // the argmax
+        double sum = 0;
+        for (int i = 0; i < vocab; i++) {
+            sum += Math.exp(logits[i] - max);
+        }
+        return 1 / sum;
+    }
+
+    /** The draft's warped distribution after the batch just run, stored as proposal row k; draws the proposal. */
+    private int draftSampleInto(int k) {
+        float[] row = draftRow;
+        draftSampler.probabilities(draft.forward(draftBatch), 0, row);
+        System.arraycopy(row, 0, draftProbs, k * vocab, vocab);
+        return draftSampler.sampleFrom(row, vocab);
+    }
+
+    private double maxAt(float[] q, int offset) {
+        float m = 0;
+        for (int i = 0; i < vocab; i++) {
+            m = Math.max(m, q[offset + i]);
+        }
+        return m;
+    }
+
+    // ---------------------------------------------------------------- for tests
+
+    Sequence draftSequence() {
+        return draftSeq;
+    }
+
+    int historyLength() {
+        return length;
+    }
+
+    int[] history() {
+        return history;
+    }
+
+    AdaptiveDraftLength adaptiveLength() {
+        return adaptiveLength;
+    }
+}

@@ -1,0 +1,92 @@
+package ai.k2j.engine;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * What speculation did during one generation's decode phase (after the prefill's first token).
+ *
+ * @param speculation    the setting used ({@link Speculation#describe()})
+ * @param targetPasses   target forward passes: one per round (verifying 0 to k drafts)
+ * @param draftPasses    draft model forward passes (0 for prompt lookup)
+ * @param proposed       draft tokens proposed
+ * @param verified       draft tokens the target tested (a round stops testing at its first rejection)
+ * @param accepted       draft tokens accepted
+ * @param emitted        tokens produced by the target passes (accepted drafts plus one token of the target's
+ *                       own per pass; tokens produced past a stop are included)
+ * @param draftNanos     time spent drafting (draft forward passes and their sampling, or the n-gram search)
+ * @param targetNanos    time spent in target forward passes
+ * @param totalNanos     time of the whole decode phase as seen by the speculative loop
+ */
+public record SpeculativeStats(String speculation, long targetPasses, long draftPasses, long proposed,
+                               long verified, long accepted, long emitted, long draftNanos, long targetNanos,
+                               long totalNanos) {
+
+    /**
+     * The acceptance rate α: the probability that the target accepts a draft token it tests, estimated as
+     * accepted / verified. This is the per-token α of the speedup bound (1 − α^(k+1)) / ((1 − α)(1 + c·k)).
+     */
+    public double acceptanceRate() {
+        return verified > 0 ? (double) accepted / verified : 0;
+    }
+
+    /** Accepted drafts per proposed draft (drafts after a rejection count as lost). */
+    public double acceptedPerProposed() {
+        return proposed > 0 ? (double) accepted / proposed : 0;
+    }
+
+    /** Mean tokens produced per target pass: accepted drafts + the target's own token (1 without speculation). */
+    public double tokensPerTargetPass() {
+        return targetPasses > 0 ? (double) emitted / targetPasses : 0;
+    }
+
+    /** Mean accepted draft tokens per target pass. */
+    public double acceptedPerTargetPass() {
+        return targetPasses > 0 ? (double) accepted / targetPasses : 0;
+    }
+
+    /** Mean draft length per target pass. */
+    public double meanDraftLength() {
+        return targetPasses > 0 ? (double) proposed / targetPasses : 0;
+    }
+
+    /** Share of the decode time spent drafting. */
+    public double draftTimeShare() {
+        return totalNanos > 0 ? (double) draftNanos / totalNanos : 0;
+    }
+
+    /** Share of the decode time spent in target forward passes. */
+    public double targetTimeShare() {
+        return totalNanos > 0 ? (double) targetNanos / totalNanos : 0;
+    }
+
+    /** Everything, plus the derived rates, as an ordered map for JSON output. */
+    public Map<String, Object> toMap() {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("speculation", speculation);
+        m.put("acceptance_rate", acceptanceRate());
+        m.put("tokens_per_target_pass", tokensPerTargetPass());
+        m.put("accepted_per_target_pass", acceptedPerTargetPass());
+        m.put("mean_draft_length", meanDraftLength());
+        m.put("accepted_per_proposed", acceptedPerProposed());
+        m.put("draft_time_share", draftTimeShare());
+        m.put("target_time_share", targetTimeShare());
+        m.put("target_passes", targetPasses);
+        m.put("draft_passes", draftPasses);
+        m.put("proposed", proposed);
+        m.put("verified", verified);
+        m.put("accepted", accepted);
+        m.put("emitted", emitted);
+        m.put("draft_ms", draftNanos / 1e6);
+        m.put("target_ms", targetNanos / 1e6);
+        m.put("total_ms", totalNanos / 1e6);
+        return m;
+    }
+
+    /** Sums two runs' counters (for benchmarks over several prompts); the setting is taken from this one. */
+    public SpeculativeStats plus(SpeculativeStats o) {
+        return new SpeculativeStats(speculation, targetPasses + o.targetPasses, draftPasses + o.draftPasses,
+                proposed + o.proposed, verified + o.verified, accepted + o.accepted, emitted + o.emitted,
+                draftNanos + o.draftNanos, targetNanos + o.targetNanos, totalNanos + o.totalNanos);
+    }
+}
