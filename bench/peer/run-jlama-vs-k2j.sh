@@ -45,7 +45,7 @@ if [ -z "$JDK" ] || ! "$JDK/bin/java" -version 2>&1 | grep -qE 'version "(2[5-9]
 fi
 JAVA="$JDK/bin/java"
 echo "[peer] building k2j and bench/target/benchmarks.jar ..." >&2
-JAVA_HOME="$JDK" ./mvnw -q -B -DskipTests -pl engine,bench -am package >&2
+JAVA_HOME="$JDK" ./mvnw -q -B -DskipTests -pl cli,bench -am package >&2
 
 if [ -z "$MODEL" ]; then
   MODEL="$ROOT/models-synth/qwen2.5-0.5b"

@@ -59,7 +59,7 @@ bench() {  # label model [java flags...] -- [DecodeBench args...]
     [[ $# -gt 0 ]] && shift
     if (( $(left) < 20 )); then say "k2j $label: skipped (deadline)"; return; fi
     say "k2j $label"
-    timeout "$(left)" "$JAVA" "${JAVA_FLAGS[@]}" "${jflags[@]}" -cp "$CP" ai.k2j.cli.DecodeBench --model "$model" \
+    timeout "$(left)" "$JAVA" "${JAVA_FLAGS[@]}" "${jflags[@]}" -cp "$CP" ai.k2j.bench.DecodeBench --model "$model" \
         --backend cuda --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --runs "$RUNS" --json "$JSONL" \
         --label "$label" "$@" 2>&1 | grep -v '^{' | tee -a "$LOG"
 }

@@ -40,7 +40,7 @@ mkdir -p "$B"/{lib,test-classes,junit,natives,cubin}
 echo "make-bundle: building (tests compiled, not run)"
 ./mvnw -q -B -pl "$PL" -am -DskipTests package dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$ROOT/$B/lib"
-for m in loaders tokenizer kernels engine bench; do
+for m in loaders tokenizer kernels engine scaffold server planner cli bench; do
     for jar in "$m"/target/k2j-"$m"-*.jar; do
         [[ -f "$jar" && "$jar" != *-tests.jar && "$jar" != *-sources.jar ]] && cp "$jar" "$B/lib/"
     done

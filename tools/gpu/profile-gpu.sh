@@ -32,12 +32,12 @@ for p in $PRESETS; do
         flags=(-Dk2j.cuda.profile=true)
         [[ $mode == eager ]] && flags+=(-Dk2j.graphs=false)
         say "$p $mode (profiled; prompt $PROMPT, gen $GEN, 2 runs + warm-up)"
-        timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" "${flags[@]}" -cp "$CP" ai.k2j.cli.DecodeBench --model "$MODELS/$p" \
+        timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" "${flags[@]}" -cp "$CP" ai.k2j.bench.DecodeBench --model "$MODELS/$p" \
             --backend cuda --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --runs 2 --label "$p-$mode-profiled" 2>&1 \
             | grep -v '^{' | tee -a "$LOG"
     done
     say "$p graph (not profiled)"
-    timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" -cp "$CP" ai.k2j.cli.DecodeBench --model "$MODELS/$p" --backend cuda \
+    timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" -cp "$CP" ai.k2j.bench.DecodeBench --model "$MODELS/$p" --backend cuda \
         --prompt-tokens "$PROMPT" --gen-tokens "$GEN" --runs 2 --label "$p-graph" 2>&1 | grep -v '^{' | tee -a "$LOG"
 done
 say "done; log in $LOG"

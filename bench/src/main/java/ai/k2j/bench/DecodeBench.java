@@ -1,4 +1,4 @@
-package ai.k2j.cli;
+package ai.k2j.bench;
 
 import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.GenerationResult;
@@ -18,6 +18,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.Arrays;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
@@ -25,7 +27,7 @@ import java.util.SplittableRandom;
 /**
  * Prefill and decode throughput of one model on one backend, for tools/gpu/bench-gpu.sh (GPU machine, no Maven):
  * <pre>
- *   java ... ai.k2j.cli.DecodeBench --model DIR [--backend cuda] [--prompt-tokens 512] [--gen-tokens 256]
+ *   java ... ai.k2j.bench.DecodeBench --model DIR [--backend cuda] [--prompt-tokens 512] [--gen-tokens 256]
  *            [--runs 3] [--weight-format native|q8_0|q4_0] [--json FILE (appended)] [--label NAME]
  * </pre>
  * Each run generates gen-tokens + 1 greedy tokens (eos ignored) after a random prompt of prompt-tokens ids:
@@ -37,20 +39,39 @@ import java.util.SplittableRandom;
  */
 public final class DecodeBench {
 
+    /** {@code --name value} pairs (a diagnostic's flags, not the CLI's). */
+    private static Map<String, String> flags(String[] argv) {
+        Map<String, String> m = new HashMap<>();
+        for (int i = 0; i < argv.length; i++) {
+            if (!argv[i].startsWith("--") || i + 1 == argv.length) {
+                throw new IllegalArgumentException("DecodeBench: expected --flag value, got '" + argv[i] + "'");
+            }
+            m.put(argv[i].substring(2), argv[++i]);
+        }
+        return m;
+    }
+
     private DecodeBench() {
     }
 
     public static void main(String[] argv) {
-        Args args = Args.parse(argv);
-        Path model = args.path("model");
-        String backend = args.string("backend", "cuda");
-        int promptTokens = args.integer("prompt-tokens", 512);
-        int genTokens = args.integer("gen-tokens", 256);
-        int runs = args.integer("runs", 3);
-        String format = args.string("weight-format", "native");
-        String label = args.string("label", model.getFileName().toString());
-        String json = args.string("json", "");
-        args.finish();
+        Map<String, String> args = flags(argv);
+        if (!args.containsKey("model")) {
+            throw new IllegalArgumentException("DecodeBench: missing --model DIR");
+        }
+        Path model = Path.of(args.remove("model"));
+        String backend = args.getOrDefault("backend", "cuda");
+        int promptTokens = Integer.parseInt(args.getOrDefault("prompt-tokens", "512"));
+        int genTokens = Integer.parseInt(args.getOrDefault("gen-tokens", "256"));
+        int runs = Integer.parseInt(args.getOrDefault("runs", "3"));
+        String format = args.getOrDefault("weight-format", "native");
+        String label = args.getOrDefault("label", model.getFileName().toString());
+        String json = args.getOrDefault("json", "");
+        args.keySet().removeAll(List.of("backend", "prompt-tokens", "gen-tokens", "runs", "weight-format", "label",
+                "json"));
+        if (!args.isEmpty()) {
+            throw new IllegalArgumentException("DecodeBench: unknown flags " + args.keySet());
+        }
 
         double copyGBs = Double.NaN;
         if (backend.equals("cuda")) {

@@ -1,6 +1,7 @@
-package ai.k2j.plan;
+package ai.k2j.cli;
 
-import ai.k2j.cli.Main;
+import ai.k2j.plan.Plan;
+import ai.k2j.plan.PlanJson;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

@@ -32,7 +32,7 @@ class ServingCommandsTest {
     }
 
     static String dataset() {
-        return TestCheckpoints.repoRoot().resolve("engine/src/test/resources/eval/arithmetic.jsonl").toString();
+        return TestCheckpoints.repoRoot().resolve("scaffold/src/test/resources/eval/arithmetic.jsonl").toString();
     }
 
     /** Runs a command; returns stdout. */

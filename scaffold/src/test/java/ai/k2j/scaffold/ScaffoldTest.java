@@ -29,7 +29,7 @@ class ScaffoldTest {
     Path tmp;
 
     static Path dataset() {
-        return TestCheckpoints.repoRoot().resolve("engine/src/test/resources/eval/arithmetic.jsonl");
+        return TestCheckpoints.repoRoot().resolve("scaffold/src/test/resources/eval/arithmetic.jsonl");
     }
 
     static Candidate candidate(int i, String text) {
