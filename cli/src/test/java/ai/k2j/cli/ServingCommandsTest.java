@@ -1,6 +1,6 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.TestCheckpoints;
+import ai.k2j.testing.TestCheckpoints;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import org.junit.jupiter.api.Test;

@@ -294,27 +294,27 @@ public final class LanguageModel implements AutoCloseable {
      * speculation breakdown.
      */
     private GenerationResult generateBatched(GenerationRequest request, TokenListener listener) {
-        BatchEngine e = engine();
-        if (e.isEngineThread()) {
-            throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
-                    + " for it");
-        }
-        checkIds(request.promptIds(), "prompt");
-        if (!request.stop().isEmpty() && tokenizer == null) {
-            throw new IllegalArgumentException("stop strings need a tokenizer, but " + source
-                    + " has no tokenizer.json");
-        }
-        Speculation speculation = request.speculation() == null ? defaultSpeculation() : request.speculation();
-        if (speculation.mode() == Speculation.Mode.DRAFT_MODEL && draft == null) {
-            throw new IllegalArgumentException("speculation '" + speculation.describe() + "' needs a draft model, but "
-                    + source + " was loaded without one (ModelOptions.withDraft)");
-        }
-        boolean speculative = speculation.mode() == Speculation.Mode.DRAFT_MODEL;
-        EngineRequest engineRequest = new EngineRequest(
-                request.withSpeculation(speculative ? speculation : Speculation.none()), 1, speculative);
-        Relay relay = new Relay(listener);
-        batchedInFlight.incrementAndGet();
+        batchedInFlight.incrementAndGet(); // from here on, later callers join the engine too
         try {
+            BatchEngine e = engine();
+            if (e.isEngineThread()) {
+                throw new IllegalStateException("a TokenListener must not call back into the LanguageModel generating"
+                        + " for it");
+            }
+            checkIds(request.promptIds(), "prompt");
+            if (!request.stop().isEmpty() && tokenizer == null) {
+                throw new IllegalArgumentException("stop strings need a tokenizer, but " + source
+                        + " has no tokenizer.json");
+            }
+            Speculation speculation = request.speculation() == null ? defaultSpeculation() : request.speculation();
+            if (speculation.mode() == Speculation.Mode.DRAFT_MODEL && draft == null) {
+                throw new IllegalArgumentException("speculation '" + speculation.describe() + "' needs a draft model,"
+                        + " but " + source + " was loaded without one (ModelOptions.withDraft)");
+            }
+            boolean speculative = speculation.mode() == Speculation.Mode.DRAFT_MODEL;
+            EngineRequest engineRequest = new EngineRequest(
+                    request.withSpeculation(speculative ? speculation : Speculation.none()), 1, speculative);
+            Relay relay = new Relay(listener);
             RequestHandle handle = e.submit(engineRequest, relay);
             relay.attach(handle);
             ChoiceResult r = handle.await().get(0);
@@ -503,9 +503,9 @@ public final class LanguageModel implements AutoCloseable {
         return draft;
     }
 
-    /** Threads waiting for the backend (tests: a caller blocked behind a running generation). */
-    int threadsWaitingForBackend() {
-        return lock.getQueueLength();
+    /** Callers on the batched path now, waiting for the engine or generating in it (tests). */
+    int batchedCallers() {
+        return batchedInFlight.get();
     }
 
     /** Requests the batching engine finished, or 0 when it was never needed (tests). */

@@ -1,5 +1,6 @@
 package ai.k2j.engine;
 
+import ai.k2j.testing.TestCheckpoints;
 import ai.k2j.kernels.Backend;
 
 import org.junit.jupiter.api.io.TempDir;

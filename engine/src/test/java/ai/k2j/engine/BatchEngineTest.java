@@ -1,5 +1,6 @@
 package ai.k2j.engine;
 
+import ai.k2j.testing.TestCheckpoints;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;

@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -47,10 +48,13 @@ class ConcurrentGenerationTest {
                     started[0] = true;
                     for (int i = 1; i < callers; i++) {
                         int seed = i;
-                        others.add(CompletableFuture.supplyAsync(() -> lm.generate(greedy(seed), null)));
+                        CompletableFuture<GenerationResult> f = new CompletableFuture<>();
+                        Thread.ofPlatform().start(() -> complete(f, () -> lm.generate(greedy(seed), null)));
+                        others.add(f);
                     }
+                    // hold this generation until every other caller is waiting for the engine
                     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-                    while (lm.threadsWaitingForBackend() == 0 && System.nanoTime() < deadline) {
+                    while (lm.batchedCallers() < callers - 1 && System.nanoTime() < deadline) {
                         Thread.onSpinWait();
                     }
                 }
@@ -68,10 +72,10 @@ class ConcurrentGenerationTest {
             lm.generate(greedy(1), (id, text) -> {
                 if (!stopped.isDone()) {
                     stopped.complete(null);
-                    CompletableFuture<GenerationResult> r = CompletableFuture.supplyAsync(() ->
-                            lm.generate(greedy(2), (i, t) -> false));
+                    CompletableFuture<GenerationResult> r = new CompletableFuture<>();
+                    Thread.ofPlatform().start(() -> complete(r, () -> lm.generate(greedy(2), (i, t) -> false)));
                     long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-                    while (lm.threadsWaitingForBackend() == 0 && System.nanoTime() < deadline) {
+                    while (lm.batchedCallers() == 0 && System.nanoTime() < deadline) {
                         Thread.onSpinWait();
                     }
                     stoppedResult[0] = r;
@@ -82,6 +86,14 @@ class ConcurrentGenerationTest {
             assertEquals(FinishReason.CANCELLED, cancelled.finishReason());
             assertEquals(1, cancelled.generatedTokens());
             assertTrue(lm.batchedRequestsFinished() >= callers);
+        }
+    }
+
+    private static void complete(CompletableFuture<GenerationResult> f, Supplier<GenerationResult> call) {
+        try {
+            f.complete(call.get());
+        } catch (RuntimeException | Error e) {
+            f.completeExceptionally(e);
         }
     }
 

@@ -2,7 +2,7 @@ package ai.k2j.scaffold;
 
 import ai.k2j.engine.BatchEngine;
 import ai.k2j.engine.EngineOptions;
-import ai.k2j.engine.TestCheckpoints;
+import ai.k2j.testing.TestCheckpoints;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.tokenizer.ChatMessage;
 import org.junit.jupiter.api.Test;

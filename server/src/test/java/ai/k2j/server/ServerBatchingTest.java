@@ -2,7 +2,7 @@ package ai.k2j.server;
 
 import ai.k2j.engine.BatchEngine;
 import ai.k2j.engine.EngineOptions;
-import ai.k2j.engine.TestCheckpoints;
+import ai.k2j.testing.TestCheckpoints;
 import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;

@@ -1,4 +1,4 @@
-package ai.k2j.engine;
+package ai.k2j.testing;
 
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.SafeTensorsWriter;
