@@ -14,6 +14,7 @@ import ai.k2j.loaders.Tensor;
 import ai.k2j.tokenizer.ChatMessage;
 import ai.k2j.tokenizer.StreamingDecoder;
 import ai.k2j.tokenizer.Tokenizer;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.reflect.InvocationTargetException;
 import java.nio.file.Files;
@@ -143,7 +144,7 @@ public final class LanguageModel implements AutoCloseable {
      */
     static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
                                 Function<String, Optional<Tensor>> tensors, String source, Backend backend,
-                                Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights) {
+                                Tokenizer tokenizer, int maxContext, WeightFormat weightFormat, AutoCloseable weights) {
         Qwen2Model model = Qwen2Model.load(config, tensors, source, backend,
                 Qwen2Model.Limits.singleSequence(maxContext), weightFormat);
         return new LanguageModel(config, generationConfig, tokenizer, backend, weights, source, model, null, null);
@@ -155,7 +156,7 @@ public final class LanguageModel implements AutoCloseable {
      */
     static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
                                 Function<String, Optional<Tensor>> tensors, String source, Backend backend,
-                                Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights,
+                                Tokenizer tokenizer, int maxContext, WeightFormat weightFormat, AutoCloseable weights,
                                 ModelConfig draftConfig, Function<String, Optional<Tensor>> draftTensors,
                                 AutoCloseable draftWeights) {
         Qwen2Model.Limits limits = Qwen2Model.Limits.singleSequence(maxContext);

@@ -6,10 +6,12 @@ import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.ModelFormatException;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.util.Arrays;
 import java.util.List;
@@ -130,6 +132,10 @@ public final class Qwen2Model {
     private final Buffer x;
     private final Buffer xNorm;
     private final Buffer qkv;
+    /** The query, key and value columns of {@link #qkv}. */
+    private final Rows queries;
+    private final Rows keys;
+    private final Rows values;
     private final Buffer attnOut;
     private final Buffer proj;
     private final Buffer gateUp;
@@ -179,6 +185,9 @@ public final class Qwen2Model {
         x = backend.allocate(t * hidden);
         xNorm = backend.allocate(t * hidden);
         qkv = backend.allocate(t * qkvDim);
+        queries = Rows.of(qkv, 0, qkvDim, qDim);
+        keys = Rows.of(qkv, qDim, qkvDim, kvDim);
+        values = Rows.of(qkv, qDim + kvDim, qkvDim, kvDim);
         attnOut = backend.allocate(t * qDim);
         proj = backend.allocate(t * hidden);
         gateUp = backend.allocate(t * 2L * intermediate);
@@ -201,10 +210,10 @@ public final class Qwen2Model {
      *
      * @param tensors      looks tensors up by name (e.g. {@code checkpoint::find})
      * @param source       names the checkpoint in error messages
-     * @param weightFormat null/"native" to keep the checkpoint's dtype, or a format the backend converts to
+     * @param weightFormat null or NATIVE to keep the checkpoint's dtype, or a format the backend converts to
      */
     public static Qwen2Model load(ModelConfig config, Function<String, Optional<Tensor>> tensors, String source,
-                                  Backend backend, Limits limits, String weightFormat) {
+                                  Backend backend, Limits limits, WeightFormat weightFormat) {
         if (!config.architecture().equals("Qwen2ForCausalLM")) {
             throw new ModelFormatException(source + ": architecture '" + config.architecture()
                     + "' is not supported (k2j runs Qwen2ForCausalLM)");
@@ -243,8 +252,8 @@ public final class Qwen2Model {
         // (as HF): lm_head is embed_tokens, whatever lm_head.weight the file may hold, and one matrix serves both
         // (so a load-time --quant gathers embeddings from the quantized table, exactly as a checkpoint written by
         // `k2j quantize` does). Untied, the embedding is only gathered from and keeps its dtype.
-        boolean keepNative = weightFormat == null || weightFormat.isBlank() || weightFormat.equalsIgnoreCase("native");
-        String headFormat = lmHeadFormat(weightFormat);
+        boolean keepNative = weightFormat == null || weightFormat == WeightFormat.NATIVE;
+        WeightFormat headFormat = lmHeadFormat(weightFormat);
         Weight embedTokens;
         Weight lmHead;
         if (config.tieWordEmbeddings()) {
@@ -264,8 +273,8 @@ public final class Qwen2Model {
      * and 4-bit blocks there cost far more next-token KL divergence than in the layer matrices
      * (docs/performance.md has the measurements). An lm_head already quantized in the checkpoint stays as stored.
      */
-    public static String lmHeadFormat(String weightFormat) {
-        return weightFormat != null && weightFormat.equalsIgnoreCase("q4_0") ? "q8_0" : weightFormat;
+    public static WeightFormat lmHeadFormat(WeightFormat weightFormat) {
+        return weightFormat == WeightFormat.Q4_0 ? WeightFormat.Q8_0 : weightFormat;
     }
 
     // ================================================================ the forward pass
@@ -340,22 +349,22 @@ public final class Qwen2Model {
         for (int l = 0; l < layers.length; l++) {
             Layer layer = layers[l];
             // attention block
-            backend.rmsNorm(x, layer.inputNorm, eps, n, hidden, xNorm);
+            if (l == 0) {
+                backend.rmsNorm(x, layer.inputNorm, eps, n, hidden, xNorm);
+            } else {  // the previous layer's residual add, then this layer's norm
+                backend.addRmsNorm(x, proj, layer.inputNorm, eps, n, hidden, xNorm);
+            }
             backend.matmul(layer.qkv, layer.qkvBias, xNorm, n, qkv);
-            backend.rope(qkv, n, qkvDim, 0, config.numHeads(), config.headDim(), batch, rope);
-            backend.rope(qkv, n, qkvDim, qDim, config.numKvHeads(), config.headDim(), batch, rope);
-            backend.storeKv(kvCache, l, qkv, qkvDim, qDim, qDim + kvDim, batch);
-            backend.attention(qkv, qkvDim, kvCache, l, batch, config.numHeads(), config.numKvHeads(),
-                    config.headDim(), attentionScale, attnOut);
+            backend.ropeStoreKv(queries, keys, values, config.headDim(), kvCache, l, batch, rope);
+            backend.attention(queries, kvCache, l, batch, config.numKvHeads(), config.headDim(), attentionScale,
+                    attnOut);
             backend.matmul(layer.o, null, attnOut, n, proj);
-            backend.add(x, proj, n, hidden);
             // feed-forward block
-            backend.rmsNorm(x, layer.postNorm, eps, n, hidden, xNorm);
-            backend.matmul(layer.gateUp, null, xNorm, n, gateUp);
-            backend.siluMul(gateUp, n, intermediate, ffn);
+            backend.addRmsNorm(x, proj, layer.postNorm, eps, n, hidden, xNorm);
+            backend.matmulSiluMul(layer.gateUp, xNorm, n, gateUp, ffn);
             backend.matmul(layer.down, null, ffn, n, proj);
-            backend.add(x, proj, n, hidden);
         }
+        backend.add(x, proj, n, hidden);
         if (batch.nLogits > 0) {
             backend.gatherRows(x, hidden, batch, logitHidden);
             backend.rmsNorm(logitHidden, finalNorm, eps, batch.nLogits, hidden, logitHidden);
