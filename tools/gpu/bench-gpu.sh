@@ -36,7 +36,7 @@ say "presets: $PRESETS; prompt $PROMPT, gen $GEN, runs $RUNS; models in $MODELS;
 nvidia-smi --query-gpu=name,memory.used,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | tee -a "$LOG"
 
 say "smoke check"
-timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" -cp "$CP" ai.k2j.kernels.cuda.CudaSmoke 2>&1 | tee "$LOG_DIR/smoke.log" \
+timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" -cp "$CP" ai.k2j.bench.cuda.CudaSmoke 2>&1 | tee "$LOG_DIR/smoke.log" \
     | grep -E 'CUDA device|copy|GEMV .*n=1|graph|PASSED|FAILED|compiled' | tee -a "$LOG"
 
 for p in $PRESETS; do

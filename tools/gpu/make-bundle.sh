@@ -45,6 +45,12 @@ for m in loaders tokenizer kernels engine scaffold server planner cli bench; do
         [[ -f "$jar" && "$jar" != *-tests.jar && "$jar" != *-sources.jar ]] && cp "$jar" "$B/lib/"
     done
 done
+# the CUDA diagnostics (smoke check, op benchmark) live in the bench module; only they are compiled for the bundle
+# (the bench module's JMH and Jlama dependencies stay out)
+diag=$(mktemp -d)
+"$JAVA_HOME/bin/javac" -nowarn -d "$diag" -cp "$(ls "$B"/lib/*.jar | tr '\n' ':')" bench/src/main/java/ai/k2j/bench/cuda/*.java
+"$JAVA_HOME/bin/jar" cf "$B/lib/k2j-bench-cuda.jar" -C "$diag" .
+rm -rf "$diag"
 for m in "${GPU_MODULES[@]}"; do
     [[ -d "$m/target/test-classes" ]] && cp -r "$m/target/test-classes/." "$B/test-classes/"
     # resources the repo carries anyway (tests find them through k2j.repoRoot)

@@ -8,7 +8,7 @@ set -uo pipefail
 source "$(dirname "$0")/bundle-env.sh"
 
 LOG="$LOG_DIR/smoke.log"
-"$JAVA" "${JAVA_FLAGS[@]}" -cp "$CP" ai.k2j.kernels.cuda.CudaSmoke "$@" 2>&1 | tee "$LOG"
+"$JAVA" "${JAVA_FLAGS[@]}" -cp "$CP" ai.k2j.bench.cuda.CudaSmoke "$@" 2>&1 | tee "$LOG"
 rc=${PIPESTATUS[0]}
 echo "k2j: smoke exit status $rc (log: $LOG)"
 exit "$rc"

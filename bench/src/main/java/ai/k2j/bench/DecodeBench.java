@@ -6,10 +6,10 @@ import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.kernels.cuda.CudaBackend;
-import ai.k2j.kernels.cuda.CudaSmoke;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.WeightFormat;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -76,7 +76,7 @@ public final class DecodeBench {
         double copyGBs = Double.NaN;
         if (backend.equals("cuda")) {
             try (CudaBackend probe = new CudaBackend()) {
-                copyGBs = CudaSmoke.copyBandwidthGBs(probe);
+                copyGBs = probe.copyBandwidthGBs();
             }
         }
 
@@ -93,7 +93,7 @@ public final class DecodeBench {
         long t0 = System.nanoTime();
         ModelOptions options = ModelOptions.defaults().withBackend(backend)
                 .withMaxContext(promptTokens + genTokens + 16)
-                .withWeightFormat(format.equalsIgnoreCase("native") ? null : format);
+                .withWeightFormat(WeightFormat.parse(format));
         try (LanguageModel lm = LanguageModel.load(model, options)) {
             double loadS = (System.nanoTime() - t0) / 1e9;
             int[] prompt = new SplittableRandom(1).ints(promptTokens, 0, Math.min(config.vocabSize(), 151643))

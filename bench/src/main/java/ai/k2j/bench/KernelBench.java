@@ -5,6 +5,7 @@ import ai.k2j.kernels.Weight;
 import ai.k2j.kernels.cpu.CpuBackend;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -95,7 +96,7 @@ public class KernelBench {
         weights = new Weight[copies];
         for (int i = 0; i < copies; i++) {
             Tensor t = SyntheticWeights.matrix("w" + i, source, rows, cols, i + 1, arena);
-            weights[i] = backend.matrix(List.of(t), target.isQuantized() ? target.name() : null);
+            weights[i] = backend.matrix(List.of(t), target.isQuantized() ? WeightFormat.parse(target.name()) : null);
         }
         x = backend.allocate((long) tokens * cols);
         out = backend.allocate((long) tokens * rows);

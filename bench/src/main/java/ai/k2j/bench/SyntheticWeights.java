@@ -7,6 +7,7 @@ import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.RopeScaling;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -95,7 +96,7 @@ final class SyntheticWeights {
      *
      * @param format null for the weights' own dtype, or q8_0 / q4_0
      */
-    static ModelContext load(String dir, int layers, String format, int threads, int context, Arena arena) {
+    static ModelContext load(String dir, int layers, WeightFormat format, int threads, int context, Arena arena) {
         CpuBackend backend = new CpuBackend(threads);
         ModelContext.Limits limits = ModelContext.Limits.singleSequence(context);
         if (dir != null && !dir.isBlank()) {
@@ -109,7 +110,7 @@ final class SyntheticWeights {
     }
 
     /** "bf16" (or "native") keeps the weights' dtype; q8_0 / q4_0 quantize at load. */
-    static String format(String weights) {
-        return weights.equalsIgnoreCase("bf16") || weights.equalsIgnoreCase("native") ? null : weights;
+    static WeightFormat format(String weights) {
+        return weights.equalsIgnoreCase("bf16") ? WeightFormat.NATIVE : WeightFormat.parse(weights);
     }
 }

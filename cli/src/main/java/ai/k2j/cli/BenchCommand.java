@@ -8,6 +8,7 @@ import ai.k2j.kernels.ReferenceBackend;
 import ai.k2j.kernels.cpu.CpuBackend;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.WeightFormat;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
@@ -98,10 +99,7 @@ final class BenchCommand implements Command {
             return new SpeculativeBenchCommand().run(args, out, err);
         }
         Path dir = args.path("model");
-        String quant = args.string("quant", null);
-        if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
-            throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
-        }
+        WeightFormat quant = Cli.quantFormat(args.string("quant", null), "--quant");
         int prompt = Cli.intAtLeast(args, "prompt-tokens", DEFAULT_PROMPT, 1);
         int gen = Cli.intAtLeast(args, "gen-tokens", DEFAULT_GEN, 2);
         int threads = Cli.intAtLeast(args, "threads", Runtime.getRuntime().availableProcessors(), 1);
@@ -125,7 +123,7 @@ final class BenchCommand implements Command {
     }
 
     /** Loads the model and runs the benchmark; progress goes to {@code err}. */
-    static Report measure(Path dir, String quant, int prompt, int gen, int threads, int warmup, long probeBytes,
+    static Report measure(Path dir, WeightFormat quant, int prompt, int gen, int threads, int warmup, long probeBytes,
                           String backendName, PrintStream err) {
         try (Checkpoint ckpt = Checkpoint.open(dir);
              Backend backend = backendName.equals("cpu") ? new CpuBackend(threads) : new ReferenceBackend()) {
@@ -167,7 +165,7 @@ final class BenchCommand implements Command {
                 double p50 = steps.length == 0 ? 0 : steps[steps.length / 2] / 1e6;
                 double p99 = steps.length == 0 ? 0 : steps[Math.min(steps.length - 1, (int) Math.ceil(0.99 * steps.length) - 1)]
                         / 1e6;
-                String weights = quant != null ? quant.toUpperCase(Locale.ROOT) : ckpt.tensor(
+                String weights = quant != null ? quant.name() : ckpt.tensor(
                         "model.layers.0.mlp.down_proj.weight").dtype().name();
                 int vectorBits = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.vectorBitSize();
                 return new Report(dir.toString(), backend.name(), weights, threads, prompt, gen,

@@ -1,5 +1,6 @@
 package ai.k2j.cli;
 
+import ai.k2j.loaders.WeightFormat;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.nio.file.Files;
@@ -21,6 +22,23 @@ final class Cli {
             throw new IllegalArgumentException("model directory not found: " + dir);
         }
         return dir;
+    }
+
+    /** A {@code --quant}-style flag's value: null (not given) or a block format, q8_0 or q4_0. */
+    static WeightFormat quantFormat(String value, String flag) {
+        if (value == null) {
+            return null;
+        }
+        WeightFormat f;
+        try {
+            f = WeightFormat.parse(value);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException(flag + " must be q8_0 or q4_0, got '" + value + "'");
+        }
+        if (f != WeightFormat.Q8_0 && f != WeightFormat.Q4_0) {
+            throw new UsageException(flag + " must be q8_0 or q4_0, got '" + value + "'");
+        }
+        return f;
     }
 
     /** An optional integer flag that must be at least {@code min} when given. */

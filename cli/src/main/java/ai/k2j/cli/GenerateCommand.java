@@ -8,6 +8,7 @@ import ai.k2j.engine.ModelOptions;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.tokenizer.ChatMessage;
+import ai.k2j.loaders.WeightFormat;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
@@ -105,10 +106,7 @@ final class GenerateCommand implements Command {
             throw new UsageException("--stop must not be empty");
         }
         int threads = Cli.intAtLeast(args, "threads", 0, 1);
-        String quant = args.string("quant", null);
-        if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
-            throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
-        }
+        WeightFormat quant = Cli.quantFormat(args.string("quant", null), "--quant");
         int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
         String backend = args.string("backend", "cpu");
         boolean json = args.flag("json");

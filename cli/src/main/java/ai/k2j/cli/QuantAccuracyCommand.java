@@ -2,6 +2,7 @@ package ai.k2j.cli;
 
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
+import ai.k2j.loaders.WeightFormat;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
 
@@ -47,13 +48,10 @@ final class QuantAccuracyCommand implements Command {
     @Override
     public int run(Args args, PrintStream out, PrintStream err) {
         Path dir = args.path("model");
-        String quant = args.string("quant", null);
+        WeightFormat quant = Cli.quantFormat(args.string("quant", null), "--quant");
         Path quantized = args.has("quantized") ? args.path("quantized") : null;
         if ((quant == null) == (quantized == null)) {
             throw new UsageException("give exactly one of --quant q8_0|q4_0 or --quantized DIR");
-        }
-        if (quant != null && !quant.equalsIgnoreCase("q8_0") && !quant.equalsIgnoreCase("q4_0")) {
-            throw new UsageException("--quant must be q8_0 or q4_0, got '" + quant + "'");
         }
         Path text = args.has("text") ? args.path("text") : null;
         int randomTokens = Cli.intAtLeast(args, "tokens", 0, 2);
@@ -89,7 +87,7 @@ final class QuantAccuracyCommand implements Command {
             String candidateName;
             float[][] quantLogits;
             if (quant != null) {
-                candidateName = modelDir + " at --quant " + quant.toLowerCase(Locale.ROOT);
+                candidateName = modelDir + " at --quant " + quant;
                 try (LanguageModel q = LanguageModel.load(modelDir, options.withWeightFormat(quant))) {
                     quantLogits = q.logits(ids);
                 }

@@ -1,11 +1,12 @@
 package ai.k2j.cli;
 
-import ai.k2j.engine.ModelContext;
-import ai.k2j.kernels.cpu.Quantizer;
+import ai.k2j.engine.model.Architectures;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.SafeTensorsWriter;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.Quantizer;
+import ai.k2j.loaders.WeightFormat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -56,7 +57,7 @@ final class QuantizeCommand implements Command {
         Path modelDir = args.path("model");
         DType quant = blockFormat(args.required("quant"), "--quant");
         Path outDir = args.path("out");
-        String head = args.string("head-quant", ai.k2j.engine.model.Architectures.lmHeadFormat(quant.name()));
+        String head = args.string("head-quant", Architectures.lmHeadFormat(WeightFormat.parse(quant.name())).toString());
         DType headQuant = head.equalsIgnoreCase("keep") ? null : blockFormat(head, "--head-quant");
         int threads = Cli.intAtLeast(args, "threads", Runtime.getRuntime().availableProcessors(), 1);
         double shardGb = args.decimal("max-shard-gb", 4);

@@ -72,7 +72,7 @@ class PerformanceVerbsTest {
         try (LanguageModel m = LanguageModel.load(out, options)) {
             stored = m.logits(ids);
         }
-        try (LanguageModel m = LanguageModel.load(src, options.withWeightFormat("q4_0"))) {
+        try (LanguageModel m = LanguageModel.load(src, options.withWeightFormat(ai.k2j.loaders.WeightFormat.Q4_0))) {
             atLoad = m.logits(ids);
         }
         for (int i = 0; i < ids.length; i++) {

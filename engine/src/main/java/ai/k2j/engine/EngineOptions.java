@@ -1,5 +1,7 @@
 package ai.k2j.engine;
 
+import ai.k2j.loaders.WeightFormat;
+
 /**
  * How a {@link BatchEngine} is sized.
  *
@@ -14,10 +16,10 @@ package ai.k2j.engine;
  * @param stepTokens   most tokens one forward step processes (prefill chunks + decode tokens + drafts);
  *                     &lt;= 0: max(256, maxBatch · (draftTokens + 1))
  * @param draftTokens  tokens the draft model proposes per step for speculative requests (used with a draft)
- * @param weightFormat null/"native" keeps the checkpoint's dtype; "q8_0"/"q4_0" quantize at load
+ * @param weightFormat null or NATIVE keeps the checkpoint's dtype; Q8_0/Q4_0 quantize at load
  */
 public record EngineOptions(String backend, int threads, int maxContext, int maxBatch, int kvBlocks, int stepTokens,
-                            int draftTokens, String weightFormat) {
+                            int draftTokens, WeightFormat weightFormat) {
 
     /** Default cap of the automatically sized KV cache: 4 GiB of float32 keys and values. */
     public static final long DEFAULT_KV_BYTES = 4L << 30;
@@ -63,7 +65,7 @@ public record EngineOptions(String backend, int threads, int maxContext, int max
         return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, k, weightFormat);
     }
 
-    public EngineOptions withWeightFormat(String f) {
+    public EngineOptions withWeightFormat(WeightFormat f) {
         return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, f);
     }
 }

@@ -9,6 +9,7 @@ import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
 import ai.k2j.tokenizer.ChatMessage;
 import ai.k2j.tokenizer.Tokenizer;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.reflect.InvocationTargetException;
 import java.nio.file.Files;
@@ -125,7 +126,7 @@ public final class LanguageModel implements AutoCloseable {
      */
     static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
                                 Function<String, Optional<Tensor>> tensors, String source, Backend backend,
-                                Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights) {
+                                Tokenizer tokenizer, int maxContext, WeightFormat weightFormat, AutoCloseable weights) {
         LoadedModel target = LoadedModel.of(config, generationConfig, tensors, source, backend, tokenizer,
                 weightFormat, weights);
         return new LanguageModel(backend, target, null, maxContext);
@@ -137,7 +138,7 @@ public final class LanguageModel implements AutoCloseable {
      */
     static LanguageModel create(ModelConfig config, GenerationConfig generationConfig,
                                 Function<String, Optional<Tensor>> tensors, String source, Backend backend,
-                                Tokenizer tokenizer, int maxContext, String weightFormat, AutoCloseable weights,
+                                Tokenizer tokenizer, int maxContext, WeightFormat weightFormat, AutoCloseable weights,
                                 ModelConfig draftConfig, Function<String, Optional<Tensor>> draftTensors,
                                 AutoCloseable draftWeights) {
         LoadedModel target = LoadedModel.of(config, generationConfig, tensors, source, backend, tokenizer,

@@ -7,6 +7,7 @@ import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 import ai.k2j.tokenizer.Tokenizer;
 
 import java.nio.file.Files;
@@ -47,7 +48,7 @@ public final class LoadedModel implements AutoCloseable {
     }
 
     /** Opens the checkpoint in {@code dir} and loads its weights onto {@code backend} (converted to weightFormat). */
-    public static LoadedModel load(Path dir, Backend backend, String weightFormat) {
+    public static LoadedModel load(Path dir, Backend backend, WeightFormat weightFormat) {
         Checkpoint checkpoint = Checkpoint.open(dir);
         try {
             ModelConfig config = checkpoint.config();
@@ -68,7 +69,7 @@ public final class LoadedModel implements AutoCloseable {
      */
     public static LoadedModel of(ModelConfig config, GenerationConfig generationConfig,
                                  Function<String, Optional<Tensor>> tensors, String source, Backend backend,
-                                 Tokenizer tokenizer, String weightFormat, AutoCloseable weights) {
+                                 Tokenizer tokenizer, WeightFormat weightFormat, AutoCloseable weights) {
         return new LoadedModel(source, source, config, generationConfig, tokenizer,
                 Architectures.load(config, tensors, source, backend, weightFormat), weights);
     }

@@ -10,6 +10,7 @@ import ai.k2j.engine.model.DecoderModel;
 import ai.k2j.engine.model.Workspace;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.util.Optional;
 import java.util.function.Function;
@@ -141,10 +142,10 @@ public final class ModelContext {
      *
      * @param tensors      looks tensors up by name (e.g. {@code checkpoint::find})
      * @param source       names the checkpoint in error messages
-     * @param weightFormat null/"native" to keep the checkpoint's dtype, or a format the backend converts to
+     * @param weightFormat null or NATIVE to keep the checkpoint's dtype, or a format the backend converts to
      */
     public static ModelContext load(ModelConfig config, Function<String, Optional<Tensor>> tensors, String source,
-                                    Backend backend, Limits limits, String weightFormat) {
+                                    Backend backend, Limits limits, WeightFormat weightFormat) {
         return new ModelContext(Architectures.load(config, tensors, source, backend, weightFormat), limits);
     }
 

@@ -1,20 +1,23 @@
 package ai.k2j.engine;
 
+import ai.k2j.loaders.WeightFormat;
+
 import java.nio.file.Path;
 
 /**
  * How to load a model. backend: "cpu" (default; falls back to "reference" with a warning when the CPU backend
  * is not in the build), "cuda", or "reference" (the slow scalar oracle). threads &lt;= 0: all available processors.
  * maxContext &lt;= 0: the model's max_position_embeddings, capped to keep the KV cache reasonable.
- * weightFormat: null/"native" keeps the checkpoint's dtype; "q8_0"/"q4_0" quantize at load.
+ * weightFormat: null or NATIVE keeps the checkpoint's dtype; Q8_0/Q4_0 quantize at load ({@link WeightFormat#parse}
+ * turns a user's string into one).
  * draft: null, or a draft model directory for speculative decoding (any Qwen2-family model sharing the target's
  * vocabulary; loaded on the same backend with the same context and weight format, see
  * {@link ai.k2j.engine.Speculation}).
  */
-public record ModelOptions(String backend, int threads, int maxContext, String weightFormat, Path draft) {
+public record ModelOptions(String backend, int threads, int maxContext, WeightFormat weightFormat, Path draft) {
 
     /** Options without a draft model. */
-    public ModelOptions(String backend, int threads, int maxContext, String weightFormat) {
+    public ModelOptions(String backend, int threads, int maxContext, WeightFormat weightFormat) {
         this(backend, threads, maxContext, weightFormat, null);
     }
 
@@ -34,7 +37,7 @@ public record ModelOptions(String backend, int threads, int maxContext, String w
         return new ModelOptions(b, threads, maxContext, weightFormat, draft);
     }
 
-    public ModelOptions withWeightFormat(String f) {
+    public ModelOptions withWeightFormat(WeightFormat f) {
         return new ModelOptions(backend, threads, maxContext, f, draft);
     }
 

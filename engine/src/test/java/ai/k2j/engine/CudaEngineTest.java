@@ -196,18 +196,10 @@ class CudaEngineTest {
     private static float[][] decodeLogits(ModelConfig c, Map<String, Tensor> w, int[] prompt, int steps,
                                           boolean graphs, boolean fuse) {
         ModelContext.Limits limits = ModelContext.Limits.singleSequence(256);
-        String before = System.getProperty("k2j.cuda.fuse");
-        System.setProperty("k2j.cuda.fuse", Boolean.toString(fuse));  // read when the backend is built
-        Backend backend;
-        try {
-            backend = cuda(CudaBackend.PrefillGemm.FP32);
-        } finally {
-            if (before == null) {
-                System.clearProperty("k2j.cuda.fuse");
-            } else {
-                System.setProperty("k2j.cuda.fuse", before);
-            }
-        }
+        cuda(CudaBackend.PrefillGemm.FP32).close();  // skips or fails without CUDA, as every test here
+        // fuse = false: the backend runs each fused op as its unfused pair (Options.fusedOps)
+        Backend backend = new CudaBackend(new CudaBackend.Options(Integer.getInteger("k2j.cuda.device", 0),
+                CudaBackend.PrefillGemm.FP32, 9).withFusedOps(fuse));
         try {
             ModelContext model = ModelContext.load(c, name -> Optional.ofNullable(w.get(name)), "test-model", backend,
                     limits, null);

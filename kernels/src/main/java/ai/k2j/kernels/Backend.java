@@ -1,6 +1,7 @@
 package ai.k2j.kernels;
 
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.util.List;
 
@@ -26,9 +27,9 @@ public interface Backend extends AutoCloseable {
      * the engine fuse q/k/v or gate/up into one pass). All parts share cols and dtype. CPU keeps mmapped data
      * zero-copy (or quantizes when {@code format} asks); CUDA uploads once.
      *
-     * @param format null to keep the tensors' dtype, or a {@link ai.k2j.loaders.DType} name to convert to
+     * @param format the encoding to keep the weight in; null means {@link WeightFormat#NATIVE} (the tensors' dtype)
      */
-    Weight matrix(List<Tensor> rowsStacked, String format);
+    Weight matrix(List<Tensor> rowsStacked, WeightFormat format);
 
     /** A 1-D parameter (norm weight, bias) converted to float32; several tensors are concatenated. */
     Buffer vector(List<Tensor> parts);
@@ -54,24 +55,24 @@ public interface Backend extends AutoCloseable {
     void matmul(Weight w, Buffer bias, Buffer x, int n, Buffer out);
 
     /**
-     * Rotate-half RoPE in place on {@code heads} heads of {@code headDim} that start at column {@code colOffset}
-     * of each row of x (row stride {@code rowStride}), at position batch.positions[t] for row t.
+     * Rotate-half RoPE in place on the {@code heads.width() / headDim} heads of each of the batch's
+     * {@code nTokens} rows of the view, row t at position batch.positions[t].
      */
-    void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch, RopeTable table);
+    void rope(Rows heads, int headDim, Batch batch, RopeTable table);
 
     /**
-     * Writes each token's key and value (columns [kOffset, kOffset+kvDim) and [vOffset, vOffset+kvDim) of
-     * {@code qkv}, row stride {@code rowStride}) into the cache slot of its sequence's position.
+     * Writes each token's key and value rows ({@code cache.kvDim()} wide; views of one buffer with one stride)
+     * into the cache slot of its sequence's position ({@link Batch#slotOf}).
      */
-    void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch);
+    void storeKv(KvCache cache, int layer, Rows keys, Rows values, Batch batch);
 
     /**
-     * Causal GQA attention: for token t of sequence s, query heads (columns [0, heads·headDim) of qkv row t)
-     * attend over the cached keys/values of s at positions [0, batch.positions[t]]. Softmax(q·k·scale)·v
-     * into out[t, heads·headDim]. The batch's own keys must already be stored ({@link #storeKv}).
+     * Causal GQA attention: for token t of sequence s, the {@code queries.width() / headDim} query heads of row t
+     * attend over the cached keys/values of s at positions [0, batch.positions[t]]. Softmax(q·k·scale)·v into
+     * out[t, queries.width()]. The batch's own keys must already be stored ({@link #storeKv}).
      */
-    void attention(Buffer qkv, int rowStride, KvCache cache, int layer, Batch batch, int heads, int kvHeads,
-                   int headDim, float scale, Buffer out);
+    void attention(Rows queries, KvCache cache, int layer, Batch batch, int kvHeads, int headDim, float scale,
+                   Buffer out);
 
     /**
      * out[t, i] = silu(gateUp[t, i]) * gateUp[t, dim + i] for a fused [n, 2·dim] gate/up buffer.
@@ -80,33 +81,6 @@ public interface Backend extends AutoCloseable {
 
     /** x[t] += y[t] for t in [0, n) rows of width dim. */
     void add(Buffer x, Buffer y, int n, int dim);
-
-    // ---------------------------------------------------------------- the ops on row views
-    // The model calls these; a backend may override them, and the defaults map them onto the positional ops.
-
-    /** Rotate-half RoPE in place on the {@code heads.width() / headDim} heads of each row of the view. */
-    default void rope(Rows heads, int headDim, Batch batch, RopeTable table) {
-        rope(heads.buffer(), batch.nTokens, heads.stride(), heads.offset(), heads.width() / headDim, headDim, batch,
-                table);
-    }
-
-    /** Stores each token's key and value rows (views of the same buffer) in its sequence's cache slot. */
-    default void storeKv(KvCache cache, int layer, Rows keys, Rows values, Batch batch) {
-        if (keys.buffer() != values.buffer() || keys.stride() != values.stride()) {
-            throw new IllegalArgumentException("storeKv: keys and values must be views of one buffer");
-        }
-        storeKv(cache, layer, keys.buffer(), keys.stride(), keys.offset(), values.offset(), batch);
-    }
-
-    /** Causal GQA attention of the query view (a view starting at column 0) over the cache; see the positional op. */
-    default void attention(Rows queries, KvCache cache, int layer, Batch batch, int kvHeads, int headDim, float scale,
-                           Buffer out) {
-        if (queries.offset() != 0) {
-            throw new IllegalArgumentException("attention: queries must start at column 0 of their rows");
-        }
-        attention(queries.buffer(), queries.stride(), cache, layer, batch, queries.width() / headDim, kvHeads, headDim,
-                scale, out);
-    }
 
     // ---------------------------------------------------------------- fused ops
     // Pairs the model always runs back to back. The defaults run the unfused pair; a backend overrides what pays

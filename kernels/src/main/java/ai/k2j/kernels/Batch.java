@@ -50,10 +50,37 @@ public final class Batch {
         nLogits = 0;
     }
 
-    /** Cache slot (block·blockSize + offset) of token t, given the cache's block size. */
-    public int slotOf(int t, int blockSize) {
-        int seq = seqOfToken[t];
-        int pos = positions[t];
-        return blockTables[seq * maxBlocksPerSeq + pos / blockSize] * blockSize + pos % blockSize;
+    /**
+     * The paged-KV lookup every backend uses: the cache block holding position {@code pos} of batch sequence
+     * {@code seq}, from its block table, checked.
+     *
+     * @throws IllegalArgumentException when seq is not a sequence of this step, pos is outside its block table, or
+     *                                  the table names a block outside the cache's {@code numBlocks}
+     */
+    public int blockOf(int seq, int pos, int blockSize, int numBlocks) {
+        if (seq < 0 || seq >= nSeqs || seq >= maxSeqs) {
+            throw new IllegalArgumentException("sequence " + seq + " is outside the batch's [0, " + nSeqs + ")");
+        }
+        int index = pos / blockSize;
+        if (pos < 0 || index >= maxBlocksPerSeq) {
+            throw new IllegalArgumentException("position " + pos + " of sequence " + seq + " is outside the block table ("
+                    + maxBlocksPerSeq + " blocks of " + blockSize + ")");
+        }
+        int block = blockTables[seq * maxBlocksPerSeq + index];
+        if (block < 0 || block >= numBlocks) {
+            throw new IllegalArgumentException("block table entry " + index + " of sequence " + seq + " is " + block
+                    + ", outside the cache's " + numBlocks + " blocks");
+        }
+        return block;
+    }
+
+    /** Cache slot (block·blockSize + offset in the block) of position {@code pos} of sequence {@code seq}, checked. */
+    public int slotAt(int seq, int pos, int blockSize, int numBlocks) {
+        return blockOf(seq, pos, blockSize, numBlocks) * blockSize + pos % blockSize;
+    }
+
+    /** Cache slot of batch token {@code t} (its sequence's slot at its position), checked as {@link #blockOf}. */
+    public int slotOf(int t, KvCache cache) {
+        return slotAt(seqOfToken[t], positions[t], cache.blockSize(), cache.numBlocks());
     }
 }

@@ -1,16 +1,16 @@
 package ai.k2j.kernels;
 
-import ai.k2j.kernels.cpu.Quantizer;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelFormatException;
+import ai.k2j.loaders.Quantizer;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.List;
-import java.util.Locale;
 
 /**
  * The oracle backend: plain scalar Java written straight from the {@link Backend} javadoc, with every sum
@@ -18,8 +18,8 @@ import java.util.Locale;
  * Buffers are heap {@code float[]}; weights stay zero-copy in their tensors' segments.
  *
  * <p>Weight dtypes: F32, F16, BF16 and k2j's Q8_0/Q4_0 (llama.cpp block layout). {@link #matrix}'s
- * {@code format} may be null/"native" (keep), "f32" (convert) or "q8_0"/"q4_0" (quantize with llama.cpp's
- * reference rounding), so the quantized kernels of other backends have an oracle too.
+ * {@code format} may be NATIVE (keep), F32/F16/BF16 (convert) or Q8_0/Q4_0 (quantize with llama.cpp's reference
+ * rounding), so the quantized kernels of other backends have an oracle too.
  *
  * <p>No op allocates: per-weight row scratch and the attention score scratch are sized when created.
  */
@@ -40,7 +40,7 @@ public final class ReferenceBackend implements Backend {
     // ================================================================ memory
 
     @Override
-    public Weight matrix(List<Tensor> rowsStacked, String format) {
+    public Weight matrix(List<Tensor> rowsStacked, WeightFormat format) {
         checkOpen();
         if (rowsStacked == null || rowsStacked.isEmpty()) {
             throw new IllegalArgumentException("matrix needs at least one tensor");
@@ -75,8 +75,8 @@ public final class ReferenceBackend implements Backend {
                     + rows + "x" + cols);
         }
         RefWeight native_ = new RefWeight(rowsStacked, (int) rows, (int) cols);
-        DType target = parseFormat(format, first);
-        if (target == null || target == native_.dtype) {
+        DType target = targetDtype(format, first);
+        if (target == native_.dtype) {
             return native_;
         }
         return native_.convertTo(target, arena);
@@ -204,17 +204,19 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch,
-                     RopeTable table) {
+    public void rope(Rows heads, int headDim, Batch batch, RopeTable table) {
         RefRopeTable rt = (RefRopeTable) table;
         if (headDim != 2 * rt.halfDim) {
             throw new IllegalArgumentException("rope: headDim " + headDim + " does not match the table's "
                     + rt.halfDim + " frequencies");
         }
-        if (colOffset + heads * headDim > rowStride) {
-            throw new IllegalArgumentException("rope: heads exceed the row stride");
+        if (heads.width() % headDim != 0) {
+            throw new IllegalArgumentException("rope: view width " + heads.width() + " is not a whole number of heads of "
+                    + headDim);
         }
-        float[] xs = data(x, (long) n * rowStride, "rope x");
+        int n = batch.nTokens;
+        int rowStride = heads.stride();
+        float[] xs = data(heads.buffer(), (long) n * rowStride, "rope x");
         int half = rt.halfDim;
         for (int t = 0; t < n; t++) {
             int pos = batch.positions[t];
@@ -222,8 +224,8 @@ public final class ReferenceBackend implements Backend {
                 throw new IllegalArgumentException("position " + pos + " (batch row " + t
                         + ") is outside the RoPE table [0, " + rt.maxPositions + ")");
             }
-            for (int h = 0; h < heads; h++) {
-                int base = t * rowStride + colOffset + h * headDim;
+            for (int h = 0; h < heads.width() / headDim; h++) {
+                int base = t * rowStride + heads.offset() + h * headDim;
                 for (int i = 0; i < half; i++) {
                     float c = rt.cos[pos * half + i];
                     float s = rt.sin[pos * half + i];
@@ -238,31 +240,45 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
-    public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
+    public void storeKv(KvCache cache, int layer, Rows keys, Rows values, Batch batch) {
         RefKvCache kv = (RefKvCache) cache;
-        float[] src = data(qkv, (long) batch.nTokens * rowStride, "storeKv qkv");
-        if (kOffset + kv.kvDim > rowStride || vOffset + kv.kvDim > rowStride) {
-            throw new IllegalArgumentException("storeKv: key/value columns exceed the row stride");
-        }
-        float[] keys = kv.keys[layer];
-        float[] values = kv.values[layer];
+        checkKvViews("storeKv", keys, values, kv.kvDim);
+        int rowStride = keys.stride();
+        float[] src = data(keys.buffer(), (long) batch.nTokens * rowStride, "storeKv keys/values");
+        float[] keyCache = kv.keys[layer];
+        float[] valueCache = kv.values[layer];
         for (int t = 0; t < batch.nTokens; t++) {
-            int slot = kv.slotOf(batch, t);
-            System.arraycopy(src, t * rowStride + kOffset, keys, slot * kv.kvDim, kv.kvDim);
-            System.arraycopy(src, t * rowStride + vOffset, values, slot * kv.kvDim, kv.kvDim);
+            int slot = batch.slotOf(t, kv);
+            System.arraycopy(src, t * rowStride + keys.offset(), keyCache, slot * kv.kvDim, kv.kvDim);
+            System.arraycopy(src, t * rowStride + values.offset(), valueCache, slot * kv.kvDim, kv.kvDim);
+        }
+    }
+
+    /** Keys and values of storeKv: two views of one buffer with one stride, each kvDim wide. */
+    static void checkKvViews(String op, Rows keys, Rows values, int kvDim) {
+        if (keys.buffer() != values.buffer() || keys.stride() != values.stride()) {
+            throw new IllegalArgumentException(op + ": keys and values must be views of one buffer with one stride");
+        }
+        if (keys.width() != kvDim || values.width() != kvDim) {
+            throw new IllegalArgumentException(op + ": key/value views are " + keys.width() + "/" + values.width()
+                    + " wide, the cache's kvDim is " + kvDim);
         }
     }
 
     @Override
-    public void attention(Buffer qkv, int rowStride, KvCache cache, int layer, Batch batch, int heads, int kvHeads,
-                          int headDim, float scale, Buffer out) {
+    public void attention(Rows queries, KvCache cache, int layer, Batch batch, int kvHeads, int headDim, float scale,
+                          Buffer out) {
         RefKvCache kv = (RefKvCache) cache;
-        if (kvHeads * headDim != kv.kvDim || heads % kvHeads != 0) {
-            throw new IllegalArgumentException("attention: " + heads + " heads / " + kvHeads + " kv heads of "
-                    + headDim + " do not match the cache's kvDim " + kv.kvDim);
+        int qWidth = queries.width();
+        int heads = headDim > 0 ? qWidth / headDim : 0;
+        if (headDim <= 0 || kvHeads <= 0 || heads * headDim != qWidth || kvHeads * headDim != kv.kvDim
+                || heads % kvHeads != 0) {
+            throw new IllegalArgumentException("attention: query view of " + qWidth + " columns / " + kvHeads
+                    + " kv heads of " + headDim + " do not match the cache's kvDim " + kv.kvDim);
         }
-        float[] q = data(qkv, (long) batch.nTokens * rowStride, "attention qkv");
-        float[] o = data(out, (long) batch.nTokens * heads * headDim, "attention out");
+        int rowStride = queries.stride();
+        float[] q = data(queries.buffer(), (long) batch.nTokens * rowStride, "attention queries");
+        float[] o = data(out, (long) batch.nTokens * qWidth, "attention out");
         float[] keys = kv.keys[layer];
         float[] values = kv.values[layer];
         double[] scores = kv.scoreScratch;
@@ -270,16 +286,16 @@ public final class ReferenceBackend implements Backend {
         for (int t = 0; t < batch.nTokens; t++) {
             int seq = batch.seqOfToken[t];
             int last = batch.positions[t];
-            if (last >= batch.seqKvLength[seq]) {
+            if (seq < 0 || seq >= batch.nSeqs || last >= batch.seqKvLength[seq]) {
                 throw new IllegalArgumentException("attention: position " + last + " of batch row " + t
-                        + " is not below its sequence's KV length " + batch.seqKvLength[seq]);
+                        + " is not below its sequence's KV length");
             }
             for (int h = 0; h < heads; h++) {
-                int qBase = t * rowStride + h * headDim;
+                int qBase = t * rowStride + queries.offset() + h * headDim;
                 int kvCol = (h / group) * headDim;
                 double max = Double.NEGATIVE_INFINITY;
                 for (int p = 0; p <= last; p++) {
-                    int kBase = kv.slotAt(batch, seq, p) * kv.kvDim + kvCol;
+                    int kBase = batch.slotAt(seq, p, kv.blockSize, kv.numBlocks) * kv.kvDim + kvCol;
                     double dot = 0;
                     for (int i = 0; i < headDim; i++) {
                         dot += (double) q[qBase + i] * keys[kBase + i];
@@ -292,11 +308,11 @@ public final class ReferenceBackend implements Backend {
                     scores[p] = Math.exp(scores[p] - max);
                     sum += scores[p];
                 }
-                int oBase = t * heads * headDim + h * headDim;
+                int oBase = t * qWidth + h * headDim;
                 for (int i = 0; i < headDim; i++) {
                     double acc = 0;
                     for (int p = 0; p <= last; p++) {
-                        acc += scores[p] * values[kv.slotAt(batch, seq, p) * kv.kvDim + kvCol + i];
+                        acc += scores[p] * values[batch.slotAt(seq, p, kv.blockSize, kv.numBlocks) * kv.kvDim + kvCol + i];
                     }
                     o[oBase + i] = (float) (acc / sum);
                 }
@@ -407,22 +423,8 @@ public final class ReferenceBackend implements Backend {
         }
     }
 
-    private static DType parseFormat(String format, Tensor first) {
-        if (format == null || format.isBlank() || format.equalsIgnoreCase("native")) {
-            return null;
-        }
-        DType d;
-        try {
-            d = DType.valueOf(format.toUpperCase(Locale.ROOT));
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException("unknown weight format '" + format
-                    + "' (expected native, f32, f16, bf16, q8_0 or q4_0)");
-        }
-        switch (d) {
-            case F32, F16, BF16, Q8_0, Q4_0 -> {
-            }
-            default -> throw new IllegalArgumentException("unsupported weight format '" + format + "'");
-        }
+    private static DType targetDtype(WeightFormat format, Tensor first) {
+        DType d = (format == null ? WeightFormat.NATIVE : format).target(first.dtype());
         if (d != first.dtype() && first.dtype().isQuantized()) {
             throw new IllegalArgumentException("tensor '" + first.name() + "' is already " + first.dtype()
                     + "; cannot convert it to " + d);
@@ -493,25 +495,6 @@ public final class ReferenceBackend implements Backend {
             this.keys = new float[layers][numBlocks * blockSize * kvDim];
             this.values = new float[layers][numBlocks * blockSize * kvDim];
             this.scoreScratch = new double[numBlocks * blockSize];
-        }
-
-        int slotOf(Batch batch, int t) {
-            return slotAt(batch, batch.seqOfToken[t], batch.positions[t]);
-        }
-
-        /** Slot of position {@code pos} of batch sequence {@code seq}, with the bounds checked. */
-        int slotAt(Batch batch, int seq, int pos) {
-            int blockIndex = pos / blockSize;
-            if (pos < 0 || blockIndex >= batch.maxBlocksPerSeq) {
-                throw new IllegalArgumentException("position " + pos + " is beyond the block table ("
-                        + batch.maxBlocksPerSeq + " blocks of " + blockSize + ")");
-            }
-            int block = batch.blockTables[seq * batch.maxBlocksPerSeq + blockIndex];
-            if (block < 0 || block >= numBlocks) {
-                throw new IllegalArgumentException("block " + block + " (sequence " + seq + ", position " + pos
-                        + ") is outside the cache's " + numBlocks + " blocks");
-            }
-            return block * blockSize + pos % blockSize;
         }
 
         @Override

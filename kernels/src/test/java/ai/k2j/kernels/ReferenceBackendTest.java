@@ -3,6 +3,7 @@ package ai.k2j.kernels;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelFormatException;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 
@@ -128,8 +129,8 @@ class ReferenceBackendTest {
             row[i] = (float) Math.sin(i * 0.7) * (i < 32 ? 3 : 0.01f);
         }
         Tensor t = f32("w", new long[] {1, 64}, row);
-        Weight q8 = backend.matrix(List.of(t), "q8_0");
-        Weight q4 = backend.matrix(List.of(t), "Q4_0");
+        Weight q8 = backend.matrix(List.of(t), WeightFormat.Q8_0);
+        Weight q4 = backend.matrix(List.of(t), WeightFormat.Q4_0);
         assertEquals(DType.Q8_0, q8.dtype());
         assertEquals(DType.Q4_0, q4.dtype());
         Buffer out = backend.allocate(1);
@@ -147,7 +148,7 @@ class ReferenceBackendTest {
             assertEquals(row[i], download(out, 1)[0], amax / 8 * 1.01 + 1e-3 * amax, "q4 " + i);
         }
         assertThrows(IllegalArgumentException.class, () -> backend.matrix(List.of(f32("odd", new long[] {1, 3},
-                1, 2, 3)), "q8_0"), "columns must be a multiple of 32");
+                1, 2, 3)), WeightFormat.Q8_0), "columns must be a multiple of 32");
     }
 
     /** Scales and codes from numpy emulating llama.cpp's quantize_row_q8_0_ref / q4_0_ref in float32. */
@@ -164,8 +165,8 @@ class ReferenceBackendTest {
                 3, 0, 1, 6};
         float d4 = -0x1.7d4p-2f;
         Tensor t = f32("w", new long[] {1, 32}, row);
-        Weight w8 = backend.matrix(List.of(t), "q8_0");
-        Weight w4 = backend.matrix(List.of(t), "q4_0");
+        Weight w8 = backend.matrix(List.of(t), WeightFormat.Q8_0);
+        Weight w4 = backend.matrix(List.of(t), WeightFormat.Q4_0);
         Buffer out = backend.allocate(1);
         for (int i = 0; i < 32; i++) {
             float[] x = new float[32];
@@ -238,7 +239,7 @@ class ReferenceBackendTest {
         batch.positions[1] = 3;
         // rows of stride 5: one unrotated column, then one head of 4 = halves (a0, a1 | b0, b1)
         Buffer x = upload(9, 1, 2, 3, 4, 9, 1, 2, 3, 4);
-        backend.rope(x, 2, 5, 1, 1, 4, batch, table);
+        backend.rope(Rows.of(x, 1, 5, 1 * 4), 4, batch, table);
         float[] r = download(x, 10);
         assertArrayEquals(new float[] {9, 1, 2, 3, 4}, java.util.Arrays.copyOf(r, 5), 1e-6f, "position 0: identity");
         double c0 = Math.cos(3), s0 = Math.sin(3), c1 = Math.cos(1.5), s1 = Math.sin(1.5);
@@ -246,7 +247,7 @@ class ReferenceBackendTest {
                 (float) (3 * c0 + 1 * s0), (float) (4 * c1 + 2 * s1)},
                 java.util.Arrays.copyOfRange(r, 5, 10), 1e-6f);
         batch.positions[1] = 8;
-        assertThrows(IllegalArgumentException.class, () -> backend.rope(x, 2, 5, 1, 1, 4, batch, table));
+        assertThrows(IllegalArgumentException.class, () -> backend.rope(Rows.of(x, 1, 5, 1 * 4), 4, batch, table));
     }
 
     /** Two sequences in scattered blocks; GQA with 2 query heads over 1 kv head; causal within the batch. */
@@ -280,10 +281,10 @@ class ReferenceBackendTest {
             System.arraycopy(v[t], 0, qkv, t * 8 + 6, 2);
         }
         Buffer qkvBuf = upload(qkv);
-        backend.storeKv(cache, 0, qkvBuf, 8, 4, 6, batch);
+        backend.storeKv(cache, 0, Rows.of(qkvBuf, 4, 8, cache.kvDim()), Rows.of(qkvBuf, 6, 8, cache.kvDim()), batch);
         Buffer out = backend.allocate(16);
         float scale = 0.7f;
-        backend.attention(qkvBuf, 8, cache, 0, batch, 2, 1, headDim, scale, out);
+        backend.attention(Rows.of(qkvBuf, 0, 8, 2 * headDim), cache, 0, batch, 1, headDim, scale, out);
         float[] o = download(out, 16);
         for (int t = 0; t < 4; t++) {
             int first = seqOf[t] == 0 ? 0 : 3;
@@ -308,7 +309,7 @@ class ReferenceBackendTest {
         cache.copyBlock(3, 2);
         batch.blockTables[0] = 2;
         Buffer again = backend.allocate(16);
-        backend.attention(qkvBuf, 8, cache, 0, batch, 2, 1, headDim, scale, again);
+        backend.attention(Rows.of(qkvBuf, 0, 8, 2 * headDim), cache, 0, batch, 1, headDim, scale, again);
         assertArrayEquals(o, download(again, 16));
     }
 }

@@ -4,6 +4,7 @@ import ai.k2j.kernels.Backend;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.ModelFormatException;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.util.List;
 import java.util.Optional;
@@ -23,10 +24,10 @@ public final class Architectures {
      *
      * @param tensors      looks tensors up by name (e.g. {@code checkpoint::find})
      * @param source       names the checkpoint in error messages
-     * @param weightFormat null/"native" to keep the checkpoint's dtype, or a format the backend converts to
+     * @param weightFormat null or NATIVE to keep the checkpoint's dtype, or a format the backend converts to
      */
     public static DecoderModel load(ModelConfig config, Function<String, Optional<Tensor>> tensors, String source,
-                                    Backend backend, String weightFormat) {
+                                    Backend backend, WeightFormat weightFormat) {
         WeightMap weights = new WeightMap(tensors, source, config);
         return switch (config.architecture()) {
             case "Qwen2ForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat);
@@ -36,7 +37,7 @@ public final class Architectures {
     }
 
     /** See {@link Embeddings#lmHeadFormat}. */
-    public static String lmHeadFormat(String weightFormat) {
+    public static WeightFormat lmHeadFormat(WeightFormat weightFormat) {
         return Embeddings.lmHeadFormat(weightFormat);
     }
 }

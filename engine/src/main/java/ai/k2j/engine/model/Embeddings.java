@@ -4,6 +4,7 @@ import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.util.List;
 
@@ -16,12 +17,12 @@ import java.util.List;
  */
 record Embeddings(Weight table, Weight lmHead) {
 
-    static Embeddings load(ModelConfig config, WeightMap w, Backend backend, String weightFormat) {
+    static Embeddings load(ModelConfig config, WeightMap w, Backend backend, WeightFormat weightFormat) {
         int h = config.hiddenSize();
         int v = config.vocabSize();
         Tensor embed = w.get("model.embed_tokens.weight", v, h);
-        boolean keepNative = weightFormat == null || weightFormat.isBlank() || weightFormat.equalsIgnoreCase("native");
-        String headFormat = lmHeadFormat(weightFormat);
+        boolean keepNative = weightFormat == null || weightFormat == WeightFormat.NATIVE;
+        WeightFormat headFormat = lmHeadFormat(weightFormat);
         if (config.tieWordEmbeddings()) {
             Weight table = backend.matrix(List.of(embed), keepNative || embed.dtype().isQuantized() ? null : headFormat);
             return new Embeddings(table, table);
@@ -38,7 +39,7 @@ record Embeddings(Weight table, Weight lmHead) {
      * and 4-bit blocks there cost far more next-token KL divergence than in the layer matrices
      * (docs/performance.md has the measurements). An lm_head already quantized in the checkpoint stays as stored.
      */
-    static String lmHeadFormat(String weightFormat) {
-        return weightFormat != null && weightFormat.equalsIgnoreCase("q4_0") ? "q8_0" : weightFormat;
+    static WeightFormat lmHeadFormat(WeightFormat weightFormat) {
+        return weightFormat == WeightFormat.Q4_0 ? WeightFormat.Q8_0 : weightFormat;
     }
 }

@@ -9,6 +9,7 @@ import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.util.List;
 
@@ -68,7 +69,7 @@ final class Qwen2 implements DecoderModel {
     }
 
     /** Loads the weights named as in HF checkpoints, every shape checked against the config. */
-    static Qwen2 load(ModelConfig config, WeightMap w, Backend backend, String weightFormat) {
+    static Qwen2 load(ModelConfig config, WeightMap w, Backend backend, WeightFormat weightFormat) {
         int h = config.hiddenSize();
         int q = config.qDim();
         int kv = config.kvDim();

@@ -5,15 +5,17 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
+import ai.k2j.loaders.Quantizer;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.util.List;
-import java.util.Locale;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
@@ -54,6 +56,7 @@ public final class CpuBackend implements Backend {
 
     private final MatmulTask matmulTask = new MatmulTask();
     private final RmsNormTask rmsNormTask = new RmsNormTask();
+    private final AddRmsNormTask addRmsNormTask = new AddRmsNormTask();
     private final RopeTask ropeTask = new RopeTask();
     private final AttentionTask attentionTask = new AttentionTask();
     /** One vector of floats per part: attention's softmax spills its sum there to add the lanes in a fixed tree. */
@@ -222,7 +225,7 @@ public final class CpuBackend implements Backend {
     // ================================================================================================ memory
 
     @Override
-    public Weight matrix(List<Tensor> rowsStacked, String format) {
+    public Weight matrix(List<Tensor> rowsStacked, WeightFormat format) {
         if (rowsStacked == null || rowsStacked.isEmpty()) {
             throw new IllegalArgumentException("matrix needs at least one tensor");
         }
@@ -282,22 +285,11 @@ public final class CpuBackend implements Backend {
     }
 
     /**
-     * The dtype a weight is kept in: its own (null, "native" or its name), "f32" (a converted copy), or "q8_0" /
-     * "q4_0" (quantized at load from F32/BF16/F16 with llama.cpp's rounding, see {@link Quantizer}).
+     * The dtype a weight is kept in: its own (NATIVE or its own format), F32 (a converted copy), or Q8_0 / Q4_0
+     * (quantized at load from F32/BF16/F16 with llama.cpp's rounding, see {@link Quantizer}).
      */
-    private static DType targetFormat(String format, DType source, String tensorName) {
-        if (format == null || format.isBlank() || format.equalsIgnoreCase("native")) {
-            return source;
-        }
-        DType target = switch (format.toUpperCase(Locale.ROOT)) {
-            case "F32" -> DType.F32;
-            case "BF16" -> DType.BF16;
-            case "F16" -> DType.F16;
-            case "Q8_0" -> DType.Q8_0;
-            case "Q4_0" -> DType.Q4_0;
-            default -> throw new IllegalArgumentException("unknown weight format '" + format + "' for tensor '"
-                    + tensorName + "'; the CPU backend takes null/native (keep dtype), f32, q8_0 or q4_0");
-        };
+    private static DType targetFormat(WeightFormat format, DType source, String tensorName) {
+        DType target = (format == null ? WeightFormat.NATIVE : format).target(source);
         if (target == source || target == DType.F32) {
             return target;
         }
@@ -481,9 +473,8 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public void rope(Buffer x, int n, int rowStride, int colOffset, int heads, int headDim, Batch batch,
-                     RopeTable table) {
-        float[] xs = data(x, "x");
+    public void rope(Rows heads, int headDim, Batch batch, RopeTable table) {
+        float[] xs = data(heads.buffer(), "rope x");
         if (!(table instanceof CpuRopeTable rt)) {
             throw new IllegalArgumentException("rope table " + table + " was not made by a CpuBackend");
         }
@@ -491,12 +482,12 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("headDim " + headDim + " does not match the RoPE table's " + rt.halfDim
                     + " frequencies");
         }
-        if (heads < 0 || colOffset < 0 || (long) colOffset + (long) heads * headDim > rowStride) {
-            throw new IllegalArgumentException("rope columns [" + colOffset + ", " + colOffset + " + " + heads + "·"
-                    + headDim + ") do not fit rows of " + rowStride);
+        if (heads.width() % headDim != 0) {
+            throw new IllegalArgumentException("rope view width " + heads.width() + " is not a whole number of heads of "
+                    + headDim);
         }
-        checkTokens(batch, n);
-        need(xs, rowsNeed(n, rowStride, colOffset + heads * headDim), "rope x");
+        int n = tokens(batch);
+        need(xs, rowsNeed(n, heads.stride(), heads.offset() + heads.width()), "rope x");
         for (int t = 0; t < n; t++) {
             int pos = batch.positions[t];
             if (pos < 0 || pos >= rt.maxPositions) {
@@ -506,66 +497,68 @@ public final class CpuBackend implements Backend {
         }
         RopeTask task = ropeTask;
         task.x = xs;
-        task.rowStride = rowStride;
-        task.colOffset = colOffset;
-        task.heads = heads;
+        task.rowStride = heads.stride();
+        task.colOffset = heads.offset();
+        task.heads = heads.width() / headDim;
         task.half = rt.halfDim;
         task.positions = batch.positions;
         task.table = rt;
-        dispatch(task, n, (long) n * heads * headDim);
+        dispatch(task, n, (long) n * heads.width());
     }
 
     @Override
-    public void storeKv(KvCache cache, int layer, Buffer qkv, int rowStride, int kOffset, int vOffset, Batch batch) {
+    public void storeKv(KvCache cache, int layer, Rows keys, Rows values, Batch batch) {
         CpuKvCache c = kvCache(cache, layer);
-        float[] q = data(qkv, "qkv");
+        float[] q = data(keys.buffer(), "keys/values");
         int kvDim = c.kvDim;
-        if (kOffset < 0 || vOffset < 0 || (long) kOffset + kvDim > rowStride || (long) vOffset + kvDim > rowStride) {
-            throw new IllegalArgumentException("key/value columns " + kOffset + ", " + vOffset + " (+" + kvDim
-                    + ") do not fit rows of " + rowStride);
+        if (keys.buffer() != values.buffer() || keys.stride() != values.stride()) {
+            throw new IllegalArgumentException("storeKv: keys and values must be views of one buffer with one stride");
         }
+        if (keys.width() != kvDim || values.width() != kvDim) {
+            throw new IllegalArgumentException("storeKv: key/value views are " + keys.width() + "/" + values.width()
+                    + " wide, the cache's kvDim is " + kvDim);
+        }
+        int rowStride = keys.stride();
         int n = tokens(batch);
-        need(q, rowsNeed(n, rowStride, Math.max(kOffset, vOffset) + kvDim), "storeKv qkv");
+        need(q, rowsNeed(n, rowStride, Math.max(keys.offset(), values.offset()) + kvDim), "storeKv keys/values");
         checkOpen();
-        float[] values = c.values[layer];
+        float[] valueCache = c.values[layer];
         for (int t = 0; t < n; t++) {
-            int seq = checkSeq(batch, t);
-            int pos = checkPosition(batch, t, c);
-            int block = batch.blockTables[seq * batch.maxBlocksPerSeq + pos / c.blockSize];
-            checkBlock(block, c, seq, pos / c.blockSize);
+            int pos = batch.positions[t];
+            int block = batch.blockOf(batch.seqOfToken[t], pos, c.blockSize, c.numBlocks);
             int j = pos % c.blockSize;
-            c.putKey(layer, block, j, q, t * rowStride + kOffset);
-            System.arraycopy(q, t * rowStride + vOffset, values, (block * c.blockSize + j) * kvDim, kvDim);
+            c.putKey(layer, block, j, q, t * rowStride + keys.offset());
+            System.arraycopy(q, t * rowStride + values.offset(), valueCache, (block * c.blockSize + j) * kvDim, kvDim);
         }
     }
 
     @Override
-    public void attention(Buffer qkv, int rowStride, KvCache cache, int layer, Batch batch, int heads, int kvHeads,
-                          int headDim, float scale, Buffer out) {
+    public void attention(Rows queries, KvCache cache, int layer, Batch batch, int kvHeads, int headDim, float scale,
+                          Buffer out) {
         CpuKvCache c = kvCache(cache, layer);
-        float[] q = data(qkv, "qkv");
+        float[] q = data(queries.buffer(), "queries");
         float[] o = data(out, "out");
-        if (heads <= 0 || kvHeads <= 0 || headDim <= 0 || heads % kvHeads != 0) {
-            throw new IllegalArgumentException("attention needs heads (" + heads + ") a positive multiple of kvHeads ("
-                    + kvHeads + ") and headDim > 0 (" + headDim + ")");
+        int qWidth = queries.width();
+        int heads = headDim > 0 ? qWidth / headDim : 0;
+        if (heads <= 0 || kvHeads <= 0 || heads * headDim != qWidth || heads % kvHeads != 0) {
+            throw new IllegalArgumentException("attention needs the query view (" + qWidth + " columns) to hold a "
+                    + "positive multiple of kvHeads (" + kvHeads + ") heads of " + headDim);
         }
         if ((long) kvHeads * headDim != c.kvDim) {
             throw new IllegalArgumentException("kvHeads·headDim = " + kvHeads + "·" + headDim + " but the cache has kvDim "
                     + c.kvDim);
         }
-        int qWidth = heads * headDim;
-        if (qWidth > rowStride) {
-            throw new IllegalArgumentException("query columns [0, " + qWidth + ") do not fit rows of " + rowStride);
-        }
+        int rowStride = queries.stride();
         int n = tokens(batch);
-        need(q, rowsNeed(n, rowStride, qWidth), "attention qkv");
+        need(q, rowsNeed(n, rowStride, queries.offset() + qWidth), "attention queries");
         need(o, (long) n * qWidth, "attention out");
         if (q == o) {
-            throw new IllegalArgumentException("attention out must not alias qkv");
+            throw new IllegalArgumentException("attention out must not alias the queries' buffer");
         }
         checkAttentionBatch(batch, n, c);
         AttentionTask task = attentionTask;
         task.q = q;
+        task.qOffset = queries.offset();
         task.rowStride = rowStride;
         task.keys = c.keys[layer];
         task.values = c.values[layer];
@@ -624,6 +617,28 @@ public final class CpuBackend implements Backend {
         task.y = ys;
         task.dim = dim;
         dispatch(task, n, (long) n * dim);
+    }
+
+    /** One pass per row: the residual add and the norm of the sum while the row is in cache (bit-equal to the pair). */
+    @Override
+    public void addRmsNorm(Buffer x, Buffer y, Buffer gamma, float eps, int n, int dim, Buffer out) {
+        float[] xs = data(x, "x");
+        float[] ys = data(y, "y");
+        float[] g = data(gamma, "gamma");
+        float[] o = data(out, "out");
+        checkRows(n, dim);
+        need(xs, (long) n * dim, "addRmsNorm x");
+        need(ys, (long) n * dim, "addRmsNorm y");
+        need(o, (long) n * dim, "addRmsNorm out");
+        need(g, dim, "addRmsNorm gamma");
+        AddRmsNormTask task = addRmsNormTask;
+        task.x = xs;
+        task.y = ys;
+        task.gamma = g;
+        task.eps = eps;
+        task.dim = dim;
+        task.out = o;
+        dispatch(task, n, 2L * n * dim);
     }
 
     @Override
@@ -803,6 +818,23 @@ public final class CpuBackend implements Backend {
         }
     }
 
+    private static final class AddRmsNormTask extends RowTask {
+        float[] x;
+        float[] y;
+        float[] gamma;
+        float eps;
+        int dim;
+        float[] out;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int t = r0; t < r1; t++) {
+                Kernels.add(x, t * dim, y, t * dim, dim);
+                Kernels.rmsNorm(x, t * dim, gamma, eps, dim, out, t * dim);
+            }
+        }
+    }
+
     private static final class RopeTask extends RowTask {
         float[] x;
         int rowStride;
@@ -825,6 +857,7 @@ public final class CpuBackend implements Backend {
 
     private static final class AttentionTask extends RowTask {
         float[] q;
+        int qOffset;
         int rowStride;
         float[] keys;
         float[] values;
@@ -846,7 +879,7 @@ public final class CpuBackend implements Backend {
             for (int i = r0; i < r1; i++) {
                 int t = i / heads;
                 int h = i % heads;
-                Kernels.attendHead(q, t * rowStride + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
+                Kernels.attendHead(q, t * rowStride + qOffset + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
                         batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
                         batch.positions[t] + 1, scale, scratch, lane, out, (t * heads + h) * headDim);
             }
@@ -954,53 +987,21 @@ public final class CpuBackend implements Backend {
         return n;
     }
 
-    private static void checkTokens(Batch batch, int n) {
-        if (n < 0 || n > batch.maxTokens) {
-            throw new IllegalArgumentException("n = " + n + " is outside the batch's [0, " + batch.maxTokens + "]");
-        }
-    }
-
-    private static int checkSeq(Batch batch, int t) {
-        int seq = batch.seqOfToken[t];
-        if (seq < 0 || seq >= batch.nSeqs || seq >= batch.maxSeqs) {
-            throw new IllegalArgumentException("batch row " + t + " belongs to sequence " + seq + ", outside [0, "
-                    + batch.nSeqs + ")");
-        }
-        return seq;
-    }
-
-    private static int checkPosition(Batch batch, int t, CpuKvCache c) {
-        int pos = batch.positions[t];
-        if (pos < 0 || pos / c.blockSize >= batch.maxBlocksPerSeq) {
-            throw new IllegalArgumentException("position " + pos + " of batch row " + t + " is outside the block table ("
-                    + batch.maxBlocksPerSeq + " blocks of " + c.blockSize + ")");
-        }
-        return pos;
-    }
-
-    private static void checkBlock(int block, CpuKvCache c, int seq, int index) {
-        if (block < 0 || block >= c.numBlocks) {
-            throw new IllegalArgumentException("block table entry " + index + " of sequence " + seq + " is " + block
-                    + ", outside the cache's " + c.numBlocks + " blocks");
-        }
-    }
-
-    /** Every token's sequence and position, and the blocks its sequence reads (once per run of its tokens). */
+    /** Every token's position fits the score scratch, and the blocks its sequence reads are valid (once per run). */
     private void checkAttentionBatch(Batch batch, int n, CpuKvCache c) {
         int runMax = -1;
         for (int t = 0; t < n; t++) {
-            int seq = checkSeq(batch, t);
-            int pos = checkPosition(batch, t, c);
+            int seq = batch.seqOfToken[t];
+            int pos = batch.positions[t];
+            batch.blockOf(seq, pos, c.blockSize, c.numBlocks);
             if (pos + 1 > scores[0].length) {
                 throw new IllegalArgumentException("position " + pos + " of batch row " + t + " exceeds the "
                         + scores[0].length + " slots of the largest KV cache");
             }
             runMax = Math.max(runMax, pos);
             if (t + 1 == n || batch.seqOfToken[t + 1] != seq) {
-                int blocks = runMax / c.blockSize + 1;
-                int base = seq * batch.maxBlocksPerSeq;
-                for (int j = 0; j < blocks; j++) {
-                    checkBlock(batch.blockTables[base + j], c, seq, j);
+                for (int p = 0; p <= runMax; p += c.blockSize) {
+                    batch.blockOf(seq, p, c.blockSize, c.numBlocks);
                 }
                 runMax = -1;
             }

@@ -22,12 +22,12 @@ public final class CudaGraph implements GraphCapable.Graph {
     /** Host checks to repeat on every replay, recorded from the captured ops. */
     final int minRopePositions;
     final int minEmbedRows;
-    final List<CudaBackend.DevKvCache> caches;
+    final List<DevKvCache> caches;
     final int launches;
     boolean closed;
 
     CudaGraph(CudaBackend owner, long graph, long exec, Batch batch, int minRopePositions, int minEmbedRows,
-              List<CudaBackend.DevKvCache> caches, int launches) {
+              List<DevKvCache> caches, int launches) {
         this.owner = owner;
         this.graph = graph;
         this.exec = exec;

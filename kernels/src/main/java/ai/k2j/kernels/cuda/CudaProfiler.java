@@ -8,7 +8,7 @@ import java.util.Locale;
 import java.util.Map;
 
 /**
- * Per-op timing of an eager CudaBackend ({@code -Dk2j.cuda.profile=true}; run with {@code -Dk2j.graphs=false}:
+ * Per-op timing of an eager CudaBackend ({@link CudaBackend.Options#profile}, {@code -Dk2j.cuda.profile=true}; run with {@code -Dk2j.graphs=false}:
  * launches recorded into a graph are not timed). Every launch (and the batch-metadata upload) is bracketed by
  * two CUDA timing events and host {@code nanoTime} stamps, so one run tells, per op name:
  * device time (start→end event), GPU idle before it (previous op's end→its start: the stream starved because
@@ -24,10 +24,6 @@ import java.util.Map;
  * times; device times per op are unaffected.
  */
 final class CudaProfiler {
-
-    static boolean requested() {
-        return Boolean.getBoolean("k2j.cuda.profile");
-    }
 
     private static final int SLOTS = 8192;
 

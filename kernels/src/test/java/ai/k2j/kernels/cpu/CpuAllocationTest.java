@@ -4,8 +4,10 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
+import ai.k2j.loaders.WeightFormat;
 import org.junit.jupiter.api.Test;
 
 import java.lang.management.ManagementFactory;
@@ -74,6 +76,10 @@ class CpuAllocationTest {
         final Buffer out;
         final Buffer gamma;
         final Buffer qkv;
+        final Rows qk;
+        final Rows queries;
+        final Rows keys;
+        final Rows values;
         final Buffer attn;
         final Buffer gateUp;
         final Buffer act;
@@ -99,13 +105,17 @@ class CpuAllocationTest {
                     tensor("b", DType.BF16, random(rnd, (ROWS - 100) * HIDDEN, 1), ROWS - 100, HIDDEN)), null);
             f16 = b.matrix(List.of(tensor("c", DType.F16, random(rnd, ROWS * HIDDEN, 1), ROWS, HIDDEN)), null);
             f32 = b.matrix(List.of(tensor("d", DType.F32, random(rnd, ROWS * HIDDEN, 1), ROWS, HIDDEN)), null);
-            q8 = b.matrix(List.of(tensor("e", DType.BF16, random(rnd, ROWS * HIDDEN, 1), ROWS, HIDDEN)), "q8_0");
-            q4 = b.matrix(List.of(tensor("f", DType.F16, random(rnd, ROWS * HIDDEN, 1), ROWS, HIDDEN)), "q4_0");
+            q8 = b.matrix(List.of(tensor("e", DType.BF16, random(rnd, ROWS * HIDDEN, 1), ROWS, HIDDEN)), WeightFormat.Q8_0);
+            q4 = b.matrix(List.of(tensor("f", DType.F16, random(rnd, ROWS * HIDDEN, 1), ROWS, HIDDEN)), WeightFormat.Q4_0);
             bias = buffer(b, random(rnd, ROWS, 1));
             x = buffer(b, random(rnd, 8 * HIDDEN, 1));
             out = b.allocate(8L * ROWS);
             gamma = buffer(b, random(rnd, HIDDEN, 1));
             qkv = buffer(b, random(rnd, 8 * STRIDE, 1));
+            qk = Rows.of(qkv, 0, STRIDE, (HEADS + KV_HEADS) * HEAD_DIM);  // views made once, as a model does
+            queries = Rows.of(qkv, 0, STRIDE, HEADS * HEAD_DIM);
+            keys = Rows.of(qkv, HEADS * HEAD_DIM, STRIDE, KV_HEADS * HEAD_DIM);
+            values = Rows.of(qkv, (HEADS + KV_HEADS) * HEAD_DIM, STRIDE, KV_HEADS * HEAD_DIM);
             attn = b.allocate(8L * HEADS * HEAD_DIM);
             gateUp = buffer(b, random(rnd, 8 * 2 * HIDDEN, 1));
             act = b.allocate(8L * HIDDEN);
@@ -139,9 +149,11 @@ class CpuAllocationTest {
                 b.matmul(q8, bias, x, n, out);
                 b.matmul(q4, null, x, n, out);
                 b.embed(q4, batch, x);
-                b.rope(qkv, n, STRIDE, 0, HEADS + KV_HEADS, HEAD_DIM, batch, rope);
-                b.storeKv(cache, 0, qkv, STRIDE, HEADS * HEAD_DIM, (HEADS + KV_HEADS) * HEAD_DIM, batch);
-                b.attention(qkv, STRIDE, cache, 0, batch, HEADS, KV_HEADS, HEAD_DIM, 0.125f, attn);
+                b.rope(qk, HEAD_DIM, batch, rope);
+                b.storeKv(cache, 0, keys, values, batch);
+                b.attention(queries, cache, 0, batch, KV_HEADS, HEAD_DIM, 0.125f, attn);
+                b.ropeStoreKv(queries, keys, values, HEAD_DIM, cache, 0, batch, rope);
+                b.addRmsNorm(x, act, gamma, 1e-6f, n, HIDDEN, x);
                 b.siluMul(gateUp, n, HIDDEN, act);
                 b.add(x, act, n, HIDDEN);
                 b.gatherRows(out, ROWS, batch, logits);

@@ -3,6 +3,7 @@ package ai.k2j.kernels.cpu;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.Rows;
 import org.junit.jupiter.api.Test;
 
 import java.util.ArrayList;
@@ -133,9 +134,9 @@ class CpuAttentionTest {
                 values.get(s).add(Arrays.copyOfRange(qkv, t * lay.rowStride() + vOff, t * lay.rowStride() + vOff + lay.kvDim()));
             }
             Buffer qkvBuf = buffer(backend, qkv);
-            backend.storeKv(cache, layer, qkvBuf, lay.rowStride(), kOff, vOff, batch);
+            backend.storeKv(cache, layer, Rows.of(qkvBuf, kOff, lay.rowStride(), cache.kvDim()), Rows.of(qkvBuf, vOff, lay.rowStride(), cache.kvDim()), batch);
             for (int t = 0; t < n; t++) {
-                int slot = batch.slotOf(t, BLOCK);
+                int slot = batch.slotOf(t, cache);
                 int s = batch.seqOfToken[t];
                 CpuKvCache c = (CpuKvCache) cache;
                 assertArrayEquals(keys.get(s).get(batch.positions[t]), c.key(layer, slot / BLOCK, slot % BLOCK),
@@ -144,8 +145,7 @@ class CpuAttentionTest {
                         Arrays.copyOfRange(c.values[layer], slot * lay.kvDim(), (slot + 1) * lay.kvDim()), "stored value");
             }
             Buffer out = backend.allocate((long) n * lay.qWidth());
-            backend.attention(qkvBuf, lay.rowStride(), cache, layer, batch, lay.heads(), lay.kvHeads(), lay.headDim(),
-                    scale, out);
+            backend.attention(Rows.of(qkvBuf, 0, lay.rowStride(), lay.heads() * lay.headDim()), cache, layer, batch, lay.kvHeads(), lay.headDim(), scale, out);
             float[] got = data(out);
             for (int t = 0; t < n; t++) {
                 checkToken(lay, qkv, t, batch.positions[t], keys.get(batch.seqOfToken[t]),
@@ -162,24 +162,18 @@ class CpuAttentionTest {
         batch.positions[0] = 2 * BLOCK; // seq 0 has 6 tokens in blocks 0, 1: entry 2 is unassigned (-1)
         Buffer qkv = backend.allocate(lay.rowStride());
         Buffer out = backend.allocate(lay.qWidth());
-        assertMessage(() -> backend.attention(qkv, lay.rowStride(), cache, layer, batch, lay.heads(), lay.kvHeads(),
-                lay.headDim(), scale, out), "block table entry 2 of sequence 0 is -1");
-        assertMessage(() -> backend.storeKv(cache, layer, qkv, lay.rowStride(), lay.qWidth(), lay.qWidth() + lay.kvDim(),
-                batch), "block table entry 2 of sequence 0 is -1");
+        assertMessage(() -> backend.attention(Rows.of(qkv, 0, lay.rowStride(), lay.heads() * lay.headDim()), cache, layer, batch, lay.kvHeads(), lay.headDim(), scale, out), "block table entry 2 of sequence 0 is -1");
+        assertMessage(() -> backend.storeKv(cache, layer, Rows.of(qkv, lay.qWidth(), lay.rowStride(), cache.kvDim()), Rows.of(qkv, lay.qWidth() + lay.kvDim(), lay.rowStride(), cache.kvDim()), batch), "block table entry 2 of sequence 0 is -1");
         batch.positions[0] = MAX_BLOCKS_PER_SEQ * BLOCK;
-        assertMessage(() -> backend.attention(qkv, lay.rowStride(), cache, layer, batch, lay.heads(), lay.kvHeads(),
-                lay.headDim(), scale, out), "outside the block table");
+        assertMessage(() -> backend.attention(Rows.of(qkv, 0, lay.rowStride(), lay.heads() * lay.headDim()), cache, layer, batch, lay.kvHeads(), lay.headDim(), scale, out), "outside the block table");
         batch.positions[0] = 0;
         batch.seqOfToken[0] = seqs;
-        assertMessage(() -> backend.attention(qkv, lay.rowStride(), cache, layer, batch, lay.heads(), lay.kvHeads(),
-                lay.headDim(), scale, out), "sequence " + seqs);
+        assertMessage(() -> backend.attention(Rows.of(qkv, 0, lay.rowStride(), lay.heads() * lay.headDim()), cache, layer, batch, lay.kvHeads(), lay.headDim(), scale, out), "sequence " + seqs);
         batch.seqOfToken[0] = 0;
-        assertMessage(() -> backend.attention(qkv, lay.rowStride(), cache, layer, batch, 3, 2, lay.headDim(), scale, out),
+        assertMessage(() -> backend.attention(Rows.of(qkv, 0, lay.rowStride(), 3 * lay.headDim()), cache, layer, batch, 2, lay.headDim(), scale, out),
                 "multiple of kvHeads");
-        assertMessage(() -> backend.attention(qkv, lay.rowStride(), cache, 2, batch, lay.heads(), lay.kvHeads(),
-                lay.headDim(), scale, out), "layer 2");
-        assertMessage(() -> backend.attention(qkv, lay.rowStride(), cache, layer, batch, lay.heads(), lay.kvHeads(),
-                lay.headDim(), scale, qkv), "alias");
+        assertMessage(() -> backend.attention(Rows.of(qkv, 0, lay.rowStride(), lay.heads() * lay.headDim()), cache, 2, batch, lay.kvHeads(), lay.headDim(), scale, out), "layer 2");
+        assertMessage(() -> backend.attention(Rows.of(qkv, 0, lay.rowStride(), lay.heads() * lay.headDim()), cache, layer, batch, lay.kvHeads(), lay.headDim(), scale, qkv), "alias");
         return all;
     }
 

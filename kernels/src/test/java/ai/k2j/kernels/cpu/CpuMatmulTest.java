@@ -4,6 +4,7 @@ import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -171,7 +172,7 @@ class CpuMatmulTest {
         Random rnd = new Random(3);
         Stacked w = stacked(rnd, dtype, new int[] {11, 6}, 45);
         Weight kept = two.matrix(w.parts, null);
-        Weight converted = two.matrix(w.parts, "f32");
+        Weight converted = two.matrix(w.parts, WeightFormat.F32);
         assertEquals(DType.F32, converted.dtype());
         assertEquals((long) w.rows * 45 * 4, converted.byteSize());
         assertEquals(w.rows, converted.rows());
@@ -183,7 +184,7 @@ class CpuMatmulTest {
             two.matmul(converted, null, buffer(two, x), n, b);
             assertArrayEquals(data(a), data(b), "same values, same summation order");
         }
-        assertEquals(dtype, two.matrix(w.parts, dtype.name().toLowerCase()).dtype(), "own dtype name keeps it");
+        assertEquals(dtype, two.matrix(w.parts, WeightFormat.parse(dtype.name())).dtype(), "own dtype name keeps it");
     }
 
     @Test
@@ -207,10 +208,10 @@ class CpuMatmulTest {
         Tensor shortData = new Tensor("short", DType.F32, new long[] {3, 4}, TestSupport.ARENA.allocate(40));
         Tensor ints = new Tensor("ints", DType.I32, new long[] {2, 2}, TestSupport.ARENA.allocate(16));
 
-        assertMessage(() -> two.matrix(List.of(a), "q8_0"), "'a'", "Q8_0", "multiple of 32");
-        assertMessage(() -> two.matrix(List.of(a), "Q4_0"), "'a'", "Q4_0", "multiple of 32");
-        assertMessage(() -> two.matrix(List.of(a), "int4"), "int4", "'a'");
-        assertMessage(() -> two.matrix(List.of(a), "f16"), "BF16", "f16");
+        assertMessage(() -> two.matrix(List.of(a), WeightFormat.Q8_0), "'a'", "Q8_0", "multiple of 32");
+        assertMessage(() -> two.matrix(List.of(a), WeightFormat.Q4_0), "'a'", "Q4_0", "multiple of 32");
+        assertMessage(() -> two.matrix(List.of(a), WeightFormat.parse("int4")), "int4", "q8_0");
+        assertMessage(() -> two.matrix(List.of(a), WeightFormat.F16), "BF16", "f16");
         assertMessage(() -> two.matrix(List.of(a, b), null), "'b'", "[rows, 4]");
         assertMessage(() -> two.matrix(List.of(a, c), null), "'c'", "dtype");
         assertMessage(() -> two.matrix(List.of(vec), null), "'vec'", "not a matrix");

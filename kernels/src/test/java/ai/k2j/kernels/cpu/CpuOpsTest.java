@@ -4,6 +4,7 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.Tensor;
@@ -117,14 +118,15 @@ class CpuOpsTest {
             int rowStride = colOffset + heads * headDim + 4;
             for (int n = 1; n <= 9; n++) {
                 Batch batch = new Batch(n, 1, 1);
+                batch.nTokens = n;
                 for (int t = 0; t < n; t++) {
                     batch.positions[t] = rnd.nextInt(maxPos);
                 }
                 float[] x = random(rnd, n * rowStride, 1f);
                 Buffer b1 = buffer(one, x);
                 Buffer b2 = buffer(two, x);
-                one.rope(b1, n, rowStride, colOffset, heads, headDim, batch, table1);
-                two.rope(b2, n, rowStride, colOffset, heads, headDim, batch, table2);
+                one.rope(Rows.of(b1, colOffset, rowStride, heads * headDim), headDim, batch, table1);
+                two.rope(Rows.of(b2, colOffset, rowStride, heads * headDim), headDim, batch, table2);
                 assertArrayEquals(data(b1), data(b2));
                 float[] got = data(b1);
                 for (int t = 0; t < n; t++) {
@@ -152,7 +154,8 @@ class CpuOpsTest {
             }
             Batch far = new Batch(1, 1, 1);
             far.positions[0] = maxPos;
-            assertMessage(() -> one.rope(one.allocate(rowStride), 1, rowStride, colOffset, heads, headDim, far, table1),
+            far.nTokens = 1;
+            assertMessage(() -> one.rope(Rows.of(one.allocate(rowStride), colOffset, rowStride, heads * headDim), headDim, far, table1),
                     "position " + maxPos);
         }
     }
@@ -181,6 +184,32 @@ class CpuOpsTest {
                         double u = gu[2 * t * dim + dim + i];
                         double ref = g / (1 + Math.exp(-g)) * u;
                         assertClose("silu", ref, results[0][t * dim + i], 6 * EPS * Math.abs(ref) + 1e-30);
+                    }
+                }
+            }
+        }
+    }
+
+    /** The one-pass addRmsNorm gives the bits of add then rmsNorm, for 1 and 2 threads, out = x or separate. */
+    @Test
+    void addRmsNormIsBitEqualToTheUnfusedPair() {
+        Random rnd = new Random(15);
+        for (int dim : DIMS) {
+            for (int n : new int[] {1, 3, 70}) {
+                float[] x = random(rnd, n * dim, 1f);
+                float[] y = random(rnd, n * dim, 1f);
+                float[] gamma = random(rnd, dim, 1f);
+                for (CpuBackend b : new CpuBackend[] {one, two}) {
+                    for (boolean inPlace : new boolean[] {false, true}) {
+                        Buffer x1 = buffer(b, x);
+                        Buffer o1 = inPlace ? x1 : b.allocate((long) n * dim);
+                        b.add(x1, buffer(b, y), n, dim);
+                        b.rmsNorm(x1, buffer(b, gamma), 1e-6f, n, dim, o1);
+                        Buffer x2 = buffer(b, x);
+                        Buffer o2 = inPlace ? x2 : b.allocate((long) n * dim);
+                        b.addRmsNorm(x2, buffer(b, y), buffer(b, gamma), 1e-6f, n, dim, o2);
+                        assertArrayEquals(data(x1), data(x2), "x + y, dim " + dim + " n " + n);
+                        assertArrayEquals(data(o1), data(o2), "norm, dim " + dim + " n " + n + " in place " + inPlace);
                     }
                 }
             }

@@ -5,7 +5,9 @@ import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.ReferenceBackend;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
+import ai.k2j.loaders.Quantizer;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -94,11 +96,11 @@ class CpuQuantTest {
                 v[64 + j] = j == 7 ? -5f : 0.01f * j;
             }
             Tensor t = tensor("w", source, v, 37, 96);
-            Weight cpu = two.matrix(List.of(t), q.name().toLowerCase());
+            Weight cpu = two.matrix(List.of(t), WeightFormat.parse(q.name()));
             assertEquals(q, cpu.dtype());
             assertEquals(37L * q.bytesFor(96), cpu.byteSize());
             try (ReferenceBackend ref = new ReferenceBackend()) {
-                Weight r = ref.matrix(List.of(t), q.name());
+                Weight r = ref.matrix(List.of(t), WeightFormat.parse(q.name()));
                 assertSameValues(dequantized(ref, r), dequantized(two, cpu), source + " → " + q);
             }
         }
@@ -158,7 +160,7 @@ class CpuQuantTest {
         for (int p = 0; p < partRows.length; p++) {
             parts.add(tensor("w.part" + p, DType.BF16, random(rnd, partRows[p] * cols, 1f), partRows[p], cols));
         }
-        Weight w = b.matrix(parts, q.name());
+        Weight w = b.matrix(parts, WeightFormat.parse(q.name()));
         return new Quantized(w, dequantized(b, w), w.rows(), cols, parts);
     }
 
@@ -201,14 +203,14 @@ class CpuQuantTest {
         CpuBackend[] backends = {one, two, three};
         for (int i = 0; i < 3; i++) {
             CpuBackend b = backends[i];
-            Weight w = b.matrix(parts, q.name());
+            Weight w = b.matrix(parts, WeightFormat.parse(q.name()));
             Buffer out = b.allocate((long) n * w.rows());
             b.matmul(w, null, buffer(b, x), n, out);
             results[i] = data(out).clone();
         }
         assertArrayEquals(results[0], results[1], "1 vs 2 threads");
         assertArrayEquals(results[0], results[2], "1 vs 3 threads");
-        Weight w = two.matrix(parts, q.name());
+        Weight w = two.matrix(parts, WeightFormat.parse(q.name()));
         int rows = w.rows();
         for (int m = 1; m < n; m++) {
             int first = n - m;
@@ -228,7 +230,7 @@ class CpuQuantTest {
         Quantizer.quantize(src, q, bytes, 2);
         Tensor stored = new Tensor("w.q", q, new long[] {40, 128}, bytes);
         Weight kept = two.matrix(List.of(stored), null);
-        Weight atLoad = two.matrix(List.of(src), q.name());
+        Weight atLoad = two.matrix(List.of(src), WeightFormat.parse(q.name()));
         assertEquals(q, kept.dtype());
         assertEquals(bytes.byteSize(), kept.byteSize());
         assertTrue(((CpuWeight) kept).segments[0] == bytes, "zero-copy: the weight reads the given segment");
@@ -241,7 +243,7 @@ class CpuQuantTest {
             assertArrayEquals(data(b), data(a));
         }
         // f32 from a quantized tensor is an exact dequantized copy
-        Weight f32 = two.matrix(List.of(stored), "f32");
+        Weight f32 = two.matrix(List.of(stored), WeightFormat.F32);
         assertArrayEquals(dequantized(two, kept), dequantized(two, f32));
     }
 
@@ -251,8 +253,8 @@ class CpuQuantTest {
         Tensor t = tensor("w", DType.BF16, random(rnd, 64 * 256, 1f), 64, 256);
         try (ReferenceBackend ref = new ReferenceBackend()) {
             for (DType q : new DType[] {DType.Q8_0, DType.Q4_0}) {
-                Weight rw = ref.matrix(List.of(t), q.name());
-                Weight cw = two.matrix(List.of(t), q.name());
+                Weight rw = ref.matrix(List.of(t), WeightFormat.parse(q.name()));
+                Weight cw = two.matrix(List.of(t), WeightFormat.parse(q.name()));
                 float[] x = random(rnd, 3 * 256, 1f);
                 Buffer rx = ref.vector(List.of(tensor("x", DType.F32, x.clone(), x.length))); // an upload
                 Buffer rout = ref.allocate(3 * 64);
@@ -272,10 +274,10 @@ class CpuQuantTest {
     void refusesWhatCannotBeQuantized() {
         Random rnd = new Random(1);
         Tensor narrow = tensor("narrow", DType.BF16, random(rnd, 2 * 48, 1), 2, 48);
-        assertMessage(() -> two.matrix(List.of(narrow), "q4_0"), "'narrow'", "48 columns", "multiple of 32");
+        assertMessage(() -> two.matrix(List.of(narrow), WeightFormat.Q4_0), "'narrow'", "48 columns", "multiple of 32");
         MemorySegment bytes = TestSupport.ARENA.allocate(34L * 2);
         Tensor q8 = new Tensor("q8", DType.Q8_0, new long[] {2, 32}, bytes);
-        assertMessage(() -> two.matrix(List.of(q8), "q4_0"), "Q8_0", "q4_0", "'q8'");
+        assertMessage(() -> two.matrix(List.of(q8), WeightFormat.Q4_0), "Q8_0", "q4_0", "'q8'");
         assertMessage(() -> two.vector(List.of(q8)), "'q8'", "Q8_0");
         Tensor q8bad = new Tensor("q8bad", DType.Q8_0, new long[] {2, 32}, TestSupport.ARENA.allocate(60));
         assertMessage(() -> two.matrix(List.of(q8bad), null), "'q8bad'", "60 bytes");

@@ -4,9 +4,11 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
@@ -131,7 +133,7 @@ class CudaBackendTest {
         Tensor b = tensor("b", DType.F32, 12, cols, rnd);
         float[] src = concat(dequant(a), dequant(b));
         for (DType target : ALL) {
-            Weight w = backend.matrix(List.of(a, b), target.name().toLowerCase());
+            Weight w = backend.matrix(List.of(a, b), WeightFormat.parse(target.name()));
             assertEquals(32, w.rows());
             assertEquals(cols, w.cols());
             assertEquals(target, w.dtype());
@@ -144,7 +146,7 @@ class CudaBackendTest {
         }
         // quantized source converted to another type
         Tensor q = tensor("q", DType.Q8_0, 8, 64, rnd);
-        Weight w = backend.matrix(List.of(q), "BF16");
+        Weight w = backend.matrix(List.of(q), WeightFormat.BF16);
         float[] x = randn(rnd, 64);
         float[] expected = referenceConvert(dequant(q), DType.BF16);
         assertClose(matmulRef(expected, 8, 64, null, x, 1), runMatmul(backend, w, null, x, 1),
@@ -270,8 +272,8 @@ class CudaBackendTest {
         batch.seqOfToken[3] = 1;
         float[] x = randn(rnd, 4 * rowStride);
         Buffer xb = upload(x);
-        backend.rope(xb, 4, rowStride, 0, qHeads, headDim, batch, table);
-        backend.rope(xb, 4, rowStride, qHeads * headDim, kHeads, headDim, batch, table);
+        backend.rope(Rows.of(xb, 0, rowStride, qHeads * headDim), headDim, batch, table);
+        backend.rope(Rows.of(xb, qHeads * headDim, rowStride, kHeads * headDim), headDim, batch, table);
         float[] expect = x.clone();
         for (int t = 0; t < 4; t++) {
             for (int h = 0; h < qHeads + kHeads; h++) {
@@ -326,6 +328,7 @@ class CudaBackendTest {
     @Test
     void gemvWarpSplitsAgree() {
         Random rnd = new Random(77);
+        CudaBackend.Options tuned = backend.options();
         try {
             for (DType dt : ALL) {
                 int rows = 203;
@@ -334,55 +337,58 @@ class CudaBackendTest {
                 for (int n : new int[] {1, 3}) {
                     Buffer x = upload(randn(rnd, n * cols));
                     Buffer out = backend.allocate((long) n * rows);
-                    backend.gemvWarpsOverride(1);
+                    backend.retune(tuned.withGemvWarps(1));
                     backend.matmul(w, null, x, n, out);
                     float[] one = download(out, n * rows);
-                    backend.gemvWarpsOverride(4);
+                    backend.retune(tuned.withGemvWarps(4));
                     backend.matmul(w, null, x, n, out);
                     assertCloseToMax(one, download(out, n * rows), 1e-5, "gemv " + dt + " n=" + n + " 4 vs 1 warps");
                 }
             }
         } finally {
-            backend.gemvWarpsOverride(0);
+            backend.retune(tuned);
         }
     }
 
-    /** The gate|up GEMV fused with siluMul writes what the two launches write (both outputs). */
+    /**
+     * matmulSiluMul is one launch (counted in a graph) and writes what matmul then siluMul write (both outputs,
+     * to float rounding: its own warp split).
+     */
     @Test
     void gateUpGemvFusedWithSiluMatchesTwoLaunches() {
         Random rnd = new Random(78);
         int dim = 300;
         int cols = 512;
-        try {
-            for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0}) {
-                Weight w = backend.matrix(List.of(tensor("gu", dt, 2 * dim, cols, rnd)), null);
-                for (int n : new int[] {1, 4}) {
-                    Buffer x = upload(randn(rnd, n * cols));
-                    Buffer gu = backend.allocate(2L * n * dim);
-                    Buffer act = backend.allocate((long) n * dim);
-                    float[][] got = new float[2][];
-                    float[][] gotAct = new float[2][];
-                    for (int f = 0; f < 2; f++) {
-                        backend.fuseLayerOps(f == 1);
-                        long before = backend.layerFusions();
-                        backend.matmul(w, null, x, n, gu);
-                        backend.siluMul(gu, n, dim, act);
-                        assertEquals(before + f, backend.layerFusions(), "fused launches, fusion " + (f == 1));
-                        got[f] = download(gu, 2 * n * dim);
-                        gotAct[f] = download(act, n * dim);
-                    }
-                    assertCloseToMax(got[0], got[1], 1e-5, dt + " n=" + n + " gate|up");
-                    assertCloseToMax(gotAct[0], gotAct[1], 1e-5, dt + " n=" + n + " silu(gate) * up");
+        Batch one = new Batch(1, 1, 1);
+        one.nTokens = 1;
+        one.nSeqs = 1;
+        for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0}) {
+            Weight w = backend.matrix(List.of(tensor("gu", dt, 2 * dim, cols, rnd)), null);
+            for (int n : new int[] {1, 4}) {
+                Buffer x = upload(randn(rnd, n * cols));
+                Buffer gu = backend.allocate(2L * n * dim);
+                Buffer act = backend.allocate((long) n * dim);
+                backend.matmul(w, null, x, n, gu);
+                backend.siluMul(gu, n, dim, act);
+                float[] pairGateUp = download(gu, 2 * n * dim);
+                float[] pairAct = download(act, n * dim);
+                Buffer gu2 = backend.allocate(2L * n * dim);
+                Buffer act2 = backend.allocate((long) n * dim);
+                backend.beginCapture(one);
+                backend.matmulSiluMul(w, x, n, gu2, act2);
+                try (CudaGraph g = backend.endCapture()) {
+                    assertEquals(1, g.operations(), dt + " n=" + n + ": one fused launch");
+                    backend.replay(g, one);
                 }
+                assertCloseToMax(pairGateUp, download(gu2, 2 * n * dim), 1e-5, dt + " n=" + n + " gate|up");
+                assertCloseToMax(pairAct, download(act2, n * dim), 1e-5, dt + " n=" + n + " silu(gate) * up");
             }
-        } finally {
-            backend.fuseLayerOps(true);
         }
     }
 
     /**
-     * rope on the q and k heads then storeKv, fused into one launch vs three: the rotated rows and the cache are
-     * bit-equal (attention over the cache, a deterministic kernel, gives identical outputs).
+     * ropeStoreKv on a fused q|k|v row (one launch, counted in a graph) vs rope, rope, storeKv: the rotated rows
+     * and the cache are bit-equal (attention over the cache, a deterministic kernel, gives identical outputs).
      */
     @Test
     void ropeStoreKvFusedIsBitEqual() {
@@ -411,37 +417,74 @@ class CudaBackendTest {
         float[] rows = randn(rnd, n * stride);
         float[][] outs = new float[2][];
         float[][] rotated = new float[2][];
-        try {
-            for (int f = 0; f < 2; f++) {
-                backend.fuseLayerOps(f == 1);
-                KvCache cache = backend.kvCache(1, kvDim, 4, 4);
-                Buffer prefix = upload(randn(new Random(80), 8 * stride));  // positions 0..4 (same in both caches)
-                Batch pb = new Batch(5, 1, 4);
-                pb.nTokens = 5;
-                pb.nSeqs = 1;
-                pb.seqKvLength[0] = 5;
-                for (int t = 0; t < 5; t++) {
-                    pb.positions[t] = t;
-                }
-                pb.blockTables[0] = 2;
-                pb.blockTables[1] = 0;
-                backend.storeKv(cache, 0, prefix, stride, qDim, qDim + kvDim, pb);
-                Buffer qkv = upload(rows);
-                long before = backend.layerFusions();
-                backend.rope(qkv, n, stride, 0, heads, headDim, b, rope);
-                backend.rope(qkv, n, stride, qDim, kvHeads, headDim, b, rope);
-                backend.storeKv(cache, 0, qkv, stride, qDim, qDim + kvDim, b);
-                assertEquals(before + f, backend.layerFusions(), "fused launches, fusion " + (f == 1));
-                Buffer out = backend.allocate((long) n * qDim);
-                backend.attention(qkv, stride, cache, 0, b, heads, kvHeads, headDim, 0.125f, out);
-                outs[f] = download(out, n * qDim);
-                rotated[f] = download(qkv, n * stride);
+        for (int f = 0; f < 2; f++) {
+            KvCache cache = backend.kvCache(1, kvDim, 4, 4);
+            Buffer prefix = upload(randn(new Random(80), 8 * stride));  // positions 0..4 (same in both caches)
+            Batch pb = new Batch(5, 1, 4);
+            pb.nTokens = 5;
+            pb.nSeqs = 1;
+            pb.seqKvLength[0] = 5;
+            for (int t = 0; t < 5; t++) {
+                pb.positions[t] = t;
             }
-        } finally {
-            backend.fuseLayerOps(true);
+            pb.blockTables[0] = 2;
+            pb.blockTables[1] = 0;
+            backend.storeKv(cache, 0, Rows.of(prefix, qDim, stride, kvDim), Rows.of(prefix, qDim + kvDim, stride, kvDim), pb);
+            Buffer qkv = upload(rows);
+            Rows q = Rows.of(qkv, 0, stride, qDim);
+            Rows k = Rows.of(qkv, qDim, stride, kvDim);
+            Rows v = Rows.of(qkv, qDim + kvDim, stride, kvDim);
+            if (f == 0) {
+                backend.rope(q, headDim, b, rope);
+                backend.rope(k, headDim, b, rope);
+                backend.storeKv(cache, 0, k, v, b);
+            } else {
+                backend.beginCapture(b);
+                backend.ropeStoreKv(q, k, v, headDim, cache, 0, b, rope);
+                try (CudaGraph g = backend.endCapture()) {
+                    assertEquals(1, g.operations(), "one rope_store_kv launch");
+                    backend.replay(g, b);
+                }
+            }
+            Buffer out = backend.allocate((long) n * qDim);
+            backend.attention(q, cache, 0, b, kvHeads, headDim, 0.125f, out);
+            outs[f] = download(out, n * qDim);
+            rotated[f] = download(qkv, n * stride);
         }
         assertArrayEquals(rotated[0], rotated[1], "rotated q/k rows");
         assertArrayEquals(outs[0], outs[1], "attention over the stored keys and values");
+    }
+
+    /** addRmsNorm is one add_rmsnorm launch, bit-equal to add then rmsNorm (also with out = x). */
+    @Test
+    void addRmsNormFusedIsBitEqual() {
+        Random rnd = new Random(83);
+        int n = 3;
+        int dim = 896;
+        Batch one = new Batch(1, 1, 1);
+        one.nTokens = 1;
+        one.nSeqs = 1;
+        float[] xs = randn(rnd, n * dim);
+        float[] ys = randn(rnd, n * dim);
+        Buffer gamma = upload(randn(rnd, dim));
+        for (boolean inPlace : new boolean[] {false, true}) {
+            Buffer x1 = upload(xs);
+            Buffer y1 = upload(ys);
+            Buffer o1 = inPlace ? x1 : backend.allocate((long) n * dim);
+            backend.add(x1, y1, n, dim);
+            backend.rmsNorm(x1, gamma, 1e-6f, n, dim, o1);
+            Buffer x2 = upload(xs);
+            Buffer y2 = upload(ys);
+            Buffer o2 = inPlace ? x2 : backend.allocate((long) n * dim);
+            backend.beginCapture(one);
+            backend.addRmsNorm(x2, y2, gamma, 1e-6f, n, dim, o2);
+            try (CudaGraph g = backend.endCapture()) {
+                assertEquals(1, g.operations(), "one add_rmsnorm launch");
+                backend.replay(g, one);
+            }
+            assertArrayEquals(download(x1, n * dim), download(x2, n * dim), "x + y, in place " + inPlace);
+            assertArrayEquals(download(o1, n * dim), download(o2, n * dim), "the norm, in place " + inPlace);
+        }
     }
 
     /**
@@ -452,6 +495,7 @@ class CudaBackendTest {
     void decodeAttentionKernelMatchesTheGeneralOne() {
         int[][] configs = {{14, 2, 64}, {28, 4, 128}, {12, 2, 128}, {16, 1, 64}, {4, 4, 32}, {8, 2, 256}};
         Random rnd = new Random(81);
+        CudaBackend.Options tuned = backend.options();
         try {
             for (int[] cfg : configs) {
                 int heads = cfg[0];
@@ -474,7 +518,8 @@ class CudaBackendTest {
                 for (int j = 0; j < maxBlocks; j++) {
                     pre.blockTables[j] = (j * 7 + 3) % (maxBlocks + 3);
                 }
-                backend.storeKv(cache, 0, upload(randn(rnd, ctx * stride)), stride, qDim, qDim + kvDim, pre);
+                Buffer prefill = upload(randn(rnd, ctx * stride));
+                backend.storeKv(cache, 0, Rows.of(prefill, qDim, stride, kvDim), Rows.of(prefill, qDim + kvDim, stride, kvDim), pre);
                 for (int len : new int[] {1, 33, 64, 700}) {
                     for (int n : new int[] {1, 3}) {
                         if (n > len) {
@@ -492,9 +537,8 @@ class CudaBackendTest {
                         Buffer out = backend.allocate((long) n * qDim);
                         float[][] got = new float[2][];
                         for (int dec = 0; dec < 2; dec++) {
-                            backend.decodeAttention(dec == 1);
-                            backend.attention(q, stride, cache, 0, b, heads, kvHeads, headDim,
-                                    (float) (1 / Math.sqrt(headDim)), out);
+                            backend.retune(tuned.withDecodeAttention(dec == 1));
+                            backend.attention(Rows.of(q, 0, stride, heads * headDim), cache, 0, b, kvHeads, headDim, (float) (1 / Math.sqrt(headDim)), out);
                             got[dec] = download(out, n * qDim);
                         }
                         assertCloseToMax(got[0], got[1], 1e-5, "attention heads " + heads + "/" + kvHeads + " dim "
@@ -503,7 +547,7 @@ class CudaBackendTest {
                 }
             }
         } finally {
-            backend.decodeAttention(true);
+            backend.retune(tuned);
         }
     }
 
@@ -616,9 +660,9 @@ class CudaBackendTest {
                 values.get(seqId[t]).add(Arrays.copyOfRange(qkv, t * rowStride + vOff, t * rowStride + vOff + kvDim));
             }
             Buffer qkvb = upload(qkv);
-            backend.storeKv(cache, layer, qkvb, rowStride, kOff, vOff, b);
+            backend.storeKv(cache, layer, Rows.of(qkvb, kOff, rowStride, cache.kvDim()), Rows.of(qkvb, vOff, rowStride, cache.kvDim()), b);
             Buffer out = backend.allocate((long) n * heads * headDim);
-            backend.attention(qkvb, rowStride, cache, layer, b, heads, kvHeads, headDim, scale, out);
+            backend.attention(Rows.of(qkvb, 0, rowStride, heads * headDim), cache, layer, b, kvHeads, headDim, scale, out);
             float[] got = download(out, n * heads * headDim);
             int group = heads / kvHeads;
             for (t = checkFrom; t < n; t++) {
@@ -678,13 +722,13 @@ class CudaBackendTest {
         int rowStride = 3 * kvDim;
         float[] qkv = randn(rnd, 4 * rowStride);
         Buffer qb = upload(qkv);
-        backend.storeKv(cache, 1, qb, rowStride, kvDim, 2 * kvDim, b);
+        backend.storeKv(cache, 1, Rows.of(qb, kvDim, rowStride, cache.kvDim()), Rows.of(qb, 2 * kvDim, rowStride, cache.kvDim()), b);
         Buffer out1 = backend.allocate(4L * kvDim);
-        backend.attention(qb, rowStride, cache, 1, b, 1, 1, kvDim, 0.3f, out1);
+        backend.attention(Rows.of(qb, 0, rowStride, 1 * kvDim), cache, 1, b, 1, kvDim, 0.3f, out1);
         cache.copyBlock(5, 2);
         b.blockTables[0] = 2;  // the fork reads the copy
         Buffer out2 = backend.allocate(4L * kvDim);
-        backend.attention(qb, rowStride, cache, 1, b, 1, 1, kvDim, 0.3f, out2);
+        backend.attention(Rows.of(qb, 0, rowStride, 1 * kvDim), cache, 1, b, 1, kvDim, 0.3f, out2);
         assertArrayEquals(download(out1, 4 * kvDim), download(out2, 4 * kvDim));
         assertThrows(IllegalArgumentException.class, () -> cache.copyBlock(0, 8));
     }
@@ -952,10 +996,10 @@ class CudaBackendTest {
             be.embed(embedding, b, x);
             be.rmsNorm(x, gamma, 1e-6f, n, hidden, h);
             be.matmul(wqkv, bqkv, h, n, qkv);
-            be.rope(qkv, n, qkvDim, 0, heads, headDim, b, rope);
-            be.rope(qkv, n, qkvDim, heads * headDim, kvHeads, headDim, b, rope);
-            be.storeKv(cache, 0, qkv, qkvDim, heads * headDim, heads * headDim + kvDim, b);
-            be.attention(qkv, qkvDim, cache, 0, b, heads, kvHeads, headDim, 0.125f, att);
+            be.rope(Rows.of(qkv, 0, qkvDim, heads * headDim), headDim, b, rope);
+            be.rope(Rows.of(qkv, heads * headDim, qkvDim, kvHeads * headDim), headDim, b, rope);
+            be.storeKv(cache, 0, Rows.of(qkv, heads * headDim, qkvDim, cache.kvDim()), Rows.of(qkv, heads * headDim + kvDim, qkvDim, cache.kvDim()), b);
+            be.attention(Rows.of(qkv, 0, qkvDim, heads * headDim), cache, 0, b, kvHeads, headDim, 0.125f, att);
             be.matmul(wo, null, att, n, o);
             be.add(x, o, n, hidden);
             be.rmsNorm(x, gamma, 1e-6f, n, hidden, h);
@@ -1023,8 +1067,8 @@ class CudaBackendTest {
             for (DType src : new DType[] {DType.F32, DType.BF16}) {
                 Tensor t = tensor("w", src, 48, 256, rnd);
                 for (String format : new String[] {"q8_0", "q4_0", "f32"}) {
-                    Weight gw = backend.matrix(List.of(t), format);
-                    Weight rw = ref.matrix(List.of(t), format);
+                    Weight gw = backend.matrix(List.of(t), WeightFormat.parse(format));
+                    Weight rw = ref.matrix(List.of(t), WeightFormat.parse(format));
                     assertEquals(rw.byteSize(), gw.byteSize(), format);
                     float[] x = randn(rnd, 3 * 256);
                     float[] got = runMatmul(backend, gw, null, x, 3);
@@ -1082,15 +1126,15 @@ class CudaBackendTest {
         b.positions[0] = 2;
         b.blockTables[0] = 4;  // out of [0, 4)
         Buffer qkv = backend.allocate(48);
-        assertThrows(IllegalArgumentException.class, () -> backend.storeKv(cache, 0, qkv, 48, 16, 32, b));
+        assertThrows(IllegalArgumentException.class, () -> backend.storeKv(cache, 0, Rows.of(qkv, 16, 48, cache.kvDim()), Rows.of(qkv, 32, 48, cache.kvDim()), b));
         b.positions[0] = 4;  // needs a second block, the table has one
         b.blockTables[0] = 1;
-        assertThrows(IllegalArgumentException.class, () -> backend.storeKv(cache, 0, qkv, 48, 16, 32, b));
+        assertThrows(IllegalArgumentException.class, () -> backend.storeKv(cache, 0, Rows.of(qkv, 16, 48, cache.kvDim()), Rows.of(qkv, 32, 48, cache.kvDim()), b));
         assertThrows(IllegalArgumentException.class, () -> backend.matrix(List.of(tensor("q", DType.F32, 2, 40, rnd)),
-                "Q4_0"));
+                WeightFormat.Q4_0));
         // still healthy
         b.positions[0] = 3;
-        backend.storeKv(cache, 0, qkv, 48, 16, 32, b);
+        backend.storeKv(cache, 0, Rows.of(qkv, 16, 48, cache.kvDim()), Rows.of(qkv, 32, 48, cache.kvDim()), b);
         backend.sync();
     }
 
@@ -1353,7 +1397,7 @@ class CudaBackendTest {
         for (int p : new int[] {3, 3, 9}) {
             b.positions[0] = p;
             Buffer xb = upload(x);
-            backend.rope(xb, 1, 4, 0, 1, 4, b, table);
+            backend.rope(Rows.of(xb, 0, 4, 1 * 4), 4, b, table);
             backend.download(xb, 0, got, 0, 4);
             assertEquals((float) Math.cos(p * 1f) * 1 - 0f, got[0], 1e-6, "position " + p);
             assertEquals((float) -Math.sin(p * 0.5f), got[1], 1e-6, "position " + p);

@@ -1,12 +1,16 @@
-package ai.k2j.kernels.cuda;
+package ai.k2j.bench.cuda;
 
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
+import ai.k2j.kernels.cuda.CudaBackend;
+import ai.k2j.kernels.cuda.CudaGraph;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -18,10 +22,10 @@ import java.util.Locale;
  * Per-op device time of one Qwen2.5 decoder layer at batch 1, as the decode graph runs it: each op (or op
  * sequence) is captured {@value #REPS} times into one CUDA graph, replayed, and the wall time per replay divided
  * by the repetitions, so launch gaps inside a graph count and host overhead does not. Compares the kernel
- * variants the backend can choose between (GEMV warps per row, the decode vs the general attention kernel, the
- * rope+storeKv and gate|up+siluMul fusions) on random BF16 weights at Qwen2.5-0.5B/1.5B/7B shapes.
+ * variants the backend can choose between ({@link CudaBackend#retune}: GEMV rows and warps per group, the decode vs
+ * the general attention kernel, the fused ops vs their unfused pairs) on random BF16 weights at Qwen2.5-0.5B/1.5B/7B shapes.
  *
- * <pre>java ... ai.k2j.kernels.cuda.CudaOpBench [--context 600,4000] [--presets 0.5b,1.5b,7b]</pre>
+ * <pre>java ... ai.k2j.bench.cuda.CudaOpBench [--context 600,4000] [--presets 0.5b,1.5b,7b]</pre>
  */
 public final class CudaOpBench {
 
@@ -93,88 +97,68 @@ public final class CudaOpBench {
             b.blockTables[j] = j;
         }
         float scale = (float) (1 / Math.sqrt(s.headDim));
+        Rows q = Rows.of(qkv, 0, qkvDim, qDim);
+        Rows k = Rows.of(qkv, qDim, qkvDim, kvDim);
+        Rows v = Rows.of(qkv, qDim + kvDim, qkvDim, kvDim);
+        CudaBackend.Options tuned = be.options();
 
         System.out.printf(Locale.ROOT, "%n== Qwen2.5-%s shapes (hidden %d, heads %d/%d x %d, intermediate %d), BF16, batch 1%n",
                 s.name, s.hidden, s.heads, s.kvHeads, s.headDim, s.inter);
         Tensor guTensor = bf16(arena, "gateUp", 2 * s.inter, s.hidden);
         Tensor downTensor = bf16(arena, "down", s.hidden, s.inter);
         List<Weight> gemvs = List.of(wqkv, wo, wgu, wdown,
-                be.matrix(List.of(guTensor), "Q8_0"), be.matrix(List.of(downTensor), "Q8_0"),
-                be.matrix(List.of(guTensor), "Q4_0"), be.matrix(List.of(downTensor), "Q4_0"));
+                be.matrix(List.of(guTensor), WeightFormat.Q8_0), be.matrix(List.of(downTensor), WeightFormat.Q8_0),
+                be.matrix(List.of(guTensor), WeightFormat.Q4_0), be.matrix(List.of(downTensor), WeightFormat.Q4_0));
         for (Weight w : gemvs) {
-            CudaBackend.DevWeight dw = (CudaBackend.DevWeight) w;
-            double bytes = dw.dtype.bytesFor((long) dw.rows * dw.cols);
-            for (int[] v : new int[][] {{0, 0}, {1, 1}, {1, 4}, {4, 1}, {4, 4}}) {
-                be.gemvRowsOverride(v[0]);
-                be.gemvWarpsOverride(v[1]);
-                double us = time(be, b, () -> be.matmul(w, null, dw.cols == s.hidden ? xn : dw.cols == qDim ? att : ffn,
-                        1, dw.rows == s.hidden ? proj : dw.rows == qkvDim ? qkv : gu));
-                System.out.printf(Locale.ROOT, "gemv %-5s %6dx%-6d rows/warps %-9s %8.2f us  %6.0f GB/s%n", dw.dtype,
-                        dw.rows, dw.cols, v[0] == 0 ? "auto" : v[0] + "/" + v[1], us, bytes / us / 1e3);
+            double bytes = w.byteSize();
+            for (int[] shape : new int[][] {{0, 0}, {1, 1}, {1, 4}, {4, 1}, {4, 4}}) {
+                be.retune(tuned.withGemvRows(shape[0]).withGemvWarps(shape[1]));
+                double us = time(be, b, () -> be.matmul(w, null, w.cols() == s.hidden ? xn : w.cols() == qDim ? att : ffn,
+                        1, w.rows() == s.hidden ? proj : w.rows() == qkvDim ? qkv : gu));
+                System.out.printf(Locale.ROOT, "gemv %-5s %6dx%-6d rows/warps %-9s %8.2f us  %6.0f GB/s%n", w.dtype(),
+                        w.rows(), w.cols(), shape[0] == 0 ? "auto" : shape[0] + "/" + shape[1], us, bytes / us / 1e3);
             }
         }
-        be.gemvRowsOverride(0);
-        be.gemvWarpsOverride(0);
+        be.retune(tuned);
         for (boolean fused : new boolean[] {false, true}) {
-            be.fuseLayerOps(fused);
-            double us = time(be, b, () -> {
-                be.matmul(wgu, null, xn, 1, gu);
-                be.siluMul(gu, 1, s.inter, ffn);
-            });
+            be.retune(tuned.withFusedOps(fused));
+            double us = time(be, b, () -> be.matmulSiluMul(wgu, xn, 1, gu, ffn));
             System.out.printf(Locale.ROOT, "gate|up gemv + siluMul  %-8s %8.2f us%n", fused ? "fused" : "separate", us);
         }
         for (int ctx : contexts) {
             b.positions[0] = ctx - 1;
             b.seqKvLength[0] = ctx;
             for (boolean fused : new boolean[] {false, true}) {
-                be.fuseLayerOps(fused);
-                double us = time(be, b, () -> {
-                    be.rope(qkv, 1, qkvDim, 0, s.heads, s.headDim, b, rope);
-                    be.rope(qkv, 1, qkvDim, qDim, s.kvHeads, s.headDim, b, rope);
-                    be.storeKv(cache, 0, qkv, qkvDim, qDim, qDim + kvDim, b);
-                });
+                be.retune(tuned.withFusedOps(fused));
+                double us = time(be, b, () -> be.ropeStoreKv(q, k, v, s.headDim, cache, 0, b, rope));
                 System.out.printf(Locale.ROOT, "ctx %5d rope q,k + storeKv  %-8s %8.2f us%n", ctx,
                         fused ? "fused" : "separate", us);
             }
-            for (int[] v : new int[][] {{0, 16}, {1, 32}, {1, 64}, {1, 128}}) {
-                be.decodeAttention(v[0] == 1);
-                if (v[0] == 1) {
-                    be.decodeSplitQuantum(v[1]);
-                }
-                double us = time(be, b, () -> be.attention(qkv, qkvDim, cache, 0, b, s.heads, s.kvHeads, s.headDim,
-                        scale, att));
-                System.out.printf(Locale.ROOT, "ctx %5d attention %-7s split quantum %3d (+combine) %8.2f us%n", ctx,
-                        v[0] == 1 ? "decode" : "general", v[1], us);
+            for (int[] kernel : new int[][] {{0, 32}, {1, 32}, {1, 64}, {1, 128}}) {
+                be.retune(tuned.withDecodeAttention(kernel[0] == 1).withDecodeSplitQuantum(kernel[1]));
+                double us = time(be, b, () -> be.attention(q, cache, 0, b, s.kvHeads, s.headDim, scale, att));
+                System.out.printf(Locale.ROOT, "ctx %5d attention %-7s split quantum %3s (+combine) %8.2f us%n", ctx,
+                        kernel[0] == 1 ? "decode" : "general", kernel[0] == 1 ? Integer.toString(kernel[1]) : "16", us);
             }
-            be.decodeSplitQuantum(32);
             for (boolean after : new boolean[] {false, true}) {
-                be.decodeAttention(after);
-                be.fuseLayerOps(after);
-                be.gemvWarpsOverride(after ? 0 : 1);
+                be.retune(after ? tuned : tuned.withDecodeAttention(false).withFusedOps(false).withGemvWarps(1));
                 double us = time(be, b, () -> {
                     be.rmsNorm(x, gamma, 1e-6f, 1, s.hidden, xn);
                     be.matmul(wqkv, bias, xn, 1, qkv);
-                    be.rope(qkv, 1, qkvDim, 0, s.heads, s.headDim, b, rope);
-                    be.rope(qkv, 1, qkvDim, qDim, s.kvHeads, s.headDim, b, rope);
-                    be.storeKv(cache, 0, qkv, qkvDim, qDim, qDim + kvDim, b);
-                    be.attention(qkv, qkvDim, cache, 0, b, s.heads, s.kvHeads, s.headDim, scale, att);
+                    be.ropeStoreKv(q, k, v, s.headDim, cache, 0, b, rope);
+                    be.attention(q, cache, 0, b, s.kvHeads, s.headDim, scale, att);
                     be.matmul(wo, null, att, 1, proj);
-                    be.add(x, proj, 1, s.hidden);
-                    be.rmsNorm(x, gamma, 1e-6f, 1, s.hidden, xn);
-                    be.matmul(wgu, null, xn, 1, gu);
-                    be.siluMul(gu, 1, s.inter, ffn);
+                    be.addRmsNorm(x, proj, gamma, 1e-6f, 1, s.hidden, xn);
+                    be.matmulSiluMul(wgu, xn, 1, gu, ffn);
                     be.matmul(wdown, null, ffn, 1, proj);
-                    be.add(x, proj, 1, s.hidden);
-                    be.rmsNorm(x, gamma, 1e-6f, 1, s.hidden, x);  // keeps x bounded over the repetitions
+                    be.addRmsNorm(x, proj, gamma, 1e-6f, 1, s.hidden, x);  // keeps x bounded over the repetitions
                 });
                 long layerBytes = 2L * ((long) qkvDim * s.hidden + (long) s.hidden * qDim + 3L * s.inter * s.hidden);
                 System.out.printf(Locale.ROOT, "ctx %5d whole layer %-6s %8.2f us  (weights at %4.0f GB/s)%n", ctx,
                         after ? "after" : "before", us, layerBytes / us / 1e3);
             }
         }
-        be.decodeAttention(true);
-        be.fuseLayerOps(true);
-        be.gemvWarpsOverride(0);
+        be.retune(tuned);
     }
 
     /** Device µs per repetition of ops, captured REPS times into one graph. */

@@ -1,7 +1,4 @@
-package ai.k2j.kernels.cpu;
-
-import ai.k2j.loaders.DType;
-import ai.k2j.loaders.Tensor;
+package ai.k2j.loaders;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -27,7 +24,7 @@ public final class Quantizer {
     private Quantizer() {
     }
 
-    private static final ValueLayout.OfShort I16_LE = ScalarRows.I16_LE;
+    private static final ValueLayout.OfShort I16_LE = Halfs.LE_SHORT;
 
     /** Whether {@code target} is a block format this class writes (Q8_0 or Q4_0). */
     public static boolean isBlockFormat(DType target) {
@@ -82,7 +79,7 @@ public final class Quantizer {
     }
 
     /** Refuses tensors that cannot be quantized to {@code target}, naming them. */
-    static void check(Tensor src, DType target) {
+    public static void check(Tensor src, DType target) {
         if (!isBlockFormat(target)) {
             throw new IllegalArgumentException(target + " is not a block format (Q8_0 or Q4_0), asked for tensor '"
                     + src.name() + "'");
@@ -111,8 +108,20 @@ public final class Quantizer {
                                      long srcRowBytes, long dstRowBytes) {
         float[] row = new float[cols];
         for (long r = r0; r < r1; r++) {
-            ScalarRows.decode(src.dtype(), src.data(), r * srcRowBytes, cols, row, 0);
+            decodeRow(src.dtype(), src.data(), r * srcRowBytes, cols, row);
             quantizeRow(target, row, 0, cols, out, r * dstRowBytes);
+        }
+    }
+
+    /** The F32/BF16/F16 row at byte {@code off} of {@code data} as floats (exact). */
+    private static void decodeRow(DType dtype, MemorySegment data, long off, int cols, float[] out) {
+        for (int c = 0; c < cols; c++) {
+            out[c] = switch (dtype) {
+                case F32 -> data.get(Halfs.LE_FLOAT, off + 4L * c);
+                case BF16 -> Halfs.bf16ToFloat(data.get(I16_LE, off + 2L * c));
+                case F16 -> Halfs.f16ToFloat(data.get(I16_LE, off + 2L * c));
+                default -> throw new IllegalStateException("not a float dtype: " + dtype);
+            };
         }
     }
 
@@ -166,7 +175,7 @@ public final class Quantizer {
     }
 
     /** C's roundf: halves round away from zero (Java's Math.round rounds them up). */
-    static int roundHalfAway(float v) {
+    public static int roundHalfAway(float v) {
         float a = Math.abs(v);
         float r = (float) Math.floor(a);
         if (a - r >= 0.5f) {

@@ -1,10 +1,14 @@
-package ai.k2j.kernels.cuda;
+package ai.k2j.bench.cuda;
 
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.Weight;
+import ai.k2j.kernels.cuda.CudaBackend;
+import ai.k2j.kernels.cuda.CudaException;
+import ai.k2j.kernels.cuda.CudaGraph;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.Tensor;
+import ai.k2j.loaders.WeightFormat;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -27,18 +31,11 @@ public final class CudaSmoke {
         System.out.println("k2j CUDA smoke check; Java " + Runtime.version() + " on " + System.getProperty("os.name") + " "
                 + System.getProperty("os.arch"));
         List<String> failures = new ArrayList<>();
-        try {
-            System.out.println("libraries: " + CudaLibraries.locate());
-        } catch (CudaException e) {
-            System.out.println("CUDA libraries: " + e.getMessage());
-            System.out.println("SMOKE UNAVAILABLE");
-            System.exit(2);
-        }
         long t0 = System.nanoTime();
         CudaBackend be;
         try {
             be = new CudaBackend();
-        } catch (CudaException.Unavailable e) {
+        } catch (CudaException e) {  // no driver or device, libraries not found
             System.out.println("CUDA unavailable: " + e.getMessage());
             System.out.println("SMOKE UNAVAILABLE");
             System.exit(2);
@@ -49,14 +46,15 @@ public final class CudaSmoke {
             if (be.nvrtcFailure() != null) {
                 failures.add("NVRTC failed, prebuilt CUBINs used: " + be.nvrtcFailure());
             }
+            CudaBackend.Options tuned = be.options();
             for (int rows : new int[] {1, 4}) {  // both GEMV kernel families: one row per warp, four
-                be.gemvRowsOverride(rows);
+                be.retune(tuned.withGemvRows(rows));
                 System.out.printf("GEMV kernels with %d row(s) per warp:%n", rows);
                 check(failures, gemvCheck(be, arena, DType.BF16, 4096, 4096));
                 check(failures, gemvCheck(be, arena, DType.Q4_0, 1000, 2048));
                 check(failures, gemvCheck(be, arena, DType.Q8_0, 1003, 1024));
             }
-            be.gemvRowsOverride(0);
+            be.retune(tuned);
             check(failures, graphCheck(be, arena));
             copyBandwidth(be);
             for (DType dt : new DType[] {DType.BF16, DType.Q8_0, DType.Q4_0, DType.F32}) {
@@ -143,7 +141,7 @@ public final class CudaSmoke {
 
     private static String gemvCheck(CudaBackend be, Arena arena, DType dt, int rows, int cols) {
         float[] w = new float[rows * cols];
-        Weight weight = be.matrix(List.of(weights(arena, dt, rows, cols, w)), null);
+        Weight weight = be.matrix(List.of(weights(arena, dt, rows, cols, w)), WeightFormat.NATIVE);
         float[] x = new float[cols];
         for (int i = 0; i < cols; i++) {
             x[i] = (float) Math.sin(i * 0.37) + 0.1f;
@@ -173,7 +171,7 @@ public final class CudaSmoke {
     private static String graphCheck(CudaBackend be, Arena arena) {
         int rows = 512;
         int cols = 256;
-        Weight w = be.matrix(List.of(weights(arena, DType.BF16, rows, cols, null)), null);
+        Weight w = be.matrix(List.of(weights(arena, DType.BF16, rows, cols, null)), WeightFormat.NATIVE);
         Buffer x = be.allocate(cols);
         float[] xv = new float[cols];
         for (int i = 0; i < cols; i++) {
@@ -213,68 +211,49 @@ public final class CudaSmoke {
     }
 
     private static void copyBandwidth(CudaBackend be) {
-        double gbs = copyBandwidthGBs(be);
+        double gbs = be.copyBandwidthGBs();
         System.out.printf("device-to-device copy: %.0f GB/s (1 GiB x 10, counting read + write = 2 x bytes)%n", gbs);
     }
 
     /**
-     * Device-to-device copy bandwidth in GB/s (1 GiB copied 10 times, read + write counted): the practical
-     * roofline that benchmarks compare decode against.
+     * n=1 GEMV time and weight GB/s, with one and with four rows per warp (then back to the default): 50 products
+     * captured into one graph, replayed, timed by the host around a sync (launch gaps inside the graph count).
      */
-    public static double copyBandwidthGBs(CudaBackend be) {
-        CudaDriver d = be.driver();
-        long bytes = 1L << 30;
-        long a = d.malloc(bytes);
-        long b = d.malloc(bytes);
-        long e0 = d.eventCreate(true);
-        long e1 = d.eventCreate(true);
-        try {
-            d.copyDeviceAsync(b, a, bytes);  // warm up
-            d.eventRecord(e0);
-            int reps = 10;
-            for (int i = 0; i < reps; i++) {
-                d.copyDeviceAsync(b, a, bytes);
-            }
-            d.eventRecord(e1);
-            d.eventSynchronize(e1);
-            double s = d.elapsedMillis(e0, e1) / 1e3;
-            return 2.0 * bytes * reps / s / 1e9;
-        } finally {
-            d.eventDestroy(e0);
-            d.eventDestroy(e1);
-            d.free(a);
-            d.free(b);
-        }
-    }
-
-    /** n=1 GEMV time and weight GB/s, with one and with four rows per warp (then back to the default). */
     private static void gemvBandwidth(CudaBackend be, Arena arena, DType dt, int rows, int cols) {
         DType source = dt.isQuantized() ? dt : DType.BF16;
-        Weight w = be.matrix(List.of(weights(arena, source, rows, cols, null)), dt.name());
+        Weight w = be.matrix(List.of(weights(arena, source, rows, cols, null)), WeightFormat.parse(dt.name()));
         Buffer x = be.allocate(cols);
         Buffer out = be.allocate(rows);
-        CudaDriver d = be.driver();
-        long e0 = d.eventCreate(true);
-        long e1 = d.eventCreate(true);
+        Batch batch = new Batch(1, 1, 1);
+        batch.nTokens = 1;
+        batch.nSeqs = 1;
+        CudaBackend.Options tuned = be.options();
         try {
             for (int rowsPerWarp : new int[] {1, 4}) {
-                be.gemvRowsOverride(rowsPerWarp);
-                be.matmul(w, null, x, 1, out);
+                be.retune(tuned.withGemvRows(rowsPerWarp));
                 int reps = 50;
-                d.eventRecord(e0);
-                for (int i = 0; i < reps; i++) {
-                    be.matmul(w, null, x, 1, out);
+                be.beginCapture(batch);
+                try {
+                    for (int i = 0; i < reps; i++) {
+                        be.matmul(w, null, x, 1, out);
+                    }
+                } catch (RuntimeException e) {
+                    be.abortCapture();
+                    throw e;
                 }
-                d.eventRecord(e1);
-                d.eventSynchronize(e1);
-                double s = d.elapsedMillis(e0, e1) / 1e3 / reps;
-                System.out.printf("GEMV %s %dx%d n=1, %d row(s)/warp: %.1f us, %.0f GB/s of weights%n", dt, rows,
-                        cols, rowsPerWarp, s * 1e6, w.byteSize() / s / 1e9);
+                try (CudaGraph g = be.endCapture()) {
+                    be.replay(g, batch);
+                    be.sync();
+                    long t0 = System.nanoTime();
+                    be.replay(g, batch);
+                    be.sync();
+                    double s = (System.nanoTime() - t0) / 1e9 / reps;
+                    System.out.printf("GEMV %s %dx%d n=1, %d row(s)/warp: %.1f us, %.0f GB/s of weights%n", dt, rows,
+                            cols, rowsPerWarp, s * 1e6, w.byteSize() / s / 1e9);
+                }
             }
         } finally {
-            be.gemvRowsOverride(0);
-            d.eventDestroy(e0);
-            d.eventDestroy(e1);
+            be.retune(tuned);
         }
     }
 }

@@ -1,0 +1,119 @@
+package ai.k2j.kernels.cuda;
+
+import ai.k2j.kernels.Batch;
+
+/**
+ * Attention over the paged cache (flash-decoding): the decode kernel (up to 8 tokens, head dims 32·2^i) or the
+ * general one, the key range split so ~2 blocks per SM are busy, then {@code attention_combine} over the live
+ * splits. In a graph the splits are sized for the full context (see docs/cuda.md).
+ */
+final class Attention {
+    /** Split lengths are multiples of this many keys (short splits: more blocks, shorter serial chains). */
+    private static final int SPLIT_QUANTUM = 16;
+    static final int MAX_SPLITS = 1024;
+    /** Bytes of partial results (acc, max, sum per split) the split count may use. */
+    private static final long PARTIAL_BUDGET = 256L << 20;
+
+    private final CudaContext cx;
+    private final String[] attentionNames = new String[MAX_SPLITS + 1];
+
+    Attention(CudaContext cx) {
+        this.cx = cx;
+    }
+
+    /**
+     * Launches attention of n = batch.nTokens query rows at {@code q} (row stride {@code rowStride} floats) into
+     * {@code out} [n, heads·headDim]; arguments and block tables checked by the caller.
+     */
+    void run(long q, int rowStride, DevKvCache c, int layer, Batch batch, DeviceBatch db, int heads, int kvHeads,
+             int headDim, float scale, long out) {
+        int n = batch.nTokens;
+        int group = heads / kvHeads;
+        // Split the key range so that ~2 blocks per SM are busy; in a graph, size splits for the full capacity
+        // (the kernel skips positions past each token's own length).
+        long span;
+        if (cx.capture != null) {
+            span = (long) db.maxBlocks * c.blockSize;
+        } else {
+            span = 1;
+            for (int t = 0; t < n; t++) {
+                span = Math.max(span, batch.positions[t] + 1L);
+            }
+        }
+        long blocksPerSplit = (long) n * kvHeads;
+        long wantSplits = Math.max(1, (2L * cx.driver.multiprocessors() + blocksPerSplit - 1) / blocksPerSplit);
+        long perSplitFloats = (long) n * heads * (headDim + 2L);
+        wantSplits = Math.min(wantSplits, Math.max(1, PARTIAL_BUDGET / (4 * perSplitFloats)));
+        wantSplits = Math.min(wantSplits, MAX_SPLITS);
+        // splits of >= SPLIT_QUANTUM keys; the kernel re-derives each token's split length from its own
+        // length (ceil(len / nSplits) rounded up to the quantum), so in a graph the live splits follow the
+        // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
+        int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
+        long decKernel = decodeAttentionKernel(n, headDim, gi, rowStride, c.kvDim, q, c.k(layer), c.v(layer));
+        int quantum = decKernel != 0 ? cx.options.decodeSplitQuantum() : SPLIT_QUANTUM;
+        long splitLen = roundUp(ceilDiv(span, wantSplits), quantum);
+        int nSplits = (int) ceilDiv(span, splitLen);
+        long pAcc = 0;
+        long pMax = 0;
+        long pSum = 0;
+        if (nSplits > 1) {
+            long accFloats = (long) n * heads * nSplits * headDim;
+            long mFloats = (long) n * heads * nSplits;
+            pAcc = cx.attnScratch.ensure(4 * (accFloats + 2 * mFloats));
+            pMax = pAcc + 4 * accFloats;
+            pSum = pMax + 4 * mFloats;
+        }
+        cx.args.reset().ptr(q).i32(rowStride).i32(heads).i32(kvHeads);
+        if (decKernel == 0) {
+            cx.args.i32(headDim);  // the decode kernel's head dim is a template parameter
+        }
+        cx.args.f32(scale).ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
+                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+                .i32(quantum).i32(nSplits).ptr(out).ptr(pAcc).ptr(pMax).ptr(pSum);
+        cx.launch(decKernel != 0 ? decKernel : cx.k.attention[gi], cx.profiler == null ? "attention" : attentionName(nSplits),
+                n * kvHeads, nSplits, 128);
+        if (nSplits > 1) {
+            cx.args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(out);
+            cx.launch(cx.k.attentionCombine, "attention_combine", n * heads, 1, 128);
+        }
+    }
+
+    /**
+     * The attention_dec kernel for this call, or 0 for the general one: batches of up to 8 tokens (decode and
+     * speculative verification; prefill keeps the general kernel's wider chunks), head dims 32/64/128/256 with
+     * (group rounded up to a power of two) * headDim / 32 <= 32, and the rows aligned for its vector loads.
+     */
+    private long decodeAttentionKernel(int n, int headDim, int gi, int rowStride, int kvDim, long q, long kc, long vc) {
+        if (!cx.options.decodeAttention() || n > 8 || headDim % 32 != 0) {
+            return 0;
+        }
+        int dl = headDim / 32;
+        int di = Integer.numberOfTrailingZeros(dl);
+        if (Integer.bitCount(dl) != 1 || di > 3) {
+            return 0;
+        }
+        int vec = Math.min(dl, 4);  // floats per vector load
+        if (rowStride % vec != 0 || kvDim % vec != 0 || q % (4L * vec) != 0 || kc % (4L * vec) != 0
+                || vc % (4L * vec) != 0) {
+            return 0;
+        }
+        return cx.k.attentionDec[di][gi];  // 0 where the group is too large for registers
+    }
+
+    private String attentionName(int nSplits) {
+        String s = attentionNames[nSplits];
+        if (s == null) {
+            s = "attention splits=" + nSplits;
+            attentionNames[nSplits] = s;
+        }
+        return s;
+    }
+
+    private static long ceilDiv(long a, long b) {
+        return (a + b - 1) / b;
+    }
+
+    private static long roundUp(long a, long m) {
+        return ceilDiv(a, m) * m;
+    }
+}
