@@ -14,7 +14,7 @@ import java.util.Objects;
  * falls back to config.json's bos/eos ids. Any Qwen2-family pair sharing a tokenizer passes (Qwen2.5 0.5B and
  * 1.5B, the demo pair); differing vocabularies fail with a {@link ModelFormatException} naming the difference.
  */
-public final class DraftCompatibility {
+final class DraftCompatibility {
 
     private DraftCompatibility() {
     }

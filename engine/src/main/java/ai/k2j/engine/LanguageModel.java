@@ -25,7 +25,10 @@ import java.util.stream.IntStream;
 
 /**
  * The embeddable entry point: a loaded model (weights mapped, backend ready, tokenizer) that generates text.
- * Thread-safety: one generation at a time per instance (calls are serialized); {@link #close()} unmaps weights.
+ * Thread-safety: safe for many threads. A generation that runs alone runs on its caller's thread (allocation-free
+ * per token); callers that arrive while one runs join a {@link BatchEngine} over the same weights and backend
+ * (made on first need), so they decode together in one batched step instead of queueing; their listeners run on
+ * the engine's thread. {@link #close()} stops that engine and unmaps the weights.
  *
  * <p>Generation prefills the prompt in chunks of 256 tokens, then decodes one token per step. It stops at an
  * end-of-sequence id (generation_config.json's ∪ config.json's, unless {@code ignoreEos}; the id is kept in

@@ -11,7 +11,7 @@ package ai.k2j.engine;
  * probability below min_p · the top probability). All scratch is allocated once for the vocabulary size:
  * sampling allocates nothing. Not thread-safe.
  */
-public final class Sampler {
+final class Sampler {
 
     private final int vocab;
     /** candidate token ids, [0, count) */

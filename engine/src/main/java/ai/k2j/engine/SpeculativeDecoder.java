@@ -28,7 +28,7 @@ import ai.k2j.kernels.Batch;
  * {@link #step} per token, which runs a round when the tokens of the previous one are used up; {@link #finish}
  * releases the draft's cache. Everything is preallocated: steps allocate nothing. Not thread-safe.
  */
-public final class SpeculativeDecoder {
+final class SpeculativeDecoder {
 
     /** Salt separating the draft's random stream from the target's. */
     private static final long DRAFT_SEED_SALT = 0x5DEECE66DL;

@@ -5,10 +5,10 @@ import java.util.List;
 /**
  * The generated text, assembled piece by piece, cut at the first stop string. Text that could still turn
  * into a stop string (a tail equal to a stop string's prefix) is held back from {@link #takeSafe()} until
- * the next piece settles it, so a listener never sees part of a stop string. Public for the batching
- * engine ({@code ai.k2j.engine.batch}), which keeps one per sequence. Not thread-safe.
+ * the next piece settles it, so a listener never sees part of a stop string. One per sequence, inside its
+ * {@link TokenEmitter}. Not thread-safe.
  */
-public final class StopStrings {
+final class StopStrings {
     private final String[] stops;
     private final int longestStop;
     private final StringBuilder text = new StringBuilder();
