@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class PlanDrawTest {
     static final Plan PLAN = Planner.plan(PlanRequest.of(Presets.get("qwen2.5-7b"), DeviceSpec.builtIn("wse3"))
-            .withCtx(4096).withWafers(2));
+            .withCtx(4096).withWafers(2).withMapping("layer-pipeline"));
 
     @Test
     void svgIsWellFormedWithOneRegionPerPartitionRoutesAndALegend() throws Exception {
