@@ -633,12 +633,18 @@ final class MeshPlanner {
         Candidate best = null;
         List<Integer> tried = new ArrayList<>();
         int worse = 0;
-        int hi = Math.min(MAX_WAFERS, 2 * lo + 4);
-        for (int n = lo; n <= hi && (worse < 4 || n <= lo + 2); n++) {
+        int first = -1;
+        for (int n = lo; n <= MAX_WAFERS; n++) {
+            if (first > 0 && (n > 2 * first + 4 || (worse >= 4 && n > first + 2))) {
+                break;
+            }
             Candidate c = best(n);
             tried.add(n);
             if (c == null) {
                 continue;
+            }
+            if (first < 0) {
+                first = n;
             }
             if (best == null || c.specRate() > best.specRate() * 1.0005) {
                 best = c;
