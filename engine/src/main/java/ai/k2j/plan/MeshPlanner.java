@@ -632,10 +632,9 @@ final class MeshPlanner {
         int lo = lowerBound();
         Candidate best = null;
         List<Integer> tried = new ArrayList<>();
-        int worse = 0;
         int first = -1;
         for (int n = lo; n <= MAX_WAFERS; n++) {
-            if (first > 0 && (n > 2 * first + 4 || (worse >= 4 && n > first + 2))) {
+            if (first > 0 && n > 2 * first + 4) {
                 break;
             }
             Candidate c = best(n);
@@ -647,10 +646,7 @@ final class MeshPlanner {
                 first = n;
             }
             if (best == null || c.specRate() > best.specRate() * 1.0005) {
-                best = c;
-                worse = 0;
-            } else {
-                worse++;   // more wafers add hand-offs; stop after three counts that are no faster
+                best = c;   // more wafers add hand-offs: only a clearly faster plan displaces a smaller one
             }
             if (fewest) {
                 break;

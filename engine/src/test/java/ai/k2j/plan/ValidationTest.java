@@ -78,9 +78,9 @@ class ValidationTest {
     void theShippedCalibrationIsTheFitOnTheCalibrationAnchor() {
         Calibration cal = Calibration.builtIn();
         Validation.Anchor a = Validation.ANCHORS.stream().filter(Validation.Anchor::calibration).findFirst().orElseThrow();
-        double cheaper = Planner.plan(Validation.request(a, cal.withStepCycles(Math.max(0, cal.stepCycles() - 0.5))))
+        double cheaper = Validation.plan(a, cal.withStepCycles(Math.max(0, cal.stepCycles() - 0.5)))
                 .performance().effectiveTokensPerSecond();
-        double dearer = Planner.plan(Validation.request(a, cal.withStepCycles(cal.stepCycles() + 0.5)))
+        double dearer = Validation.plan(a, cal.withStepCycles(cal.stepCycles() + 0.5))
                 .performance().effectiveTokensPerSecond();
         assertTrue(cheaper > a.publishedLow() && dearer < a.publishedLow(),
                 "the published speed is not bracketed around the shipped step cost: " + cheaper + " / " + dearer);
