@@ -184,8 +184,9 @@ public final class PlanSummary {
         long weights = 0;
         long kv = 0;
         double cycles = 0;
+        boolean stacked = nodes.size() > 1 && nodes.stream().allMatch(n -> n.rect().equals(nodes.get(0).rect()));
         for (Plan.Node n : nodes) {
-            pes += n.pes();
+            pes = stacked ? Math.max(pes, n.pes()) : pes + n.pes();   // stacked partitions share their PEs
             sram += n.pes() * n.sram().totalPerPe();
             maxPe = Math.max(maxPe, n.sram().totalPerPe());
             weights += n.weightBytes();

@@ -142,7 +142,8 @@ public final class Planner {
             alts.add(new Plan.Alternative("not possible", w.substring(0, w.indexOf(' ') < 0 ? w.length()
                     : w.indexOf(' ')).replace(":", ""), 0, 0, w));
         }
-        return new Result(withAlternatives(fastest, alts), withAlternatives(fewest, alts));
+        Plan fast = withAlternatives(fastest, alts);
+        return new Result(fast, fewest == fastest ? fast : withAlternatives(fewest, alts));
     }
 
     private static Planner planners0(PlanRequest req) {
