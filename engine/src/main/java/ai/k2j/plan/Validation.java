@@ -5,7 +5,8 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * The cost model against published per-request decode speeds. One number is fitted
+ * The cost model against published per-request decode speeds, read from {@code validation.json} (every row with
+ * its source). One number is fitted
  * ({@link Calibration#stepCycles()}, on the single {@link Anchor#calibration() calibration} anchor); every other
  * anchor is a held-out prediction, planned with the same device files and calibration as any user request (no
  * case-specific factor). A prediction more than 25% outside the published figure (or range) is a miss; every
@@ -28,72 +29,61 @@ public final class Validation {
     public record Anchor(String label, String model, String draft, double accept, String target, int wafers,
                          String mapping, int ctx, double publishedLow, double publishedHigh, boolean calibration,
                          String source, String caveat, boolean fewest) {
-        Anchor(String label, String model, String draft, double accept, String target, int wafers, String mapping,
-               int ctx, double publishedLow, double publishedHigh, boolean calibration, String source,
-               String caveat) {
-            this(label, model, draft, accept, target, wafers, mapping, ctx, publishedLow, publishedHigh, calibration,
-                    source, caveat, mapping.equals("mesh"));
-        }
     }
 
-    public static final List<Anchor> ANCHORS = List.of(
-            new Anchor("WaferLLM Llama3-8B", "llama-3.1-8b", null, 0, "wse2", 1, "mesh", 4096, 2700, 2700, true,
-                    "He et al., 'WaferLLM: Large Language Model Inference at Wafer Scale', OSDI '25, arXiv:2502.04563 "
-                            + "(abstract, v2): '2700 toks/sec/req decode speed on Llama3-8B ... based on 16-bit data "
-                            + "type' on a Cerebras WSE-2; decode configs in MeshInfra/WaferLLM Decode/WSE-2/"
-                            + "model_config (P up to 720, seq_len ~4k). Llama3-8B has Llama-3.1-8B's tensor shapes.",
-                    "the calibration row: the step cost is fitted here"),
-            new Anchor("WaferLLM Qwen2-72B", "qwen2.5-72b", null, 0, "wse2", 0, "mesh", 4096, 840, 840, false,
-                    "Same paper: '840 toks/sec/req decode speed on Qwen2-72B' (16-bit, WSE-2). Qwen2-72B has "
-                            + "Qwen2.5-72B's tensor shapes.",
-                    "145 GB of 16-bit weights do not fit one WSE-2 (37 GB); the paper's text read here does not say "
-                            + "how many wafers (or what extrapolation) the figure used; compared: the fewest-wafer "
-                            + "plan"),
-            new Anchor("Cerebras Llama 3.1 405B", "llama-3.1-405b", null, 0, "wse3", 0, "auto", 2048, 969, 969, false,
-                    "Tom's Hardware, 20 Nov 2024, 'Cerebras ... Llama 3.1 405B ... 969 tokens per second' "
-                            + "(https://www.tomshardware.com/tech-industry/artificial-intelligence/cerebras-video-"
-                            + "shows-ai-writing-code-75x-faster-than-worlds-fastest-ai-gpu-cloud-worlds-largest-chip-"
-                            + "beats-awss-fastest-in-head-to-head-comparison); bf16 per Cerebras. Dated Nov 2024, "
-                            + "not 2025.",
-                    "wafer count unpublished; 810 GB of bf16 weights need >= 19 CS-3s, each adding a wafer-to-wafer "
-                            + "hop whose latency (5 us) is an assumption"),
-            new Anchor("Cerebras Llama 3.3 70B + spec", "llama-3.3-70b", "llama-3.2-1b", 0.8, "wse3", 0, "auto", 2048,
-                    2314, 2314, false,
-                    "Artificial Analysis measurement quoted by Cerebras' H. Lupesko: 2,314 tokens/s on Llama 3.3 70B "
-                            + "(https://anintent.com/blog/cerebras-cs-3-low-latency-inference-api/). That it used "
-                            + "speculative decoding, and with which draft, could not be verified from a source read "
-                            + "here: the row assumes a Llama-3.2-1B draft accepted at 0.8.",
-                    "draft model and acceptance rate are assumptions"),
-            new Anchor("Cerebras Qwen3-32B", "qwen3-32b", null, 0, "wse3", 0, "auto", 2048, 2100, 2600, false,
-                    "Cerebras inference docs, model page qwen-3-32b: 'Speed ~2100 tokens/sec' "
-                            + "(https://inference-docs.cerebras.ai/models/qwen-3-32b); the issue's 2,100-2,600 range.",
-                    "wafer count unpublished"),
-            new Anchor("Cerebras Qwen3-235B-A22B", "qwen3-235b-a22b", null, 0, "wse3", 0, "auto", 2048, 1500, 1500,
-                    false,
-                    "Cerebras inference docs, model page qwen-3-235b: 'Speed ~1500 tokens/sec' "
-                            + "(https://inference-docs.cerebras.ai/models/qwen-3-235b).",
-                    "MoE: expert placement and dispatch/combine of Cerebras' software are unpublished; wafer count "
-                            + "unpublished"),
-            new Anchor("Cerebras gpt-oss-120B", "gpt-oss-120b", null, 0, "wse3", 0, "auto", 2048, 2059, 3000, false,
-                    "~3,000 tok/s: Cerebras API listing as summarised at hivebook.wiki (May 2026) and "
-                            + "ailearningguides.com; 2,059 tok/s: Artificial Analysis via SemiAnalysis' tokenomics "
-                            + "page (https://www.tokenomics.info/cerebras). No Cerebras page with the figure was "
-                            + "readable here; the row takes the range.",
-                    "planned at bf16; the published model's experts are MXFP4 (4-bit), which would need fewer wafers "
-                            + "but k2j's dtypes stop at 8 bits"));
+    /** The gated rows of {@code validation.json}: the fitted one and the held-out ones. */
+    public static final List<Anchor> ANCHORS;
 
     /**
      * The Aug-2024 launch figures that the first planner was fitted to. Not gated: they describe Cerebras' 2024
      * software, whose per-step cost (119.6 cycles, fitted then) is an order of magnitude above the current fit.
      */
-    public static final List<Anchor> HISTORY = List.of(
-            new Anchor("Cerebras Llama 3.1 8B (Aug 2024)", "llama-3.1-8b", null, 0, "wse3", 1, "layer-pipeline", 2048,
-                    1800, 1800, false, "Cerebras, 'Introducing Cerebras Inference', 27 Aug 2024 "
-                    + "(https://cerebras.ai/blog/introducing-cerebras-inference-ai-at-instant-speed)",
-                    "2024 software: not comparable to the current step cost"),
-            new Anchor("Cerebras Llama 3.1 70B (Aug 2024)", "llama-3.1-70b", null, 0, "wse3", 4, "layer-pipeline",
-                    2048, 450, 450, false, "Same announcement; four CS-3s (The Register, Hot Chips 2024)",
-                    "2024 software: not comparable to the current step cost"));
+    public static final List<Anchor> HISTORY;
+
+    static {
+        List<Anchor> gated = new ArrayList<>();
+        List<Anchor> history = new ArrayList<>();
+        try (java.io.InputStream in = Validation.class.getResourceAsStream("validation.json")) {
+            if (in == null) {
+                throw new PlanException("validation.json missing from the classpath");
+            }
+            com.fasterxml.jackson.databind.JsonNode root = new com.fasterxml.jackson.databind.ObjectMapper().readTree(in);
+            if (!"k2j.validation/1".equals(root.path("schema").asText())) {
+                throw new PlanException("validation.json: schema is not k2j.validation/1");
+            }
+            for (com.fasterxml.jackson.databind.JsonNode r : root.path("rows")) {
+                String role = text(r, "role");
+                String compare = text(r, "compare");
+                if (!List.of("fitted", "held-out", "history").contains(role)
+                        || !List.of("fewest", "fastest").contains(compare)) {
+                    throw new PlanException("validation.json: row " + r.path("label") + ": role must be fitted, "
+                            + "held-out or history and compare fewest or fastest");
+                }
+                Anchor a = new Anchor(text(r, "label"), text(r, "model"), r.has("draft") ? text(r, "draft") : null,
+                        r.path("accept").asDouble(0), text(r, "target"), r.path("wafers").asInt(0), text(r, "mapping"),
+                        r.path("ctx").asInt(), r.path("publishedLow").asDouble(), r.path("publishedHigh").asDouble(),
+                        role.equals("fitted"), text(r, "source"), text(r, "caveat"), compare.equals("fewest"));
+                if (a.ctx() < 1 || !(a.publishedLow() > 0) || a.publishedHigh() < a.publishedLow()) {
+                    throw new PlanException("validation.json: row " + a.label() + ": ctx and published figures "
+                            + "must be positive, publishedHigh >= publishedLow");
+                }
+                (role.equals("history") ? history : gated).add(a);
+            }
+        } catch (java.io.IOException e) {
+            throw new PlanException("cannot read validation.json: " + e);
+        }
+        ANCHORS = List.copyOf(gated);
+        HISTORY = List.copyOf(history);
+    }
+
+    private static String text(com.fasterxml.jackson.databind.JsonNode r, String key) {
+        String v = r.path(key).asText("");
+        if (v.isBlank()) {
+            throw new PlanException("validation.json: row " + r.path("label") + " has no " + key
+                    + " (every row needs its source)");
+        }
+        return v;
+    }
 
     /** A prediction beside its published figure: ratio to the nearest end of the published range. */
     public record Row(Anchor anchor, Plan plan, double predicted, double ratio, boolean within) {
