@@ -50,7 +50,7 @@ public final class PlanExecutor {
     private final Map<String, Plan.Node> byId = new HashMap<>();
     private final Map<String, float[]> weights = new HashMap<>();
     private final List<List<float[]>[]> kvParts = new ArrayList<>();   // per layer, per position part: entries
-    private final double[] wBytes;
+    private final double bytesPerWeight;
     private final Map<String, Double> tileBytesByNode = new HashMap<>();
     private boolean firstToken;
     private long tiles;
@@ -76,7 +76,7 @@ public final class PlanExecutor {
         RopeFrequencies rf = RopeFrequencies.of(cfg, Math.max(ctx, cfg.maxPositionEmbeddings()));
         this.invFreq = rf.invFreq();
         this.ropeScale = rf.attentionScaling();
-        this.wBytes = new double[] {WeightDType.parse(plan.request().dtype()).bytesPerWeight()};
+        this.bytesPerWeight = WeightDType.parse(plan.request().dtype()).bytesPerWeight();
         for (Plan.Node n : plan.nodes()) {
             byId.put(n.id(), n);
         }
@@ -303,7 +303,7 @@ public final class PlanExecutor {
         int ks = slice(k, kParts);
         int ns = slice(nOut, nParts);
         // the weight slice one PE holds for this matrix, against the plan's SRAM for weights on that PE
-        double tileBytes = (double) ks * ns * wBytes[0];
+        double tileBytes = (double) ks * ns * bytesPerWeight;
         if (firstToken && n.sram().weightsPerPe() > 0) {
             double sum = tileBytesByNode.merge(n.id(), tileBytes, Double::sum);
             maxTileRatio = Math.max(maxTileRatio, sum / n.sram().weightsPerPe());
