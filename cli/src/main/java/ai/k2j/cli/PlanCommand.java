@@ -30,10 +30,13 @@ final class PlanCommand implements Command {
                 usage: k2j plan --model DIR|config.json|preset:NAME --out DIR [--target wse3|wse2|DEVICE.json]
                                 [--wafers N] [--dtype bf16|fp8|q8] [--ctx N] [--batch N]
                                 [--draft DIR|config.json|preset:NAME] [--accept P] [--spec-k K]
-                       k2j plan --validate      predicted vs published Cerebras speeds
+                                [--mapping auto|layer-pipeline|mesh|tiled-mesh]
+                       k2j plan --validate      predicted vs published WaferLLM and Cerebras speeds
                        k2j plan --calibrate     refit the step cost on the calibration anchor
                   --model    model to place: a model directory, its config.json, or preset:NAME
-                             (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b, llama-3.1-70b)
+                             (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b/70b/405b,
+                             llama-3.3-70b, llama-3.2-1b, qwen3-32b, qwen3-235b-a22b, gpt-oss-120b, kimi-k2);
+                             an MoE config.json (DeepSeek-V3/Kimi K2, Qwen3-MoE, gpt-oss) is read for planning
                   --out      directory for plan.json, plan.dot, plan.svg and summary.txt (created)
                   --target   built-in device (wse3, default; wse2) or a device file (k2j.device/1 JSON)
                   --wafers   wafer count; default: the fewest that hold every weight in SRAM
@@ -43,6 +46,9 @@ final class PlanCommand implements Command {
                   --draft    draft model for speculative decoding (same tokenizer as the target)
                   --accept   probability a drafted token is accepted (default 0.75)
                   --spec-k   tokens drafted per step (default: the best of 1..8)
+                  --mapping  auto (default: the fastest of all), layer-pipeline (a block of PEs per layer),
+                             mesh (WaferLLM: every layer of a wafer over one mesh), tiled-mesh (several meshes
+                             per wafer); plan.json is the fastest plan, plan-fewest.json the fewest-wafer one
                 """;
     }
 
@@ -75,7 +81,12 @@ final class PlanCommand implements Command {
         double accept = args.decimal("accept", PlanRequest.DEFAULT_ACCEPT);
         boolean kGiven = args.has("spec-k");
         int specK = args.integer("spec-k", 0);
+        String mapping = args.string("mapping", "auto");
         args.finish();
+        if (!PlanRequest.MAPPINGS.contains(mapping)) {
+            throw new UsageException("--mapping must be one of " + String.join(", ", PlanRequest.MAPPINGS) + ", got "
+                    + mapping);
+        }
         if (args.has("wafers") && wafers < 1) {
             throw new UsageException("--wafers must be >= 1, got " + wafers);
         }
@@ -95,15 +106,23 @@ final class PlanCommand implements Command {
         ModelShape draft = draftSpec == null ? null : ModelSource.resolve(draftSpec);
         DeviceSpec device = DeviceSpec.resolve(target);
         PlanRequest req = PlanRequest.of(model, device).withWafers(wafers).withDtype(dtype).withCtx(ctx)
-                .withBatch(batch);
+                .withBatch(batch).withMapping(mapping);
         if (draft != null) {
             req = req.withDraft(draft, accept, specK);
         }
-        Plan plan = Planner.plan(req);
+        Planner.Result result = Planner.search(req);
+        Plan plan = result.fastest();
         String summary = PlanSummary.text(plan);
+        if (result.fewest() != plan) {
+            summary += "\nfewest wafers: " + PlanSummary.oneLine(result.fewest()) + " (plan-fewest.json)\n";
+        }
         try {
             Files.createDirectories(outDir);
             PlanJson.write(plan, outDir.resolve("plan.json"));
+            Files.deleteIfExists(outDir.resolve("plan-fewest.json"));
+            if (result.fewest() != plan) {
+                PlanJson.write(result.fewest(), outDir.resolve("plan-fewest.json"));
+            }
             Files.writeString(outDir.resolve("plan.dot"), PlanDraw.dot(plan));
             Files.writeString(outDir.resolve("plan.svg"), PlanDraw.svg(plan));
             Files.writeString(outDir.resolve("summary.txt"), summary);
@@ -118,16 +137,19 @@ final class PlanCommand implements Command {
     private static int validate(PrintStream out) {
         Calibration cal = Calibration.builtIn();
         List<Validation.Row> rows = Validation.run(cal);
-        out.printf(Locale.ROOT, "calibration: stepCycles = %.1f (fitted on the calibration row only), ctx %d%n%n",
-                cal.stepCycles(), Validation.CTX);
+        out.printf(Locale.ROOT, "calibration: stepCycles = %.1f (fitted on the 'fitted' row only); a held-out row "
+                + "more than %.0f%% off is a miss%n%n", cal.stepCycles(), Validation.TOLERANCE * 100);
         out.print(Validation.table(rows));
-        boolean ok = true;
+        int misses = 0;
         for (Validation.Row r : rows) {
-            ok &= Math.abs(r.ratio() - 1) <= 0.25;
+            misses += r.within() ? 0 : 1;
         }
         out.println();
-        out.println(ok ? "all predictions within 25% of the published figures"
-                : "some predictions are more than 25% off the published figures");
-        return ok ? 0 : 1;
+        out.println("not gated: the Aug-2024 launch figures (2024 software) under the same calibration");
+        out.print(Validation.table(Validation.run(Validation.HISTORY, cal), false));
+        out.println();
+        out.println(misses == 0 ? "all rows within 25% of the published figures"
+                : misses + " of " + rows.size() + " rows more than 25% off the published figures (see the verdicts)");
+        return misses == 0 ? 0 : 1;
     }
 }

@@ -1,7 +1,9 @@
 package ai.k2j.cli;
 
+import ai.k2j.plan.Calibration;
 import ai.k2j.plan.Plan;
 import ai.k2j.plan.PlanJson;
+import ai.k2j.plan.Validation;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -75,7 +77,32 @@ class PlanCommandTest {
         assertTrue(dtype.err().contains("int4"), dtype.err());
         assertEquals(2, run("plan", "--model", "preset:tiny", "--out", out, "--accept", "0.5").code());
         assertEquals(2, run("plan", "--model", "preset:tiny", "--out", out, "--wafers", "0").code());
+        Result mapping = run("plan", "--model", "preset:tiny", "--out", out, "--mapping", "diagonal");
+        assertEquals(2, mapping.code());
+        assertTrue(mapping.err().contains("--mapping") && mapping.err().contains("tiled-mesh"), mapping.err());
         assertEquals(0, run("plan", "--help").code());
+    }
+
+    @Test
+    void comparesMappingsAndWritesTheFewestWaferPlanWhenItDiffers(@TempDir Path dir) throws IOException {
+        Path out = dir.resolve("o");
+        Result r = run("plan", "--model", "preset:qwen2.5-32b", "--ctx", "4096", "--out", out.toString());
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("compared (tok/s per request)") && r.out().contains("layer-pipeline")
+                && r.out().contains("tiled-mesh"), r.out());
+        Plan fastest = PlanJson.read(out.resolve("plan.json"));
+        if (Files.exists(out.resolve("plan-fewest.json"))) {
+            Plan fewest = PlanJson.read(out.resolve("plan-fewest.json"));
+            assertTrue(fewest.request().wafers() < fastest.request().wafers());
+            assertTrue(fewest.performance().effectiveTokensPerSecond()
+                    <= fastest.performance().effectiveTokensPerSecond());
+            assertTrue(r.out().contains("fewest wafers: "), r.out());
+        }
+        Result mesh = run("plan", "--model", "preset:qwen2.5-32b", "--ctx", "4096", "--mapping", "mesh", "--out",
+                dir.resolve("m").toString());
+        assertEquals(0, mesh.code(), mesh.err());
+        assertEquals("mesh", PlanJson.read(dir.resolve("m/plan.json")).shapes().mapping());
+        assertTrue(mesh.out().contains("mapping mesh: each layer a "), mesh.out());
     }
 
     @Test
@@ -86,5 +113,15 @@ class PlanCommandTest {
         Result t = run("plan", "--model", "preset:tiny", "--target", "tpu", "--out", dir.toString());
         assertEquals(1, t.code());
         assertTrue(t.err().contains("unknown target 'tpu'"), t.err());
+    }
+
+    /** `plan --validate` prints the validation table and exits 1 exactly when a row misses. */
+    @Test
+    void validatePrintsTheTableAndFailsOnAMiss() {
+        long misses = Validation.run(Calibration.builtIn()).stream().filter(r -> !r.within()).count();
+        Result r = run("plan", "--validate");
+        assertEquals(misses == 0 ? 0 : 1, r.code(), r.out() + r.err());
+        assertTrue(r.out().contains("| WaferLLM Llama3-8B | wse2 | fitted |"), r.out());
+        assertTrue(r.out().contains("Aug 2024"), r.out());
     }
 }

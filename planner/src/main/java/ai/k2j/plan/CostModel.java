@@ -77,26 +77,35 @@ final class CostModel {
         return Math.ceil(elements * bytes / WAVELET_BYTES);
     }
 
-    /** Reduce a vector of m wavelets held by each of n PEs in a line onto one end, by the best K-tree. */
-    void reduce(Cycles c, int n, double m) {
-        if (n <= 1) {
-            return;
-        }
+    /**
+     * The K-tree that reduces m wavelets over a line of n PEs fastest: {@code {K, g}}, K levels of groups of g
+     * consecutive PEs (the last level takes what is left). {@link PlanExecutor} sums partials in this order.
+     */
+    static int[] bestTree(int n, double m, double hop, double step) {
         double best = Double.MAX_VALUE;
         int bestK = 1;
-        double bestG = n;
+        int bestG = n;
         for (int k = 1; k <= 4; k++) {
             double g = Math.ceil(Math.pow(n, 1.0 / k) - 1e-9);
             double t = k * m + (n - 1) * hop + k * (g - 1) * step;
             if (t < best - 1e-9) {
                 best = t;
                 bestK = k;
-                bestG = g;
+                bestG = (int) g;
             }
         }
-        c.bandwidth += bestK * m;
+        return new int[] {bestK, bestG};
+    }
+
+    /** Reduce a vector of m wavelets held by each of n PEs in a line onto one end, by the best K-tree. */
+    void reduce(Cycles c, int n, double m) {
+        if (n <= 1) {
+            return;
+        }
+        int[] tree = bestTree(n, m, hop, step);
+        c.bandwidth += tree[0] * m;
         c.hops += (n - 1) * hop;
-        c.steps += bestK * (bestG - 1) * step;
+        c.steps += tree[0] * (tree[1] - 1) * step;
     }
 
     /** Multicast m wavelets from one end of a line of n PEs to all of them. */

@@ -13,7 +13,30 @@ import ai.k2j.loaders.ModelConfig;
  */
 public record ModelShape(String name, String architecture, int hidden, int intermediate, int layers, int heads,
                          int kvHeads, int headDim, int vocab, boolean tiedEmbeddings, boolean qkvBias,
-                         int maxPositions, Moe moe) {
+                         int maxPositions, Moe moe, Mla mla) {
+
+    /** A dense or MoE shape with standard (GQA) attention. */
+    public ModelShape(String name, String architecture, int hidden, int intermediate, int layers, int heads,
+                      int kvHeads, int headDim, int vocab, boolean tiedEmbeddings, boolean qkvBias, int maxPositions,
+                      Moe moe) {
+        this(name, architecture, hidden, intermediate, layers, heads, kvHeads, headDim, vocab, tiedEmbeddings,
+                qkvBias, maxPositions, moe, null);
+    }
+
+    /**
+     * DeepSeek-V3-style multi-head latent attention: q through a rank-{@code qLoraRank} bottleneck, keys and values
+     * through one compressed latent of {@code kvLoraRank} plus a shared RoPE key of {@code ropeDim}; the cache holds
+     * only that latent and the RoPE key per token, and decode absorbs the up-projections into q and o.
+     */
+    public record Mla(int qLoraRank, int kvLoraRank, int nopeDim, int ropeDim, int vHeadDim) {
+        public Mla {
+            if (qLoraRank < 1 || kvLoraRank < 1 || nopeDim < 1 || ropeDim < 0 || vHeadDim < 1) {
+                throw new PlanException("invalid MLA shape: q_lora_rank=" + qLoraRank + " kv_lora_rank="
+                        + kvLoraRank + " qk_nope_head_dim=" + nopeDim + " qk_rope_head_dim=" + ropeDim
+                        + " v_head_dim=" + vHeadDim);
+            }
+        }
+    }
 
     /**
      * A mixture-of-experts MLP: {@code experts} routed experts of width {@code expertIntermediate}, {@code topK}
@@ -46,7 +69,7 @@ public record ModelShape(String name, String architecture, int hidden, int inter
         boolean bias = !c.architecture().startsWith("Llama") && !c.architecture().startsWith("Mistral");
         return new ModelShape(name, c.architecture(), c.hiddenSize(), c.intermediateSize(), c.numLayers(),
                 c.numHeads(), c.numKvHeads(), c.headDim(), c.vocabSize(), c.tieWordEmbeddings(), bias,
-                c.maxPositionEmbeddings(), null);
+                c.maxPositionEmbeddings(), null, null);
     }
 
     public int qDim() {
@@ -61,8 +84,16 @@ public record ModelShape(String name, String architecture, int hidden, int inter
         return moe != null && layer >= moe.firstMoeLayer();
     }
 
-    /** q/k/v/o projection weights (and q/k/v biases) of one layer. */
+    /** q/k/v/o projection weights (and q/k/v biases; MLA: its down/up projections and latent norms) of one layer. */
     public long attentionParams() {
+        if (mla != null) {
+            long h = hidden;
+            long qk = mla.nopeDim() + mla.ropeDim();
+            return h * mla.qLoraRank() + mla.qLoraRank() + (long) mla.qLoraRank() * heads * qk
+                    + h * (mla.kvLoraRank() + mla.ropeDim()) + mla.kvLoraRank()
+                    + (long) mla.kvLoraRank() * heads * (mla.nopeDim() + mla.vHeadDim())
+                    + (long) heads * mla.vHeadDim() * h;
+        }
         long h = hidden, q = qDim(), kv = kvDim();
         return h * (q + 2 * kv) + (qkvBias ? q + 2 * kv : 0) + q * h;
     }
@@ -106,8 +137,11 @@ public record ModelShape(String name, String architecture, int hidden, int inter
         return n + embeddingParams() * (tiedEmbeddings ? 1 : 2) + hidden;
     }
 
-    /** Bytes of KV cache per token per layer at 16 bits. */
+    /** Bytes of KV cache per token per layer at 16 bits (MLA: the latent plus the RoPE key). */
     public long kvBytesPerTokenPerLayer() {
+        if (mla != null) {
+            return 2L * (mla.kvLoraRank() + mla.ropeDim());
+        }
         return 2L * kvDim() * 2;
     }
 }

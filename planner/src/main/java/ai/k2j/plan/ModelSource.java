@@ -20,9 +20,11 @@ public final class ModelSource {
             throw new PlanException(config + ": not found (--model takes a model directory, a config.json, or "
                     + "preset:NAME with NAME one of " + String.join(", ", Presets.all().keySet()) + ")");
         }
-        ModelConfig c = ModelConfig.read(config);
         Path named = Files.isDirectory(p) ? p : p.toAbsolutePath().getParent();
         String name = named == null || named.getFileName() == null ? config.toString() : named.getFileName().toString();
-        return ModelShape.of(c, name);
+        if (MoeConfig.isMoe(config)) {
+            return MoeConfig.read(config, name);   // k2j's loader reads dense configs only
+        }
+        return ModelShape.of(ModelConfig.read(config), name);
     }
 }

@@ -31,9 +31,10 @@ public record Plan(
     public static final String SCHEMA = "k2j.plan/1";
 
     /** The model's shape as planned. */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
     public record ModelInfo(String name, String architecture, int hidden, int intermediate, int layers, int heads,
                             int kvHeads, int headDim, int vocab, boolean tiedEmbeddings, boolean qkvBias,
-                            long parameters, long weightBytes) {
+                            long parameters, long weightBytes, Long kvBytesPerTokenPerLayer) {
     }
 
     /** What was asked for ({@code wafersRequested} is null when the planner chose the count). */
@@ -50,9 +51,28 @@ public record Plan(
                                   int prefillChunkTokens, String stepCyclesSource) {
     }
 
-    /** The chosen layer block shapes ({@code draft} null without a draft model). */
+    /**
+     * The mapping ({@code layer-pipeline}: each layer its own block of PEs; {@code mesh}: WaferLLM's, every layer of a
+     * wafer over one shared mesh) and the chosen shapes ({@code draft} null without a draft model, {@code mesh} null
+     * for the layer pipeline). For the mesh mapping the block shapes give the mesh ({@code rows x width}).
+     */
     @JsonInclude(JsonInclude.Include.NON_NULL)
-    public record Shapes(BlockShape target, BlockShape draft) {
+    public record Shapes(String mapping, BlockShape target, BlockShape draft, Mesh mesh) {
+        /** Whether the plan uses a mesh mapping (not a bean getter: not written to plan.json). */
+        public boolean usesMesh() {
+            return "mesh".equals(mapping) || "tiled-mesh".equals(mapping);
+        }
+    }
+
+    /**
+     * The mesh mapping's shape: the target's layer mesh ({@code rows x cols}; a wafer holds {@code tilesDown x
+     * tilesAcross} of them, 1 x 1 for WaferLLM's one mesh per wafer), the draft's
+     * (stacked on wafer 0's), the wafers an MoE layer's experts span and the grid of expert sub-meshes.
+     */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record Mesh(int rows, int cols, int tilesDown, int tilesAcross, Integer draftRows, Integer draftCols,
+                       int expertSpan,
+                       Integer expertGridRows, Integer expertGridCols) {
     }
 
     /** A layer block: rows x (1 + attnCols + kvCols + 1 + mlpCols), {@code blocksPerShelf} side by side. */
@@ -133,8 +153,14 @@ public record Plan(
     public record Check(String name, boolean ok, String detail) {
     }
 
-    /** How the plan was found. */
-    public record Search(String objective, long candidatesEvaluated, List<Integer> waferCountsTried, String note) {
+    /** How the plan was found, and the best plan of each mapping and wafer objective that was compared. */
+    @JsonInclude(JsonInclude.Include.NON_NULL)
+    public record Search(String objective, long candidatesEvaluated, List<Integer> waferCountsTried, String note,
+                         List<Alternative> alternatives) {
+    }
+
+    /** A plan the search compared: its mapping, wafers and speed (tokens/s per request, speculative if drafted). */
+    public record Alternative(String role, String mapping, int wafers, double tokensPerSecond, String detail) {
     }
 
     static double round(double v) {

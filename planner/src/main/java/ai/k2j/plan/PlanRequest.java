@@ -13,7 +13,19 @@ import java.util.Locale;
  * @param specK      tokens drafted per step, or 0 to choose the best
  */
 public record PlanRequest(ModelShape model, ModelShape draft, DeviceSpec device, int wafers, WeightDType dtype,
-                          int ctx, int batch, double acceptRate, int specK, Calibration calibration) {
+                          int ctx, int batch, double acceptRate, int specK, Calibration calibration, String mapping) {
+
+    /**
+     * Mappings: all searched ({@code auto}), the layer pipeline, WaferLLM's mesh mapping (one mesh per wafer), or
+     * the tiled mesh (several layer meshes per wafer).
+     */
+    public static final java.util.List<String> MAPPINGS = java.util.List.of("auto", "layer-pipeline", "mesh",
+            "tiled-mesh");
+
+    public PlanRequest(ModelShape model, ModelShape draft, DeviceSpec device, int wafers, WeightDType dtype, int ctx,
+                       int batch, double acceptRate, int specK, Calibration calibration) {
+        this(model, draft, device, wafers, dtype, ctx, batch, acceptRate, specK, calibration, "auto");
+    }
 
     public static final int MAX_SPEC_K = 8;
     public static final int DEFAULT_CTX = 4096;
@@ -35,6 +47,9 @@ public record PlanRequest(ModelShape model, ModelShape draft, DeviceSpec device,
         if (!(acceptRate > 0 && acceptRate < 1)) {
             throw new PlanException(String.format(Locale.ROOT, "accept rate must be in (0, 1), got %s", acceptRate));
         }
+        if (!MAPPINGS.contains(mapping)) {
+            throw new PlanException("unknown mapping '" + mapping + "' (" + String.join(", ", MAPPINGS) + ")");
+        }
         if (specK < 0 || specK > MAX_SPEC_K) {
             throw new PlanException("speculative k must be in 1.." + MAX_SPEC_K + " (or 0 to choose), got " + specK);
         }
@@ -47,26 +62,30 @@ public record PlanRequest(ModelShape model, ModelShape draft, DeviceSpec device,
     }
 
     public PlanRequest withWafers(int n) {
-        return new PlanRequest(model, draft, device, n, dtype, ctx, batch, acceptRate, specK, calibration);
+        return new PlanRequest(model, draft, device, n, dtype, ctx, batch, acceptRate, specK, calibration, mapping);
     }
 
     public PlanRequest withDtype(WeightDType d) {
-        return new PlanRequest(model, draft, device, wafers, d, ctx, batch, acceptRate, specK, calibration);
+        return new PlanRequest(model, draft, device, wafers, d, ctx, batch, acceptRate, specK, calibration, mapping);
     }
 
     public PlanRequest withCtx(int c) {
-        return new PlanRequest(model, draft, device, wafers, dtype, c, batch, acceptRate, specK, calibration);
+        return new PlanRequest(model, draft, device, wafers, dtype, c, batch, acceptRate, specK, calibration, mapping);
     }
 
     public PlanRequest withBatch(int b) {
-        return new PlanRequest(model, draft, device, wafers, dtype, ctx, b, acceptRate, specK, calibration);
+        return new PlanRequest(model, draft, device, wafers, dtype, ctx, b, acceptRate, specK, calibration, mapping);
     }
 
     public PlanRequest withDraft(ModelShape d, double accept, int k) {
-        return new PlanRequest(model, d, device, wafers, dtype, ctx, batch, accept, k, calibration);
+        return new PlanRequest(model, d, device, wafers, dtype, ctx, batch, accept, k, calibration, mapping);
+    }
+
+    public PlanRequest withMapping(String m) {
+        return new PlanRequest(model, draft, device, wafers, dtype, ctx, batch, acceptRate, specK, calibration, m);
     }
 
     public PlanRequest withCalibration(Calibration c) {
-        return new PlanRequest(model, draft, device, wafers, dtype, ctx, batch, acceptRate, specK, c);
+        return new PlanRequest(model, draft, device, wafers, dtype, ctx, batch, acceptRate, specK, c, mapping);
     }
 }

@@ -21,11 +21,25 @@ public final class PlanSummary {
                 plan.draft() == null ? "" : String.format(Locale.ROOT, "; draft %s %.2f GB", plan.draft().name(),
                         plan.draft().weightBytes() / 1e9)));
         sb.append(String.format(Locale.ROOT, "wafers  %d %s%n", r.wafers(), r.wafersRequested() == null
-                ? "(chosen: the fewest that hold every weight in SRAM" + (plan.search().note() == null ? ")"
+                ? (plan.shapes().usesMesh() ? "(chosen" : "(chosen: the fewest that hold every weight in SRAM")
+                + (plan.search().note() == null ? ")"
                 : "; " + plan.search().note() + ")") : "(requested)"));
-        block(sb, "block  ", plan.shapes().target());
-        if (plan.shapes().draft() != null) {
-            block(sb, "draft  ", plan.shapes().draft());
+        if (plan.shapes().usesMesh()) {
+            Plan.Mesh m = plan.shapes().mesh();
+            sb.append(String.format(Locale.ROOT, "mapping %s: each layer a %d x %d mesh of PEs (MeshGEMV, K-tree "
+                            + "all-reduce, shift-based KV cache), %d x %d meshes per wafer, a mesh's layers stacked in "
+                            + "its PEs%s%s%n", plan.shapes().mapping(), m.rows(), m.cols(), m.tilesDown(),
+                    m.tilesAcross(), m.expertGridRows() == null ? "" : String.format(Locale.ROOT,
+                            "; experts on %d x %d sub-meshes, a layer's experts over %d wafer(s)", m.expertGridRows(),
+                            m.expertGridCols(), m.expertSpan()),
+                    m.draftRows() == null ? "" : String.format(Locale.ROOT, "; draft on a %d x %d mesh of wafer 0",
+                            m.draftRows(), m.draftCols())));
+        } else {
+            sb.append("mapping layer-pipeline: each layer its own block of PEs\n");
+            block(sb, "block  ", plan.shapes().target());
+            if (plan.shapes().draft() != null) {
+                block(sb, "draft  ", plan.shapes().draft());
+            }
         }
         sb.append('\n');
         layerTable(sb, plan);
@@ -63,6 +77,15 @@ public final class PlanSummary {
                 p.prefillBottleneck(), r.ctx(), p.timeToFirstTokenSeconds() * 1e3));
         sb.append("bottleneck  ").append(p.decodeBottleneck()).append('\n');
         sb.append('\n');
+        if (plan.search().alternatives() != null) {
+            sb.append("compared (tok/s per request):\n");
+            for (Plan.Alternative a : plan.search().alternatives()) {
+                sb.append(a.wafers() == 0 ? String.format(Locale.ROOT, "  %-22s %s%n", a.role(), a.detail())
+                        : String.format(Locale.ROOT, "  %-22s %-15s %3d wafer(s) %8.0f  %s%n", a.role(), a.mapping(),
+                        a.wafers(), a.tokensPerSecond(), a.detail()));
+            }
+            sb.append('\n');
+        }
         for (Plan.Check c : plan.checks()) {
             sb.append(String.format(Locale.ROOT, "%-4s %-30s %s%n", c.ok() ? "ok" : "FAIL", c.name(), c.detail()));
         }
@@ -70,6 +93,12 @@ public final class PlanSummary {
             sb.append("warning: ").append(w).append('\n');
         }
         return sb.toString();
+    }
+
+    /** One line: mapping, wafers and speed. */
+    public static String oneLine(Plan plan) {
+        return String.format(Locale.ROOT, "%s on %d wafer(s), %.0f tok/s per request", plan.shapes().mapping(),
+                plan.request().wafers(), plan.performance().effectiveTokensPerSecond());
     }
 
     private static void block(StringBuilder sb, String label, Plan.BlockShape s) {
@@ -155,8 +184,9 @@ public final class PlanSummary {
         long weights = 0;
         long kv = 0;
         double cycles = 0;
+        boolean stacked = nodes.size() > 1 && nodes.stream().allMatch(n -> n.rect().equals(nodes.get(0).rect()));
         for (Plan.Node n : nodes) {
-            pes += n.pes();
+            pes = stacked ? Math.max(pes, n.pes()) : pes + n.pes();   // stacked partitions share their PEs
             sram += n.pes() * n.sram().totalPerPe();
             maxPe = Math.max(maxPe, n.sram().totalPerPe());
             weights += n.weightBytes();

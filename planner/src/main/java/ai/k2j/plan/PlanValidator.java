@@ -33,8 +33,12 @@ public final class PlanValidator {
         out.add(waferCount(plan, n));
         out.add(partitionsPlaced(plan, byId));
         out.add(insideGrid(plan, dev, n));
-        out.add(disjoint(plan, n));
-        out.add(sram(plan, dev));
+        if (plan.shapes() != null && plan.shapes().usesMesh()) {
+            out.add(stackedSram(plan, dev, n));
+        } else {
+            out.add(disjoint(plan, n));
+            out.add(sram(plan, dev));
+        }
         out.add(kvCache(plan));
         out.add(routesConnected(plan, byId, dev));
         out.add(bandwidth(plan, dev));
@@ -61,8 +65,10 @@ public final class PlanValidator {
             String role = m == plan.model() ? "target" : "draft";
             for (int l = 0; l < m.layers(); l++) {
                 for (String part : List.of("norm1", "attn", "kv", "norm2", "mlp")) {
-                    if (!byId.containsKey(pre + "L" + l + "." + part)) {
-                        missing.add(pre + "L" + l + "." + part);
+                    String id = pre + "L" + l + "." + part;
+                    // an MoE layer has a router (and expert partitions) where a dense layer has its MLP
+                    if (!byId.containsKey(id) && !(part.equals("mlp") && byId.containsKey(pre + "L" + l + ".router"))) {
+                        missing.add(id);
                     }
                 }
             }
@@ -161,12 +167,56 @@ public final class PlanValidator {
                 dev.sramPerPeBytes(), worstId, dev.reservedBytesPerPe()));
     }
 
+    /**
+     * The mesh mapping stacks every partition of a wafer on the same PEs (the layers run one after another), so the
+     * fullest PE holds the weights and KV cache of all of them, one set of activation buffers (the largest) and the
+     * reserved bytes. Counted per mesh: every partition whose rectangle overlaps it (tiles of one wafer are disjoint;
+     * a draft's smaller mesh overlaps the first tile).
+     */
+    private static Plan.Check stackedSram(Plan plan, DeviceSpec dev, int n) {
+        long worst = 0;
+        int worstWafer = 0;
+        for (Plan.Node node : plan.nodes()) {
+            Plan.Sram s = node.sram();
+            if (s.reservedPerPe() + s.weightsPerPe() + s.kvPerPe() + s.activationsPerPe() != s.totalPerPe()
+                    || s.capacityPerPe() != dev.sramPerPeBytes() || s.reservedPerPe() != dev.reservedBytesPerPe()) {
+                return new Plan.Check("SRAM per PE (stacked)", false, node.id() + ": SRAM parts do not add up "
+                        + "or disagree with the device");
+            }
+        }
+        Map<String, long[]> byRect = new HashMap<>();
+        for (Plan.Node a : plan.nodes()) {
+            String key = a.wafer() + ":" + a.rect();
+            if (byRect.containsKey(key)) {
+                continue;
+            }
+            long sum = dev.reservedBytesPerPe();
+            long act = 0;
+            for (Plan.Node b : plan.nodes()) {
+                if (b.wafer() == a.wafer() && b.rect().overlaps(a.rect())) {
+                    sum += b.sram().weightsPerPe() + b.sram().kvPerPe();
+                    act = Math.max(act, b.sram().activationsPerPe());
+                }
+            }
+            byRect.put(key, new long[] {sum + act});
+            if (sum + act > worst) {
+                worst = sum + act;
+                worstWafer = a.wafer();
+            }
+        }
+        return new Plan.Check("SRAM per PE (stacked)", worst <= dev.sramPerPeBytes(), String.format(Locale.ROOT,
+                "fullest PE %,d B of %,d B (wafer %d): the weights and KV cache of every partition stacked on it, "
+                        + "one set of activation buffers and %,d B reserved", worst, dev.sramPerPeBytes(), worstWafer,
+                dev.reservedBytesPerPe()));
+    }
+
     private static Plan.Check kvCache(Plan plan) {
         long want = 0;
         long have = 0;
         for (Plan.ModelInfo m : plan.draft() == null ? List.of(plan.model()) : List.of(plan.model(), plan.draft())) {
-            want += (long) plan.request().batch() * plan.request().ctx() * 2L * m.kvHeads() * m.headDim() * 2
-                    * m.layers();
+            long perToken = m.kvBytesPerTokenPerLayer() != null ? m.kvBytesPerTokenPerLayer()
+                    : 2L * m.kvHeads() * m.headDim() * 2;
+            want += (long) plan.request().batch() * plan.request().ctx() * perToken * m.layers();
         }
         for (Plan.Node node : plan.nodes()) {
             have += node.kvBytes();

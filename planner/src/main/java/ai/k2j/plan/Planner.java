@@ -55,10 +55,115 @@ public final class Planner {
      * that still fits on that many wafers, and the best k up to it is chosen.
      */
     public static Plan plan(PlanRequest req) {
+        return search(req).fastest();
+    }
+
+    /** The fastest legal plan per request and the legal plan on the fewest wafers (the same plan when they agree). */
+    public record Result(Plan fastest, Plan fewest) {
+    }
+
+    /**
+     * Searches the mappings the request allows ({@code auto}: the layer pipeline and the mesh mapping), wafer counts
+     * and draft placements; both plans carry the compared alternatives in {@code search.alternatives}.
+     */
+    public static Result search(PlanRequest req) {
+        List<Plan> plans = new ArrayList<>();
+        List<String> why = new ArrayList<>();
+        String mapping = req.mapping();
+        boolean auto = mapping.equals("auto");
+        boolean pipelineAllowed = auto || mapping.equals("layer-pipeline");
+        if (pipelineAllowed) {
+            try {
+                Plan p = planPipeline(req);
+                plans.add(p);
+                if (req.wafers() == 0 && auto) {
+                    // one wafer more gives every layer more PEs: often faster for this mapping
+                    try {
+                        plans.add(planPipeline(req.withWafers(p.request().wafers() + 1)));
+                    } catch (PlanException e) {
+                        why.add("layer-pipeline on " + (p.request().wafers() + 1) + " wafers: " + e.getMessage());
+                    }
+                }
+            } catch (PlanException e) {
+                if (!auto) {
+                    throw e;
+                }
+                why.add("layer-pipeline: " + e.getMessage());
+            }
+        }
+        for (boolean tiled : new boolean[] {false, true}) {
+            if (!auto && !mapping.equals(tiled ? "tiled-mesh" : "mesh")) {
+                continue;
+            }
+            MeshPlanner mp = new MeshPlanner(req, tiled);
+            Plan fast = mp.plan(false);
+            String name = tiled ? "tiled-mesh" : "mesh";
+            if (fast != null) {
+                plans.add(fast);
+                Plan few = mp.plan(true);
+                if (few != null && few.request().wafers() != fast.request().wafers()) {
+                    plans.add(few);
+                }
+            } else {
+                why.add(name + ": no legal placement" + (req.wafers() > 0 ? " on " + req.wafers() + " wafers"
+                        : " on up to " + MeshPlanner.MAX_WAFERS + " wafers"));
+            }
+        }
+        if (plans.isEmpty() && req.wafers() > 0 && (auto || mapping.equals("layer-pipeline"))
+                && req.model().moe() == null && req.model().mla() == null) {
+            throw planners0(req).notEnough(req.wafers());
+        }
+        if (plans.isEmpty()) {
+            throw new PlanException(req.model().name() + ": no legal plan: " + String.join("; ", why));
+        }
+        Plan fastest = plans.get(0);
+        Plan fewest = plans.get(0);
+        for (Plan p : plans) {
+            double v = p.performance().effectiveTokensPerSecond();
+            if (v > fastest.performance().effectiveTokensPerSecond()) {
+                fastest = p;
+            }
+            int w = p.request().wafers();
+            if (w < fewest.request().wafers() || (w == fewest.request().wafers()
+                    && v > fewest.performance().effectiveTokensPerSecond())) {
+                fewest = p;
+            }
+        }
+        List<Plan.Alternative> alts = new ArrayList<>();
+        for (Plan p : plans) {
+            String role = p == fastest && p == fewest ? "fastest, fewest wafers" : p == fastest ? "fastest"
+                    : p == fewest ? "fewest wafers" : "compared";
+            alts.add(new Plan.Alternative(role, p.shapes().mapping(), p.request().wafers(),
+                    p.performance().effectiveTokensPerSecond(), p.shapes().usesMesh()
+                    ? "mesh " + p.shapes().mesh().rows() + "x" + p.shapes().mesh().cols()
+                    : "block " + p.shapes().target().rows() + " rows x " + p.shapes().target().width() + " cols"));
+        }
+        for (String w : why) {
+            alts.add(new Plan.Alternative("not possible", w.substring(0, w.indexOf(' ') < 0 ? w.length()
+                    : w.indexOf(' ')).replace(":", ""), 0, 0, w));
+        }
+        Plan fast = withAlternatives(fastest, alts);
+        return new Result(fast, fewest == fastest ? fast : withAlternatives(fewest, alts));
+    }
+
+    private static Planner planners0(PlanRequest req) {
+        return new Planner(req, req.draft() == null ? 0 : Math.max(1, req.specK()), new long[1]);
+    }
+
+    private static Plan withAlternatives(Plan p, List<Plan.Alternative> alts) {
+        Plan.Search s = p.search();
+        return new Plan(p.schema(), p.model(), p.draft(), p.request(), p.device(), p.calibration(), p.shapes(),
+                p.wafers(), p.nodes(), p.edges(), p.performance(), p.checks(), p.warnings(),
+                new Plan.Search(s.objective(), s.candidatesEvaluated(), s.waferCountsTried(), s.note(),
+                        List.copyOf(alts)));
+    }
+
+    /** The layer-pipelined mapping only (each layer its own block of PEs). */
+    public static Plan planPipeline(PlanRequest req) {
         for (ModelShape m : req.draft() == null ? List.of(req.model()) : List.of(req.model(), req.draft())) {
-            if (m.moe() != null) {
-                throw new PlanException(m.name() + " has MoE layers: the graph and cost model for expert "
-                        + "partitions are designed (docs/wafer-plan.md, \"MoE\") but not implemented yet");
+            if (m.moe() != null || m.mla() != null) {
+                throw new PlanException(m.name() + " has MoE layers or latent attention: the layer pipeline does not "
+                        + "place them; the mesh mapping does (--mapping mesh or auto)");
             }
         }
         int[] caps = req.draft() == null ? new int[] {0}
@@ -909,13 +1014,14 @@ public final class Planner {
             warnings.add("ctx " + ctx + " exceeds draft " + dft.shape.name() + "'s max_position_embeddings "
                     + dft.shape.maxPositions());
         }
-        Plan.Shapes shapes = new Plan.Shapes(blockShape(c.target()), c.draft() == null ? null : blockShape(c.draft()));
+        Plan.Shapes shapes = new Plan.Shapes("layer-pipeline", blockShape(c.target()),
+                c.draft() == null ? null : blockShape(c.draft()), null);
         List<Integer> triedOut = tried.size() <= 8 ? List.copyOf(tried)
                 : List.of(tried.get(0), tried.get(tried.size() - 1));
         Plan.Search search = new Plan.Search(dft == null
                 ? "fewest wafers, then minimise decode cycles per token (batch-1 latency)"
                 : "fewest wafers, then maximise speculative tokens per second (k draft steps + one (k+1)-token "
-                + "verification pass, k <= " + kCap + ")", counter[0], triedOut, note);
+                + "verification pass, k <= " + kCap + ")", counter[0], triedOut, note, null);
         Plan plan = new Plan(Plan.SCHEMA, modelInfo(tgt), dft == null ? null : modelInfo(dft),
                 new Plan.Request(dev.id(), req.wafers() > 0 ? req.wafers() : null, c.wafers(), req.dtype().label(), ctx,
                         b, dft == null ? null : dft.shape.name(), dft == null ? null : req.acceptRate(),
@@ -950,7 +1056,7 @@ public final class Planner {
         ModelShape m = s.shape;
         return new Plan.ModelInfo(m.name(), m.architecture(), m.hidden(), m.intermediate(), m.layers(), m.heads(),
                 m.kvHeads(), m.headDim(), m.vocab(), m.tiedEmbeddings(), m.qkvBias(), m.parameterCount(),
-                Math.round(s.weightBytes()));
+                Math.round(s.weightBytes()), m.kvBytesPerTokenPerLayer());
     }
 
     private List<Plan.Wafer> waferSummaries(int n, List<Plan.Node> nodes) {

@@ -8,7 +8,9 @@ import java.util.Map;
  * Published model shapes by name, for {@code --model preset:NAME}. The qwen2.5-* values are those of the
  * published Qwen2.5-*-Instruct config.json files (the same as {@code k2j synth}'s presets); llama-3.1-* are
  * Meta's Llama-3.1-8B/70B configs (the models of Cerebras' published inference speeds), which have no q/k/v bias.
- * {@code tiny} is a toy for tests.
+ * {@code tiny} is a toy for tests. The validation shapes (llama-3.1-405b, llama-3.3-70b, qwen3-32b,
+ * qwen3-235b-a22b, gpt-oss-120b) and kimi-k2 (DeepSeek-V3 shape with MLA) are their published config.json values;
+ * docs/wafer-plan.md lists them with sources.
  */
 public final class Presets {
     private static final Map<String, ModelShape> ALL = new LinkedHashMap<>();
@@ -24,6 +26,20 @@ public final class Presets {
         qwen("qwen2.5-72b", 8192, 29568, 80, 64, 8, 152064, false, 32768);
         llama("llama-3.1-8b", 4096, 14336, 32, 32, 8, 128256);
         llama("llama-3.1-70b", 8192, 28672, 80, 64, 8, 128256);
+        // the validation set (docs/wafer-plan.md "validation"): shapes of the published config.json files
+        llama("llama-3.1-405b", 16384, 53248, 126, 128, 8, 128256);
+        llama("llama-3.3-70b", 8192, 28672, 80, 64, 8, 128256);
+        ALL.put("llama-3.2-1b", new ModelShape("llama-3.2-1b", "LlamaForCausalLM", 2048, 8192, 16, 32, 8, 64, 128256,
+                true, false, 131072, null));
+        ALL.put("qwen3-32b", new ModelShape("qwen3-32b", "Qwen3ForCausalLM", 5120, 25600, 64, 64, 8, 128, 151936,
+                false, false, 40960, null));
+        ALL.put("qwen3-235b-a22b", new ModelShape("qwen3-235b-a22b", "Qwen3MoeForCausalLM", 4096, 12288, 94, 64, 4,
+                128, 151936, false, false, 40960, new ModelShape.Moe(128, 8, 1536, 0, 0)));
+        ALL.put("gpt-oss-120b", new ModelShape("gpt-oss-120b", "GptOssForCausalLM", 2880, 2880, 36, 64, 8, 64,
+                201088, false, true, 131072, new ModelShape.Moe(128, 4, 2880, 0, 0)));
+        ALL.put("kimi-k2", new ModelShape("kimi-k2", "DeepseekV3ForCausalLM", 7168, 18432, 61, 64, 64, 192, 163840,
+                false, false, 131072, new ModelShape.Moe(384, 8, 2048, 1, 1),
+                new ModelShape.Mla(1536, 512, 128, 64, 128)));
     }
 
     private Presets() {

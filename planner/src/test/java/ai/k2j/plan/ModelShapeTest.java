@@ -62,7 +62,7 @@ class ModelShapeTest {
     }
 
     @Test
-    void moeShapesAreRejectedWithAPointerToTheDesign() {
+    void moeShapesArePlannedByTheMeshMappingsOnly() {
         ModelShape dense = Presets.get("qwen2.5-0.5b");
         ModelShape moe = new ModelShape("toy-moe", "DeepseekV3ForCausalLM", 896, 4864, 4, 14, 2, 64, 151936, true,
                 false, 32768, new ModelShape.Moe(16, 2, 512, 1, 1));
@@ -70,8 +70,13 @@ class ModelShapeTest {
         assertEquals(moe.routerParams() + 17L * moe.expertParams(), moe.mlpParams(2));
         assertTrue(moe.parameterCount() > dense.parameterCount() / 6);
         PlanException e = assertThrows(PlanException.class,
-                () -> Planner.plan(PlanRequest.of(moe, DeviceSpec.builtIn("wse3"))));
-        assertTrue(e.getMessage().contains("MoE") && e.getMessage().contains("wafer-plan.md"), e.getMessage());
+                () -> Planner.plan(PlanRequest.of(moe, DeviceSpec.builtIn("wse3")).withMapping("layer-pipeline")));
+        assertTrue(e.getMessage().contains("MoE") && e.getMessage().contains("mesh mapping"), e.getMessage());
+        Plan p = Planner.plan(PlanRequest.of(moe, DeviceSpec.builtIn("wse3")));
+        assertTrue(p.shapes().usesMesh(), p.shapes().mapping());
+        PlannerPropertyTest.assertLegal(p, "toy-moe");
+        assertTrue(p.nodes().stream().anyMatch(n -> n.kind() == NodeKind.ROUTER)
+                && p.nodes().stream().anyMatch(n -> n.kind() == NodeKind.EXPERT), "router and expert partitions");
         assertThrows(PlanException.class, () -> new ModelShape.Moe(8, 9, 512, 0, 0));
     }
 }

@@ -16,7 +16,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class PlanDrawTest {
     static final Plan PLAN = Planner.plan(PlanRequest.of(Presets.get("qwen2.5-7b"), DeviceSpec.builtIn("wse3"))
-            .withCtx(4096).withWafers(2));
+            .withCtx(4096).withWafers(2).withMapping("layer-pipeline"));
 
     @Test
     void svgIsWellFormedWithOneRegionPerPartitionRoutesAndALegend() throws Exception {
@@ -34,7 +34,11 @@ class PlanDrawTest {
             NodeList titles = r.getElementsByTagNameNS("*", "title");
             if (titles.getLength() == 1) {
                 String t = titles.item(0).getTextContent();
-                drawn.add(t.substring(0, t.indexOf(' ')));
+                String id = t.substring(0, t.indexOf(' '));
+                if (id.endsWith(":")) {
+                    continue;   // a span of the token timeline ("L3: hops ...")
+                }
+                drawn.add(id);
                 assertTrue(Double.parseDouble(r.getAttribute("width")) > 0);
                 assertTrue(r.getAttribute("fill").matches("#[0-9a-f]{6}"));
             }
@@ -72,5 +76,43 @@ class PlanDrawTest {
         assertTrue(s.contains("bottleneck") && s.contains("PE util") && s.contains("SRAM util"));
         assertTrue(s.contains("ok   SRAM per PE"));
         assertTrue(!s.contains("FAIL"));
+    }
+
+    /** A mesh plan: one region per layer mesh (stacked partitions), routes between meshes, and the token timeline. */
+    @Test
+    void meshSvgDrawsEachMeshOnceAndATimelineThatAddsUpToTheToken() throws Exception {
+        Plan mesh = Planner.plan(PlanRequest.of(Presets.get("qwen2.5-7b"), DeviceSpec.builtIn("wse3")).withCtx(4096)
+                .withWafers(2).withMapping("tiled-mesh"));
+        String svg = PlanDraw.svg(mesh);
+        DocumentBuilderFactory f = DocumentBuilderFactory.newInstance();
+        f.setNamespaceAware(true);
+        Document doc = f.newDocumentBuilder().parse(new ByteArrayInputStream(svg.getBytes(StandardCharsets.UTF_8)));
+        Set<String> meshes = new HashSet<>();
+        for (Plan.Node n : mesh.nodes()) {
+            meshes.add(n.wafer() + ":" + n.rect());
+        }
+        NodeList rects = doc.getElementsByTagNameNS("*", "rect");
+        int meshRegions = 0;
+        double timelineCycles = 0;
+        for (int i = 0; i < rects.getLength(); i++) {
+            Element r = (Element) rects.item(i);
+            NodeList titles = r.getElementsByTagNameNS("*", "title");
+            if (titles.getLength() != 1) {
+                continue;
+            }
+            String t = titles.item(0).getTextContent();
+            if (t.contains(" mesh ") && t.contains("stacked")) {
+                meshRegions++;
+            }
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile(": [a-z -]+ ([0-9,]+) cycles$").matcher(t);
+            if (m.find()) {
+                timelineCycles += Double.parseDouble(m.group(1).replace(",", ""));
+            }
+        }
+        assertEquals(meshes.size(), meshRegions, "one region per layer mesh");
+        assertEquals(mesh.performance().decodeCyclesPerToken(), timelineCycles,
+                mesh.performance().decodeCyclesPerToken() * 1e-3, "the timeline's spans add up to the token");
+        assertTrue(svg.contains("id=\"timeline\"") && svg.contains("collective steps") && svg.contains(" us<"));
+        assertTrue(svg.contains("wafer-to-wafer link"), "the hand-off between the two wafers is drawn");
     }
 }

@@ -16,7 +16,8 @@ class PlanValidatorTest {
 
     @BeforeAll
     static void plan() {
-        plan = Planner.plan(PlanRequest.of(Presets.get("qwen2.5-0.5b"), DeviceSpec.builtIn("wse3")).withCtx(4096));
+        plan = Planner.plan(PlanRequest.of(Presets.get("qwen2.5-0.5b"), DeviceSpec.builtIn("wse3")).withCtx(4096)
+                .withMapping("layer-pipeline"));
         for (Plan.Check c : PlanValidator.check(plan)) {
             assertTrue(c.ok(), c.name() + ": " + c.detail());
         }
