@@ -11,5 +11,6 @@ rm -rf engine/target/lib   # the engine's package phase copies its runtime depen
 ./mvnw -q -B -pl bench -am package -DskipTests >&2
 ENGINE_JAR="$(ls engine/target/k2j-engine-*.jar | grep -v -e '-sources' -e '-tests' | head -n 1)"
 exec "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+  --add-opens jdk.httpserver/sun.net.httpserver=ALL-UNNAMED \
   --sun-misc-unsafe-memory-access=allow -XX:+UseParallelGC ${K2J_JAVA_OPTS:-} \
   -cp "bench/target/classes:$ENGINE_JAR:engine/target/lib/*" ai.k2j.bench.load.LoadGenerator "$@"

@@ -107,13 +107,12 @@ public final class LanguageModel implements AutoCloseable {
         Backend backend = null;
         try {
             ModelConfig config = checkpoint.config();
-            Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
+            Tokenizer tokenizer = ModelTokenizer.load(dir, config);
             int maxContext = resolveMaxContext(config, options.maxContext());
             Path draftDir = options.draft();
             if (draftDir != null) {
                 draftCheckpoint = Checkpoint.open(draftDir);
-                Tokenizer draftTokenizer = Files.isRegularFile(draftDir.resolve("tokenizer.json"))
-                        ? Tokenizer.load(draftDir) : null;
+                Tokenizer draftTokenizer = ModelTokenizer.load(draftDir, draftCheckpoint.config());
                 DraftCompatibility.check(dir.toString(), config, tokenizer, draftDir.toString(),
                         draftCheckpoint.config(), draftTokenizer);
             }
@@ -271,7 +270,8 @@ public final class LanguageModel implements AutoCloseable {
     }
 
     public int[] encodeChat(List<ChatMessage> messages) {
-        return tokenizer().encode(tokenizer().applyChatTemplate(messages, true));
+        // special tokens inside message text stay text: a message cannot open or close turns
+        return tokenizer().encodeChat(messages, true, false);
     }
 
     /**

@@ -47,7 +47,7 @@ final class ServedModel implements AutoCloseable {
         try {
             ModelConfig config = checkpoint.config();
             backend = LanguageModel.createBackend(options.backend(), options.threads());
-            Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
+            Tokenizer tokenizer = ai.k2j.engine.ModelTokenizer.load(dir, config);
             Qwen2Model model = Qwen2Model.load(config, checkpoint::find, dir.toString(), backend, limits,
                     options.weightFormat());
             int[] eos = IntStream.concat(Arrays.stream(checkpoint.generationConfig().eosTokenIds()),
