@@ -16,7 +16,6 @@ import ai.k2j.tokenizer.StreamingDecoder;
 import ai.k2j.tokenizer.Tokenizer;
 
 import java.lang.reflect.InvocationTargetException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;

@@ -7,7 +7,6 @@ import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.tokenizer.Tokenizer;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.stream.IntStream;
