@@ -76,7 +76,9 @@ final class RequestParser {
         } catch (JacksonException e) {
             throw ApiException.invalid(null, "invalid JSON in the request body: " + e.getOriginalMessage());
         } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e); // reading a byte array does not do I/O
+            // no I/O on a byte array: the bytes are in an encoding Jackson detects but cannot read (e.g. UCS-4
+            // "3412"; found by fuzzing), which was a 500
+            throw ApiException.invalid(null, "the request body is not readable JSON text: " + e.getMessage());
         }
         if (root == null || !root.isObject()) {
             throw ApiException.invalid(null, "the request body must be a JSON object");
