@@ -105,7 +105,8 @@ public final class Checkpoint implements AutoCloseable {
                 String problem = ModelFiles.problem(shard);
                 if (problem != null) {
                     throw new ModelFormatException(src + ": shard '" + shardName + "' (holding tensor '" + e.getKey()
-                            + "') in " + dir + ": " + problem);
+                            + "') " + (ModelFiles.present(shard) ? "in " + dir + " " + problem
+                            : "is missing from " + dir));
                 }
                 shards.put(shardName, SafeTensorsFile.open(shard, arena));
             }
