@@ -11,5 +11,6 @@ rm -rf cli/target/lib   # the cli's package phase copies its runtime dependencie
 ./mvnw -q -B -pl bench,cli -am package -DskipTests >&2
 CLI_JAR="$(ls cli/target/k2j-cli-*.jar | grep -v -e '-sources' -e '-tests' | head -n 1)"
 exec "$JAVA_HOME/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED \
+  --add-opens jdk.httpserver/sun.net.httpserver=ALL-UNNAMED \
   --sun-misc-unsafe-memory-access=allow -XX:+UseParallelGC ${K2J_JAVA_OPTS:-} \
   -cp "bench/target/classes:$CLI_JAR:cli/target/lib/*" ai.k2j.bench.load.LoadGenerator "$@"

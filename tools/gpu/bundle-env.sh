@@ -45,7 +45,7 @@ if [[ -n "$TOOLKIT_LIB" ]]; then
 fi
 
 JAVA_FLAGS=(--add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED
-    --sun-misc-unsafe-memory-access=allow -Xss4m
+    --sun-misc-unsafe-memory-access=allow -Xss4m --add-opens jdk.httpserver/sun.net.httpserver=ALL-UNNAMED
     -Dorg.lwjgl.librarypath="$B/natives"
     -Dk2j.cuda.prebuiltDir="$B/cubin"
     -Dk2j.cuda.cacheDir="${K2J_CUDA_CACHE:-$HOME/.cache/k2j/cuda}"

@@ -20,6 +20,11 @@ final class ServeCommand implements Command {
                   --host H             interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)
                   --port P             TCP port (default 8000; 0 picks a free one)
                   --served-model-name NAME   model id clients send (default: the model directory's name)
+                  --request-timeout S  a request's header and body must arrive within S seconds (default 30)
+                  --idle-timeout S     close a connection that sends nothing for S seconds (default 60)
+                  --max-connections N  connections open at once; more are closed on accept (default 512)
+                  --special-tokens-in-messages  encode special tokens inside chat message text as control
+                                       tokens, as HF does (default: as plain text)
                 """ + ServingFlags.ENGINE_USAGE;
     }
 
@@ -62,11 +67,18 @@ final class ServeCommand implements Command {
             throw new UsageException("--port must be in [0, 65535], got " + port);
         }
         String name = args.string("served-model-name", null);
+        int requestTimeout = ServingFlags.atLeast(args, "request-timeout",
+                ServerOptions.DEFAULT_REQUEST_TIMEOUT_SECONDS, 1);
+        int idleTimeout = ServingFlags.atLeast(args, "idle-timeout", ServerOptions.DEFAULT_IDLE_TIMEOUT_SECONDS, 1);
+        int maxConnections = ServingFlags.atLeast(args, "max-connections", ServerOptions.DEFAULT_MAX_CONNECTIONS, 1);
+        boolean specialTokensInMessages = args.flag("special-tokens-in-messages");
         args.finish();
         BatchEngine engine = flags.load();
         try {
             OpenAiServer server = OpenAiServer.start(engine, ServerOptions.of(host, port,
-                    name == null ? engine.modelName() : name));
+                    name == null ? engine.modelName() : name)
+                    .withLimits(requestTimeout, idleTimeout, maxConnections)
+                    .withSpecialTokensInMessages(specialTokensInMessages));
             err.println("k2j serve: " + (name == null ? engine.modelName() : name) + " on " + server.baseUrl()
                     + " (" + engine.backendName() + " backend, max batch " + engine.maxBatch() + ", context "
                     + engine.maxContext() + ", KV blocks " + engine.metrics().kvBlocksTotal()

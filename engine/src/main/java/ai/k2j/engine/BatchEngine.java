@@ -218,10 +218,17 @@ public final class BatchEngine implements AutoCloseable {
         return target.tokenizer() != null;
     }
 
-    /** The chat template applied to the messages (with the assistant prompt), encoded. */
+    /**
+     * The chat template applied to the messages (with the assistant prompt), encoded; special tokens inside the
+     * messages' text are encoded as plain text (see {@link Tokenizer#encodeChat}).
+     */
     public int[] encodeChat(List<ChatMessage> messages) {
-        Tokenizer t = tokenizer();
-        return t.encode(t.applyChatTemplate(messages, true));
+        return encodeChat(messages, false);
+    }
+
+    /** As {@link #encodeChat(List)}; {@code specialTokensInContent} true encodes them as HF does, as control tokens. */
+    public int[] encodeChat(List<ChatMessage> messages, boolean specialTokensInContent) {
+        return tokenizer().encodeChat(messages, true, specialTokensInContent);
     }
 
     /** The model directory's name (what a server reports as the model id by default). */

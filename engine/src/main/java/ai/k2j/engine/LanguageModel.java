@@ -12,7 +12,6 @@ import ai.k2j.tokenizer.Tokenizer;
 import ai.k2j.loaders.WeightFormat;
 
 import java.lang.reflect.InvocationTargetException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
@@ -269,7 +268,8 @@ public final class LanguageModel implements AutoCloseable {
     }
 
     public int[] encodeChat(List<ChatMessage> messages) {
-        return tokenizer().encode(tokenizer().applyChatTemplate(messages, true));
+        // special tokens inside message text stay text: a message cannot open or close turns
+        return tokenizer().encodeChat(messages, true, false);
     }
 
     /**

@@ -10,7 +10,6 @@ import ai.k2j.loaders.Tensor;
 import ai.k2j.loaders.WeightFormat;
 import ai.k2j.tokenizer.Tokenizer;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.Optional;
@@ -52,7 +51,7 @@ public final class LoadedModel implements AutoCloseable {
         Checkpoint checkpoint = Checkpoint.open(dir);
         try {
             ModelConfig config = checkpoint.config();
-            Tokenizer tokenizer = Files.isRegularFile(dir.resolve("tokenizer.json")) ? Tokenizer.load(dir) : null;
+            Tokenizer tokenizer = ModelTokenizer.load(dir, config);
             DecoderModel model = Architectures.load(config, checkpoint::find, dir.toString(), backend, weightFormat);
             Path fileName = dir.toAbsolutePath().normalize().getFileName();
             return new LoadedModel(fileName == null ? dir.toString() : fileName.toString(), dir.toString(), config,

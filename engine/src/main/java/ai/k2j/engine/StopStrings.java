@@ -10,18 +10,37 @@ import java.util.List;
  */
 final class StopStrings {
     private final String[] stops;
-    private final int longestStop;
+    // Knuth-Morris-Pratt, per stop string: failure[s][i] = the longest proper prefix of stops[s][0..i] that is
+    // also its suffix; matched[s] = the longest tail of the text that is a prefix of stops[s]. Each appended
+    // character advances every matcher in amortized constant time, so matching stays linear in the text
+    // whatever the stop strings are (a rescan per piece costs the longest stop's length each time).
+    private final int[][] failure;
+    private final int[] matched;
     private final StringBuilder text = new StringBuilder();
     private int emitted;
     private boolean stopped;
 
     public StopStrings(List<String> stops) {
         this.stops = stops.stream().filter(s -> !s.isEmpty()).distinct().toArray(String[]::new);
-        int longest = 0;
-        for (String s : this.stops) {
-            longest = Math.max(longest, s.length());
+        this.failure = new int[this.stops.length][];
+        for (int s = 0; s < this.stops.length; s++) {
+            failure[s] = failureFunction(this.stops[s]);
         }
-        this.longestStop = longest;
+        this.matched = new int[this.stops.length];
+    }
+
+    private static int[] failureFunction(String p) {
+        int[] f = new int[p.length()];
+        for (int i = 1, k = 0; i < p.length(); i++) {
+            while (k > 0 && p.charAt(i) != p.charAt(k)) {
+                k = f[k - 1];
+            }
+            if (p.charAt(i) == p.charAt(k)) {
+                k++;
+            }
+            f[i] = k;
+        }
+        return f;
     }
 
     /** Appends decoded text; true once a stop string occurs (the text then ends right before it). */
@@ -29,15 +48,31 @@ final class StopStrings {
         if (stopped || piece.isEmpty()) {
             return stopped;
         }
-        // a new occurrence must end inside the new piece
-        int searchFrom = Math.max(0, text.length() - longestStop + 1);
+        int from = text.length();
         text.append(piece);
         int first = -1;
-        for (String stop : stops) {
-            int at = text.indexOf(stop, searchFrom);
-            if (at >= 0 && (first < 0 || at < first)) {
-                first = at;
+        for (int s = 0; s < stops.length; s++) {
+            String stop = stops[s];
+            int[] f = failure[s];
+            int m = matched[s];
+            for (int i = from; i < text.length(); i++) {
+                char c = text.charAt(i);
+                while (m > 0 && stop.charAt(m) != c) {
+                    m = f[m - 1];
+                }
+                if (stop.charAt(m) == c) {
+                    m++;
+                }
+                if (m == stop.length()) { // this stop's first occurrence; a later one would start later
+                    int at = i + 1 - m;
+                    if (first < 0 || at < first) {
+                        first = at;
+                    }
+                    m = f[m - 1];
+                    break;
+                }
             }
+            matched[s] = m;
         }
         if (first >= 0) {
             stopped = true;
@@ -75,25 +110,9 @@ final class StopStrings {
     /** Length of the longest tail of the text that is a proper prefix of some stop string. */
     private int pendingStopPrefix() {
         int best = 0;
-        int len = text.length();
-        for (String stop : stops) {
-            for (int k = Math.min(stop.length() - 1, len); k > best; k--) {
-                if (endsWithPrefix(stop, k)) {
-                    best = k;
-                    break;
-                }
-            }
+        for (int m : matched) {
+            best = Math.max(best, m);
         }
         return best;
-    }
-
-    private boolean endsWithPrefix(String stop, int k) {
-        int start = text.length() - k;
-        for (int i = 0; i < k; i++) {
-            if (text.charAt(start + i) != stop.charAt(i)) {
-                return false;
-            }
-        }
-        return true;
     }
 }

@@ -65,9 +65,9 @@ public final class Checkpoint implements AutoCloseable {
         Arena arena = Arena.ofShared();
         try {
             Map<String, Tensor> tensors;
-            if (Files.isRegularFile(dir.resolve(SINGLE_FILE))) {
+            if (ModelFiles.present(dir.resolve(SINGLE_FILE))) {
                 tensors = new TreeMap<>(SafeTensorsFile.open(dir.resolve(SINGLE_FILE), arena).tensors());
-            } else if (Files.isRegularFile(dir.resolve(INDEX_FILE))) {
+            } else if (ModelFiles.present(dir.resolve(INDEX_FILE))) {
                 tensors = openShards(dir, arena);
             } else {
                 throw new ModelFormatException(dir + ": no weights: neither " + SINGLE_FILE + " nor " + INDEX_FILE
@@ -102,9 +102,11 @@ public final class Checkpoint implements AutoCloseable {
             String shardName = e.getValue();
             if (!shards.containsKey(shardName)) {
                 Path shard = resolveShard(dir, shardName, e.getKey(), src);
-                if (!Files.isRegularFile(shard)) {
+                String problem = ModelFiles.problem(shard);
+                if (problem != null) {
                     throw new ModelFormatException(src + ": shard '" + shardName + "' (holding tensor '" + e.getKey()
-                            + "') is missing from " + dir);
+                            + "') " + (ModelFiles.present(shard) ? "in " + dir + " " + problem
+                            : "is missing from " + dir));
                 }
                 shards.put(shardName, SafeTensorsFile.open(shard, arena));
             }

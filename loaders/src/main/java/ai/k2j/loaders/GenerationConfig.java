@@ -27,7 +27,7 @@ public record GenerationConfig(int[] eosTokenIds, int bosTokenId, int padTokenId
 
     /** Reads the file; a missing file gives {@link #DEFAULT}; malformed JSON a {@link ModelFormatException}. */
     public static GenerationConfig read(Path file) {
-        if (!Files.exists(file)) {
+        if (!ModelFiles.present(file)) {
             return DEFAULT;
         }
         return parse(Json.readFile(file), file.toString());

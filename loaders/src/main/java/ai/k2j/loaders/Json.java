@@ -31,6 +31,7 @@ final class Json {
 
     /** The file's text; a missing file or read error is a {@link ModelFormatException}. */
     static String readFile(Path file) {
+        ModelFiles.requireRegularFile(file);
         try {
             return Files.readString(file);
         } catch (NoSuchFileException e) {

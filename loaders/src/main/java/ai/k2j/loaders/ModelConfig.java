@@ -89,6 +89,9 @@ public record ModelConfig(
     /** Reads a config.json; a missing file, bad JSON or a bad field is a {@link ModelFormatException}. */
     public static ModelConfig read(Path configJson) {
         String text;
+        if (ModelFiles.present(configJson)) {
+            ModelFiles.requireRegularFile(configJson);
+        }
         try {
             text = Files.readString(configJson);
         } catch (NoSuchFileException e) {

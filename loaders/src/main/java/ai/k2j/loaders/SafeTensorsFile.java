@@ -88,6 +88,7 @@ public final class SafeTensorsFile implements AutoCloseable {
 
     private static SafeTensorsFile open(Path file, Arena arena, boolean ownsArena) {
         String src = file.toString();
+        ModelFiles.requireRegularFile(file);
         try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
             long fileSize = ch.size();
             if (fileSize < 8) {

@@ -42,7 +42,7 @@ final class Completions {
         this.engine = engine;
         this.options = options;
         this.metrics = metrics;
-        this.parser = new RequestParser(engine, options.modelId());
+        this.parser = new RequestParser(engine, options.modelId(), options.specialTokensInMessages());
     }
 
     /** Engine events for one request, handed from the engine thread to the exchange's thread. */
@@ -90,7 +90,13 @@ final class Completions {
         EngineRequest request = new EngineRequest(new GenerationRequest(p.promptIds(), p.maxTokens(), sampling,
                 p.stop(), p.ignoreEos()), p.n(), p.speculative());
         if (!p.stream()) {
-            List<ChoiceResult> results = engine.submit(request, GenerationObserver.NONE).await();
+            RequestHandle handle = engine.submit(request, GenerationObserver.NONE);
+            if (ClientWatch.clientClosedBefore(exchange, handle.future())) {
+                handle.cancel(); // nobody will read the answer: free its sequence now
+                metrics.clientDisconnected();
+                throw new UncheckedIOException(new java.io.IOException("the client closed the connection"));
+            }
+            List<ChoiceResult> results = handle.await();
             return OpenAiServer.sendJson(exchange, 200, response(p, id, created, results));
         }
         QueueObserver observer = new QueueObserver();
@@ -288,9 +294,9 @@ final class Completions {
         c.putNull("logprobs");
         c.put("finish_reason", chosen.finishReason());
         ObjectNode usage = root.putObject("usage");
-        usage.put("prompt_tokens", engine.encodeChat(p.messages()).length);
+        usage.put("prompt_tokens", p.promptIds().length);
         usage.put("completion_tokens", r.totalTokens()); // everything generated for this answer
-        usage.put("total_tokens", engine.encodeChat(p.messages()).length + r.totalTokens());
+        usage.put("total_tokens", p.promptIds().length + r.totalTokens());
         ObjectNode s = root.putObject("k2j_scaffold");
         if (r.plan() == null) {
             s.putNull("plan");

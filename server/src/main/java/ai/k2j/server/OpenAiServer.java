@@ -43,6 +43,7 @@ public final class OpenAiServer implements AutoCloseable {
         this.engine = engine;
         this.options = options;
         this.completions = new Completions(engine, options, metrics);
+        applyConnectionLimits(options);
         this.http = HttpServer.create(new InetSocketAddress(options.host(), options.port()), 128);
         this.executor = Executors.newVirtualThreadPerTaskExecutor();
         http.setExecutor(executor);
@@ -77,6 +78,35 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     // ------------------------------------------------------------------------------------------------
+
+    /** The limits the JDK server of this JVM runs with (set by the first server started). */
+    private static ServerOptions appliedLimits;
+
+    /**
+     * The JDK server reads its timeouts and connection cap from system properties once, when its first
+     * instance starts, for the whole JVM: the first server's options apply; a later server asking for other
+     * limits gets a warning naming those in effect.
+     */
+    private static synchronized void applyConnectionLimits(ServerOptions o) {
+        if (appliedLimits == null) {
+            // header and body of a request: measured from its first byte until the body is read
+            System.setProperty("sun.net.httpserver.maxReqTime", String.valueOf(o.requestTimeoutSeconds()));
+            // a connection with no request yet, or idle between kept-alive requests
+            System.setProperty("sun.net.httpserver.idleInterval", String.valueOf(o.idleTimeoutSeconds()));
+            // how often idle connections are looked at (the JDK's default, 10 s, would stretch a 1 s timeout)
+            System.setProperty("sun.net.httpserver.clockTick", "1000");
+            System.setProperty("jdk.httpserver.maxConnections", String.valueOf(o.maxConnections()));
+            appliedLimits = o;
+        } else if (appliedLimits.requestTimeoutSeconds() != o.requestTimeoutSeconds()
+                || appliedLimits.idleTimeoutSeconds() != o.idleTimeoutSeconds()
+                || appliedLimits.maxConnections() != o.maxConnections()) {
+            System.getLogger(OpenAiServer.class.getName()).log(System.Logger.Level.WARNING,
+                    "connection limits are per JVM; those of the first server stay in effect: request timeout "
+                            + appliedLimits.requestTimeoutSeconds() + " s, idle timeout "
+                            + appliedLimits.idleTimeoutSeconds() + " s, max connections "
+                            + appliedLimits.maxConnections());
+        }
+    }
 
     private void handle(HttpExchange exchange) {
         String path = exchange.getRequestURI().getPath();
@@ -201,8 +231,15 @@ public final class OpenAiServer implements AutoCloseable {
                 throw tooLarge();
             }
             return body;
-        } catch (IOException e) {
-            throw new UncheckedIOException(e);
+        } catch (IOException | IndexOutOfBoundsException | IllegalStateException e) {
+            // A chunk size that is not hex, too long, or larger than what follows, or a body cut short: the JDK's
+            // decoder fails here (a size past int range surfaces as an index error). The client may still be
+            // listening, and the rest of the connection cannot be parsed: answer 400 and close it.
+            exchange.getResponseHeaders().set("Connection", "close");
+            String chunked = exchange.getRequestHeaders().getFirst("Transfer-Encoding");
+            throw ApiException.invalid(null, "invalid_body", "cannot read the request body"
+                    + (chunked != null ? " (chunked transfer encoding)" : "") + ": "
+                    + (e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage()));
         }
     }
 

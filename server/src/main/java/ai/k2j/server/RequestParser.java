@@ -48,15 +48,20 @@ final class RequestParser {
             "verifier");
     private static final Set<String> COMPLETION = Set.of("prompt", "echo", "logprobs", "best_of", "suffix");
 
-    /** Most stop strings per request. */
-    static final int MAX_STOP = 16;
+    /** Most stop strings per request (OpenAI's limit). */
+    static final int MAX_STOP = 4;
+    /** Most characters (UTF-16 units) of all stop strings of a request together. */
+    static final int MAX_STOP_CHARS = 1024;
     /** Default max_tokens of /v1/completions (OpenAI's). */
     static final int COMPLETIONS_DEFAULT_MAX_TOKENS = 16;
 
     private final BatchEngine engine;
     private final String modelId;
 
-    RequestParser(BatchEngine engine, String modelId) {
+    private final boolean specialTokensInMessages;
+
+    RequestParser(BatchEngine engine, String modelId, boolean specialTokensInMessages) {
+        this.specialTokensInMessages = specialTokensInMessages;
         this.engine = engine;
         this.modelId = modelId;
     }
@@ -71,7 +76,9 @@ final class RequestParser {
         } catch (JacksonException e) {
             throw ApiException.invalid(null, "invalid JSON in the request body: " + e.getOriginalMessage());
         } catch (java.io.IOException e) {
-            throw new java.io.UncheckedIOException(e); // reading a byte array does not do I/O
+            // no I/O on a byte array: the bytes are in an encoding Jackson detects but cannot read (e.g. UCS-4
+            // "3412"; found by fuzzing), which was a 500
+            throw ApiException.invalid(null, "the request body is not readable JSON text: " + e.getMessage());
         }
         if (root == null || !root.isObject()) {
             throw ApiException.invalid(null, "the request body must be a JSON object");
@@ -185,7 +192,7 @@ final class RequestParser {
                 throw ApiException.invalid("messages", "this model has no tokenizer, so it cannot take chat messages;"
                         + " use /v1/completions with token ids");
             }
-            prompt = engine.encodeChat(messages);
+            prompt = engine.encodeChat(messages, specialTokensInMessages);
             scaffold = scaffold(root, n, stream);
         } else {
             JsonNode echo = root.get("echo");
@@ -417,10 +424,16 @@ final class RequestParser {
         } else {
             throw ApiException.invalid("stop", "stop must be a string or an array of strings");
         }
+        long chars = 0;
         for (String s : out) {
             if (s.isEmpty()) {
                 throw ApiException.invalid("stop", "stop sequences must not be empty");
             }
+            chars += s.length();
+        }
+        if (chars > MAX_STOP_CHARS) {
+            throw ApiException.invalid("stop", "the stop sequences total " + chars + " characters; at most "
+                    + MAX_STOP_CHARS + " are allowed");
         }
         return out;
     }

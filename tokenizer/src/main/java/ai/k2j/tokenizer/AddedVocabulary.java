@@ -49,17 +49,35 @@ final class AddedVocabulary {
         this.normalizedMatcher = new Matcher(normTokens, normPatterns);
     }
 
+    /** Where special tokens may match: {@code [start, end)} in the text given to {@link #split}. */
+    interface SpecialFilter {
+        boolean allows(int start, int end);
+
+        SpecialFilter ALL = (start, end) -> true;
+        SpecialFilter NONE = (start, end) -> false;
+    }
+
     /**
      * Splits {@code text} into added-token pieces and normalized text pieces, in order. Empty text
      * pieces are dropped. With {@code splitSpecial=false}, special tokens are left in the text.
      */
     void split(String text, boolean splitSpecial, UnaryOperator<String> normalizer, Consumer<Piece> out) {
-        raw.split(text, splitSpecial, piece -> {
+        split(text, splitSpecial ? SpecialFilter.ALL : SpecialFilter.NONE, normalizer, out);
+    }
+
+    /**
+     * As {@link #split(String, boolean, UnaryOperator, Consumer)}, with special tokens split out only where
+     * {@code filter} allows. A normalized piece has no exact offsets left, so specials of the normalized
+     * matcher are allowed in it only when the filter allows its whole raw span.
+     */
+    void split(String text, SpecialFilter filter, UnaryOperator<String> normalizer, Consumer<Piece> out) {
+        raw.split(text, filter, (piece, start) -> {
             if (piece.tokenId() >= 0) {
                 out.accept(piece);
             } else {
                 String normalized = normalizer.apply(piece.text());
-                normalizedMatcher.split(normalized, splitSpecial, p -> {
+                boolean allowed = filter.allows(start, start + piece.text().length());
+                normalizedMatcher.split(normalized, allowed ? SpecialFilter.ALL : SpecialFilter.NONE, (p, at) -> {
                     if (p.tokenId() >= 0 || !p.text().isEmpty()) {
                         out.accept(p);
                     }
@@ -105,9 +123,10 @@ final class AddedVocabulary {
             this.empty = root.next.isEmpty();
         }
 
-        void split(String s, boolean splitSpecial, Consumer<Piece> out) {
+        /** {@code out} gets each piece with its start offset in {@code s}. */
+        void split(String s, SpecialFilter filter, java.util.function.ObjIntConsumer<Piece> out) {
             if (empty || s.isEmpty()) {
-                out.accept(new Piece(s, -1));
+                out.accept(new Piece(s, -1), 0);
                 return;
             }
             int n = s.length();
@@ -139,7 +158,7 @@ final class AddedVocabulary {
                     break;
                 }
                 pos = mEnd;
-                if (tok.special() && !splitSpecial) {
+                if (tok.special() && !filter.allows(mStart, mEnd)) {
                     continue;
                 }
                 if (tok.singleWord()) {
@@ -164,13 +183,13 @@ final class AddedVocabulary {
                     }
                 }
                 if (startOffset < start) {
-                    out.accept(new Piece(s.substring(startOffset, start), -1));
+                    out.accept(new Piece(s.substring(startOffset, start), -1), startOffset);
                 }
-                out.accept(new Piece(s.substring(start, stop), tok.id()));
+                out.accept(new Piece(s.substring(start, stop), tok.id()), start);
                 startOffset = stop;
             }
             if (startOffset < n) {
-                out.accept(new Piece(s.substring(startOffset), -1));
+                out.accept(new Piece(s.substring(startOffset), -1), startOffset);
             }
         }
     }

@@ -47,7 +47,47 @@ final class ChatTemplate {
     }
 
     String apply(List<ChatMessage> messages, boolean addGenerationPrompt) {
-        StringBuilder sb = new StringBuilder();
+        return render(messages, addGenerationPrompt).text();
+    }
+
+    /**
+     * The rendered prompt and where the messages' own text lies in it ({@code [start, end)} pairs, ascending):
+     * the spans a caller may tokenize with special tokens read as plain text, while the template's own
+     * {@code <|im_start|>}/{@code <|im_end|>} stay control tokens.
+     */
+    record Rendered(String text, int[] contentSpans) {}
+
+    /** Appends template text and message text, remembering where message text went. */
+    private static final class Out {
+        final StringBuilder text = new StringBuilder();
+        int[] spans = new int[16];
+        int spanCount;
+
+        Out append(String s) {
+            text.append(s);
+            return this;
+        }
+
+        Out append(char c) {
+            text.append(c);
+            return this;
+        }
+
+        Out content(String s) {
+            if (!s.isEmpty()) {
+                if (spanCount + 2 > spans.length) {
+                    spans = java.util.Arrays.copyOf(spans, spans.length * 2);
+                }
+                spans[spanCount++] = text.length();
+                text.append(s);
+                spans[spanCount++] = text.length();
+            }
+            return this;
+        }
+    }
+
+    Rendered render(List<ChatMessage> messages, boolean addGenerationPrompt) {
+        Out sb = new Out();
         int n = messages.size();
         boolean firstIsSystem = n > 0 && messages.getFirst().role().equals("system");
         if (style == Style.QWEN25 && !firstIsSystem) {
@@ -71,7 +111,7 @@ final class ChatTemplate {
                 if (i == 0 || !messages.get(i - 1).role().equals("tool")) {
                     sb.append("<|im_start|>user");
                 }
-                sb.append("\n<tool_response>\n").append(m.content()).append("\n</tool_response>");
+                sb.append("\n<tool_response>\n").content(m.content()).append("\n</tool_response>");
                 if (i == n - 1 || !messages.get(i + 1).role().equals("tool")) {
                     sb.append("<|im_end|>\n");
                 }
@@ -86,14 +126,14 @@ final class ChatTemplate {
         if (addGenerationPrompt) {
             sb.append("<|im_start|>assistant\n");
         }
-        return sb.toString();
+        return new Rendered(sb.text.toString(), java.util.Arrays.copyOf(sb.spans, sb.spanCount));
     }
 
-    private static void turn(StringBuilder sb, String role, String content) {
-        sb.append("<|im_start|>").append(role).append('\n').append(content).append("<|im_end|>\n");
+    private static void turn(Out sb, String role, String content) {
+        sb.append("<|im_start|>").append(role).append('\n').content(content).append("<|im_end|>\n");
     }
 
-    private static void assistantQwen3(StringBuilder sb, String content, boolean afterLastQuery, boolean last) {
+    private static void assistantQwen3(Out sb, String content, boolean afterLastQuery, boolean last) {
         String reasoning = "";
         int end = content.indexOf("</think>");
         if (end >= 0) {
@@ -104,10 +144,10 @@ final class ChatTemplate {
         }
         sb.append("<|im_start|>assistant\n");
         if (afterLastQuery && (last || !reasoning.isEmpty())) {
-            sb.append("<think>\n").append(stripTrailingNewlines(stripLeadingNewlines(reasoning)))
-                    .append("\n</think>\n\n").append(stripLeadingNewlines(content));
+            sb.append("<think>\n").content(stripTrailingNewlines(stripLeadingNewlines(reasoning)))
+                    .append("\n</think>\n\n").content(stripLeadingNewlines(content));
         } else {
-            sb.append(content);
+            sb.content(content);
         }
         sb.append("<|im_end|>\n");
     }

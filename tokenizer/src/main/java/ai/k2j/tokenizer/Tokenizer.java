@@ -113,10 +113,37 @@ public final class Tokenizer {
 
     /** Encodes text; with {@code allowSpecial=false} special tokens in the text are treated as plain text. */
     public int[] encode(String text, boolean allowSpecial) {
+        return encode(text, allowSpecial ? AddedVocabulary.SpecialFilter.ALL : AddedVocabulary.SpecialFilter.NONE);
+    }
+
+    /**
+     * Renders the chat template and encodes it. With {@code specialTokensInContent=false} (what a server
+     * should do with untrusted messages) special tokens written inside a message's text are encoded as plain
+     * text, so a user cannot close their turn or open a system turn, while the template's own special tokens
+     * stay control tokens. {@code true} is HF's behaviour ({@code tokenizer.apply_chat_template(...,
+     * tokenize=True)}): the rendered string is encoded as a whole.
+     */
+    public int[] encodeChat(List<ChatMessage> messages, boolean addGenerationPrompt, boolean specialTokensInContent) {
+        ChatTemplate.Rendered r = chatTemplate.render(List.copyOf(messages), addGenerationPrompt);
+        if (specialTokensInContent) {
+            return encode(r.text(), true);
+        }
+        int[] spans = r.contentSpans();
+        return encode(r.text(), (start, end) -> {
+            for (int k = 0; k < spans.length; k += 2) {
+                if (spans[k] < end && start < spans[k + 1]) {
+                    return false;
+                }
+            }
+            return true;
+        });
+    }
+
+    private int[] encode(String text, AddedVocabulary.SpecialFilter specialFilter) {
         Objects.requireNonNull(text, "text");
         IntList out = new IntList(Math.max(16, text.length() / 3));
         PreTokenizer.Sink toModel = (s, from, to) -> out.addAll(bpe.tokenize(from == 0 && to == s.length() ? s : s.substring(from, to)));
-        addedVocabulary.split(Utf8.replaceLoneSurrogates(text), allowSpecial, normalizer, piece -> {
+        addedVocabulary.split(Utf8.replaceLoneSurrogates(text), specialFilter, normalizer, piece -> {
             if (piece.tokenId() >= 0) {
                 out.add(piece.tokenId());
             } else if (!piece.text().isEmpty()) {

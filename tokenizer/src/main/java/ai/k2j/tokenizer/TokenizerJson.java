@@ -8,6 +8,9 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.attribute.BasicFileAttributes;
 import java.nio.file.Path;
 import java.text.Normalizer;
 import java.util.ArrayList;
@@ -39,19 +42,90 @@ final class TokenizerJson {
         if (Files.isDirectory(path)) {
             file = path.resolve("tokenizer.json");
             config = path.resolve("tokenizer_config.json");
-            if (!Files.isRegularFile(file)) {
+            if (!Files.exists(file, LinkOption.NOFOLLOW_LINKS)) {
                 throw new TokenizerFormatException(path, "directory holds no tokenizer.json");
             }
         } else {
             Path sibling = path.resolveSibling("tokenizer_config.json");
             config = sibling;
         }
+        requireRegularFile(file);
         Raw raw = readTokenizerJson(file);
         String template = null;
-        if (config != null && Files.isRegularFile(config)) {
+        if (config != null && Files.exists(config, LinkOption.NOFOLLOW_LINKS)) {
+            requireRegularFile(config);
             template = chatTemplate(config, readJson(config));
         }
         return parse(file, raw, template);
+    }
+
+    /**
+     * Reading a FIFO blocks forever and {@code /dev/zero} never ends: anything but a regular file (after
+     * symlinks) is refused, saying what it is.
+     */
+    static void requireRegularFile(Path file) {
+        BasicFileAttributes attrs;
+        try {
+            attrs = Files.readAttributes(file, BasicFileAttributes.class);
+        } catch (NoSuchFileException e) {
+            throw new TokenizerFormatException(file, Files.isSymbolicLink(file)
+                    ? "is a symbolic link to " + linkTarget(file) + ", which does not exist" : "file not found");
+        } catch (IOException e) {
+            throw new TokenizerFormatException(file, "cannot read its attributes: " + e, e);
+        }
+        if (attrs.isRegularFile()) {
+            return;
+        }
+        String what = attrs.isDirectory() ? "a directory" : "a special file";
+        if (!attrs.isDirectory()) {
+            try {
+                int mode = (Integer) Files.getAttribute(file, "unix:mode");
+                what = switch (mode & 0170000) {
+                    case 0010000 -> "a FIFO (named pipe)";
+                    case 0020000 -> "a character device";
+                    case 0060000 -> "a block device";
+                    case 0140000 -> "a socket";
+                    default -> "a special file";
+                };
+            } catch (IOException | RuntimeException e) {
+                what = "a special file (a device, pipe or socket)";
+            }
+        }
+        String via = Files.isSymbolicLink(file) ? " (a symbolic link to " + linkTarget(file) + ")" : "";
+        throw new TokenizerFormatException(file, "is " + what + via + ", not a regular file");
+    }
+
+    private static String linkTarget(Path link) {
+        try {
+            return Files.readSymbolicLink(link).toString();
+        } catch (IOException e) {
+            return "an unreadable target";
+        }
+    }
+
+    /** The largest token id accepted: ids size per-id tables, so they are bounded before anything is allocated. */
+    static final int MAX_TOKEN_ID = (1 << 24) - 1;
+    /** How many ids past the number of tokens the largest id may lie (a vocabulary may leave a few unused). */
+    static final int MAX_UNUSED_IDS = 1 << 16;
+
+    /** Checks every id against the number of tokens and {@link #MAX_TOKEN_ID}, naming the first one too large. */
+    static void checkIds(Path file, Map<String, Integer> vocab, List<AddedVocabulary.AddedToken> added) {
+        long tokens = (long) vocab.size() + added.size();
+        long limit = Math.min(MAX_TOKEN_ID, tokens - 1 + MAX_UNUSED_IDS);
+        String why = " is beyond " + limit + ": the file has " + tokens + " tokens (ids may leave at most "
+                + MAX_UNUSED_IDS + " unused; no id may exceed " + MAX_TOKEN_ID + ")";
+        for (Map.Entry<String, Integer> e : vocab.entrySet()) {
+            if (e.getValue() > limit) {
+                throw new TokenizerFormatException(file, "model.vocab token " + quote(e.getKey()) + " has id "
+                        + e.getValue() + ", which" + why);
+            }
+        }
+        for (AddedVocabulary.AddedToken t : added) {
+            if (t.id() > limit) {
+                throw new TokenizerFormatException(file, "added token " + quote(t.content()) + " has id " + t.id()
+                        + ", which" + why);
+            }
+        }
     }
 
     /** tokenizer.json with the two large parts (model.vocab, model.merges) read by streaming. */
@@ -207,9 +281,34 @@ final class TokenizerJson {
             }
             unkId = id;
         }
+        boolean ignoreMerges = bool(model, "ignore_merges");
+        if ((raw.merges() == null || raw.merges().isEmpty()) && !ignoreMerges) {
+            // Without merges BPE can only emit single characters: every longer token is unreachable and text
+            // silently encodes one character (or byte) per token.
+            java.util.Set<String> addedContents = new java.util.HashSet<>();
+            JsonNode addedList = root.path("added_tokens");
+            for (JsonNode t : addedList) {
+                addedContents.add(t.path("content").asText());
+            }
+            for (String token : vocab.keySet()) {
+                String core = token;
+                if (prefix != null && !prefix.isEmpty() && core.startsWith(prefix)) {
+                    core = core.substring(prefix.length());
+                }
+                if (suffix != null && !suffix.isEmpty() && core.endsWith(suffix)) {
+                    core = core.substring(0, core.length() - suffix.length());
+                }
+                boolean byteFallbackToken = token.length() == 6 && token.startsWith("<0x") && token.endsWith(">");
+                if (core.codePointCount(0, core.length()) > 1 && !byteFallbackToken && !addedContents.contains(token)) {
+                    throw new TokenizerFormatException(file, "model.merges is " + (raw.merges() == null
+                            ? "missing" : "empty") + ", yet model.vocab holds multi-character tokens such as "
+                            + quote(token) + " that only merges can produce");
+                }
+            }
+        }
         Bpe.MergeMap merges = resolveMerges(file, raw.merges(), vocab, prefix);
         Bpe bpe = new Bpe(vocab, merges, unkId, bool(model, "fuse_unk"), bool(model, "byte_fallback"),
-                bool(model, "ignore_merges"), prefix, suffix);
+                ignoreMerges, prefix, suffix);
 
         List<AddedVocabulary.AddedToken> added = new ArrayList<>();
         JsonNode addedNode = root.get("added_tokens");
@@ -234,6 +333,7 @@ final class TokenizerJson {
             }
         }
 
+        checkIds(file, vocab, added);
         UnaryOperator<String> normalizer = normalizer(file, root.get("normalizer"));
         PreTokenizer pre = preTokenizer(file, root.get("pre_tokenizer"));
         JsonNode dec = root.get("decoder");
