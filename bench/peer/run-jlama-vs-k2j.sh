@@ -7,7 +7,7 @@
 #                                  [--gen-tokens M] [--dtypes "bf16 q4_0"] [--tokenizer DIR]
 #
 # Defaults: a synthetic qwen2.5-0.5b in models-synth/ (made with `./k2j synth` on first use; Jlama needs a
-# tokenizer.json, so the Qwen tokenizer directory is copied in: --tokenizer, default ../shared/testdata/
+# tokenizer.json, so the Qwen tokenizer directory is copied in: --tokenizer, default testdata/
 # qwen-tokenizer), 2 threads, 3 rounds, 512 prompt tokens, 128 generated.
 #
 # Dtypes both engines have: bf16 (both run the BF16 weights as they are) and q4_0 (k2j: every matrix Q4_0,
@@ -22,7 +22,7 @@ ROUNDS=3
 PROMPT=512
 GEN=128
 DTYPES="bf16 q4_0"
-TOKENIZER="$ROOT/../shared/testdata/qwen-tokenizer"
+TOKENIZER="$ROOT/testdata/qwen-tokenizer"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
