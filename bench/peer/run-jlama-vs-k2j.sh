@@ -38,14 +38,12 @@ while [ $# -gt 0 ]; do
 done
 
 cd "$ROOT"
-# A JDK 25+: $JAVA_HOME when it is one, else Temurin 25 where this project's machines keep it.
-JDK="${JAVA_HOME:-}"
-if [ -z "$JDK" ] || ! "$JDK/bin/java" -version 2>&1 | grep -qE 'version "(2[5-9]|[3-9][0-9])'; then
-  JDK=/usr/lib/jvm/temurin-25-jdk-amd64
-fi
+# A JDK 25+, as ./k2j and ./mvnw pick it (.mvn/jdk.sh).
+. .mvn/jdk.sh && k2j_use_jdk "[peer]"
+JDK="$JAVA_HOME"
 JAVA="$JDK/bin/java"
 echo "[peer] building k2j and bench/target/benchmarks.jar ..." >&2
-JAVA_HOME="$JDK" ./mvnw -q -B -DskipTests -pl engine,bench -am package >&2
+./mvnw -q -B -DskipTests -pl engine,bench -am package >&2
 
 if [ -z "$MODEL" ]; then
   MODEL="$ROOT/models-synth/qwen2.5-0.5b"
