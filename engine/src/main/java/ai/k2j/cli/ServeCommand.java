@@ -55,7 +55,7 @@ final class ServeCommand implements Command {
 
     /** Validates the flags, loads the engine and starts the server (tests use this directly). */
     Running start(Args args, PrintStream err) {
-        ServingFlags flags = ServingFlags.read(args, 16);
+        ServingFlags flags = ServingFlags.read(args, 16, true);
         String host = args.string("host", "127.0.0.1");
         int port = args.integer("port", 8000);
         if (port < 0 || port > 65535) {
@@ -65,12 +65,14 @@ final class ServeCommand implements Command {
         args.finish();
         BatchEngine engine = flags.load();
         try {
-            OpenAiServer server = OpenAiServer.start(engine, ServerOptions.of(host, port,
-                    name == null ? engine.modelName() : name));
-            err.println("k2j serve: " + (name == null ? engine.modelName() : name) + " on " + server.baseUrl()
-                    + " (" + engine.backendName() + " backend, max batch " + engine.maxBatch() + ", context "
+            String id = name != null ? name : flags.demo() ? ServingFlags.DEMO_MODEL_ID : engine.modelName();
+            OpenAiServer server = OpenAiServer.start(engine, ServerOptions.of(host, port, id));
+            err.println("k2j serve: " + id + " on " + server.baseUrl()
+                    + " (" + (flags.demo() ? "the demo model " + SpeculationFlags.shortPath(flags.model()) + ", " : "")
+                    + engine.backendName() + " backend, max batch " + engine.maxBatch() + ", context "
                     + engine.maxContext() + ", KV blocks " + engine.metrics().kvBlocksTotal()
-                    + (engine.hasDraft() ? ", draft " + flags.draft + " k=" + engine.draftTokens() : "") + ")");
+                    + (engine.hasDraft() ? ", draft " + SpeculationFlags.shortPath(flags.draft()) + " k="
+                    + engine.draftTokens() : "") + ")");
             return new Running(engine, server);
         } catch (RuntimeException e) {
             engine.close();

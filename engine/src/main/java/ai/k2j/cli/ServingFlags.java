@@ -32,25 +32,43 @@ final class ServingFlags {
                                    candidates pairwise) or first
             """;
 
-    final Path model;
-    final Path draft;
+    /** The id {@code serve} gives the demo pair it serves when no --model is given. */
+    static final String DEMO_MODEL_ID = "k2j-demo";
+
+    private final Path model;
+    private final Path draft;
+    private final boolean demo;
+    private final boolean draftOff;
     final EngineOptions options;
 
-    private ServingFlags(Path model, Path draft, EngineOptions options) {
+    private ServingFlags(Path model, Path draft, boolean demo, boolean draftOff, EngineOptions options) {
         this.model = model;
         this.draft = draft;
+        this.demo = demo;
+        this.draftOff = draftOff;
         this.options = options;
     }
 
-    /** Reads the engine flags (call before {@link Args#finish()}). */
+    /** Reads the engine flags (call before {@link Args#finish()}); --model is required. */
     static ServingFlags read(Args args, int defaultMaxBatch) {
-        Path model = args.path("model");
-        Path draft = args.has("draft") ? Path.of(args.required("draft")) : null;
+        return read(args, defaultMaxBatch, false);
+    }
+
+    /**
+     * Reads the engine flags (call before {@link Args#finish()}). With {@code demoByDefault} and no --model, the
+     * committed demo target with the demo draft (unless --draft none), as {@code generate} does.
+     */
+    static ServingFlags read(Args args, int defaultMaxBatch, boolean demoByDefault) {
+        boolean demo = demoByDefault && !args.has("model");
+        Path model = demo ? null : args.path("model");
+        String draftFlag = args.has("draft") ? args.required("draft") : null;
+        boolean draftOff = "none".equals(draftFlag);
+        Path draft = draftFlag != null && !draftOff ? Path.of(draftFlag) : null;
         int k = atLeast(args, "draft-tokens", 4, 1);
         if (k > 16) {
             throw new UsageException("--draft-tokens must be <= 16, got " + k);
         }
-        if (args.has("draft-tokens") && draft == null) {
+        if (args.has("draft-tokens") && draft == null && !(demo && !draftOff)) {
             throw new UsageException("--draft-tokens needs --draft");
         }
         String backend = args.string("backend", "cpu");
@@ -63,16 +81,33 @@ final class ServingFlags {
         int kvBlocks = atLeast(args, "kv-blocks", 0, 1);
         EngineOptions o = EngineOptions.defaults().withBackend(backend).withThreads(threads).withMaxContext(ctx)
                 .withMaxBatch(maxBatch).withKvBlocks(kvBlocks).withDraftTokens(k);
-        return new ServingFlags(model, draft, o);
+        return new ServingFlags(model, draft, demo, draftOff, o);
+    }
+
+    /** True when no --model was given and the demo pair is served. */
+    boolean demo() {
+        return demo;
+    }
+
+    /** The model directory (the demo target when {@link #demo()}; fails naming the place when it is missing). */
+    Path model() {
+        return demo ? SpeculationFlags.demo("target") : model;
+    }
+
+    /** The draft model directory, or null. */
+    Path draft() {
+        return demo && draft == null && !draftOff ? SpeculationFlags.demo("draft") : draft;
     }
 
     /** Loads the engine after checking the directories exist. */
     BatchEngine load() {
-        requireDir(model);
-        if (draft != null) {
-            requireDir(draft);
+        Path m = model();
+        Path d = draft();
+        requireDir(m);
+        if (d != null) {
+            requireDir(d);
         }
-        return BatchEngine.load(model, draft, options);
+        return BatchEngine.load(m, d, options);
     }
 
     static void requireDir(Path dir) {
