@@ -19,6 +19,7 @@ final class Args {
     private final Set<String> switches = new HashSet<>();
     private final List<String> positional = new ArrayList<>();
     private final Set<String> read = new HashSet<>();
+    private VerbSpec spec;
 
     static Args parse(String[] argv) {
         Args a = new Args();
@@ -53,19 +54,45 @@ final class Args {
         return a;
     }
 
-    boolean has(String key) {
+    /**
+     * From now on, reading a flag the verb does not declare, or reading a declared switch as a value (or a value
+     * as a switch), is a programming error (IllegalStateException): the declaration is the truth about flags.
+     */
+    Args declare(VerbSpec verb) {
+        this.spec = verb;
+        return this;
+    }
+
+    /** Marks {@code key} read after checking it against the declaration ({@code asSwitch} null: either form). */
+    private void touch(String key, Boolean asSwitch) {
         read.add(key);
+        if (spec == null || key.equals("help")) {
+            return;
+        }
+        Flag f = spec.flag(key);
+        if (f == null) {
+            throw new IllegalStateException("k2j " + spec.verb() + " reads --" + key + ", which it does not declare");
+        }
+        if (asSwitch != null && asSwitch != f.isSwitch()) {
+            throw new IllegalStateException("k2j " + spec.verb() + " reads --" + key + " as a "
+                    + (asSwitch ? "switch" : "value") + " but declares it "
+                    + (f.isSwitch() ? "a switch" : "with a value"));
+        }
+    }
+
+    boolean has(String key) {
+        touch(key, null);
         return values.containsKey(key);
     }
 
     String string(String key, String dflt) {
-        read.add(key);
+        touch(key, false);
         requireValue(key);
         return values.getOrDefault(key, dflt);
     }
 
     String required(String key) {
-        read.add(key);
+        touch(key, false);
         String v = values.get(key);
         if (v == null) {
             throw new UsageException("missing required flag --" + key);
@@ -85,7 +112,7 @@ final class Args {
     }
 
     boolean flag(String key) {
-        read.add(key);
+        touch(key, true);
         String v = values.get(key);
         if (v == null) {
             return false;

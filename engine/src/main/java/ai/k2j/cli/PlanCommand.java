@@ -25,25 +25,30 @@ import java.util.Locale;
 /** {@code k2j plan}: compiles a model onto wafer-scale engines and predicts its speed (docs/wafer-plan.md). */
 final class PlanCommand implements Command {
 
-    public String usage() {
-        return """
-                usage: k2j plan --model DIR|config.json|preset:NAME --out DIR [--target wse3|wse2|DEVICE.json]
-                                [--wafers N] [--dtype bf16|fp8|q8] [--ctx N] [--batch N]
-                                [--draft DIR|config.json|preset:NAME] [--accept P] [--spec-k K]
-                       k2j plan --validate      predicted vs published Cerebras speeds
-                       k2j plan --calibrate     refit the step cost on the calibration anchor
-                  --model    model to place: a model directory, its config.json, or preset:NAME
-                             (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b, llama-3.1-70b)
-                  --out      directory for plan.json, plan.dot, plan.svg and summary.txt (created)
-                  --target   built-in device (wse3, default; wse2) or a device file (k2j.device/1 JSON)
-                  --wafers   wafer count; default: the fewest that hold every weight in SRAM
-                  --dtype    weight storage: bf16 (default), fp8, q8 (8-bit weights run at the 16-bit rate)
-                  --ctx      context length the KV cache is sized and attention costed for (default 4096)
-                  --batch    sequences decoded concurrently in the pipeline (default 1)
-                  --draft    draft model for speculative decoding (same tokenizer as the target)
-                  --accept   probability a drafted token is accepted (default 0.75)
-                  --spec-k   tokens drafted per step (default: the best of 1..8)
-                """;
+    static final VerbSpec SPEC = new VerbSpec("plan", "wafer-scale plan", List.of(
+            Flag.required("model", "DIR|config.json|preset:NAME", "model to place: a model directory, its"
+                    + " config.json, or preset:NAME (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b,"
+                    + " llama-3.1-70b); not with --validate or --calibrate"),
+            Flag.required("out", "DIR", "directory for plan.json, plan.dot, plan.svg and summary.txt (created)"),
+            Flag.option("target", "wse3|wse2|DEVICE.json", "wse3", "built-in device or a device file (k2j.device/1"
+                    + " JSON)"),
+            Flag.option("wafers", "N", "the fewest that hold every weight in SRAM", "wafer count"),
+            Flag.option("dtype", "bf16|fp8|q8", "bf16", "weight storage (8-bit weights run at the 16-bit rate)"),
+            Flag.option("ctx", "N", String.valueOf(PlanRequest.DEFAULT_CTX), "context length the KV cache is sized"
+                    + " and attention costed for"),
+            Flag.option("batch", "N", "1", "sequences decoded concurrently in the pipeline"),
+            Flag.option("draft", "DIR|config.json|preset:NAME", null, "draft model for speculative decoding (same"
+                    + " tokenizer as the target)"),
+            Flag.option("accept", "P", String.valueOf(PlanRequest.DEFAULT_ACCEPT), "probability a drafted token is"
+                    + " accepted"),
+            Flag.option("spec-k", "K", "the best of 1..8", "tokens drafted per step"),
+            Flag.toggle("validate", "instead: predicted vs published Cerebras speeds").inGroup("mode", false),
+            Flag.toggle("calibrate", "instead: refit the step cost on the calibration anchor").inGroup("mode", false)),
+            null);
+
+    @Override
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

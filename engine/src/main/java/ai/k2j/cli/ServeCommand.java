@@ -5,6 +5,7 @@ import ai.k2j.server.OpenAiServer;
 import ai.k2j.server.ServerOptions;
 
 import java.io.PrintStream;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 
 /**
@@ -13,14 +14,17 @@ import java.util.concurrent.CountDownLatch;
  */
 final class ServeCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("serve", "OpenAI-compatible server", VerbSpec.join(
+            ServingFlags.SERVE_ENGINE_FLAGS.subList(0, 1),
+            List.of(Flag.option("host", "H", "127.0.0.1", "interface to bind; 0.0.0.0 for every interface"),
+                    Flag.option("port", "P", "8000", "TCP port; 0 picks a free one"),
+                    Flag.option("served-model-name", "NAME", "the model directory's name; "
+                            + ServingFlags.DEMO_MODEL_ID + " for the demo", "model id clients send")),
+            ServingFlags.SERVE_ENGINE_FLAGS.subList(1, ServingFlags.SERVE_ENGINE_FLAGS.size())), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j serve --model DIR [--draft DIR] [--port P] [--max-batch B] [--ctx N] [flags]
-                  --host H             interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)
-                  --port P             TCP port (default 8000; 0 picks a free one)
-                  --served-model-name NAME   model id clients send (default: the model directory's name)
-                """ + ServingFlags.ENGINE_USAGE;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     /** A started server and its engine. */

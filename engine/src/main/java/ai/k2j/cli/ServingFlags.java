@@ -6,34 +6,47 @@ import ai.k2j.scaffold.ScaffoldOptions;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /** Flags shared by serve, think and eval: which model(s), how the batching engine is sized, the scaffold. */
 final class ServingFlags {
 
-    static final String ENGINE_USAGE = """
-              --model DIR          HF-style model directory (config.json, *.safetensors, tokenizer.json)
-              --draft DIR          draft model for speculative decoding (shares the model's vocabulary)
-              --draft-tokens K     tokens the draft proposes per step (default 4)
-              --backend B          cpu (default), cuda or reference
-              --threads N          CPU threads (default: all processors)
-              --ctx N              context length per sequence (default: the model's, capped at 8192)
-              --max-batch B        sequences decoding together (default 16)
-              --kv-blocks N        KV cache blocks of 16 tokens (default: max-batch full contexts, capped at 4 GiB)
-            """;
-
-    static final String SCAFFOLD_USAGE = """
-              --no-plan            skip plan-before-you-think
-              --plan-prompt T      planning prompt; {question} is replaced (\\n unescaped)
-              --reasoning-prompt T prompt after planning; {plan} and {question} are replaced
-              --direct-prompt T    prompt without a plan; {question} is replaced
-              --plan-max-tokens N  most tokens of the plan (default 256)
-              --best-of N          candidates sampled as one batch (default 3; 1 = no selection)
-              --verifier V         majority (answer extraction + vote, default), judge (the model compares
-                                   candidates pairwise) or first
-            """;
-
     /** The id {@code serve} gives the demo pair it serves when no --model is given. */
     static final String DEMO_MODEL_ID = "k2j-demo";
+
+    /** The engine flags of think and eval (--model required). */
+    static final List<Flag> ENGINE_FLAGS = engineFlags(Flag.required("model", "DIR",
+            "HF-style model directory (config.json, *.safetensors, tokenizer.json)"));
+
+    /** The engine flags of serve: without --model, the demo pair. */
+    static final List<Flag> SERVE_ENGINE_FLAGS = engineFlags(Flag.option("model", "DIR",
+            "the demo model models/demo/target with the draft models/demo/draft, served as " + DEMO_MODEL_ID,
+            "HF-style model directory (config.json, *.safetensors, tokenizer.json)"));
+
+    private static List<Flag> engineFlags(Flag model) {
+        return List.of(model,
+                Flag.option("draft", "DIR|none", null, "draft model for speculative decoding (shares the model's"
+                        + " vocabulary); none: no draft"),
+                Flag.option("draft-tokens", "K", "4", "tokens the draft proposes per step, 1 to 16"),
+                Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
+                Flag.option("threads", "N", "all processors", "CPU threads"),
+                Flag.option("ctx", "N", "the model's, capped at 8192", "context length per sequence"),
+                Flag.option("max-batch", "B", "16", "sequences decoding together, at most 1024"),
+                Flag.option("kv-blocks", "N", "max-batch full contexts, capped at 4 GiB",
+                        "KV cache blocks of 16 tokens"));
+    }
+
+    static final List<Flag> SCAFFOLD_FLAGS = List.of(
+            Flag.toggle("no-plan", "skip plan-before-you-think"),
+            Flag.option("plan-prompt", "T", null, "planning prompt; {question} is replaced (\\n unescaped)"),
+            Flag.option("reasoning-prompt", "T", null, "prompt after planning; {plan} and {question} are replaced"),
+            Flag.option("direct-prompt", "T", null, "prompt without a plan; {question} is replaced"),
+            Flag.option("plan-max-tokens", "N", String.valueOf(ScaffoldOptions.defaults().planMaxTokens()),
+                    "most tokens of the plan"),
+            Flag.option("best-of", "N", String.valueOf(ScaffoldOptions.defaults().bestOf()),
+                    "candidates sampled as one batch (1 = no selection)"),
+            Flag.option("verifier", "majority|judge|first", ScaffoldOptions.defaults().verifier(),
+                    "majority: answer extraction + vote; judge: the model compares candidates pairwise; first"));
 
     private final Path model;
     private final Path draft;
