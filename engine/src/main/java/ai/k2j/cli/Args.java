@@ -80,6 +80,36 @@ final class Args {
         }
     }
 
+    /**
+     * When the code falls back to its default for {@code key}, that default must be the declared one (where the
+     * declaration names a plain value: a number, or one word such as {@code cpu}); descriptive defaults ("all
+     * processors") are not compared.
+     */
+    private void checkDefault(String key, String codeDefault, boolean numeric) {
+        Flag f = spec == null ? null : spec.flag(key);
+        if (f == null || f.defaultValue() == null || codeDefault == null || values.containsKey(key)) {
+            return;
+        }
+        String declared = f.defaultValue();
+        boolean same;
+        if (numeric) {
+            try {
+                same = Double.parseDouble(declared) == Double.parseDouble(codeDefault);
+            } catch (NumberFormatException e) {
+                return;
+            }
+        } else {
+            if (!declared.matches("[A-Za-z0-9_.]+")) {
+                return;
+            }
+            same = declared.equalsIgnoreCase(codeDefault);
+        }
+        if (!same) {
+            throw new IllegalStateException("k2j " + spec.verb() + " declares --" + key + " default " + declared
+                    + " but uses " + codeDefault);
+        }
+    }
+
     boolean has(String key) {
         touch(key, null);
         return values.containsKey(key);
@@ -88,6 +118,7 @@ final class Args {
     String string(String key, String dflt) {
         touch(key, false);
         requireValue(key);
+        checkDefault(key, dflt, false);
         return values.getOrDefault(key, dflt);
     }
 
@@ -126,6 +157,7 @@ final class Args {
     int integer(String key, int dflt) {
         String v = string(key, null);
         if (v == null) {
+            checkDefault(key, Integer.toString(dflt), true);
             return dflt;
         }
         try {
@@ -138,6 +170,7 @@ final class Args {
     long longValue(String key, long dflt) {
         String v = string(key, null);
         if (v == null) {
+            checkDefault(key, Long.toString(dflt), true);
             return dflt;
         }
         try {
@@ -150,6 +183,7 @@ final class Args {
     double decimal(String key, double dflt) {
         String v = string(key, null);
         if (v == null) {
+            checkDefault(key, Double.toString(dflt), true);
             return dflt;
         }
         try {

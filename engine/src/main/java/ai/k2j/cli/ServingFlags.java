@@ -46,7 +46,8 @@ final class ServingFlags {
             Flag.option("best-of", "N", String.valueOf(ScaffoldOptions.defaults().bestOf()),
                     "candidates sampled as one batch (1 = no selection)"),
             Flag.option("verifier", "majority|judge|first", ScaffoldOptions.defaults().verifier(),
-                    "majority: answer extraction + vote; judge: the model compares candidates pairwise; first"));
+                    "majority (answer extraction + vote), judge (the model compares candidates pairwise)"
+                            + " or first"));
 
     private final Path model;
     private final Path draft;

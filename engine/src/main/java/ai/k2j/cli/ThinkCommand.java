@@ -31,7 +31,7 @@ final class ThinkCommand implements Command {
                     Flag.option("planner", "DIR", "the model itself", "another model writes the plan"),
                     Flag.option("max-tokens", "N", DEFAULT_MAX_TOKENS + ", clamped to the context",
                             "most tokens per candidate"),
-                    Flag.option("temperature", "T", Evaluation.DEFAULT_TEMPERATURE + " (K2 Think's protocol)",
+                    Flag.option("temperature", "T", Evaluation.DEFAULT_TEMPERATURE + ", K2 Think's protocol",
                             "sampling temperature"),
                     Flag.option("top-p", "P", String.valueOf(Evaluation.DEFAULT_TOP_P), "nucleus sampling"),
                     Flag.option("seed", "S", "random, printed", "sampling seed"),

@@ -209,6 +209,15 @@ class CliReferenceTest {
         assertThrows(IllegalStateException.class, () -> a.has("undeclared"));
         assertThrows(IllegalStateException.class, () -> a.flag("n"));
         assertThrows(IllegalStateException.class, () -> a.string("s", null));
+        // a default the code falls back to must be the declared one (plain values only)
+        VerbSpec d = new VerbSpec("x", "test", List.of(Flag.option("k", "K", "3", "k"), Flag.option("b", "B", "cpu",
+                "b"), Flag.option("t", "N", "all processors", "t")), null);
+        assertThrows(IllegalStateException.class, () -> Args.parse(new String[0]).declare(d).integer("k", 4));
+        assertEquals(3, Args.parse(new String[0]).declare(d).integer("k", 3));
+        assertEquals(9, Args.parse(new String[] {"--k", "9"}).declare(d).integer("k", 4), "given: no default used");
+        assertThrows(IllegalStateException.class, () -> Args.parse(new String[0]).declare(d).string("b", "cuda"));
+        assertEquals("cpu", Args.parse(new String[0]).declare(d).string("b", "cpu"));
+        assertEquals(0, Args.parse(new String[0]).declare(d).integer("t", 0), "descriptive defaults are not compared");
         // what the user gives that the verb does not declare stays a usage error (exit 2)
         CliRunner r = CliRunner.run("info", "--model", "m", "--modle", "x");
         assertEquals(2, r.code(), r.toString());
