@@ -56,13 +56,17 @@ summary=()
 for i in 0 1; do
   cmd="${cmds[$i]}"
   log="$work/command-$((i + 1)).log"
-  say "running: $cmd"
+  say "running: $cmd (output in $log)"
   start=$(date +%s)
   (cd "$repo" && bash -c "$cmd") >"$log" 2>&1
   rc=$?
   secs=$(( $(date +%s) - start ))
   echo "----- last lines of: $cmd" >&2
   tail -n 25 "$log" >&2
+  if grep -q '^\[INFO\] Reactor Summary' "$log"; then
+    echo "----- test totals per module (surefire):" >&2
+    grep -E '^\[(INFO|ERROR|WARNING)\] Tests run: [0-9]+, Failures: [0-9]+, Errors: [0-9]+, Skipped: [0-9]+$' "$log" >&2
+  fi
   echo "----- exit $rc after ${secs} s" >&2
   summary+=("'$cmd' exit $rc (${secs} s)")
   [ "$rc" -eq 0 ] || status=1
