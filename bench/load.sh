@@ -6,7 +6,7 @@
 set -euo pipefail
 ROOT="$(cd -P "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-export JAVA_HOME="${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}"
+. .mvn/jdk.sh && k2j_use_jdk bench/load.sh   # a JDK 25+, as ./k2j and ./mvnw pick it
 rm -rf cli/target/lib   # the cli's package phase copies its runtime dependencies here, afresh
 ./mvnw -q -B -pl bench,cli -am package -DskipTests >&2
 CLI_JAR="$(ls cli/target/k2j-cli-*.jar | grep -v -e '-sources' -e '-tests' | head -n 1)"

@@ -7,7 +7,7 @@
 #                                  [--gen-tokens M] [--dtypes "bf16 q4_0"] [--tokenizer DIR]
 #
 # Defaults: a synthetic qwen2.5-0.5b in models-synth/ (made with `./k2j synth` on first use; Jlama needs a
-# tokenizer.json, so the Qwen tokenizer directory is copied in: --tokenizer, default ../shared/testdata/
+# tokenizer.json, so the Qwen tokenizer directory is copied in: --tokenizer, default testdata/
 # qwen-tokenizer), 2 threads, 3 rounds, 512 prompt tokens, 128 generated.
 #
 # Dtypes both engines have: bf16 (both run the BF16 weights as they are) and q4_0 (k2j: every matrix Q4_0,
@@ -22,7 +22,7 @@ ROUNDS=3
 PROMPT=512
 GEN=128
 DTYPES="bf16 q4_0"
-TOKENIZER="$ROOT/../shared/testdata/qwen-tokenizer"
+TOKENIZER="$ROOT/testdata/qwen-tokenizer"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) MODEL="$2"; shift 2 ;;
@@ -38,14 +38,12 @@ while [ $# -gt 0 ]; do
 done
 
 cd "$ROOT"
-# A JDK 25+: $JAVA_HOME when it is one, else Temurin 25 where this project's machines keep it.
-JDK="${JAVA_HOME:-}"
-if [ -z "$JDK" ] || ! "$JDK/bin/java" -version 2>&1 | grep -qE 'version "(2[5-9]|[3-9][0-9])'; then
-  JDK=/usr/lib/jvm/temurin-25-jdk-amd64
-fi
+# A JDK 25+, as ./k2j and ./mvnw pick it (.mvn/jdk.sh).
+. .mvn/jdk.sh && k2j_use_jdk "[peer]"
+JDK="$JAVA_HOME"
 JAVA="$JDK/bin/java"
 echo "[peer] building k2j and bench/target/benchmarks.jar ..." >&2
-JAVA_HOME="$JDK" ./mvnw -q -B -DskipTests -pl cli,bench -am package >&2
+./mvnw -q -B -DskipTests -pl cli,bench -am package >&2
 
 if [ -z "$MODEL" ]; then
   MODEL="$ROOT/models-synth/qwen2.5-0.5b"

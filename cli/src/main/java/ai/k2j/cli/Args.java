@@ -19,6 +19,7 @@ final class Args {
     private final Set<String> switches = new HashSet<>();
     private final List<String> positional = new ArrayList<>();
     private final Set<String> read = new HashSet<>();
+    private VerbSpec spec;
 
     static Args parse(String[] argv) {
         Args a = new Args();
@@ -53,19 +54,76 @@ final class Args {
         return a;
     }
 
-    boolean has(String key) {
+    /**
+     * From now on, reading a flag the verb does not declare, or reading a declared switch as a value (or a value
+     * as a switch), is a programming error (IllegalStateException): the declaration is the truth about flags.
+     */
+    Args declare(VerbSpec verb) {
+        this.spec = verb;
+        return this;
+    }
+
+    /** Marks {@code key} read after checking it against the declaration ({@code asSwitch} null: either form). */
+    private void touch(String key, Boolean asSwitch) {
         read.add(key);
+        if (spec == null || key.equals("help")) {
+            return;
+        }
+        Flag f = spec.flag(key);
+        if (f == null) {
+            throw new IllegalStateException("k2j " + spec.verb() + " reads --" + key + ", which it does not declare");
+        }
+        if (asSwitch != null && asSwitch != f.isSwitch()) {
+            throw new IllegalStateException("k2j " + spec.verb() + " reads --" + key + " as a "
+                    + (asSwitch ? "switch" : "value") + " but declares it "
+                    + (f.isSwitch() ? "a switch" : "with a value"));
+        }
+    }
+
+    /**
+     * When the code falls back to its default for {@code key}, that default must be the declared one (where the
+     * declaration names a plain value: a number, or one word such as {@code cpu}); descriptive defaults ("all
+     * processors") are not compared.
+     */
+    private void checkDefault(String key, String codeDefault, boolean numeric) {
+        Flag f = spec == null ? null : spec.flag(key);
+        if (f == null || f.defaultValue() == null || codeDefault == null || values.containsKey(key)) {
+            return;
+        }
+        String declared = f.defaultValue();
+        boolean same;
+        if (numeric) {
+            try {
+                same = Double.parseDouble(declared) == Double.parseDouble(codeDefault);
+            } catch (NumberFormatException e) {
+                return;
+            }
+        } else {
+            if (!declared.matches("[A-Za-z0-9_.]+")) {
+                return;
+            }
+            same = declared.equalsIgnoreCase(codeDefault);
+        }
+        if (!same) {
+            throw new IllegalStateException("k2j " + spec.verb() + " declares --" + key + " default " + declared
+                    + " but uses " + codeDefault);
+        }
+    }
+
+    boolean has(String key) {
+        touch(key, null);
         return values.containsKey(key);
     }
 
     String string(String key, String dflt) {
-        read.add(key);
+        touch(key, false);
         requireValue(key);
+        checkDefault(key, dflt, false);
         return values.getOrDefault(key, dflt);
     }
 
     String required(String key) {
-        read.add(key);
+        touch(key, false);
         String v = values.get(key);
         if (v == null) {
             throw new UsageException("missing required flag --" + key);
@@ -85,7 +143,7 @@ final class Args {
     }
 
     boolean flag(String key) {
-        read.add(key);
+        touch(key, true);
         String v = values.get(key);
         if (v == null) {
             return false;
@@ -99,6 +157,7 @@ final class Args {
     int integer(String key, int dflt) {
         String v = string(key, null);
         if (v == null) {
+            checkDefault(key, Integer.toString(dflt), true);
             return dflt;
         }
         try {
@@ -111,6 +170,7 @@ final class Args {
     long longValue(String key, long dflt) {
         String v = string(key, null);
         if (v == null) {
+            checkDefault(key, Long.toString(dflt), true);
             return dflt;
         }
         try {
@@ -123,6 +183,7 @@ final class Args {
     double decimal(String key, double dflt) {
         String v = string(key, null);
         if (v == null) {
+            checkDefault(key, Double.toString(dflt), true);
             return dflt;
         }
         try {

@@ -16,6 +16,7 @@ import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
 
@@ -43,22 +44,23 @@ final class BenchCommand implements Command {
     /** Decode steps between two interleaved bandwidth-probe passes. */
     static final int PROBE_EVERY = 4;
 
+    static final VerbSpec SPEC = new VerbSpec("bench", "speed vs the roofline", List.of(
+            Flag.required("model", "DIR", "HF-style model directory"),
+            Flag.option("quant", "q8_0|q4_0", "the checkpoint's dtype", "quantize weights at load"),
+            Flag.option("prompt-tokens", "N", String.valueOf(DEFAULT_PROMPT), "prompt length to prefill"),
+            Flag.option("gen-tokens", "M", String.valueOf(DEFAULT_GEN), "tokens to generate (the first from the"
+                    + " prefill)"),
+            Flag.option("threads", "N", "all processors", "CPU threads"),
+            Flag.option("warmup", "N", "2", "untimed warm-up rounds first"),
+            Flag.option("bandwidth-mb", "MB", "1024", "memory the bandwidth probe reads per pass"),
+            Flag.option("backend", "cpu|reference", "cpu", "compute backend"),
+            Flag.toggle("json", "print one JSON object instead of the text report"),
+            Flag.option("draft", "DIR", null, "instead: plain vs speculative decoding on the same prompts, with"
+                    + " speedup, acceptance rate and the theoretical bound (flags as 'k2j spec-bench')")), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j bench --model DIR [flags]
-                  --model DIR          HF-style model directory
-                  --quant Q            quantize weights at load: q8_0 or q4_0 (default: the checkpoint's dtype)
-                  --prompt-tokens N    prompt length to prefill (default %d)
-                  --gen-tokens M       tokens to generate (the first from the prefill, default %d)
-                  --threads N          CPU threads (default: all processors)
-                  --warmup N           untimed warm-up rounds first (default 2)
-                  --bandwidth-mb MB    memory the bandwidth probe reads per pass (default 1024)
-                  --backend B          cpu (default) or reference
-                  --json               print one JSON object instead of the text report
-                  --draft DIR          instead: plain vs speculative decoding on the same prompts, with speedup,
-                                       acceptance rate and the theoretical bound (flags as 'k2j spec-bench')
-                """.formatted(DEFAULT_PROMPT, DEFAULT_GEN);
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     /** Everything one run measured. Times in seconds unless named otherwise. */
@@ -96,7 +98,7 @@ final class BenchCommand implements Command {
     public int run(Args args, PrintStream out, PrintStream err) {
         if (args.has("draft")) {
             // bench --draft DIR: plain vs speculative decoding on the same prompts (docs/speculative.md)
-            return new SpeculativeBenchCommand().run(args, out, err);
+            return new SpeculativeBenchCommand().run(args.declare(SpeculativeBenchCommand.SPEC), out, err);
         }
         Path dir = args.path("model");
         WeightFormat quant = Cli.quantFormat(args.string("quant", null), "--quant");

@@ -10,6 +10,11 @@ interface Command {
     /** Returns the exit code: 0 ok, 1 failure. */
     int run(Args args, PrintStream out, PrintStream err);
 
-    /** The verb's help text ({@code k2j VERB --help}). */
-    String usage();
+    /** The verb's declaration: name, summary and flags, the one source of its usage text. */
+    VerbSpec spec();
+
+    /** The verb's help text ({@code k2j VERB --help}), generated from {@link #spec()}. */
+    default String usage() {
+        return spec().help();
+    }
 }

@@ -22,21 +22,25 @@ import java.util.Locale;
  */
 final class EvalCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("eval", "pass@1 with and without the scaffold",
+            VerbSpec.join(ServingFlags.ENGINE_FLAGS.subList(0, 1), List.of(
+                    Flag.required("data", "FILE.jsonl", "JSON lines {\"question\": ..., \"answer\": ...}; answers are"
+                            + " checked against the response's last \\boxed{} (else its last number)"),
+                    Flag.option("runs", "N", "4", "independent runs per question; pass@1 is averaged over them"),
+                    Flag.option("scaffold", "both|on|off", "both: without, then with", "which configurations run"),
+                    Flag.option("limit", "N", "all", "only the first N questions"),
+                    Flag.option("max-tokens", "N", "512, clamped to the context", "most tokens per response"),
+                    Flag.option("temperature", "T", String.valueOf(Evaluation.DEFAULT_TEMPERATURE),
+                            "sampling temperature"),
+                    Flag.option("top-p", "P", String.valueOf(Evaluation.DEFAULT_TOP_P), "nucleus sampling"),
+                    Flag.option("seed", "S", "0", "base seed"),
+                    Flag.toggle("json", "one JSON object instead of a table")),
+                    ServingFlags.SCAFFOLD_FLAGS,
+                    ServingFlags.ENGINE_FLAGS.subList(1, ServingFlags.ENGINE_FLAGS.size())), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j eval --model DIR --data FILE.jsonl [flags]
-                  --data FILE          JSON lines {"question": ..., "answer": ...}; answers are checked against
-                                       the response's last \\boxed{} (else its last number)
-                  --runs N             independent runs per question; pass@1 is averaged over them (default 4)
-                  --scaffold MODE      both (default: without, then with), on, or off
-                  --limit N            only the first N questions
-                  --max-tokens N       most tokens per response (default 512, clamped to the context)
-                  --temperature T      default 1.0
-                  --top-p P            default 0.95
-                  --seed S             base seed (default 0)
-                  --json               one JSON object instead of a table
-                """ + ServingFlags.SCAFFOLD_USAGE + ServingFlags.ENGINE_USAGE;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

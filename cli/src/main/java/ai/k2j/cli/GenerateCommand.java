@@ -36,28 +36,33 @@ final class GenerateCommand implements Command {
 
     static final int DEFAULT_MAX_TOKENS = 256;
 
+    static final VerbSpec SPEC = new VerbSpec("generate", "generate text", VerbSpec.join(List.of(
+            SpeculationFlags.FLAGS.getFirst(),
+            Flag.required("prompt", "TEXT", "prompt text (special tokens such as <|im_start|> written inline are"
+                    + " kept)").inGroup("prompt", true),
+            Flag.required("prompt-ids", "1,2,3", "prompt as comma-separated token ids instead of text")
+                    .inGroup("prompt", true),
+            Flag.toggle("chat", "wrap --prompt in the tokenizer's ChatML template as a user turn"),
+            Flag.option("system", "TEXT", "the template's own", "system message for --chat"),
+            Flag.option("max-tokens", "N", String.valueOf(DEFAULT_MAX_TOKENS), "tokens to generate at most"),
+            Flag.option("temperature", "T", "generation_config.json's when it has do_sample true, else greedy",
+                    "0 = greedy"),
+            Flag.option("top-p", "P", "generation_config.json's or 1", "nucleus sampling, in (0, 1]"),
+            Flag.option("top-k", "K", "generation_config.json's or 0", "keep the K most likely tokens, 0 = off"),
+            Flag.option("min-p", "P", "0", "drop tokens below P x the top probability, in [0, 1]"),
+            Flag.option("seed", "S", "random, printed on stderr", "sampling seed"),
+            Flag.option("stop", "STR", null, "also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)"),
+            Flag.option("threads", "N", "all processors", "CPU threads"),
+            Flag.option("ctx", "N", "the model's, capped at 8192", "context length to allocate"),
+            Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
+            Flag.option("quant", "q8_0|q4_0", null, "quantize the weights at load (docs/performance.md)"),
+            Flag.toggle("json", "print one JSON object with ids, text and timings instead of streaming")),
+            SpeculationFlags.FLAGS.subList(1, SpeculationFlags.FLAGS.size())),
+            "Without --model: the demo model with its draft, speculative decoding on.");
+
     @Override
-    public String usage() {
-        return "usage: k2j generate [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [flags]\n"
-                + SpeculationFlags.USAGE + """
-                  --prompt TEXT        prompt text (special tokens such as <|im_start|> written inline are kept)
-                  --prompt-ids IDS     prompt as comma-separated token ids instead of text
-                  --chat               wrap --prompt in the tokenizer's ChatML template as a user turn
-                  --system TEXT        system message for --chat (default: the template's own)
-                  --max-tokens N       tokens to generate at most (default %d)
-                  --temperature T      0 = greedy; default from generation_config.json when do_sample is true,
-                                       else greedy
-                  --top-p P            nucleus sampling, in (0, 1] (default: generation_config.json or 1)
-                  --top-k K            keep the K most likely tokens, 0 = off (default: generation_config.json or 0)
-                  --min-p P            drop tokens below P x the top probability, in [0, 1] (default 0)
-                  --seed S             sampling seed (default: random, printed on stderr)
-                  --stop STR           also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)
-                  --threads N          CPU threads (default: all processors)
-                  --backend NAME       cpu (default), cuda or reference
-                  --quant Q            quantize the weights at load: q8_0 or q4_0 (docs/performance.md)
-                  --ctx N              context length to allocate (default: the model's, capped)
-                  --json               print one JSON object with ids, text and timings instead of streaming
-                """.formatted(DEFAULT_MAX_TOKENS);
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

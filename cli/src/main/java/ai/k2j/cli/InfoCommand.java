@@ -23,13 +23,14 @@ import java.util.stream.Stream;
 /** {@code k2j info}: what a model directory holds, from its config and the tensors actually present. */
 final class InfoCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("info", "describe a model", List.of(
+            Flag.required("model", "DIR", "HF-style model directory; prints architecture, sizes, rope, parameter"
+                    + " count (from the tensors present), dtypes, bytes, shards and whether a tokenizer is there")),
+            null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j info --model DIR
-                  --model DIR   HF-style model directory; prints architecture, sizes, rope, parameter count
-                                (from the tensors present), dtypes, bytes, shards and whether a tokenizer is there
-                """;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

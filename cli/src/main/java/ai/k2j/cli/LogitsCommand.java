@@ -9,19 +9,20 @@ import java.io.PrintStream;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 /** {@code k2j logits}: one prefill over the prompt ids; writes float32 logits [tokens, vocab] as .npy. */
 final class LogitsCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("logits", "prompt logits as .npy", List.of(
+            Flag.required("model", "DIR", "HF-style model directory"),
+            Flag.required("prompt-ids", "1,2,3", "comma-separated token ids"),
+            Flag.required("out", "FILE.npy", ".npy file to write: float32, shape [tokens, vocab], little-endian"),
+            Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend")), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j logits --model DIR --prompt-ids 1,2,3 --out FILE.npy
-                  --model DIR        HF-style model directory
-                  --prompt-ids IDS   comma-separated token ids
-                  --out FILE         .npy file to write: float32, shape [tokens, vocab], little-endian
-                  --backend NAME     cpu (default), cuda or reference
-                """;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

@@ -6,6 +6,12 @@ import java.io.FileOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.function.Supplier;
 
 /** {@code k2j VERB [flags]}: the command-line interface. Each verb lives in its own class. */
 public final class Main {
@@ -13,31 +19,32 @@ public final class Main {
     private Main() {
     }
 
-    static final String USAGE = """
-            usage: k2j VERB [flags]
-              generate   generate text       [--model DIR] (--prompt TEXT | --prompt-ids 1,2,3) [--chat] [--system TEXT]
-                                             [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--min-p P]
-                                             [--seed S] [--stop STR] [--threads N] [--ctx N] [--quant Q] [--json]
-                                             [--draft DIR|none] [--draft-tokens K] [--adaptive] [--lookup]
-                                             (no --model: the demo model with its draft, speculative decoding on)
-              logits     prompt logits       --model DIR --prompt-ids 1,2,3 --out FILE.npy
-              tokenize   text to ids         --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
-              synth      random model        --preset NAME --out DIR [--dtype bf16|f16|f32] [--seed S]
-                                             [--tokenizer PATH] [--max-shard-gb G]
-              info       describe a model    --model DIR
-              spec-bench plain vs speculative [--model DIR] [--draft DIR] [--draft-tokens 2,4,6] [--adaptive]
-                                             [--lookup] [--max-tokens N] [--temperature T] [--json]
-              plan       wafer-scale plan    --model DIR|preset:NAME --out DIR [--target wse3] [--wafers N] [--dtype D] [--ctx N]
-              serve      OpenAI server       --model DIR [--draft DIR] [--port P] [--max-batch B] [--ctx N] [--host H]
-              think      plan + best-of-N    --model DIR --question TEXT [--best-of N] [--verifier majority|judge|first]
-                                             [--no-plan] [--planner DIR] [--max-tokens N] [--seed S] [--json]
-              eval       pass@1 on a dataset --model DIR --data FILE.jsonl [--runs N] [--scaffold both|on|off] [--json]
-              bench      speed vs roofline   --model DIR [--quant q8_0|q4_0] [--prompt-tokens N] [--gen-tokens M]
-                                             [--threads N] [--draft DIR] [--json]
-              quantize   write Q8_0/Q4_0     --model DIR --quant q8_0|q4_0 --out DIR [--head-quant Q]
-              quant-accuracy  KL vs BF16     --model DIR (--quant Q | --quantized DIR) (--text FILE | --tokens N)
-            run 'k2j VERB --help' for a verb's flags.
-            """;
+    /** Every verb, in the order {@code k2j --help} lists them. */
+    static final Map<String, Supplier<Command>> VERBS = verbs();
+
+    private static Map<String, Supplier<Command>> verbs() {
+        Map<String, Supplier<Command>> m = new LinkedHashMap<>();
+        for (Supplier<Command> s : List.<Supplier<Command>>of(GenerateCommand::new, LogitsCommand::new,
+                TokenizeCommand::new, SynthCommand::new, InfoCommand::new, SpeculativeBenchCommand::new,
+                PlanCommand::new, ServeCommand::new, ThinkCommand::new, EvalCommand::new, BenchCommand::new,
+                QuantizeCommand::new, QuantAccuracyCommand::new)) {
+            m.put(s.get().spec().verb(), s);
+        }
+        return Collections.unmodifiableMap(m);
+    }
+
+    /** {@code k2j --help}: each verb's summary and required flags, from its declaration. */
+    static final String USAGE = usage();
+
+    private static String usage() {
+        StringBuilder b = new StringBuilder("usage: k2j VERB [flags]\n");
+        for (Supplier<Command> s : VERBS.values()) {
+            VerbSpec v = s.get().spec();
+            b.append(String.format(Locale.ROOT, "  %-15s %-38s %s", v.verb(), v.summary(), v.shortSynopsis())
+                    .stripTrailing()).append('\n');
+        }
+        return b.append("run 'k2j VERB --help' for a verb's flags.\n").toString();
+    }
 
     public static void main(String[] argv) {
         // Tokens and JSON are UTF-8 whatever the platform's locale says; stdout is flushed by the verbs
@@ -59,22 +66,8 @@ public final class Main {
         }
         String verb = argv[0];
         try {
-            Command cmd = switch (verb) {
-                case "generate" -> new GenerateCommand();
-                case "logits" -> new LogitsCommand();
-                case "tokenize" -> new TokenizeCommand();
-                case "synth" -> new SynthCommand();
-                case "info" -> new InfoCommand();
-                case "plan" -> new PlanCommand();
-                case "spec-bench" -> new SpeculativeBenchCommand();
-                case "serve" -> new ServeCommand();
-                case "think" -> new ThinkCommand();
-                case "eval" -> new EvalCommand();
-                case "bench" -> new BenchCommand();
-                case "quantize" -> new QuantizeCommand();
-                case "quant-accuracy" -> new QuantAccuracyCommand();
-                default -> null;
-            };
+            Supplier<Command> factory = VERBS.get(verb);
+            Command cmd = factory == null ? null : factory.get();
             if (cmd == null) {
                 err.println("k2j: unknown verb '" + verb + "'");
                 err.print(USAGE);
@@ -83,7 +76,7 @@ public final class Main {
             String[] rest = Arrays.copyOfRange(argv, 1, argv.length);
             Args args;
             try {
-                args = Args.parse(rest);
+                args = Args.parse(rest).declare(cmd.spec());
             } catch (IllegalArgumentException e) {
                 throw new UsageException(e.getMessage());
             }

@@ -25,31 +25,36 @@ import java.util.Locale;
 /** {@code k2j plan}: compiles a model onto wafer-scale engines and predicts its speed (docs/wafer-plan.md). */
 final class PlanCommand implements Command {
 
-    public String usage() {
-        return """
-                usage: k2j plan --model DIR|config.json|preset:NAME --out DIR [--target wse3|wse2|DEVICE.json]
-                                [--wafers N] [--dtype bf16|fp8|q8] [--ctx N] [--batch N]
-                                [--draft DIR|config.json|preset:NAME] [--accept P] [--spec-k K]
-                                [--mapping auto|layer-pipeline|mesh|tiled-mesh]
-                       k2j plan --validate      predicted vs published WaferLLM and Cerebras speeds
-                       k2j plan --calibrate     refit the step cost on the calibration anchor
-                  --model    model to place: a model directory, its config.json, or preset:NAME
-                             (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b/70b/405b,
-                             llama-3.3-70b, llama-3.2-1b, qwen3-32b, qwen3-235b-a22b, gpt-oss-120b, kimi-k2);
-                             an MoE config.json (DeepSeek-V3/Kimi K2, Qwen3-MoE, gpt-oss) is read for planning
-                  --out      directory for plan.json, plan.dot, plan.svg and summary.txt (created)
-                  --target   built-in device (wse3, default; wse2) or a device file (k2j.device/1 JSON)
-                  --wafers   wafer count; default: the fewest that hold every weight in SRAM
-                  --dtype    weight storage: bf16 (default), fp8, q8 (8-bit weights run at the 16-bit rate)
-                  --ctx      context length the KV cache is sized and attention costed for (default 4096)
-                  --batch    sequences decoded concurrently in the pipeline (default 1)
-                  --draft    draft model for speculative decoding (same tokenizer as the target)
-                  --accept   probability a drafted token is accepted (default 0.75)
-                  --spec-k   tokens drafted per step (default: the best of 1..8)
-                  --mapping  auto (default: the fastest of all), layer-pipeline (a block of PEs per layer),
-                             mesh (WaferLLM: every layer of a wafer over one mesh), tiled-mesh (several meshes
-                             per wafer); plan.json is the fastest plan, plan-fewest.json the fewest-wafer one
-                """;
+    static final VerbSpec SPEC = new VerbSpec("plan", "wafer-scale plan", List.of(
+            Flag.required("model", "DIR|config.json|preset:NAME", "model to place: a model directory, its"
+                    + " config.json, or preset:NAME (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b/70b/405b,"
+                    + " llama-3.3-70b, llama-3.2-1b, qwen3-32b, qwen3-235b-a22b, gpt-oss-120b, kimi-k2); an MoE"
+                    + " config.json (DeepSeek-V3/Kimi K2, Qwen3-MoE, gpt-oss) is read for planning; not with"
+                    + " --validate or --calibrate"),
+            Flag.required("out", "DIR", "directory for plan.json, plan.dot, plan.svg and summary.txt (created)"),
+            Flag.option("target", "wse3|wse2|DEVICE.json", "wse3", "built-in device or a device file (k2j.device/1"
+                    + " JSON)"),
+            Flag.option("wafers", "N", "the fewest that hold every weight in SRAM", "wafer count"),
+            Flag.option("dtype", "bf16|fp8|q8", "bf16", "weight storage (8-bit weights run at the 16-bit rate)"),
+            Flag.option("ctx", "N", String.valueOf(PlanRequest.DEFAULT_CTX), "context length the KV cache is sized"
+                    + " and attention costed for"),
+            Flag.option("batch", "N", "1", "sequences decoded concurrently in the pipeline"),
+            Flag.option("draft", "DIR|config.json|preset:NAME", null, "draft model for speculative decoding (same"
+                    + " tokenizer as the target)"),
+            Flag.option("accept", "P", String.valueOf(PlanRequest.DEFAULT_ACCEPT), "probability a drafted token is"
+                    + " accepted"),
+            Flag.option("spec-k", "K", "the best of 1..8", "tokens drafted per step"),
+            Flag.option("mapping", "auto|layer-pipeline|mesh|tiled-mesh", "auto", "auto: the fastest of all;"
+                    + " layer-pipeline: a block of PEs per layer; mesh: WaferLLM, every layer of a wafer over one mesh;"
+                    + " tiled-mesh: several meshes per wafer. plan.json is the fastest plan, plan-fewest.json the"
+                    + " fewest-wafer one"),
+            Flag.toggle("validate", "instead: predicted vs published WaferLLM and Cerebras speeds (exit 1 on a miss)").inGroup("mode", false),
+            Flag.toggle("calibrate", "instead: refit the step cost on the calibration anchor").inGroup("mode", false)),
+            null);
+
+    @Override
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

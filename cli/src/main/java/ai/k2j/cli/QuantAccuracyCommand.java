@@ -12,6 +12,7 @@ import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Locale;
 import java.util.SplittableRandom;
 
@@ -25,19 +26,24 @@ final class QuantAccuracyCommand implements Command {
 
     static final int DEFAULT_MAX_TOKENS = 512;
 
+    static final VerbSpec SPEC = new VerbSpec("quant-accuracy", "KL divergence vs the unquantized model",
+            List.of(Flag.required("model", "DIR", "the reference checkpoint (its own dtype, e.g. BF16)"),
+                    Flag.required("quant", "q8_0|q4_0", "compare with the same checkpoint quantized at load")
+                            .inGroup("other", true),
+                    Flag.required("quantized", "DIR", "or with a checkpoint written by `k2j quantize`")
+                            .inGroup("other", true),
+                    Flag.required("text", "FILE", "text to score (needs the model's tokenizer.json)")
+                            .inGroup("input", true),
+                    Flag.required("tokens", "N", "instead of text, N pseudo-random token ids").inGroup("input", true),
+                    Flag.option("seed", "S", "0", "seed of the --tokens ids"),
+                    Flag.option("max-tokens", "N", String.valueOf(DEFAULT_MAX_TOKENS), "score at most the first N"
+                            + " tokens of the text"),
+                    Flag.option("threads", "N", "all processors", "CPU threads"),
+                    Flag.toggle("json", "one JSON object instead of the text report")), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j quant-accuracy --model DIR (--quant q8_0|q4_0 | --quantized DIR) [flags]
-                  --model DIR          the reference checkpoint (its own dtype, e.g. BF16)
-                  --quant Q            compare with the same checkpoint quantized at load to q8_0 or q4_0
-                  --quantized DIR      or with a checkpoint written by `k2j quantize`
-                  --text FILE          text to score (needs the model's tokenizer.json); default: --tokens
-                  --tokens N           instead of text, N pseudo-random token ids (--seed S, default 0)
-                  --max-tokens N       score at most the first N tokens of the text (default %d)
-                  --threads N          CPU threads (default: all processors)
-                  --json               one JSON object instead of the text report
-                """.formatted(DEFAULT_MAX_TOKENS);
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     /** Accuracy of candidate logits against reference logits over {@code positions} positions. */

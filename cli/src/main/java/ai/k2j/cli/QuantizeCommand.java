@@ -38,18 +38,18 @@ import java.util.stream.Stream;
  */
 final class QuantizeCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("quantize", "write a Q8_0/Q4_0 checkpoint", List.of(
+            Flag.required("model", "DIR", "source checkpoint (F32, BF16 or F16 weights)"),
+            Flag.required("quant", "q8_0|q4_0", "the decoder layers' weight matrices"),
+            Flag.required("out", "DIR", "directory to create (must not already hold a model)"),
+            Flag.option("head-quant", "q8_0|q4_0|keep", "q8_0", "lm_head (the embedding too when tied); keep: the"
+                    + " source dtype"),
+            Flag.option("threads", "N", "all processors", "quantizing threads"),
+            Flag.option("max-shard-gb", "G", "4", "shard above G GB (10^9 bytes) as HF does")), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j quantize --model DIR --quant q8_0|q4_0 --out DIR [flags]
-                  --model DIR          source checkpoint (F32, BF16 or F16 weights)
-                  --quant Q            q8_0 or q4_0: the decoder layers' weight matrices
-                  --out DIR            directory to create (must not already hold a model)
-                  --head-quant Q       lm_head (the embedding too when tied): q8_0, q4_0 or keep (the
-                                       source dtype); default q8_0
-                  --threads N          quantizing threads (default: all processors)
-                  --max-shard-gb G     shard above G GB (10^9 bytes) as HF does (default 4)
-                """;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

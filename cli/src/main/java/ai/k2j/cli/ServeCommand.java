@@ -5,6 +5,7 @@ import ai.k2j.server.OpenAiServer;
 import ai.k2j.server.ServerOptions;
 
 import java.io.PrintStream;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 
 /**
@@ -13,19 +14,25 @@ import java.util.concurrent.CountDownLatch;
  */
 final class ServeCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("serve", "OpenAI-compatible server", VerbSpec.join(
+            ServingFlags.SERVE_ENGINE_FLAGS.subList(0, 1),
+            List.of(Flag.option("host", "H", "127.0.0.1", "interface to bind; 0.0.0.0 for every interface"),
+                    Flag.option("port", "P", "8000", "TCP port; 0 picks a free one"),
+                    Flag.option("served-model-name", "NAME", "the model directory's name; "
+                            + ServingFlags.DEMO_MODEL_ID + " for the demo", "model id clients send"),
+                    Flag.option("request-timeout", "S", String.valueOf(ServerOptions.DEFAULT_REQUEST_TIMEOUT_SECONDS),
+                            "a request's header and body must arrive within S seconds"),
+                    Flag.option("idle-timeout", "S", String.valueOf(ServerOptions.DEFAULT_IDLE_TIMEOUT_SECONDS),
+                            "close a connection that sends nothing for S seconds"),
+                    Flag.option("max-connections", "N", String.valueOf(ServerOptions.DEFAULT_MAX_CONNECTIONS),
+                            "connections open at once; more are closed on accept"),
+                    Flag.toggle("special-tokens-in-messages", "encode special tokens inside chat message text as"
+                            + " control tokens, as HF does (default: as plain text)")),
+            ServingFlags.SERVE_ENGINE_FLAGS.subList(1, ServingFlags.SERVE_ENGINE_FLAGS.size())), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j serve --model DIR [--draft DIR] [--port P] [--max-batch B] [--ctx N] [flags]
-                  --host H             interface to bind (default 127.0.0.1; 0.0.0.0 for every interface)
-                  --port P             TCP port (default 8000; 0 picks a free one)
-                  --served-model-name NAME   model id clients send (default: the model directory's name)
-                  --request-timeout S  a request's header and body must arrive within S seconds (default 30)
-                  --idle-timeout S     close a connection that sends nothing for S seconds (default 60)
-                  --max-connections N  connections open at once; more are closed on accept (default 512)
-                  --special-tokens-in-messages  encode special tokens inside chat message text as control
-                                       tokens, as HF does (default: as plain text)
-                """ + ServingFlags.ENGINE_USAGE;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     /** A started server and its engine. */
@@ -60,7 +67,7 @@ final class ServeCommand implements Command {
 
     /** Validates the flags, loads the engine and starts the server (tests use this directly). */
     Running start(Args args, PrintStream err) {
-        ServingFlags flags = ServingFlags.read(args, 16);
+        ServingFlags flags = ServingFlags.read(args, 16, true);
         String host = args.string("host", "127.0.0.1");
         int port = args.integer("port", 8000);
         if (port < 0 || port > 65535) {
@@ -75,14 +82,16 @@ final class ServeCommand implements Command {
         args.finish();
         BatchEngine engine = flags.load();
         try {
-            OpenAiServer server = OpenAiServer.start(engine, ServerOptions.of(host, port,
-                    name == null ? engine.modelName() : name)
+            String id = name != null ? name : flags.demo() ? ServingFlags.DEMO_MODEL_ID : engine.modelName();
+            OpenAiServer server = OpenAiServer.start(engine, ServerOptions.of(host, port, id)
                     .withLimits(requestTimeout, idleTimeout, maxConnections)
                     .withSpecialTokensInMessages(specialTokensInMessages));
-            err.println("k2j serve: " + (name == null ? engine.modelName() : name) + " on " + server.baseUrl()
-                    + " (" + engine.backendName() + " backend, max batch " + engine.maxBatch() + ", context "
+            err.println("k2j serve: " + id + " on " + server.baseUrl()
+                    + " (" + (flags.demo() ? "the demo model " + SpeculationFlags.shortPath(flags.model()) + ", " : "")
+                    + engine.backendName() + " backend, max batch " + engine.maxBatch() + ", context "
                     + engine.maxContext() + ", KV blocks " + engine.metrics().kvBlocksTotal()
-                    + (engine.hasDraft() ? ", draft " + flags.draft + " k=" + engine.draftTokens() : "") + ")");
+                    + (engine.hasDraft() ? ", draft " + SpeculationFlags.shortPath(flags.draft()) + " k="
+                    + engine.draftTokens() : "") + ")");
             return new Running(engine, server);
         } catch (RuntimeException e) {
             engine.close();

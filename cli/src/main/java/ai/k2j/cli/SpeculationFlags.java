@@ -6,6 +6,7 @@ import ai.k2j.engine.SpeculativeStats;
 import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 
 /**
@@ -24,19 +25,20 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
     /** Proposals per prompt-lookup round when --draft-tokens is not given. */
     static final int DEFAULT_LOOKUP_TOKENS = 6;
 
-    static final String USAGE = """
-              --model DIR          model directory (default: the demo model, models/demo/target)
-              --draft DIR          draft model for speculative decoding (same vocabulary as the model); default:
-                                   models/demo/draft when --model is not given, else none. --draft none or
-                                   --no-draft: plain decoding
-              --draft-tokens K     tokens drafted per target pass, 1 to 15 (fixed; default: adaptive from 4)
-              --adaptive           adapt the draft length to the acceptance rate and the draft's confidence
-                                   (the default unless --draft-tokens is given alone)
-              --lookup             prompt-lookup drafting instead of a draft model: propose what followed the
-                                   latest earlier occurrence of the context's last n-gram (--draft-tokens
-                                   default %d)
-              --ngram N            --lookup: longest n-gram matched, 1 to 8 (default 3)
-            """.formatted(DEFAULT_LOOKUP_TOKENS);
+    static final List<Flag> FLAGS = List.of(
+            Flag.option("model", "DIR", "the demo model, models/demo/target", "model directory"),
+            Flag.option("draft", "DIR|none", "models/demo/draft when --model is not given, else none",
+                    "draft model for speculative decoding (same vocabulary as the model); none: plain decoding"),
+            Flag.toggle("no-draft", "plain decoding, the same as --draft none"),
+            Flag.option("draft-tokens", "K", "adaptive from " + Speculation.DEFAULT_DRAFT_TOKENS + "; "
+                    + DEFAULT_LOOKUP_TOKENS + " with --lookup", "tokens drafted per target pass, 1 to "
+                    + Speculation.MAX_DRAFT_TOKENS + " (fixed unless --adaptive is given too)"),
+            Flag.toggle("adaptive", "adapt the draft length to the acceptance rate and the draft's confidence (the"
+                    + " default unless --draft-tokens is given alone)"),
+            Flag.toggle("lookup", "prompt-lookup drafting instead of a draft model: propose what followed the"
+                    + " latest earlier occurrence of the context's last n-gram"),
+            Flag.option("ngram", "N", String.valueOf(Speculation.DEFAULT_NGRAM), "--lookup: longest n-gram matched,"
+                    + " 1 to 8"));
 
     /** Reads and cross-checks the flags (usage errors only: nothing is looked up on disk yet). */
     static Parsed parse(Args args) {

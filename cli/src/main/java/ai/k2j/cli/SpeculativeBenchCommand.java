@@ -23,27 +23,31 @@ import java.util.Map;
  */
 final class SpeculativeBenchCommand implements Command {
 
+    static final VerbSpec SPEC = new VerbSpec("spec-bench", "plain vs speculative decoding", List.of(
+            Flag.option("model", "DIR", "the demo target, models/demo/target", "target model"),
+            Flag.option("draft", "DIR|none", "models/demo/draft with the default model; none otherwise, then only"
+                    + " --lookup rows run", "draft model, same vocabulary"),
+            Flag.toggle("no-draft", "no draft model, the same as --draft none"),
+            Flag.option("draft-tokens", "2,3,4", "4", "fixed draft lengths to measure, comma-separated, 1 to 15"),
+            Flag.toggle("adaptive", "also measure the adaptive draft length (starting at the first of the list)"),
+            Flag.toggle("lookup", "also measure prompt lookup (n-gram 3, 6 tokens)"),
+            Flag.option("prompts", "FILE", "models/demo/heldout_code.txt", "text to take prompts from"),
+            Flag.option("num-prompts", "N", "8", "prompts, at evenly spaced line starts"),
+            Flag.option("prompt-tokens", "N", "96", "tokens per prompt"),
+            Flag.option("max-tokens", "N", "128", "tokens generated per prompt and setting"),
+            Flag.option("warmup", "N", "64", "tokens generated per setting before measuring"),
+            Flag.option("temperature", "T", "0", "0 = greedy"),
+            Flag.option("top-p", "P", "1", "nucleus sampling"),
+            Flag.option("top-k", "K", "0", "keep the K most likely tokens, 0 = off"),
+            Flag.option("min-p", "P", "0", "drop tokens below P x the top probability"),
+            Flag.option("seed", "S", "1", "sampling seed"),
+            Flag.option("threads", "N", "all processors", "CPU threads"),
+            Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
+            Flag.toggle("json", "print the result as one JSON object")), null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j spec-bench [--model DIR] [--draft DIR] [flags]
-                  --model DIR          target model (default: the demo target, models/demo/target)
-                  --draft DIR          draft model, same vocabulary (default: models/demo/draft with the default
-                                       model; none otherwise, then only --lookup rows run)
-                  --draft-tokens LIST  fixed draft lengths to measure, comma-separated, 1 to 15 (default 4)
-                  --adaptive           also measure the adaptive draft length (starting at the first of LIST)
-                  --lookup             also measure prompt lookup (n-gram 3, 6 tokens)
-                  --prompts FILE       text to take prompts from (default: models/demo/heldout_code.txt)
-                  --num-prompts N      prompts, at evenly spaced line starts (default 8)
-                  --prompt-tokens N    tokens per prompt (default 96)
-                  --max-tokens N       tokens generated per prompt and setting (default 128)
-                  --warmup N           tokens generated per setting before measuring (default 64)
-                  --temperature T      0 = greedy (default); with --top-p, --top-k, --min-p, --seed (default 1)
-                  --top-p P, --top-k K, --min-p P, --seed S
-                  --threads N          CPU threads (default: all processors)
-                  --backend NAME       cpu (default), cuda or reference
-                  --json               print the result as one JSON object
-                """;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

@@ -47,20 +47,21 @@ final class SynthCommand implements Command {
                     .withObjectFieldValueSpacing(Separators.Spacing.AFTER))
             .withArrayIndenter(DefaultIndenter.SYSTEM_LINEFEED_INSTANCE);
 
+    static final VerbSpec SPEC = new VerbSpec("synth", "random-weight checkpoint", List.of(
+            Flag.required("preset", "NAME", String.join(", ", SynthPreset.ALL.keySet())),
+            Flag.required("out", "DIR", "directory to create (must not already hold a model)"),
+            Flag.option("dtype", "bf16|f16|f32", "bf16", "weight dtype"),
+            Flag.option("seed", "S", "0", "random seed; the same seed gives the same files"),
+            Flag.option("tokenizer", "PATH", null, "model directory or tokenizer.json to copy in (with"
+                    + " tokenizer_config.json); tiny takes the tokenizer's vocabulary size, the others keep the"
+                    + " preset's"),
+            Flag.option("max-shard-gb", "G", "4", "shard above G GB (10^9 bytes) as HF does")),
+            "Weights are random (normal, std 0.02), norms 1; config.json follows the published Qwen2.5-*-Instruct"
+                    + " config; generation_config.json asks for greedy decoding.");
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j synth --preset NAME --out DIR [flags]
-                  --preset NAME        %s
-                  --out DIR            directory to create (must not already hold a model)
-                  --dtype T            bf16 (default), f16 or f32
-                  --seed S             random seed (default 0); the same seed gives the same files
-                  --tokenizer PATH     model directory or tokenizer.json to copy in (with tokenizer_config.json);
-                                       tiny takes the tokenizer's vocabulary size, the others keep the preset's
-                  --max-shard-gb G     shard above G GB (10^9 bytes) as HF does (default 4)
-                weights are random (normal, std 0.02), norms 1; config.json follows the published
-                Qwen2.5-*-Instruct config; generation_config.json asks for greedy decoding.
-                """.formatted(String.join(", ", SynthPreset.ALL.keySet()));
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

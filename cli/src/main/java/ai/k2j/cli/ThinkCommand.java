@@ -14,6 +14,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.concurrent.ThreadLocalRandom;
 
 /**
@@ -24,18 +25,23 @@ final class ThinkCommand implements Command {
 
     static final int DEFAULT_MAX_TOKENS = 512;
 
+    static final VerbSpec SPEC = new VerbSpec("think", "plan + best-of-N on one question", VerbSpec.join(
+            ServingFlags.ENGINE_FLAGS.subList(0, 1),
+            List.of(Flag.required("question", "TEXT", "the question (\\n unescaped)"),
+                    Flag.option("planner", "DIR", "the model itself", "another model writes the plan"),
+                    Flag.option("max-tokens", "N", DEFAULT_MAX_TOKENS + ", clamped to the context",
+                            "most tokens per candidate"),
+                    Flag.option("temperature", "T", Evaluation.DEFAULT_TEMPERATURE + ", K2 Think's protocol",
+                            "sampling temperature"),
+                    Flag.option("top-p", "P", String.valueOf(Evaluation.DEFAULT_TOP_P), "nucleus sampling"),
+                    Flag.option("seed", "S", "random, printed", "sampling seed"),
+                    Flag.toggle("json", "one JSON object instead of text")),
+            ServingFlags.SCAFFOLD_FLAGS, ServingFlags.ENGINE_FLAGS.subList(1, ServingFlags.ENGINE_FLAGS.size())),
+            null);
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j think --model DIR --question TEXT [flags]
-                  --question TEXT      the question (\\n unescaped)
-                  --planner DIR        another model writes the plan (default: the model itself)
-                  --max-tokens N       most tokens per candidate (default %d, clamped to the context)
-                  --temperature T      default 1.0 (K2 Think's protocol)
-                  --top-p P            default 0.95
-                  --seed S             default: random (printed)
-                  --json               one JSON object instead of text
-                """.formatted(DEFAULT_MAX_TOKENS) + ServingFlags.SCAFFOLD_USAGE + ServingFlags.ENGINE_USAGE;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

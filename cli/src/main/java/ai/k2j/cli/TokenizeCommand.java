@@ -16,6 +16,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.util.List;
 
 /**
  * {@code k2j tokenize}: text to token ids with a model's tokenizer. {@code --jsonl} streams: each input line
@@ -27,17 +28,19 @@ final class TokenizeCommand implements Command {
     private static final ObjectReader LINE_READER =
             Cli.JSON.reader().with(DeserializationFeature.FAIL_ON_TRAILING_TOKENS);
 
+    static final VerbSpec SPEC = new VerbSpec("tokenize", "text to ids", List.of(
+            Flag.required("tokenizer", "PATH", "model directory or tokenizer.json"),
+            Flag.required("text", "TEXT", "text to encode; prints ids comma-separated (or {\"ids\": [...]} with"
+                    + " --json)").inGroup("input", true),
+            Flag.required("jsonl", "FILE", "one JSON object {\"text\": \"...\"} per line ('-' = stdin); prints"
+                    + " one line {\"ids\": [...]} per input line, in order; a bad line stops with its number")
+                    .inGroup("input", true),
+            Flag.toggle("json", "JSON output for --text (--jsonl output is always JSON lines)")),
+            "Special tokens written in the text (e.g. <|im_start|>) become their ids, as HF tokenizers does.");
+
     @Override
-    public String usage() {
-        return """
-                usage: k2j tokenize --tokenizer PATH (--text TEXT | --jsonl FILE) [--json]
-                  --tokenizer PATH   model directory or tokenizer.json
-                  --text TEXT        text to encode; prints ids comma-separated (or {"ids": [...]} with --json)
-                  --jsonl FILE       one JSON object {"text": "..."} per line ('-' = stdin); prints one line
-                                     {"ids": [...]} per input line, in order; a bad line stops with its number
-                  --json             JSON output for --text (--jsonl output is always JSON lines)
-                special tokens written in the text (e.g. <|im_start|>) become their ids, as HF tokenizers does.
-                """;
+    public VerbSpec spec() {
+        return SPEC;
     }
 
     @Override

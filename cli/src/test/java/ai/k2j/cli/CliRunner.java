@@ -1,9 +1,10 @@
 package ai.k2j.cli;
 
+import ai.k2j.testing.TestCheckpoints;
+
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 
 /** Runs {@link Main#run} in-process and captures exit code, stdout and stderr. */
@@ -20,21 +21,9 @@ record CliRunner(int code, String out, String err) {
         return new CliRunner(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
     }
 
-    /** The real Qwen2.5 tokenizer directory (BRIEF rule: -Dk2j.qwenTokenizer, else repoRoot/../shared/...). */
+    /** The real Qwen tokenizer directory (testdata/qwen-tokenizer, or -Dk2j.qwenTokenizer). */
     static Path qwenTokenizer() {
-        String prop = System.getProperty("k2j.qwenTokenizer");
-        Path p;
-        if (prop != null) {
-            p = Path.of(prop);
-        } else {
-            String root = System.getProperty("k2j.repoRoot", System.getProperty("user.dir"));
-            p = Path.of(root).resolve("../shared/testdata/qwen-tokenizer").normalize();
-        }
-        if (!Files.isRegularFile(p.resolve("tokenizer.json"))) {
-            throw new AssertionError("Qwen tokenizer not found: looked for " + p.resolve("tokenizer.json")
-                    + " (set -Dk2j.qwenTokenizer=DIR)");
-        }
-        return p;
+        return TestCheckpoints.qwenTokenizer();
     }
 
     @Override

@@ -108,6 +108,47 @@ class ServingCommandsTest {
         }
     }
 
+    /** Without --model, serve runs the demo target with its draft under the documented id, like generate. */
+    @Test
+    void serveWithoutModelServesTheDemoPairAsK2jDemo() throws Exception {
+        ByteArrayOutputStream err = new ByteArrayOutputStream();
+        try (ServeCommand.Running running = new ServeCommand().start(Args.parse(new String[] {"--port", "0",
+                "--backend", "reference", "--ctx", "256", "--max-batch", "4"}),
+                new PrintStream(err, true, StandardCharsets.UTF_8))) {
+            assertTrue(running.engine().hasDraft(), "the demo draft is loaded");
+            String log = err.toString(StandardCharsets.UTF_8);
+            assertTrue(log.contains("k2j-demo") && log.contains("models/demo/target")
+                    && log.contains("draft models/demo/draft"), log);
+            String url = running.server().baseUrl();
+            HttpClient http = HttpClient.newHttpClient();
+            HttpResponse<String> models = http.send(HttpRequest.newBuilder(URI.create(url + "/v1/models")).GET()
+                    .build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(200, models.statusCode());
+            JsonNode data = JSON.readTree(models.body()).get("data");
+            assertEquals(1, data.size(), models.body());
+            assertEquals(ServingFlags.DEMO_MODEL_ID, data.at("/0/id").asText());
+            for (String model : new String[] {null, "k2j-demo", "gpt-4o"}) {
+                String body = "{" + (model == null ? "" : "\"model\":\"" + model + "\",")
+                        + "\"prompt\":\"def quicksort(arr):\",\"max_tokens\":3,\"temperature\":0}";
+                HttpResponse<String> r = http.send(HttpRequest.newBuilder(URI.create(url + "/v1/completions"))
+                        .header("Content-Type", "application/json")
+                        .POST(HttpRequest.BodyPublishers.ofString(body)).build(), HttpResponse.BodyHandlers.ofString());
+                JsonNode json = JSON.readTree(r.body());
+                if ("gpt-4o".equals(model)) {
+                    assertEquals(404, r.statusCode(), r.body());
+                    assertEquals("model_not_found", json.at("/error/code").asText(), r.body());
+                    assertEquals("model", json.at("/error/param").asText(), r.body());
+                } else {
+                    assertEquals(200, r.statusCode(), model + ": " + r.body());
+                    assertEquals("k2j-demo", json.get("model").asText(), r.body());
+                    assertEquals(3, json.at("/usage/completion_tokens").asInt(), r.body());
+                }
+            }
+        }
+        assertThrows(UsageException.class, () -> new ServeCommand().start(Args.parse(new String[] {"--draft", "none",
+                "--draft-tokens", "3"}), System.err), "--draft-tokens with the draft turned off");
+    }
+
     @Test
     void theVerbsAreWiredIntoMain() {
         for (String verb : List.of("serve", "think", "eval")) {

@@ -1,5 +1,6 @@
 package ai.k2j.engine;
 
+import ai.k2j.testing.TestCheckpoints;
 import ai.k2j.engine.TestModels.Spec;
 import ai.k2j.kernels.ReferenceBackend;
 import ai.k2j.loaders.DType;
@@ -14,7 +15,6 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.Arena;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -24,7 +24,6 @@ import java.util.Optional;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
-import static org.junit.jupiter.api.Assertions.fail;
 
 /**
  * Listener text, result text and stop strings with the real Qwen tokenizer and a random model over its full
@@ -36,26 +35,9 @@ class GenerationTextTest {
     private static LanguageModel lm;
     private static Tokenizer tokenizer;
 
-    static Path qwenTokenizerDir() {
-        List<Path> candidates = new ArrayList<>();
-        String prop = System.getProperty("k2j.qwenTokenizer");
-        if (prop != null) {
-            candidates.add(Path.of(prop));
-        }
-        Path root = Path.of(System.getProperty("k2j.repoRoot", ".")).toAbsolutePath();
-        candidates.add(root.resolve("../shared/testdata/qwen-tokenizer").normalize());
-        candidates.add(root.resolve("../../shared/testdata/qwen-tokenizer").normalize());
-        for (Path p : candidates) {
-            if (Files.isRegularFile(p.resolve("tokenizer.json"))) {
-                return p;
-            }
-        }
-        return fail("Qwen tokenizer.json not found; looked in " + candidates + " (set -Dk2j.qwenTokenizer=DIR)");
-    }
-
     @BeforeAll
     static void load() {
-        Path dir = qwenTokenizerDir();
+        Path dir = TestCheckpoints.qwenTokenizer();
         try {
             tokenizer = Tokenizer.load(dir);
         } catch (UnsupportedOperationException e) {

@@ -33,6 +33,21 @@ public final class TestCheckpoints {
         return root == null ? Path.of("").toAbsolutePath().getParent() : Path.of(root);
     }
 
+    /**
+     * The real Qwen tokenizer directory: {@code -Dk2j.qwenTokenizer=DIR} when set, else the copy committed under
+     * testdata/qwen-tokenizer. Throws naming the place looked in when tokenizer.json is not there.
+     */
+    public static Path qwenTokenizer() {
+        String prop = System.getProperty("k2j.qwenTokenizer");
+        Path dir = prop != null && !prop.isBlank() ? Path.of(prop)
+                : repoRoot().toAbsolutePath().normalize().resolve("testdata/qwen-tokenizer");
+        if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
+            throw new AssertionError("Qwen tokenizer.json not found in " + dir + (prop != null
+                    ? " (from -Dk2j.qwenTokenizer)" : " (committed test data; -Dk2j.qwenTokenizer=DIR points elsewhere)"));
+        }
+        return dir;
+    }
+
     /** models/demo/draft: a trained 8192-token model with a tokenizer, committed to the repository. */
     public static Path demoDraft() {
         Path dir = repoRoot().resolve("models/demo/draft");

@@ -8,9 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
 import java.util.List;
-import java.util.Set;
 
 /** Locates the real Qwen tokenizer and the golden files for tests; loads the tokenizer once per JVM. */
 final class QwenTokenizer {
@@ -23,23 +21,19 @@ final class QwenTokenizer {
         return root != null ? Path.of(root) : Path.of("").toAbsolutePath().getParent();
     }
 
-    /** The directory holding Qwen's tokenizer.json; the test fails naming every place looked in. */
+    /**
+     * The directory holding Qwen's tokenizer.json: {@code -Dk2j.qwenTokenizer=DIR} when set, else the copy committed
+     * under testdata/qwen-tokenizer; the test fails naming the place looked in.
+     */
     static Path dir() {
-        Set<Path> candidates = new LinkedHashSet<>();
         String prop = System.getProperty("k2j.qwenTokenizer");
-        if (prop != null) {
-            candidates.add(Path.of(prop));
+        Path dir = prop != null && !prop.isBlank() ? Path.of(prop)
+                : repoRoot().toAbsolutePath().normalize().resolve("testdata/qwen-tokenizer");
+        if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
+            return fail("Qwen tokenizer.json not found in " + dir + (prop != null ? " (from -Dk2j.qwenTokenizer)"
+                    : " (committed test data; -Dk2j.qwenTokenizer=DIR points elsewhere)"));
         }
-        Path root = repoRoot().toAbsolutePath().normalize();
-        candidates.add(root.resolve("../shared/testdata/qwen-tokenizer").normalize());
-        // helpers' worktrees live one level deeper (<work>/wt/<name>)
-        candidates.add(root.resolve("../../shared/testdata/qwen-tokenizer").normalize());
-        for (Path p : candidates) {
-            if (Files.isRegularFile(p.resolve("tokenizer.json"))) {
-                return p;
-            }
-        }
-        return fail("Qwen tokenizer.json not found; looked in " + candidates + " (set -Dk2j.qwenTokenizer=DIR)");
+        return dir;
     }
 
     static synchronized Tokenizer get() {
