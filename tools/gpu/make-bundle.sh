@@ -38,17 +38,19 @@ rm -rf "$B"
 mkdir -p "$B"/{lib,test-classes,junit,natives,cubin}
 
 echo "make-bundle: building (tests compiled, not run)"
-./mvnw -q -B -pl "$PL" -am -DskipTests package dependency:copy-dependencies \
+./mvnw -q -B -pl "$PL,cli" -am -DskipTests package dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$ROOT/$B/lib"
 for m in loaders tokenizer kernels engine scaffold server planner cli bench; do
     for jar in "$m"/target/k2j-"$m"-*.jar; do
         [[ -f "$jar" && "$jar" != *-tests.jar && "$jar" != *-sources.jar ]] && cp "$jar" "$B/lib/"
     done
 done
-# the CUDA diagnostics (smoke check, op benchmark) live in the bench module; only they are compiled for the bundle
+# the GPU diagnostics (smoke check, op benchmark, DecodeBench) live in the bench module; only they are compiled for
+# the bundle
 # (the bench module's JMH and Jlama dependencies stay out)
 diag=$(mktemp -d)
-"$JAVA_HOME/bin/javac" -nowarn -d "$diag" -cp "$(ls "$B"/lib/*.jar | tr '\n' ':')" bench/src/main/java/ai/k2j/bench/cuda/*.java
+"$JAVA_HOME/bin/javac" -nowarn -d "$diag" -cp "$(ls "$B"/lib/*.jar | tr '\n' ':')" bench/src/main/java/ai/k2j/bench/cuda/*.java \
+    bench/src/main/java/ai/k2j/bench/DecodeBench.java
 "$JAVA_HOME/bin/jar" cf "$B/lib/k2j-bench-cuda.jar" -C "$diag" .
 rm -rf "$diag"
 for m in "${GPU_MODULES[@]}"; do

@@ -477,48 +477,21 @@ public final class ReferenceBackend implements Backend {
     }
 
     /** Keys and values per layer: slot s of layer l holds floats [s·kvDim, (s+1)·kvDim). */
-    private static final class RefKvCache implements KvCache {
-        final int layers;
-        final int kvDim;
-        final int numBlocks;
-        final int blockSize;
+    private static final class RefKvCache extends PagedKvCache {
         final float[][] keys;
         final float[][] values;
         /** One score per attended position; a sequence can never hold more than every slot. */
         final double[] scoreScratch;
 
         RefKvCache(int layers, int kvDim, int numBlocks, int blockSize) {
-            this.layers = layers;
-            this.kvDim = kvDim;
-            this.numBlocks = numBlocks;
-            this.blockSize = blockSize;
+            super(layers, kvDim, numBlocks, blockSize);
             this.keys = new float[layers][numBlocks * blockSize * kvDim];
             this.values = new float[layers][numBlocks * blockSize * kvDim];
             this.scoreScratch = new double[numBlocks * blockSize];
         }
 
         @Override
-        public int layers() {
-            return layers;
-        }
-
-        @Override
-        public int kvDim() {
-            return kvDim;
-        }
-
-        @Override
-        public int numBlocks() {
-            return numBlocks;
-        }
-
-        @Override
-        public int blockSize() {
-            return blockSize;
-        }
-
-        @Override
-        public void copyBlock(int src, int dst) {
+        protected void copyBlockData(int src, int dst) {
             int len = blockSize * kvDim;
             for (int l = 0; l < layers; l++) {
                 System.arraycopy(keys[l], src * len, keys[l], dst * len, len);

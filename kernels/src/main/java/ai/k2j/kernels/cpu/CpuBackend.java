@@ -510,7 +510,7 @@ public final class CpuBackend implements Backend {
     public void storeKv(KvCache cache, int layer, Rows keys, Rows values, Batch batch) {
         CpuKvCache c = kvCache(cache, layer);
         float[] q = data(keys.buffer(), "keys/values");
-        int kvDim = c.kvDim;
+        int kvDim = c.kvDim();
         if (keys.buffer() != values.buffer() || keys.stride() != values.stride()) {
             throw new IllegalArgumentException("storeKv: keys and values must be views of one buffer with one stride");
         }
@@ -525,10 +525,10 @@ public final class CpuBackend implements Backend {
         float[] valueCache = c.values[layer];
         for (int t = 0; t < n; t++) {
             int pos = batch.positions[t];
-            int block = batch.blockOf(batch.seqOfToken[t], pos, c.blockSize, c.numBlocks);
-            int j = pos % c.blockSize;
+            int block = batch.blockOf(batch.seqOfToken[t], pos, c.blockSize(), c.numBlocks());
+            int j = pos % c.blockSize();
             c.putKey(layer, block, j, q, t * rowStride + keys.offset());
-            System.arraycopy(q, t * rowStride + values.offset(), valueCache, (block * c.blockSize + j) * kvDim, kvDim);
+            System.arraycopy(q, t * rowStride + values.offset(), valueCache, (block * c.blockSize() + j) * kvDim, kvDim);
         }
     }
 
@@ -544,9 +544,9 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("attention needs the query view (" + qWidth + " columns) to hold a "
                     + "positive multiple of kvHeads (" + kvHeads + ") heads of " + headDim);
         }
-        if ((long) kvHeads * headDim != c.kvDim) {
+        if ((long) kvHeads * headDim != c.kvDim()) {
             throw new IllegalArgumentException("kvHeads·headDim = " + kvHeads + "·" + headDim + " but the cache has kvDim "
-                    + c.kvDim);
+                    + c.kvDim());
         }
         int rowStride = queries.stride();
         int n = tokens(batch);
@@ -562,8 +562,8 @@ public final class CpuBackend implements Backend {
         task.rowStride = rowStride;
         task.keys = c.keys[layer];
         task.values = c.values[layer];
-        task.kvDim = c.kvDim;
-        task.blockSize = c.blockSize;
+        task.kvDim = c.kvDim();
+        task.blockSize = c.blockSize();
         task.batch = batch;
         task.heads = heads;
         task.group = heads / kvHeads;
@@ -950,8 +950,8 @@ public final class CpuBackend implements Backend {
         if (!(cache instanceof CpuKvCache c)) {
             throw new IllegalArgumentException("KV cache " + cache + " was not made by a CpuBackend");
         }
-        if (layer < 0 || layer >= c.layers) {
-            throw new IllegalArgumentException("layer " + layer + " is outside the cache's " + c.layers + " layers");
+        if (layer < 0 || layer >= c.layers()) {
+            throw new IllegalArgumentException("layer " + layer + " is outside the cache's " + c.layers() + " layers");
         }
         return c;
     }
@@ -993,15 +993,15 @@ public final class CpuBackend implements Backend {
         for (int t = 0; t < n; t++) {
             int seq = batch.seqOfToken[t];
             int pos = batch.positions[t];
-            batch.blockOf(seq, pos, c.blockSize, c.numBlocks);
+            batch.blockOf(seq, pos, c.blockSize(), c.numBlocks());
             if (pos + 1 > scores[0].length) {
                 throw new IllegalArgumentException("position " + pos + " of batch row " + t + " exceeds the "
                         + scores[0].length + " slots of the largest KV cache");
             }
             runMax = Math.max(runMax, pos);
             if (t + 1 == n || batch.seqOfToken[t + 1] != seq) {
-                for (int p = 0; p <= runMax; p += c.blockSize) {
-                    batch.blockOf(seq, p, c.blockSize, c.numBlocks);
+                for (int p = 0; p <= runMax; p += c.blockSize()) {
+                    batch.blockOf(seq, p, c.blockSize(), c.numBlocks());
                 }
                 runMax = -1;
             }

@@ -1,6 +1,6 @@
 package ai.k2j.kernels.cpu;
 
-import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.PagedKvCache;
 
 /**
  * Paged float32 KV storage: per layer one array of keys and one of values, {@code numBlocks · blockSize · kvDim}
@@ -9,28 +9,17 @@ import ai.k2j.kernels.KvCache;
  * blockSize consecutive floats at (b·kvDim + c)·blockSize): decode attention then loads one key column for a run
  * of positions as one vector and sums q·k without horizontal reductions ({@link Kernels#attendHead}).
  */
-final class CpuKvCache implements KvCache {
-    final int layers;
-    final int kvDim;
-    final int numBlocks;
-    final int blockSize;
+final class CpuKvCache extends PagedKvCache {
     final float[][] keys;
     final float[][] values;
 
     CpuKvCache(int layers, int kvDim, int numBlocks, int blockSize) {
-        if (layers <= 0 || kvDim <= 0 || numBlocks <= 0 || blockSize <= 0) {
-            throw new IllegalArgumentException("KV cache dimensions must be positive: layers=" + layers
-                    + " kvDim=" + kvDim + " numBlocks=" + numBlocks + " blockSize=" + blockSize);
-        }
+        super(layers, kvDim, numBlocks, blockSize);
         long perLayer = (long) numBlocks * blockSize * kvDim;
         if (perLayer > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("KV cache layer too large for the CPU backend: " + numBlocks + " blocks x "
                     + blockSize + " slots x " + kvDim + " floats = " + perLayer + " floats (max " + (Integer.MAX_VALUE - 8) + ")");
         }
-        this.layers = layers;
-        this.kvDim = kvDim;
-        this.numBlocks = numBlocks;
-        this.blockSize = blockSize;
         this.keys = new float[layers][(int) perLayer];
         this.values = new float[layers][(int) perLayer];
     }
@@ -53,36 +42,8 @@ final class CpuKvCache implements KvCache {
         return k;
     }
 
-    /** Total slots per layer. */
-    int slots() {
-        return numBlocks * blockSize;
-    }
-
     @Override
-    public int layers() {
-        return layers;
-    }
-
-    @Override
-    public int kvDim() {
-        return kvDim;
-    }
-
-    @Override
-    public int numBlocks() {
-        return numBlocks;
-    }
-
-    @Override
-    public int blockSize() {
-        return blockSize;
-    }
-
-    @Override
-    public void copyBlock(int src, int dst) {
-        if (src < 0 || src >= numBlocks || dst < 0 || dst >= numBlocks) {
-            throw new IndexOutOfBoundsException("copyBlock(" + src + ", " + dst + ") outside [0, " + numBlocks + ")");
-        }
+    protected void copyBlockData(int src, int dst) {
         int len = blockSize * kvDim;
         for (int l = 0; l < layers; l++) {
             System.arraycopy(keys[l], src * len, keys[l], dst * len, len);

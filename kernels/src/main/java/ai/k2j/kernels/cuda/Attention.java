@@ -33,7 +33,7 @@ final class Attention {
         // (the kernel skips positions past each token's own length).
         long span;
         if (cx.capture != null) {
-            span = (long) db.maxBlocks * c.blockSize;
+            span = (long) db.maxBlocks * c.blockSize();
         } else {
             span = 1;
             for (int t = 0; t < n; t++) {
@@ -49,7 +49,7 @@ final class Attention {
         // length (ceil(len / nSplits) rounded up to the quantum), so in a graph the live splits follow the
         // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
         int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
-        long decKernel = decodeAttentionKernel(n, headDim, gi, rowStride, c.kvDim, q, c.k(layer), c.v(layer));
+        long decKernel = decodeAttentionKernel(n, headDim, gi, rowStride, c.kvDim(), q, c.k(layer), c.v(layer));
         int quantum = decKernel != 0 ? cx.options.decodeSplitQuantum() : SPLIT_QUANTUM;
         long splitLen = roundUp(ceilDiv(span, wantSplits), quantum);
         int nSplits = (int) ceilDiv(span, splitLen);
@@ -67,8 +67,8 @@ final class Attention {
         if (decKernel == 0) {
             cx.args.i32(headDim);  // the decode kernel's head dim is a template parameter
         }
-        cx.args.f32(scale).ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim)
-                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+        cx.args.f32(scale).ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim())
+                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .i32(quantum).i32(nSplits).ptr(out).ptr(pAcc).ptr(pMax).ptr(pSum);
         cx.launch(decKernel != 0 ? decKernel : cx.k.attention[gi], cx.profiler == null ? "attention" : attentionName(nSplits),
                 n * kvHeads, nSplits, 128);

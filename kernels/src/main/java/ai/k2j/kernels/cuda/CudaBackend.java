@@ -511,11 +511,11 @@ public final class CudaBackend implements Backend, GraphCapable {
             throw new IllegalArgumentException("attention: " + group + " query heads per kv head of dim " + headDim
                     + " exceed the kernel's limit (group <= 16, group * headDim <= " + ATT_MAX_QD + ")");
         }
-        if ((long) kvHeads * headDim != c.kvDim) {
+        if ((long) kvHeads * headDim != c.kvDim()) {
             throw new IllegalArgumentException("attention: kvHeads * headDim = " + (kvHeads * headDim)
-                    + " but the cache's kvDim is " + c.kvDim);
+                    + " but the cache's kvDim is " + c.kvDim());
         }
-        DeviceBatch db = batches.sync(batch, c.blockSize);
+        DeviceBatch db = batches.sync(batch, c.blockSize());
         int n = batch.nTokens;
         positive(n, "attention Batch.nTokens");
         long outFloats = (long) n * heads * headDim;
@@ -769,8 +769,8 @@ public final class CudaBackend implements Backend, GraphCapable {
         if (!(cache instanceof DevKvCache c) || c.owner != this) {
             throw new IllegalArgumentException("cache is not a KvCache of this CUDA backend: " + cache);
         }
-        if (layer < 0 || layer >= c.layers) {
-            throw new IllegalArgumentException("layer " + layer + " outside [0, " + c.layers + ")");
+        if (layer < 0 || layer >= c.layers()) {
+            throw new IllegalArgumentException("layer " + layer + " outside [0, " + c.layers() + ")");
         }
         return c;
     }

@@ -1,24 +1,17 @@
 package ai.k2j.kernels.cuda;
 
-import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.PagedKvCache;
 
 /** The paged KV cache in device memory: per layer a key region and a value region, slot-major. */
-final class DevKvCache implements KvCache {
+final class DevKvCache extends PagedKvCache {
     final CudaBackend owner;
     final long base;
-    final int layers;
-    final int kvDim;
-    final int numBlocks;
-    final int blockSize;
     final long regionBytes;
 
     DevKvCache(CudaBackend owner, long base, int layers, int kvDim, int numBlocks, int blockSize) {
+        super(layers, kvDim, numBlocks, blockSize);
         this.owner = owner;
         this.base = base;
-        this.layers = layers;
-        this.kvDim = kvDim;
-        this.numBlocks = numBlocks;
-        this.blockSize = blockSize;
         this.regionBytes = 4L * numBlocks * blockSize * kvDim;
     }
 
@@ -31,34 +24,8 @@ final class DevKvCache implements KvCache {
     }
 
     @Override
-    public int layers() {
-        return layers;
-    }
-
-    @Override
-    public int kvDim() {
-        return kvDim;
-    }
-
-    @Override
-    public int numBlocks() {
-        return numBlocks;
-    }
-
-    @Override
-    public int blockSize() {
-        return blockSize;
-    }
-
-    @Override
-    public void copyBlock(int src, int dst) {
+    protected void copyBlockData(int src, int dst) {
         owner.enterOutsideCapture("copyBlock");
-        if (src < 0 || src >= numBlocks || dst < 0 || dst >= numBlocks) {
-            throw new IllegalArgumentException("copyBlock(" + src + ", " + dst + ") outside [0, " + numBlocks + ")");
-        }
-        if (src == dst) {
-            return;
-        }
         long blockBytes = 4L * blockSize * kvDim;
         for (int l = 0; l < layers; l++) {
             owner.driver().copyDeviceAsync(k(l) + dst * blockBytes, k(l) + src * blockBytes, blockBytes);

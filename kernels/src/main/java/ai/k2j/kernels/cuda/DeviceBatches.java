@@ -85,8 +85,8 @@ final class DeviceBatches {
         Batch b = db.batch;
         for (int s = 0; s < b.nSeqs; s++) {
             int maxPos = db.maxPosition(s);
-            for (int p = 0; p <= maxPos; p += c.blockSize) {
-                b.blockOf(s, p, c.blockSize, c.numBlocks);
+            for (int p = 0; p <= maxPos; p += c.blockSize()) {
+                b.blockOf(s, p, c.blockSize(), c.numBlocks());
             }
         }
         db.validatedKvGeneration = db.generation;

@@ -106,7 +106,7 @@ final class GraphRecorder {
         }
         for (int i = 0; i < graph.caches.size(); i++) {  // indexed: no iterator on the per-token path
             DevKvCache c = graph.caches.get(i);
-            if (!db.matches(batch, c.blockSize)) {
+            if (!db.matches(batch, c.blockSize())) {
                 batches.upload(db, batch);
             }
             batches.validateBlocks(db, c);

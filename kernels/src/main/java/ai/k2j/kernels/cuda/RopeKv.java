@@ -32,16 +32,16 @@ final class RopeKv {
 
     /** Each token's key and value rows into its cache slot (the {@code store_kv} kernel). */
     void storeKv(DevKvCache c, int layer, DevBuffer q, Rows keys, Rows values, Batch batch) {
-        checkKvViews("storeKv", keys, values, c.kvDim);
-        DeviceBatch db = batches.sync(batch, c.blockSize);
+        checkKvViews("storeKv", keys, values, c.kvDim());
+        DeviceBatch db = batches.sync(batch, c.blockSize());
         int n = batch.nTokens;
         positive(n, "storeKv Batch.nTokens");
-        need(q, (long) (n - 1) * keys.stride() + Math.max(keys.offset(), values.offset()) + c.kvDim, "storeKv keys/values");
+        need(q, (long) (n - 1) * keys.stride() + Math.max(keys.offset(), values.offset()) + c.kvDim(), "storeKv keys/values");
         batches.validateBlocks(db, c);
-        cx.args.reset().ptr(q.ptr).i32(keys.stride()).i32(keys.offset()).i32(values.offset()).i32(c.kvDim).i32(n)
-                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+        cx.args.reset().ptr(q.ptr).i32(keys.stride()).i32(keys.offset()).i32(values.offset()).i32(c.kvDim()).i32(n)
+                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .ptr(c.k(layer)).ptr(c.v(layer));
-        cx.launch(cx.k.storeKv, "store_kv", cx.grid((long) n * c.kvDim), 1, 256);
+        cx.launch(cx.k.storeKv, "store_kv", cx.grid((long) n * c.kvDim()), 1, 256);
     }
 
     /**
@@ -53,15 +53,15 @@ final class RopeKv {
         int n = batch.nTokens;
         int qHeads = checkRopeHeads(queries, headDim, r, xb, n, "ropeStoreKv queries");
         int kHeads = checkRopeHeads(keys, headDim, r, xb, n, "ropeStoreKv keys");
-        checkKvViews("ropeStoreKv", keys, values, c.kvDim);
-        DeviceBatch db = batches.sync(batch, c.blockSize);
-        need(xb, (long) (n - 1) * keys.stride() + values.offset() + c.kvDim, "ropeStoreKv values");
+        checkKvViews("ropeStoreKv", keys, values, c.kvDim());
+        DeviceBatch db = batches.sync(batch, c.blockSize());
+        need(xb, (long) (n - 1) * keys.stride() + values.offset() + c.kvDim(), "ropeStoreKv values");
         checkPositions(batch, r);
         batches.validateBlocks(db, c);
         int ropeStart = keys.offset();
         int ropeHeads = kHeads;
         boolean adjacent = queries.offset() + queries.width() == keys.offset()
-                && (values.offset() + c.kvDim <= queries.offset() || values.offset() >= keys.offset() + keys.width());
+                && (values.offset() + c.kvDim() <= queries.offset() || values.offset() >= keys.offset() + keys.width());
         if (adjacent) {  // one rotated range: the query heads, then the key heads
             ropeStart = queries.offset();
             ropeHeads = qHeads + kHeads;
@@ -69,10 +69,10 @@ final class RopeKv {
             launchRope(xb.ptr, n, queries.stride(), queries.offset(), qHeads, r, db);
         }
         cx.args.reset().ptr(xb.ptr).i32(n).i32(keys.stride()).i32(ropeStart).i32(ropeHeads).i32(r.half)
-                .ptr(db.positionsPtr).ptr(r.cos).ptr(r.sin).i32(keys.offset()).i32(values.offset()).i32(c.kvDim)
-                .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize)
+                .ptr(db.positionsPtr).ptr(r.cos).ptr(r.sin).i32(keys.offset()).i32(values.offset()).i32(c.kvDim())
+                .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .ptr(c.k(layer)).ptr(c.v(layer));
-        cx.launch(cx.k.ropeStoreKv, "rope_store_kv", cx.grid((long) n * ropeHeads * r.half + (long) n * c.kvDim), 1, 256);
+        cx.launch(cx.k.ropeStoreKv, "rope_store_kv", cx.grid((long) n * ropeHeads * r.half + (long) n * c.kvDim()), 1, 256);
     }
 
     private void launchRope(long x, int n, int rowStride, int colOffset, int heads, DevRope r, DeviceBatch db) {

@@ -1,4 +1,4 @@
-package ai.k2j.server;
+package ai.k2j.cli;
 
 import ai.k2j.testing.TestCheckpoints;
 import org.junit.jupiter.api.Test;
@@ -38,7 +38,7 @@ class ServerConnectionLimitsTest {
         Path java = Path.of(System.getProperty("java.home"), "bin", "java");
         List<String> cmd = new ArrayList<>(List.of(java.toString(), "--add-modules", "jdk.incubator.vector",
                 "--enable-native-access=ALL-UNNAMED", "--add-opens", "jdk.httpserver/sun.net.httpserver=ALL-UNNAMED",
-                "-Xmx512m", "-cp", System.getProperty("java.class.path"), "ai.k2j.cli.Main", "serve",
+                "-Xmx512m", "-cp", System.getProperty("java.class.path"), Main.class.getName(), "serve",
                 "--model", TestCheckpoints.demoDraft().toString(), "--backend", "reference", "--threads", "1",
                 "--max-batch", "2", "--ctx", "256", "--port", "0",
                 "--request-timeout", String.valueOf(TIMEOUT_S), "--idle-timeout", String.valueOf(TIMEOUT_S),

@@ -1,0 +1,62 @@
+package ai.k2j.kernels;
+
+/**
+ * The geometry every backend's paged KV cache shares — layers, kvDim, blocks of blockSize slots, checked once here —
+ * and the bounds check of {@link #copyBlock}; a backend supplies only where the floats live.
+ */
+public abstract class PagedKvCache implements KvCache {
+    protected final int layers;
+    protected final int kvDim;
+    protected final int numBlocks;
+    protected final int blockSize;
+
+    protected PagedKvCache(int layers, int kvDim, int numBlocks, int blockSize) {
+        if (layers <= 0 || kvDim <= 0 || numBlocks <= 0 || blockSize <= 0) {
+            throw new IllegalArgumentException("KV cache dimensions must be positive: layers=" + layers + " kvDim="
+                    + kvDim + " numBlocks=" + numBlocks + " blockSize=" + blockSize);
+        }
+        this.layers = layers;
+        this.kvDim = kvDim;
+        this.numBlocks = numBlocks;
+        this.blockSize = blockSize;
+    }
+
+    @Override
+    public final int layers() {
+        return layers;
+    }
+
+    @Override
+    public final int kvDim() {
+        return kvDim;
+    }
+
+    @Override
+    public final int numBlocks() {
+        return numBlocks;
+    }
+
+    @Override
+    public final int blockSize() {
+        return blockSize;
+    }
+
+    /** Total slots per layer. */
+    public final int slots() {
+        return numBlocks * blockSize;
+    }
+
+    @Override
+    public final void copyBlock(int src, int dst) {
+        if (src < 0 || src >= numBlocks || dst < 0 || dst >= numBlocks) {
+            throw new IndexOutOfBoundsException("copyBlock(" + src + ", " + dst + ") outside the cache's blocks [0, "
+                    + numBlocks + ")");
+        }
+        if (src != dst) {
+            copyBlockData(src, dst);
+        }
+    }
+
+    /** Copies block {@code src}'s slots to block {@code dst} in every layer; both are valid and distinct. */
+    protected abstract void copyBlockData(int src, int dst);
+}
