@@ -250,3 +250,19 @@ extern "C" __global__ void rope_store_kv(float* x, int n, int rowStride, int col
         }
     }
 }
+
+// Per-head RMSNorm in place (Qwen3's q_norm/k_norm): block (t, h) normalizes head h of row t, the head_dim floats at
+// x + t * stride + offset + h * head_dim, times gamma[head_dim]. Same arithmetic as rmsnorm.
+extern "C" __global__ void rmsnorm_heads(float* x, int stride, int offset, int head_dim, const float* __restrict__ gamma,
+                                         float eps) {
+    __shared__ float scratch[32];
+    float* xr = x + (i64) blockIdx.x * stride + offset + (i64) blockIdx.y * head_dim;
+    float ss = 0.0f;
+    for (int k = threadIdx.x; k < head_dim; k += blockDim.x) {
+        const float v = xr[k];
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, scratch);  // its barrier orders every read before any write
+    const float inv = 1.0f / sqrtf(ss / (float) head_dim + eps);
+    for (int k = threadIdx.x; k < head_dim; k += blockDim.x) xr[k] = xr[k] * inv * gamma[k];
+}

@@ -6,6 +6,7 @@ import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
 import ai.k2j.kernels.RopeTable;
+import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.kernels.cpu.Quantizer;
 import ai.k2j.loaders.DType;
@@ -961,6 +962,23 @@ public final class CudaBackend implements Backend, GraphCapable {
         }
         args.reset().ptr(g.ptr).i32(n).i32(dim).ptr(o.ptr);
         launch(k.siluMul, "silu_mul", grid(count), 1, 256);
+    }
+
+    @Override
+    public void rmsNormHeads(Rows heads, int headDim, Buffer gamma, float eps, int n) {
+        enter();
+        DevBuffer xb = buffer(heads.buffer(), "rmsNormHeads x");
+        DevBuffer g = buffer(gamma, "rmsNormHeads gamma");
+        positive(n, "rmsNormHeads n");
+        positive(headDim, "rmsNormHeads headDim");
+        if (heads.width() % headDim != 0) {
+            throw new IllegalArgumentException("rmsNormHeads: view width " + heads.width()
+                    + " is not a multiple of head dim " + headDim);
+        }
+        need(xb, (long) (n - 1) * heads.stride() + heads.offset() + heads.width(), "rmsNormHeads x");
+        need(g, headDim, "rmsNormHeads gamma");
+        args.reset().ptr(xb.ptr).i32(heads.stride()).i32(heads.offset()).i32(headDim).ptr(g.ptr).f32(eps);
+        launch(k.rmsnormHeads, "rmsnorm_heads", n, heads.width() / headDim, 128);
     }
 
     @Override

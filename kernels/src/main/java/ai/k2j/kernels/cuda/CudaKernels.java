@@ -69,6 +69,7 @@ final class CudaKernels implements AutoCloseable {
     final long embed;
     final long rmsnorm;
     final long addRmsnorm;
+    final long rmsnormHeads;
     final long rope;
     final long siluMul;
     final long add;
@@ -113,6 +114,7 @@ final class CudaKernels implements AutoCloseable {
         embed = driver.function(ops, "embed");
         rmsnorm = driver.function(ops, "rmsnorm");
         addRmsnorm = driver.function(ops, "add_rmsnorm");
+        rmsnormHeads = driver.function(ops, "rmsnorm_heads");
         rope = driver.function(ops, "rope");
         siluMul = driver.function(ops, "silu_mul");
         add = driver.function(ops, "add_inplace");
