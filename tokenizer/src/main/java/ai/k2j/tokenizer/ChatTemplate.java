@@ -12,16 +12,21 @@ import java.util.List;
  *       an assistant turn after the last user query is rendered with its {@code <think>} block
  *       (an empty one, {@code <think>\n\n</think>\n\n}, when it is the final message), and earlier
  *       assistant turns have their {@code <think>...</think>} part removed;</li>
+ *   <li>{@link Style#LLAMA3}: the template writes {@code <|start_header_id|>} headers (Llama 3.x): the text starts
+ *       with {@code <|begin_of_text|>}, each message is
+ *       {@code <|start_header_id|>{role}<|end_header_id|>\n\n{content, whitespace-trimmed}<|eot_id|>}, and the
+ *       generation prompt is the assistant header; no default system prompt (the template that
+ *       ../shared/testdata/llama3.1-tokenizer ships);</li>
  *   <li>{@link Style#PLAIN}: no template, or one of neither kind.</li>
  * </ul>
- * Every style writes {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, groups consecutive
+ * Every style but LLAMA3 writes {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, groups consecutive
  * {@code tool} messages into one user turn of {@code <tool_response>} blocks (Qwen styles), and ends
  * with {@code <|im_start|>assistant\n} when a generation prompt is asked for.
  */
 final class ChatTemplate {
     static final String QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
-    enum Style { PLAIN, QWEN25, QWEN3 }
+    enum Style { PLAIN, QWEN25, QWEN3, LLAMA3 }
 
     private final Style style;
 
@@ -39,6 +44,9 @@ final class ChatTemplate {
         if (template.contains("reasoning_content") && template.contains("</think>")) {
             return new ChatTemplate(Style.QWEN3);
         }
+        if (template.contains("<|start_header_id|>") && template.contains("<|eot_id|>")) {
+            return new ChatTemplate(Style.LLAMA3);
+        }
         return new ChatTemplate(Style.PLAIN);
     }
 
@@ -46,7 +54,14 @@ final class ChatTemplate {
         return style;
     }
 
-    String apply(List<ChatMessage> messages, boolean addGenerationPrompt) {
+    /**
+     * @param enableThinking false renders Qwen3's {@code enable_thinking=False}: an empty think block after the
+     *                       generation prompt, so the model answers without reasoning; ignored by other styles
+     */
+    String apply(List<ChatMessage> messages, boolean addGenerationPrompt, boolean enableThinking) {
+        if (style == Style.LLAMA3) {
+            return llama3(messages, addGenerationPrompt);
+        }
         StringBuilder sb = new StringBuilder();
         int n = messages.size();
         boolean firstIsSystem = n > 0 && messages.getFirst().role().equals("system");
@@ -85,6 +100,21 @@ final class ChatTemplate {
         }
         if (addGenerationPrompt) {
             sb.append("<|im_start|>assistant\n");
+            if (style == Style.QWEN3 && !enableThinking) {
+                sb.append("<think>\n\n</think>\n\n");
+            }
+        }
+        return sb.toString();
+    }
+
+    private static String llama3(List<ChatMessage> messages, boolean addGenerationPrompt) {
+        StringBuilder sb = new StringBuilder("<|begin_of_text|>");
+        for (ChatMessage m : messages) {
+            sb.append("<|start_header_id|>").append(m.role()).append("<|end_header_id|>\n\n")
+                    .append(m.content().strip()).append("<|eot_id|>");
+        }
+        if (addGenerationPrompt) {
+            sb.append("<|start_header_id|>assistant<|end_header_id|>\n\n");
         }
         return sb.toString();
     }
