@@ -234,16 +234,22 @@ public record ModelConfig(
                     + " (k2j loads these without biases, as the published checkpoints are)");
         }
         MoeConfig moe = null;
-        if (arch.equals("Qwen3MoeForCausalLM") || Json.optInt(root, "num_experts", 0, source) > 0) {
+        // the hub's config.json says num_experts; transformers 5 writes it as num_local_experts
+        String expertsField = Json.absent(root.get("num_experts")) && !Json.absent(root.get("num_local_experts"))
+                ? "num_local_experts" : "num_experts";
+        if (arch.equals("Qwen3MoeForCausalLM") || Json.optInt(root, expertsField, 0, source) > 0) {
             try {
-                moe = new MoeConfig(Json.requireInt(root, "num_experts", source),
+                moe = new MoeConfig(Json.requireInt(root, expertsField, source),
                         Json.requireInt(root, "num_experts_per_tok", source),
                         Json.requireInt(root, "moe_intermediate_size", source),
                         Json.optBoolean(root, "norm_topk_prob", false, source),
                         Json.optInt(root, "decoder_sparse_step", 1, source),
                         Json.optIds(root, "mlp_only_layers", source));
             } catch (ModelFormatException e) {
-                throw new ModelFormatException(source + ": " + e.getMessage().replaceFirst("^config: ", ""), e);
+                if (!e.getMessage().startsWith("config: ")) { // field errors already name the file
+                    throw e;
+                }
+                throw new ModelFormatException(source + ": " + e.getMessage().substring("config: ".length()), e);
             }
         }
         boolean tie = Json.optBoolean(root, "tie_word_embeddings", false, source);
