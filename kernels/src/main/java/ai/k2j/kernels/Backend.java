@@ -89,7 +89,12 @@ public interface Backend extends AutoCloseable {
 
     // ---------------------------------------------------------------- mixture of experts
     // The router's choice is made on the host (the model downloads the router logits), so these take host index
-    // lists. Backends without them reject MoE models when the model first calls them.
+    // lists. A backend that implements them says so in supportsMixtureOfExperts; MoE models refuse to load on others.
+
+    /** Whether {@link #gatherRows(Buffer, int, int[], int, int, Buffer)} and {@link #scatterAdd} are implemented. */
+    default boolean supportsMixtureOfExperts() {
+        return false;
+    }
 
     /** out[i] = x[rows[from + i]] for i in [0, count): the tokens routed to one expert, rows of width dim. */
     default void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {

@@ -351,6 +351,11 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
+    public boolean supportsMixtureOfExperts() {
+        return true;
+    }
+
+    @Override
     public void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {
         float[] xs = data(x, 0, "gatherRows x");
         float[] o = data(out, (long) count * dim, "gatherRows out");

@@ -88,6 +88,11 @@ final class Qwen3 implements DecoderModel {
 
     /** Loads the weights named as in HF checkpoints (experts one by one, as published), shapes checked. */
     static Qwen3 load(ModelConfig config, WeightMap w, Backend backend, String weightFormat) {
+        if (config.moe() != null && !backend.supportsMixtureOfExperts()) {
+            throw new UnsupportedOperationException(w.source() + ": " + config.architecture() + " needs the "
+                    + "mixture-of-experts ops, which the " + backend.name() + " backend does not have yet "
+                    + "(use --backend cpu)");
+        }
         int h = config.hiddenSize();
         int q = config.qDim();
         int kv = config.kvDim();

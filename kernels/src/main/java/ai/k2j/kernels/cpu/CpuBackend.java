@@ -639,6 +639,11 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public boolean supportsMixtureOfExperts() {
+        return true;
+    }
+
+    @Override
     public void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {
         float[] xs = data(x, "x");
         float[] o = data(out, "out");
