@@ -68,4 +68,23 @@ class NewArchitecturesNoAllocationTest {
             model.backend().close();
         }
     }
+
+    /**
+     * A Qwen3-MoE decode step streams the attention matrices, each MoE layer's router and its 2 chosen experts (not
+     * all 8), the dense layer's MLP and the lm_head: what k2j bench divides by to report bandwidth.
+     */
+    @org.junit.jupiter.api.Test
+    void moeWeightBytesPerTokenCountOnlyTheChosenExperts() {
+        try (Checkpoint ckpt = Checkpoint.open(GoldenTest.goldenDir().resolve("qwen3_moe_f32"))) {
+            ModelContext model = ModelContext.load(ckpt.config(), ckpt::find, "qwen3_moe_f32",
+                    LanguageModel.createBackend("reference", 1), ModelContext.Limits.singleSequence(64), null);
+            long attention = 3 * (64L * (64 + 32 + 32) + 64 * 64);
+            long expert = 3L * 64 * 48;
+            long moeLayers = 2 * (8 * 64 + 2 * expert);
+            long denseLayer = 3L * 64 * 128;
+            long lmHead = 512L * 64;
+            assertEquals(4 * (attention + moeLayers + denseLayer + lmHead), model.weightBytesPerToken());
+            model.backend().close();
+        }
+    }
 }
