@@ -99,11 +99,6 @@ class CudaEngineTest {
         assertFalse(cases.isEmpty(), dir + " holds no fixture");
         List<DynamicTest> tests = new ArrayList<>();
         for (Path c : cases) {
-            if (ModelConfig.read(c.resolve("config.json")).moe() != null) {
-                // the CUDA backend has no mixture-of-experts ops yet (it refuses such models at load)
-                System.out.println("cuda golden " + c.getFileName() + ": skipped, no MoE ops on CUDA yet");
-                continue;
-            }
             tests.add(DynamicTest.dynamicTest(c.getFileName().toString(), () -> checkGolden(c)));
         }
         return tests.stream();

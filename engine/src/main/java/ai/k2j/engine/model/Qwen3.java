@@ -90,8 +90,7 @@ final class Qwen3 implements DecoderModel {
     static Qwen3 load(ModelConfig config, WeightMap w, Backend backend, String weightFormat) {
         if (config.moe() != null && !backend.supportsMixtureOfExperts()) {
             throw new UnsupportedOperationException(w.source() + ": " + config.architecture() + " needs the "
-                    + "mixture-of-experts ops, which the " + backend.name() + " backend does not have yet "
-                    + "(use --backend cpu)");
+                    + "mixture-of-experts ops, which the " + backend.name() + " backend does not have");
         }
         int h = config.hiddenSize();
         int q = config.qDim();
@@ -312,6 +311,12 @@ final class Qwen3 implements DecoderModel {
             start[e] = start[e - 1];
         }
         start[0] = 0;
+    }
+
+    /** MoE steps route on the host (a download mid-step), so they cannot be recorded as graphs. */
+    @Override
+    public boolean recordable() {
+        return moe == null;
     }
 
     @Override

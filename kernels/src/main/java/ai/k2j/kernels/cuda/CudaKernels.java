@@ -70,6 +70,8 @@ final class CudaKernels implements AutoCloseable {
     final long rmsnorm;
     final long addRmsnorm;
     final long rmsnormHeads;
+    final long gatherRowsIdx;
+    final long scatterAddRows;
     final long rope;
     final long siluMul;
     final long add;
@@ -115,6 +117,8 @@ final class CudaKernels implements AutoCloseable {
         rmsnorm = driver.function(ops, "rmsnorm");
         addRmsnorm = driver.function(ops, "add_rmsnorm");
         rmsnormHeads = driver.function(ops, "rmsnorm_heads");
+        gatherRowsIdx = driver.function(ops, "gather_rows_idx");
+        scatterAddRows = driver.function(ops, "scatter_add_rows");
         rope = driver.function(ops, "rope");
         siluMul = driver.function(ops, "silu_mul");
         add = driver.function(ops, "add_inplace");
