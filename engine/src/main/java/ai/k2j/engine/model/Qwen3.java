@@ -104,7 +104,9 @@ final class Qwen3 implements DecoderModel {
             Mlp[] experts = null;
             if (config.isMoeLayer(i)) {
                 MoeConfig m = config.moe();
-                router = backend.matrix(List.of(w.get(p + "mlp.gate.weight", m.numExperts(), h)), weightFormat);
+                // the router stays in the checkpoint's dtype under --quant: it is tiny, and its rounding would
+                // change which experts run, not just their outputs
+                router = backend.matrix(List.of(w.get(p + "mlp.gate.weight", m.numExperts(), h)), null);
                 experts = new Mlp[m.numExperts()];
                 for (int e = 0; e < experts.length; e++) {
                     experts[e] = mlp(w, p + "mlp.experts." + e + ".", h, m.expertIntermediateSize(), backend,
