@@ -250,3 +250,40 @@ extern "C" __global__ void rope_store_kv(float* x, int n, int rowStride, int col
         }
     }
 }
+
+// Per-head RMSNorm in place (Qwen3's q_norm/k_norm): block (t, h) normalizes head h of row t, the head_dim floats at
+// x + t * stride + offset + h * head_dim, times gamma[head_dim]. Same arithmetic as rmsnorm.
+extern "C" __global__ void rmsnorm_heads(float* x, int stride, int offset, int head_dim, const float* __restrict__ gamma,
+                                         float eps) {
+    __shared__ float scratch[32];
+    float* xr = x + (i64) blockIdx.x * stride + offset + (i64) blockIdx.y * head_dim;
+    float ss = 0.0f;
+    for (int k = threadIdx.x; k < head_dim; k += blockDim.x) {
+        const float v = xr[k];
+        ss = fmaf(v, v, ss);
+    }
+    ss = block_sum(ss, scratch);  // its barrier orders every read before any write
+    const float inv = 1.0f / sqrtf(ss / (float) head_dim + eps);
+    for (int k = threadIdx.x; k < head_dim; k += blockDim.x) xr[k] = xr[k] * inv * gamma[k];
+}
+
+// Mixture of experts (rows: host-chosen token rows of one expert, uploaded per call).
+// out[i, :] = x[rows[i], :] for i < count.
+extern "C" __global__ void gather_rows_idx(const float* __restrict__ x, int dim, const int* __restrict__ rows,
+                                           int count, float* __restrict__ out) {
+    GRID_STRIDE(i, (i64) count * dim) {
+        const int r = (int) (i / dim), k = (int) (i % dim);
+        out[i] = x[(i64) rows[r] * dim + k];
+    }
+}
+
+// dst[rows[i], :] += scales[i] * src[i, :]; the rows of one call are distinct (one expert's tokens), so no races.
+// Rounded multiply then add, as the CPU backend computes it (no fused multiply-add).
+extern "C" __global__ void scatter_add_rows(const float* __restrict__ src, int dim, const int* __restrict__ rows,
+                                            const float* __restrict__ scales, int count, float* dst) {
+    GRID_STRIDE(i, (i64) count * dim) {
+        const int r = (int) (i / dim), k = (int) (i % dim);
+        float* d = dst + (i64) rows[r] * dim + k;
+        *d = __fadd_rn(*d, __fmul_rn(scales[r], src[i]));
+    }
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the k2j engine: tiny random Qwen2 models plus HF transformers' float32 reference.
+"""Golden fixtures for the k2j engine: tiny random Qwen2, Qwen3, Qwen3-MoE and Llama 3 models plus HF transformers'
+float32 reference.
 
 Usage:  python3 tools/golden/make_fixtures.py OUT_DIR [--device cpu|cuda] [--min-margin 1e-3]
 
@@ -14,7 +15,10 @@ Writes one directory per case, OUT_DIR/<case>/, holding the HF model files exact
 
 The reference is computed by RELOADING THE SAVED FILES with dtype=torch.float32 (bf16/f16 weights upcast) and
 attn_implementation="eager", on CPU by default (or CUDA with TF32 off), so it matches a float32 engine that upcasts
-the stored weights. Each case is retried with another seed until the smallest top1-top2 logit margin along the
+the stored weights. Qwen3-MoE checkpoints are written with one tensor per expert
+(model.layers.N.mlp.experts.E.{gate,up,down}_proj.weight, as the hub publishes them): when transformers saves its
+fused expert tensors instead, the script splits them; either way the reloaded reference must reproduce the logits
+of the model it saved. Each case is retried with another seed until the smallest top1-top2 logit margin along the
 greedy path is >= --min-margin and the eos id never appears on it, so the golden test cannot flip on rounding.
 
 Needs: torch, transformers >= 5, safetensors, numpy. Writes nothing outside OUT_DIR.
@@ -46,7 +50,9 @@ try:
     import torch
     import transformers
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
+    from safetensors.torch import save_file
+    from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen3Config, Qwen3MoeConfig
 except ImportError as e:  # pragma: no cover - depends on the machine
     die(f"missing Python package ({e}); this script needs torch, transformers>=5, safetensors and numpy")
 
@@ -84,12 +90,34 @@ CASES = [
     dict(name="yarn_classic_rope_type_f16", vocab=512, hidden=64, layers=2, heads=2, kv_heads=1, inter=128,
          tied=True, dtype="float16", theta=100000.0, yarn=(4.0, 64), max_pos=256, form="classic",
          classic_key="rope_type", shard_bytes=None, prompt_len=72, new_tokens=16, eps=1e-6, seed=7007),
+    # Qwen3 dense: per-head q/k RMSNorm, no biases, head_dim 32 given explicitly (heads x head_dim != hidden)
+    dict(name="qwen3_tied_bf16", arch="qwen3", vocab=512, hidden=64, layers=2, heads=4, kv_heads=2, head_dim=32,
+         inter=160, tied=True, dtype="bfloat16", theta=1000000.0, yarn=None, max_pos=512, form="native",
+         shard_bytes=None, prompt_len=40, new_tokens=20, eps=1e-6, seed=8008),
+    # Qwen3-MoE: 8 experts, top 2, normalized top-k; layer 1 is dense (mlp_only_layers) between MoE layers 0 and 2
+    dict(name="qwen3_moe_f32", arch="qwen3_moe", vocab=512, hidden=64, layers=3, heads=4, kv_heads=2, head_dim=16,
+         inter=128, experts=8, top_k=2, moe_inter=48, mlp_only=[1], tied=False, dtype="float32", theta=1000000.0,
+         yarn=None, max_pos=512, form="native", shard_bytes=None, prompt_len=40, new_tokens=20, eps=1e-6,
+         seed=9009),
+    # Llama 3: llama3 rope (factor 8, low/high 1/4 over 32 positions: head_dim 32 puts frequencies in all three
+    # bands) and a prompt of 80 tokens, past the original context; untied like 3.1 8B, tied like 3.2 1B
+    dict(name="llama3_untied_f32", arch="llama", vocab=512, hidden=64, layers=2, heads=2, kv_heads=1, inter=192,
+         tied=False, dtype="float32", theta=10000.0, yarn=None, llama3=(8.0, 1.0, 4.0, 32), max_pos=256,
+         form="native", shard_bytes=None, prompt_len=80, new_tokens=20, eps=1e-5, seed=10010),
+    dict(name="llama3_tied_bf16", arch="llama", vocab=512, hidden=64, layers=2, heads=2, kv_heads=1, inter=160,
+         tied=True, dtype="bfloat16", theta=10000.0, yarn=None, llama3=(8.0, 1.0, 4.0, 32), max_pos=256,
+         form="native", shard_bytes=None, prompt_len=48, new_tokens=16, eps=1e-5, seed=11011),
 ]
 
 INIT_STD = 0.15  # large on purpose: well separated logits, so float32 rounding cannot change an argmax
 
 
 def rope_parameters_for(case):
+    if case.get("llama3"):
+        factor, low, high, original = case["llama3"]
+        return {"rope_type": "llama3", "rope_theta": case["theta"], "factor": float(factor),
+                "low_freq_factor": float(low), "high_freq_factor": float(high),
+                "original_max_position_embeddings": int(original)}
     if case["yarn"] is None:
         return {"rope_type": "default", "rope_theta": case["theta"]}
     factor, original = case["yarn"]
@@ -97,12 +125,33 @@ def rope_parameters_for(case):
             "original_max_position_embeddings": int(original)}
 
 
+def head_dim(case):
+    return case.get("head_dim") or case["hidden"] // case["heads"]
+
+
 def build_config(case):
-    if case["hidden"] % case["heads"] or case["heads"] % case["kv_heads"]:
-        die(f"{case['name']}: hidden must be a multiple of heads and heads a multiple of kv_heads")
+    arch = case.get("arch", "qwen2")
+    if case["heads"] % case["kv_heads"] or ("head_dim" not in case and case["hidden"] % case["heads"]):
+        die(f"{case['name']}: heads must be a multiple of kv_heads (and hidden of heads without head_dim)")
     if case["yarn"] is not None and case["max_pos"] != int(case["yarn"][0] * case["yarn"][1]):
         die(f"{case['name']}: max_position_embeddings must equal factor * original for YaRN")
     eos = case["vocab"] - 1
+    common = dict(
+        vocab_size=case["vocab"], hidden_size=case["hidden"], intermediate_size=case["inter"],
+        num_hidden_layers=case["layers"], num_attention_heads=case["heads"], num_key_value_heads=case["kv_heads"],
+        max_position_embeddings=case["max_pos"], initializer_range=INIT_STD, rms_norm_eps=case["eps"],
+        tie_word_embeddings=case["tied"], rope_parameters=rope_parameters_for(case), bos_token_id=eos,
+        eos_token_id=eos, hidden_act="silu")
+    if arch == "llama":
+        return LlamaConfig(attention_bias=False, mlp_bias=False, head_dim=head_dim(case), **common)
+    if arch == "qwen3":
+        return Qwen3Config(head_dim=head_dim(case), attention_bias=False, use_sliding_window=False,
+                           max_window_layers=case["layers"], **common)
+    if arch == "qwen3_moe":
+        return Qwen3MoeConfig(head_dim=head_dim(case), attention_bias=False, use_sliding_window=False,
+                              num_experts=case["experts"], num_experts_per_tok=case["top_k"],
+                              moe_intermediate_size=case["moe_inter"], norm_topk_prob=True, decoder_sparse_step=1,
+                              mlp_only_layers=case["mlp_only"], **common)
     return Qwen2Config(
         vocab_size=case["vocab"], hidden_size=case["hidden"], intermediate_size=case["inter"],
         num_hidden_layers=case["layers"], num_attention_heads=case["heads"], num_key_value_heads=case["kv_heads"],
@@ -121,6 +170,51 @@ def randomize_(model, gen):
                 p.copy_(1.0 + 0.25 * noise)
             else:
                 p.copy_(INIT_STD * noise)
+
+
+def split_fused_experts(path, case):
+    """Rewrites fused expert tensors (transformers' in-memory MoE layout) into the per-expert names the hub
+    publishes. Returns how many fused tensors were split (0 when the file already has per-expert names)."""
+    fn = os.path.join(path, "model.safetensors")
+    if not os.path.exists(fn):
+        die(f"{case['name']}: MoE case must not be sharded")
+    with safe_open(fn, framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata()
+    E, h, ff = case["experts"], case["hidden"], case["moe_inter"]
+    out, split = {}, 0
+    for k, t in tensors.items():
+        if k.endswith("mlp.experts.gate_up_proj"):
+            prefix = k[: -len("gate_up_proj")]
+            if tuple(t.shape) == (E, 2 * ff, h):
+                gates, ups = [t[e, :ff, :] for e in range(E)], [t[e, ff:, :] for e in range(E)]
+            elif tuple(t.shape) == (E, h, 2 * ff):
+                gates, ups = [t[e, :, :ff].T for e in range(E)], [t[e, :, ff:].T for e in range(E)]
+            else:
+                die(f"{case['name']}: fused {k} has unexpected shape {tuple(t.shape)}")
+            for e in range(E):
+                out[f"{prefix}{e}.gate_proj.weight"] = gates[e].contiguous()
+                out[f"{prefix}{e}.up_proj.weight"] = ups[e].contiguous()
+            split += 1
+        elif k.endswith("mlp.experts.down_proj"):
+            prefix = k[: -len("down_proj")]
+            if tuple(t.shape) == (E, h, ff):
+                downs = [t[e] for e in range(E)]
+            elif tuple(t.shape) == (E, ff, h):
+                downs = [t[e].T for e in range(E)]
+            else:
+                die(f"{case['name']}: fused {k} has unexpected shape {tuple(t.shape)}")
+            for e in range(E):
+                out[f"{prefix}{e}.down_proj.weight"] = downs[e].contiguous()
+            split += 1
+        elif ".mlp.experts." in k and not any(k.endswith(s) for s in (".gate_proj.weight", ".up_proj.weight",
+                                                                        ".down_proj.weight")):
+            die(f"{case['name']}: unknown expert tensor layout {k} {tuple(t.shape)}")
+        else:
+            out[k] = t
+    if split:
+        save_file(out, fn, metadata=meta or {"format": "pt"})
+    return split
 
 
 def dir_bytes(path):
@@ -227,7 +321,8 @@ def make_case(case, out_dir, device, min_margin):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         config = build_config(case)
-        model = Qwen2ForCausalLM(config)
+        arch = case.get("arch", "qwen2")
+        model = Qwen2ForCausalLM(config) if arch == "qwen2" else AutoModelForCausalLM.from_config(config)
         randomize_(model, gen)
         tied = model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
         if tied != case["tied"]:
@@ -237,6 +332,12 @@ def make_case(case, out_dir, device, min_margin):
         model.save_pretrained(work, **save_kwargs)
         if not os.path.exists(os.path.join(work, "generation_config.json")):
             model.generation_config.save_pretrained(work)
+        fused_split = split_fused_experts(work, case) if arch == "qwen3_moe" else 0
+        # the saved model in float32, to prove the reloaded files (per-expert names included) are the same model
+        model = model.float().eval()
+        pgen = torch.Generator().manual_seed(seed + 1)
+        prompt = torch.randint(0, case["vocab"], (case["prompt_len"],), generator=pgen).tolist()
+        saved_logits = prompt_logits(model, prompt, "cpu")
         del model
 
         names, stored_dtypes, files = safetensors_summary(work)
@@ -261,9 +362,19 @@ def make_case(case, out_dir, device, min_margin):
         for k, v in want_rp.items():
             if got_rp.get(k) != v:
                 die(f"{case['name']}: reloaded rope_parameters {got_rp} differ from intended {want_rp} at {k!r}")
-        pgen = torch.Generator().manual_seed(seed + 1)
-        prompt = torch.randint(0, case["vocab"], (case["prompt_len"],), generator=pgen).tolist()
         logits = prompt_logits(ref, prompt, device)
+        reload_diff = float((logits - saved_logits).abs().max())
+        # only float32 cases compare: casting a model to bf16/f16 also rounds its RoPE buffer, which a reload
+        # recomputes in float32
+        if case["dtype"] == "float32" and reload_diff > 1e-4 * max(1.0, float(saved_logits.abs().max())):
+            die(f"{case['name']}: the reloaded files give other logits than the model that saved them "
+                f"(max |diff| {reload_diff:.3e}); the checkpoint layout is wrong")
+        if arch == "qwen3_moe":
+            experts_seen = {n.split(".mlp.experts.")[1].split(".")[0] for n in names if ".mlp.experts." in n}
+            if experts_seen != {str(e) for e in range(case["experts"])}:
+                die(f"{case['name']}: per-expert tensors missing (experts named: {sorted(experts_seen)})")
+            if any(f"layers.{l}.mlp.experts." in n for l in case["mlp_only"] for n in names):
+                die(f"{case['name']}: a layer in mlp_only_layers has experts")
         greedy, margins, agree = hf_greedy(ref, prompt, case["new_tokens"], device)
         del ref
         eos = case["vocab"] - 1
@@ -280,8 +391,10 @@ def make_case(case, out_dir, device, min_margin):
             log(f"  {case['name']}: seed {seed} rejected: {reason}; retrying")
             continue
 
-        notes = [f"random Qwen2 (init std {INIT_STD}, norm weights 1+0.25*N(0,1), random q/k/v biases), seed {seed}",
-                 f"{case['heads']} heads / {case['kv_heads']} kv heads, head_dim {case['hidden'] // case['heads']}, "
+        kind = {"qwen2": "Qwen2", "qwen3": "Qwen3", "qwen3_moe": "Qwen3-MoE", "llama": "Llama"}[arch]
+        notes = [f"random {kind} (init std {INIT_STD}, norm weights 1+0.25*N(0,1)"
+                 + (", random q/k/v biases" if arch == "qwen2" else ", no biases") + f"), seed {seed}",
+                 f"{case['heads']} heads / {case['kv_heads']} kv heads, head_dim {head_dim(case)}, "
                  f"tie_word_embeddings={case['tied']}, stored as {case['dtype']}",
                  "reference: reloaded saved files with dtype=float32 (weights upcast), eager attention, "
                  f"{device}, TF32 off; greedy via model.generate(do_sample=False) with eos disabled",
@@ -290,6 +403,16 @@ def make_case(case, out_dir, device, min_margin):
             notes.append(f"YaRN factor {case['yarn'][0]}, original_max_position_embeddings {case['yarn'][1]}, "
                          f"prompt of {case['prompt_len']} tokens runs past the original context; "
                          "attention_factor defaults to 0.1*ln(factor)+1")
+        if arch == "qwen3_moe":
+            notes.append(f"{case['experts']} experts, top {case['top_k']}, norm_topk_prob, moe_intermediate_size "
+                         f"{case['moe_inter']}, mlp_only_layers {case['mlp_only']} (dense among MoE layers); "
+                         + (f"fused expert tensors split into per-expert names ({fused_split})" if fused_split
+                            else "transformers saved per-expert names"))
+        if case.get("llama3"):
+            notes.append(f"llama3 rope (factor, low, high, original) = {case['llama3']}; prompt of "
+                         f"{case['prompt_len']} tokens runs past the original context")
+        if case["dtype"] == "float32":
+            notes.append(f"reloaded files reproduce the saving model's logits (max |diff| {reload_diff:.1e})")
         if case["form"] == "classic":
             # The classic form is verified by reloading it and demanding identical logits and greedy ids.
             cfg_path = os.path.join(work, "config.json")
@@ -333,7 +456,9 @@ def make_case(case, out_dir, device, min_margin):
             "tie_word_embeddings": case["tied"],
             "num_attention_heads": case["heads"],
             "num_key_value_heads": case["kv_heads"],
-            "head_dim": case["hidden"] // case["heads"],
+            "head_dim": head_dim(case),
+            "architecture": kind,
+            "logit_tolerance": 1e-4,
             "rope_parameters": rope_parameters_for(case),
             "sharded": sharded,
             "weight_files": files,

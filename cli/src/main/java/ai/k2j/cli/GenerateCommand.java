@@ -44,6 +44,9 @@ final class GenerateCommand implements Command {
                     .inGroup("prompt", true),
             Flag.toggle("chat", "wrap --prompt in the tokenizer's ChatML template as a user turn"),
             Flag.option("system", "TEXT", "the template's own", "system message for --chat"),
+            Flag.option("thinking", "show|hide|off", "show", "with --chat on a thinking model (Qwen3): show prints the"
+                    + " <think> block, hide generates it but prints only the answer, off asks the model to answer"
+                    + " without thinking (a user turn's /think, /no_think also work)"),
             Flag.option("max-tokens", "N", String.valueOf(DEFAULT_MAX_TOKENS), "tokens to generate at most"),
             Flag.option("temperature", "T", "generation_config.json's when it has do_sample true, else greedy",
                     "0 = greedy"),
@@ -90,6 +93,13 @@ final class GenerateCommand implements Command {
         }
         if (system != null && !chat) {
             throw new UsageException("--system needs --chat");
+        }
+        String thinking = args.string("thinking", "show");
+        if (!List.of("show", "hide", "off").contains(thinking)) {
+            throw new UsageException("--thinking must be show, hide or off, got '" + thinking + "'");
+        }
+        if (!thinking.equals("show") && !chat) {
+            throw new UsageException("--thinking needs --chat");
         }
         int maxTokens = Cli.intAtLeast(args, "max-tokens", DEFAULT_MAX_TOKENS, 0);
         Double temperature = optional(args, "temperature");
@@ -142,7 +152,11 @@ final class GenerateCommand implements Command {
                     messages.add(ChatMessage.system(system));
                 }
                 messages.add(ChatMessage.user(prompt));
-                ids = model.encodeChat(messages);
+                if (!thinking.equals("show") && !model.tokenizer().chatTemplateThinks()) {
+                    throw new IllegalArgumentException("--thinking " + thinking + ": the chat template of "
+                            + modelDir + " has no thinking part (Qwen3 templates do)");
+                }
+                ids = model.encodeChat(messages, !thinking.equals("off"));
             } else {
                 ids = model.encode(prompt);
             }
@@ -165,16 +179,23 @@ final class GenerateCommand implements Command {
             // ---- generate, streaming each token's text unless --json
             long[] firstTokenAt = {0};
             StreamPrinter printer = new StreamPrinter(json ? null : out, stop);
+            boolean hideThinking = thinking.equals("hide");
+            ThinkingHider hider = new ThinkingHider(printer);
             long start = System.nanoTime();
             GenerationResult result = model.generate(request, (id, text) -> {
                 if (firstTokenAt[0] == 0) {
                     firstTokenAt[0] = System.nanoTime();
                 }
-                printer.push(text);
+                if (hideThinking) {
+                    hider.push(text);
+                } else {
+                    printer.push(text);
+                }
                 return true;
             });
             double ttftMs = firstTokenAt[0] == 0 ? 0 : (firstTokenAt[0] - start) / 1e6;
-            printer.finish(result.text());
+            String shownText = hideThinking ? ThinkingHider.answer(result.text()) : result.text();
+            printer.finish(shownText);
             if (!json && !Files.isRegularFile(modelDir.resolve("tokenizer.json"))) {
                 // no tokenizer, no text: show the ids rather than nothing
                 out.println(Arrays.stream(result.ids()).mapToObj(Integer::toString).collect(Collectors.joining(",")));
@@ -187,7 +208,7 @@ final class GenerateCommand implements Command {
                 for (int id : result.ids()) {
                     arr.add(id);
                 }
-                o.put("text", result.text());
+                o.put("text", shownText);
                 o.put("finish_reason", result.finishReason().openAiName());
                 o.put("prompt_tokens", result.promptTokens());
                 o.put("completion_tokens", result.generatedTokens());
@@ -292,6 +313,71 @@ final class GenerateCommand implements Command {
                 out.println();
             }
             out.flush();
+        }
+    }
+
+    /**
+     * For {@code --thinking hide}: passes on only what follows a leading {@code <think>…</think>} block (and the
+     * newlines after it); text that does not start with {@code <think>} passes unchanged.
+     */
+    static final class ThinkingHider {
+        private static final String OPEN = "<think>";
+        private static final String CLOSE = "</think>";
+        private final StreamPrinter next;
+        private final StringBuilder held = new StringBuilder();
+        private boolean passing;
+        private boolean trimming;
+
+        ThinkingHider(StreamPrinter next) {
+            this.next = next;
+        }
+
+        void push(String piece) {
+            if (passing) {
+                forward(piece);
+                return;
+            }
+            held.append(piece);
+            String lead = held.toString().stripLeading();
+            if (!lead.startsWith(OPEN) && !OPEN.startsWith(lead)) {
+                passing = true; // no thinking block: everything is the answer
+                forward(held.toString());
+                return;
+            }
+            int end = held.indexOf(CLOSE);
+            if (end >= 0) {
+                passing = true;
+                trimming = true;
+                forward(held.substring(end + CLOSE.length()));
+            }
+        }
+
+        private void forward(String s) {
+            if (trimming) {
+                int i = 0;
+                while (i < s.length() && s.charAt(i) == '\n') {
+                    i++;
+                }
+                s = s.substring(i);
+                trimming = s.isEmpty();
+            }
+            next.push(s);
+        }
+
+        /** The answer part of a whole generated text: what {@link #push} passes on, given all of it at once. */
+        static String answer(String text) {
+            if (!text.stripLeading().startsWith(OPEN)) {
+                return text;
+            }
+            int end = text.indexOf(CLOSE);
+            if (end < 0) {
+                return ""; // still thinking when generation ended
+            }
+            int i = end + CLOSE.length();
+            while (i < text.length() && text.charAt(i) == '\n') {
+                i++;
+            }
+            return text.substring(i);
         }
     }
 

@@ -18,6 +18,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Collectors;
+import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 /** {@code k2j info}: what a model directory holds, from its config and the tensors actually present. */
@@ -66,6 +67,17 @@ final class InfoCommand implements Command {
             String implied = params == c.parameterCount() ? ""
                     : " (config implies " + c.parameterCount() + ")";
             row(out, "parameters", Cli.count(params) + " (" + params + ")" + implied);
+            if (c.moe() != null) {
+                var m = c.moe();
+                row(out, "experts", m.numExperts() + " per MoE layer, " + m.expertsPerToken() + " per token (width "
+                        + m.expertIntermediateSize() + (m.normTopkProb() ? ", top-k renormalized" : "") + "), "
+                        + IntStream.range(0, c.numLayers()).filter(c::isMoeLayer).count() + " of " + c.numLayers()
+                        + " layers");
+            }
+            long active = c.activeParameterCount();
+            row(out, "active params", Cli.count(active) + " (" + active + ") per token"
+                    + (c.moe() != null ? ", from the config: the router's top " + c.moe().expertsPerToken()
+                    + " experts" : ", all of them (dense)"));
             row(out, "tensors", Integer.toString(ckpt.tensorNames().size()));
             for (var e : byType.entrySet()) {
                 row(out, "dtype " + e.getKey().safetensorsName(),
@@ -100,6 +112,10 @@ final class InfoCommand implements Command {
         StringBuilder b = new StringBuilder(s.type()).append(" factor ").append(num(s.factor()));
         if (s.originalMaxPositionEmbeddings() > 0) {
             b.append(", original max positions ").append(s.originalMaxPositionEmbeddings());
+        }
+        if (!Double.isNaN(s.lowFreqFactor())) {
+            b.append(", low/high freq factor ").append(num(s.lowFreqFactor())).append('/')
+                    .append(num(s.highFreqFactor()));
         }
         return b.toString();
     }

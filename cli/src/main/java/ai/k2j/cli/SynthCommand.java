@@ -26,8 +26,8 @@ import java.util.stream.IntStream;
 import java.util.stream.Stream;
 
 /**
- * {@code k2j synth}: a Qwen2-architecture checkpoint with random weights, for tests and benchmarks of models
- * nobody needs to download.
+ * {@code k2j synth}: a checkpoint of a published architecture (Qwen2.5, Qwen3, Qwen3-MoE, Llama 3.x; see
+ * {@link SynthPreset}) with random weights, for tests and benchmarks of models nobody needs to download.
  *
  * <p>Memory: one off-heap pool of seeded N(0, 0.02)-ish values, as large as the largest tensor plus some slack,
  * is generated once; every weight and bias is a slice of it at its own pseudo-random offset, and norm weights
@@ -106,7 +106,8 @@ final class SynthCommand implements Command {
             }
         }
         int[] eos = eosIds(preset, tokenizer);
-        int bos = preset.vocab() > SynthPreset.BOS ? SynthPreset.BOS : eos[eos.length - 1];
+        int bos = preset.family().equals("llama") ? SynthPreset.LLAMA_BOS
+                : preset.vocab() > SynthPreset.BOS ? SynthPreset.BOS : eos[eos.length - 1];
 
         prepareOutDir(outDir);
         List<TensorSpec> specs = tensors(preset);
@@ -122,8 +123,9 @@ final class SynthCommand implements Command {
             err.printf(Locale.ROOT, "[k2j] generating a %s pool of random values (seed %d)%n",
                     Cli.bytes(dtype.bytesFor(poolElements)), seed);
             MemorySegment pool = randomPool(arena, poolElements, dtype, seed);
-            MemorySegment ones = arena.allocate(dtype.bytesFor(preset.hidden()), 8);
-            fill(ones, 0, preset.hidden(), dtype, i -> 1f);
+            int onesLength = Math.max(preset.hidden(), preset.headDim()); // norms over hidden and (q/k) head_dim
+            MemorySegment ones = arena.allocate(dtype.bytesFor(onesLength), 8);
+            fill(ones, 0, onesLength, dtype, i -> 1f);
 
             List<SafeTensorsWriter.Entry> entries = new ArrayList<>(specs.size());
             for (int i = 0; i < specs.size(); i++) {
@@ -169,26 +171,52 @@ final class SynthCommand implements Command {
         }
     }
 
-    /** HF Qwen2ForCausalLM tensor names and shapes ([out, in] for linear weights). */
+    /**
+     * The tensor names and shapes ([out, in] for linear weights) the hub publishes for the preset's class: Qwen2 with
+     * q/k/v biases; Qwen3 with q_norm/k_norm and no biases; Qwen3-MoE with a router and one tensor per expert per
+     * projection; Llama without biases.
+     */
     static List<TensorSpec> tensors(SynthPreset p) {
         long h = p.hidden(), q = (long) p.heads() * p.headDim(), kv = (long) p.kvHeads() * p.headDim();
         long ff = p.intermediate(), v = p.vocab();
+        boolean qkNorm = p.family().startsWith("qwen3");
         List<TensorSpec> t = new ArrayList<>();
         t.add(new TensorSpec("model.embed_tokens.weight", new long[] {v, h}, Kind.RANDOM));
         for (int l = 0; l < p.layers(); l++) {
             String pre = "model.layers." + l + ".";
             t.add(new TensorSpec(pre + "input_layernorm.weight", new long[] {h}, Kind.ONES));
             t.add(new TensorSpec(pre + "self_attn.q_proj.weight", new long[] {q, h}, Kind.RANDOM));
-            t.add(new TensorSpec(pre + "self_attn.q_proj.bias", new long[] {q}, Kind.RANDOM));
+            if (p.qwen2()) {
+                t.add(new TensorSpec(pre + "self_attn.q_proj.bias", new long[] {q}, Kind.RANDOM));
+            }
             t.add(new TensorSpec(pre + "self_attn.k_proj.weight", new long[] {kv, h}, Kind.RANDOM));
-            t.add(new TensorSpec(pre + "self_attn.k_proj.bias", new long[] {kv}, Kind.RANDOM));
+            if (p.qwen2()) {
+                t.add(new TensorSpec(pre + "self_attn.k_proj.bias", new long[] {kv}, Kind.RANDOM));
+            }
             t.add(new TensorSpec(pre + "self_attn.v_proj.weight", new long[] {kv, h}, Kind.RANDOM));
-            t.add(new TensorSpec(pre + "self_attn.v_proj.bias", new long[] {kv}, Kind.RANDOM));
+            if (p.qwen2()) {
+                t.add(new TensorSpec(pre + "self_attn.v_proj.bias", new long[] {kv}, Kind.RANDOM));
+            }
             t.add(new TensorSpec(pre + "self_attn.o_proj.weight", new long[] {h, q}, Kind.RANDOM));
+            if (qkNorm) {
+                t.add(new TensorSpec(pre + "self_attn.q_norm.weight", new long[] {p.headDim()}, Kind.ONES));
+                t.add(new TensorSpec(pre + "self_attn.k_norm.weight", new long[] {p.headDim()}, Kind.ONES));
+            }
             t.add(new TensorSpec(pre + "post_attention_layernorm.weight", new long[] {h}, Kind.ONES));
-            t.add(new TensorSpec(pre + "mlp.gate_proj.weight", new long[] {ff, h}, Kind.RANDOM));
-            t.add(new TensorSpec(pre + "mlp.up_proj.weight", new long[] {ff, h}, Kind.RANDOM));
-            t.add(new TensorSpec(pre + "mlp.down_proj.weight", new long[] {h, ff}, Kind.RANDOM));
+            if (p.experts() > 0) {
+                long eff = p.moeIntermediate();
+                t.add(new TensorSpec(pre + "mlp.gate.weight", new long[] {p.experts(), h}, Kind.RANDOM));
+                for (int e = 0; e < p.experts(); e++) {
+                    String ex = pre + "mlp.experts." + e + ".";
+                    t.add(new TensorSpec(ex + "gate_proj.weight", new long[] {eff, h}, Kind.RANDOM));
+                    t.add(new TensorSpec(ex + "up_proj.weight", new long[] {eff, h}, Kind.RANDOM));
+                    t.add(new TensorSpec(ex + "down_proj.weight", new long[] {h, eff}, Kind.RANDOM));
+                }
+            } else {
+                t.add(new TensorSpec(pre + "mlp.gate_proj.weight", new long[] {ff, h}, Kind.RANDOM));
+                t.add(new TensorSpec(pre + "mlp.up_proj.weight", new long[] {ff, h}, Kind.RANDOM));
+                t.add(new TensorSpec(pre + "mlp.down_proj.weight", new long[] {h, ff}, Kind.RANDOM));
+            }
         }
         t.add(new TensorSpec("model.norm.weight", new long[] {h}, Kind.ONES));
         if (!p.tie()) {
@@ -199,6 +227,9 @@ final class SynthCommand implements Command {
 
     /** <|im_end|> and <|endoftext|> when the vocabulary has them (Qwen ids, or the tokenizer's), else the last id. */
     static int[] eosIds(SynthPreset p, Tokenizer tokenizer) {
+        if (p.family().equals("llama")) {
+            return SynthPreset.LLAMA_EOS.clone();
+        }
         if (tokenizer != null && p.name().equals("tiny")) {
             var imEnd = tokenizer.id("<|im_end|>");
             var end = tokenizer.id("<|endoftext|>");
@@ -211,36 +242,88 @@ final class SynthCommand implements Command {
                 : new int[] {p.vocab() - 1};
     }
 
-    /** config.json in the classic HF form (rope_theta at the top level), as the Instruct checkpoints ship it. */
+    /** config.json in the classic HF form (rope_theta at the top level), as the published checkpoints ship it. */
     static ObjectNode configJson(SynthPreset p, DType dtype, int bos, int[] eos) {
         ObjectNode c = Cli.JSON.createObjectNode();
-        c.putArray("architectures").add("Qwen2ForCausalLM");
+        c.putArray("architectures").add(p.architecture());
+        if (!p.qwen2()) {
+            c.put("attention_bias", false);
+        }
         c.put("attention_dropout", 0.0);
         c.put("bos_token_id", bos);
-        c.put("eos_token_id", eos[0]);
+        if (p.family().equals("llama")) {
+            var e = c.putArray("eos_token_id");
+            for (int id : eos) {
+                e.add(id);
+            }
+        } else {
+            c.put("eos_token_id", eos[0]);
+        }
+        if (p.experts() > 0) {
+            c.put("decoder_sparse_step", 1);
+        }
+        if (!p.qwen2()) {
+            c.put("head_dim", p.headDim());
+        }
         c.put("hidden_act", "silu");
         c.put("hidden_size", p.hidden());
         c.put("initializer_range", INIT_STD);
         c.put("intermediate_size", p.intermediate());
-        c.put("max_position_embeddings", SynthPreset.MAX_POSITIONS);
-        c.put("max_window_layers", p.maxWindowLayers());
-        c.put("model_type", "qwen2");
+        c.put("max_position_embeddings", p.maxPositions());
+        if (!p.family().equals("llama")) {
+            c.put("max_window_layers", p.maxWindowLayers());
+        }
+        if (p.family().equals("llama")) {
+            c.put("mlp_bias", false);
+        }
+        if (p.experts() > 0) {
+            c.putArray("mlp_only_layers");
+        }
+        c.put("model_type", switch (p.family()) {
+            case "qwen3" -> "qwen3";
+            case "qwen3_moe" -> "qwen3_moe";
+            case "llama" -> "llama";
+            default -> "qwen2";
+        });
+        if (p.experts() > 0) {
+            c.put("moe_intermediate_size", p.moeIntermediate());
+            c.put("norm_topk_prob", true);
+        }
         c.put("num_attention_heads", p.heads());
+        if (p.experts() > 0) {
+            c.put("num_experts", p.experts());
+            c.put("num_experts_per_tok", p.expertsPerToken());
+        }
         c.put("num_hidden_layers", p.layers());
         c.put("num_key_value_heads", p.kvHeads());
-        c.put("rms_norm_eps", SynthPreset.RMS_NORM_EPS);
-        c.putNull("rope_scaling");
-        c.put("rope_theta", SynthPreset.ROPE_THETA);
-        c.put("sliding_window", p.slidingWindow());
+        c.put("rms_norm_eps", p.rmsNormEps());
+        if (p.llama3RopeFactor() > 0) {
+            ObjectNode r = c.putObject("rope_scaling");
+            r.put("factor", p.llama3RopeFactor());
+            r.put("high_freq_factor", 4.0);
+            r.put("low_freq_factor", 1.0);
+            r.put("original_max_position_embeddings", SynthPreset.LLAMA_ORIGINAL_POSITIONS);
+            r.put("rope_type", "llama3");
+        } else {
+            c.putNull("rope_scaling");
+        }
+        c.put("rope_theta", p.ropeTheta());
+        if (p.qwen2()) {
+            c.put("sliding_window", p.slidingWindow());
+        } else if (!p.family().equals("llama")) {
+            c.putNull("sliding_window");
+        }
         c.put("tie_word_embeddings", p.tie());
         c.put("torch_dtype", switch (dtype) {
             case BF16 -> "bfloat16";
             case F16 -> "float16";
             default -> "float32";
         });
-        c.put("transformers_version", "4.43.1");
+        c.put("transformers_version", p.qwen2() ? "4.43.1" : "4.51.0");
         c.put("use_cache", true);
-        c.put("use_sliding_window", false);
+        if (!p.family().equals("llama")) {
+            c.put("use_sliding_window", false);
+        }
         c.put("vocab_size", p.vocab());
         return c;
     }

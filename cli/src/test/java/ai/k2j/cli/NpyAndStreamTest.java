@@ -86,4 +86,28 @@ class NpyAndStreamTest {
         assertEquals("a<b<<c\n", stream("<<<", "a<b<<c", "a<", "b<<", "c"));
         assertEquals("x\n", stream("END", "x", "xE", "N", "D more"));
     }
+
+    private static String hidden(String finalText, String... pieces) {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        PrintStream out = new PrintStream(bytes, true, StandardCharsets.UTF_8);
+        var p = new GenerateCommand.StreamPrinter(out, null);
+        var hider = new GenerateCommand.ThinkingHider(p);
+        for (String s : pieces) {
+            hider.push(s);
+        }
+        p.finish(GenerateCommand.ThinkingHider.answer(finalText));
+        return bytes.toString(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void thinkingHiddenPrintsOnlyTheAnswer() {
+        String full = "<think>\nLet me see: 2+2.\n</think>\n\nIt is 4.";
+        // the block's tags arrive split over tokens; nothing of the block, nor the newlines after it, is printed
+        assertEquals("It is 4.\n", hidden(full, "<thi", "nk>\nLet me see", ": 2+2.\n</", "think>\n", "\nIt", " is 4."));
+        assertEquals("It is 4.", GenerateCommand.ThinkingHider.answer(full));
+        // no thinking block: everything is the answer
+        assertEquals("Plain <b>answer</b>\n", hidden("Plain <b>answer</b>", "Plain <b>", "answer</b>"));
+        // generation ended while still thinking: nothing to show
+        assertEquals("", hidden("<think>\nhmm", "<think>", "\nhmm"));
+    }
 }

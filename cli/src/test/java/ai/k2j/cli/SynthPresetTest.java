@@ -33,12 +33,50 @@ class SynthPresetTest {
             "qwen2.5-14b, 14770033664",
             "qwen2.5-32b, 32763876352"})
     void presetsMatchPublishedParameterCounts(String name, long published) {
+        assertPublishedCount(name, published);
+    }
+
+    /**
+     * The same for the Qwen3, Qwen3-MoE and Llama 3.x presets (HF's safetensors parameter counts), and the active
+     * parameters of Qwen3-30B-A3B (8 of 128 experts: all but 120 experts' weights per layer).
+     */
+    @ParameterizedTest
+    @CsvSource({
+            "qwen3-0.6b, 596049920",
+            "qwen3-8b, 8190735360",
+            "qwen3-32b, 32762123264",
+            "qwen3-30b-a3b, 30532122624",
+            "llama3.2-1b, 1235814400",
+            "llama3.1-8b, 8030261248"})
+    void newArchitecturePresetsMatchPublishedParameterCounts(String name, long published) {
+        ModelConfig c = assertPublishedCount(name, published);
+        SynthPreset p = SynthPreset.ALL.get(name);
+        assertEquals(p.architecture(), c.architecture());
+        assertEquals(p.headDim(), c.headDim());
+        if (p.experts() > 0) {
+            long perExpert = 3L * p.hidden() * p.moeIntermediate();
+            assertEquals(published - (long) p.layers() * (p.experts() - p.expertsPerToken()) * perExpert,
+                    c.activeParameterCount());
+        } else {
+            assertEquals(published, c.activeParameterCount());
+        }
+        if (p.family().equals("llama")) {
+            assertEquals("llama3", c.ropeScaling().type());
+            assertEquals(8192, c.ropeScaling().originalMaxPositionEmbeddings());
+            assertArrayEquals(new int[] {128001, 128008, 128009}, c.eosTokenIds());
+            assertEquals(128000, c.bosTokenId());
+        }
+    }
+
+    private static ModelConfig assertPublishedCount(String name, long published) {
         SynthPreset p = SynthPreset.ALL.get(name);
         long fromTensors = SynthCommand.tensors(p).stream().mapToLong(SynthCommand.TensorSpec::elements).sum();
         assertEquals(published, fromTensors, name);
+        int bos = p.family().equals("llama") ? SynthPreset.LLAMA_BOS : SynthPreset.BOS;
         ModelConfig c = ModelConfig.parse(
-                SynthCommand.configJson(p, DType.BF16, SynthPreset.BOS, SynthCommand.eosIds(p, null)).toString(), name);
+                SynthCommand.configJson(p, DType.BF16, bos, SynthCommand.eosIds(p, null)).toString(), name);
         assertEquals(published, c.parameterCount(), name);
+        return c;
     }
 
     @Test
@@ -69,6 +107,9 @@ class SynthPresetTest {
     @Test
     void smallPresetsTieEmbeddingsAndLargeOnesHaveAnLmHead() {
         for (SynthPreset p : SynthPreset.ALL.values()) {
+            if (!p.qwen2()) {
+                continue; // the Qwen2.5 layout; the others are checked against published counts above
+            }
             List<String> names = SynthCommand.tensors(p).stream().map(SynthCommand.TensorSpec::name).toList();
             assertEquals(names.size(), new HashSet<>(names).size(), "unique names in " + p.name());
             assertEquals(!p.tie(), names.contains("lm_head.weight"), p.name());
@@ -118,6 +159,48 @@ class SynthPresetTest {
                 assertEquals(SynthCommand.toBf16(a.getAtIndex(ValueLayout.JAVA_FLOAT, i)),
                         h.getAtIndex(ValueLayout.JAVA_SHORT, i), "bf16 pool is the f32 pool rounded, at " + i);
             }
+        }
+    }
+
+    /**
+     * Each family's tensor list and config.json, shrunk to toy sizes, load as the engine's definition of that class
+     * (every name and shape as the loader expects) and run a step on the reference backend.
+     */
+    @ParameterizedTest
+    @CsvSource({"qwen2", "qwen3", "qwen3_moe", "llama"})
+    void everyFamilysLayoutLoadsAndRuns(String family) {
+        SynthPreset p = new SynthPreset("toy-" + family, family, 32, 48, 2, 4, 2, 16, 300, family.equals("qwen3"),
+                2, 0, 256, 1e4, 1e-6, family.equals("qwen3_moe") ? 4 : 0, family.equals("qwen3_moe") ? 2 : 0,
+                family.equals("qwen3_moe") ? 24 : 0, family.equals("llama") ? 8 : 0);
+        if (family.equals("qwen2")) {
+            p = new SynthPreset("toy-qwen2", 32, 48, 2, 4, 2, 300, true, 2, 256);
+        }
+        ModelConfig c = ModelConfig.parse(SynthCommand.configJson(p, DType.F32, 1, new int[] {2}).toString(), p.name());
+        try (Arena arena = Arena.ofConfined()) {
+            java.util.Map<String, ai.k2j.loaders.Tensor> tensors = new java.util.HashMap<>();
+            java.util.SplittableRandom rnd = new java.util.SplittableRandom(5);
+            for (SynthCommand.TensorSpec s : SynthCommand.tensors(p)) {
+                MemorySegment seg = arena.allocate(4 * s.elements(), 4);
+                for (long i = 0; i < s.elements(); i++) {
+                    seg.setAtIndex(ValueLayout.JAVA_FLOAT, i, s.kind() == SynthCommand.Kind.ONES ? 1f
+                            : (float) (rnd.nextDouble() - 0.5) * 0.2f);
+                }
+                tensors.put(s.name(), new ai.k2j.loaders.Tensor(s.name(), DType.F32, s.shape(), seg));
+            }
+            ai.k2j.kernels.Backend backend = new ai.k2j.kernels.ReferenceBackend();
+            var model = ai.k2j.engine.ModelContext.load(c, n -> java.util.Optional.ofNullable(tensors.get(n)),
+                    p.name(), backend, ai.k2j.engine.ModelContext.Limits.singleSequence(64), null);
+            var batch = model.newBatch();
+            try (var seq = model.newSequence()) {
+                batch.clear();
+                seq.addTo(batch, new int[] {3, 4, 5, 6, 7}, 0, 5, 1);
+                float[] logits = model.forward(batch);
+                for (int v = 0; v < p.vocab(); v++) {
+                    assertTrue(Float.isFinite(logits[v]), p.name() + ": logit " + v);
+                }
+            }
+            assertEquals(c.architecture(), model.config().architecture());
+            backend.close();
         }
     }
 }

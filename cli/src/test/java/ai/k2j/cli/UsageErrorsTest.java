@@ -41,6 +41,10 @@ class UsageErrorsTest {
                         new String[] {"generate", "--model", "m", "--prompt-ids", "1", "--chat"}),
                 Arguments.of("k2j generate: --system needs --chat",
                         new String[] {"generate", "--model", "m", "--prompt", "a", "--system", "be brief"}),
+                Arguments.of("k2j generate: --thinking needs --chat",
+                        new String[] {"generate", "--model", "m", "--prompt", "a", "--thinking", "hide"}),
+                Arguments.of("k2j generate: --thinking must be show, hide or off, got 'maybe'",
+                        new String[] {"generate", "--model", "m", "--prompt", "a", "--chat", "--thinking", "maybe"}),
                 Arguments.of("k2j generate: --max-tokens must be >= 0, got -1",
                         new String[] {"generate", "--model", "m", "--prompt", "a", "--max-tokens", "-1"}),
                 Arguments.of("k2j generate: --temperature must be >= 0, got -0.5",
@@ -90,7 +94,8 @@ class UsageErrorsTest {
                 // synth
                 Arguments.of("k2j synth: missing required flag --preset", new String[] {"synth", "--out", "o"}),
                 Arguments.of("k2j synth: unknown preset 'qwen2.5-72b' (known: tiny, qwen2.5-0.5b, qwen2.5-1.5b, "
-                        + "qwen2.5-3b, qwen2.5-7b, qwen2.5-14b, qwen2.5-32b)",
+                        + "qwen2.5-3b, qwen2.5-7b, qwen2.5-14b, qwen2.5-32b, qwen3-0.6b, qwen3-8b, qwen3-32b, "
+                        + "qwen3-30b-a3b, llama3.2-1b, llama3.1-8b)",
                         new String[] {"synth", "--preset", "qwen2.5-72b", "--out", "o"}),
                 Arguments.of("k2j synth: missing required flag --out", new String[] {"synth", "--preset", "tiny"}),
                 Arguments.of("k2j synth: --dtype must be bf16, f16 or f32, got 'q8_0'",

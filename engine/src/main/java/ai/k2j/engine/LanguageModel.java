@@ -273,6 +273,14 @@ public final class LanguageModel implements AutoCloseable {
     }
 
     /**
+     * As {@link #encodeChat(List)}; {@code enableThinking} false asks a thinking model (Qwen3) to answer without
+     * reasoning (its template's {@code enable_thinking=False}). See {@link Tokenizer#chatTemplateThinks()}.
+     */
+    public int[] encodeChat(List<ChatMessage> messages, boolean enableThinking) {
+        return tokenizer().encodeChat(messages, true, false, enableThinking);
+    }
+
+    /**
      * Generates; {@code listener} sees each token as it is produced. Throws {@link IllegalArgumentException}
      * when the prompt does not fit the context.
      */

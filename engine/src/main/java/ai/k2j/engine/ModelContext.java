@@ -131,7 +131,8 @@ public final class ModelContext {
         this.kvCache = backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE);
         this.blocks = new KvBlockAllocator(limits.kvBlocks(), KV_BLOCK_SIZE);
         this.eagerStep = batch -> model.forward(workspace, kvCache, batch);
-        if (backend instanceof GraphCapable g && Boolean.parseBoolean(System.getProperty("k2j.graphs", "true"))) {
+        if (backend instanceof GraphCapable g && model.recordable()
+                && Boolean.parseBoolean(System.getProperty("k2j.graphs", "true"))) {
             graphs = new StepGraphs(g);
         }
     }
@@ -196,7 +197,7 @@ public final class ModelContext {
         if (!on && graphs != null) {
             graphs.close();
             graphs = null;
-        } else if (on && graphs == null && backend instanceof GraphCapable g) {
+        } else if (on && graphs == null && backend instanceof GraphCapable g && model.recordable()) {
             graphs = new StepGraphs(g);
         }
     }

@@ -24,7 +24,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * {@code engine/src/test/resources/golden/} is an HF model directory plus {@code expected.json}
  * ({@code prompt_ids}, {@code greedy_ids}, {@code max_new_tokens}) and {@code logits.npy} (float32
  * [prompt length, vocab]). Every case runs on the reference backend and, when it is in the build, the CPU
- * backend: logits within 1e-3·max(1, max|HF|) at every position, greedy ids (ignoring eos) identical.
+ * backend: logits within 1e-3·max(1, max|HF|) at every position (or the case's {@code logit_tolerance}: 1e-4 for
+ * the Qwen3, Qwen3-MoE and Llama 3 cases), greedy ids (ignoring eos) identical.
  *
  * <p>Before the fixtures land (no golden directory) the test is skipped; once the directory exists, an empty
  * one fails.
@@ -62,6 +63,7 @@ class GoldenTest {
         int[] prompt = ints(expected.get("prompt_ids"));
         int[] greedy = ints(expected.get("greedy_ids"));
         int maxNew = expected.path("max_new_tokens").asInt(greedy.length);
+        double tolerance = expected.path("logit_tolerance").asDouble(1e-3);
         Npy.Array hf = Npy.readFloat32(caseDir.resolve("logits.npy"));
         assertEquals(prompt.length, hf.rows(), caseDir + ": logits.npy rows vs prompt_ids");
 
@@ -88,8 +90,8 @@ class GoldenTest {
                     }
                 }
                 worstRatio = Math.max(worstRatio, worst / scale);
-                assertTrue(worst <= 1e-3 * scale, caseDir.getFileName() + " [" + backend + "] position " + t
-                        + ": |ours − HF| = " + worst + " at token " + worstAt + " (allowed " + 1e-3 * scale + ")");
+                assertTrue(worst <= tolerance * scale, caseDir.getFileName() + " [" + backend + "] position " + t
+                        + ": |ours − HF| = " + worst + " at token " + worstAt + " (allowed " + tolerance * scale + ")");
             }
             System.out.printf("golden %s [%s]: max |ours - HF| / max(1, max|HF|) = %.2e%n", caseDir.getFileName(),
                     backend, worstRatio);

@@ -82,6 +82,31 @@ public interface Backend extends AutoCloseable {
     /** x[t] += y[t] for t in [0, n) rows of width dim. */
     void add(Buffer x, Buffer y, int n, int dim);
 
+    /**
+     * Per-head RMSNorm in place (Qwen3's q_norm/k_norm): each of the {@code heads.width() / headDim} heads of rows
+     * [0, n) of the view becomes head / rms(head) · gamma, gamma of length headDim shared by all heads.
+     */
+    void rmsNormHeads(Rows heads, int headDim, Buffer gamma, float eps, int n);
+
+    // ---------------------------------------------------------------- mixture of experts
+    // The router's choice is made on the host (the model downloads the router logits), so these take host index
+    // lists. A backend that implements them says so in supportsMixtureOfExperts; MoE models refuse to load on others.
+
+    /** Whether {@link #gatherRows(Buffer, int, int[], int, int, Buffer)} and {@link #scatterAdd} are implemented. */
+    default boolean supportsMixtureOfExperts() {
+        return false;
+    }
+
+    /** out[i] = x[rows[from + i]] for i in [0, count): the tokens routed to one expert, rows of width dim. */
+    default void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {
+        throw new UnsupportedOperationException("backend " + name() + " has no mixture-of-experts ops (gatherRows)");
+    }
+
+    /** dst[rows[from + i]] += scales[from + i] · src[i] for i in [0, count), rows of width dim: an expert's output. */
+    default void scatterAdd(Buffer src, int dim, int[] rows, float[] scales, int from, int count, Buffer dst) {
+        throw new UnsupportedOperationException("backend " + name() + " has no mixture-of-experts ops (scatterAdd)");
+    }
+
     // ---------------------------------------------------------------- fused ops
     // Pairs the model always runs back to back. The defaults run the unfused pair; a backend overrides what pays
     // (one pass over memory, one launch instead of two).

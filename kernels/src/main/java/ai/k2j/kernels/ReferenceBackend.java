@@ -343,6 +343,64 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
+    public void rmsNormHeads(Rows heads, int headDim, Buffer gamma, float eps, int n) {
+        if (headDim <= 0 || heads.width() % headDim != 0) {
+            throw new IllegalArgumentException("rmsNormHeads: view width " + heads.width()
+                    + " is not a multiple of head dim " + headDim);
+        }
+        float[] xs = data(heads.buffer(), (long) (n - 1) * heads.stride() + heads.offset() + heads.width(),
+                "rmsNormHeads x");
+        float[] g = data(gamma, headDim, "rmsNormHeads gamma");
+        for (int t = 0; t < n; t++) {
+            for (int h = 0; h < heads.width() / headDim; h++) {
+                int base = t * heads.stride() + heads.offset() + h * headDim;
+                double sumSquares = 0;
+                for (int i = 0; i < headDim; i++) {
+                    sumSquares += (double) xs[base + i] * xs[base + i];
+                }
+                double inverseRms = 1.0 / Math.sqrt(sumSquares / headDim + eps);
+                for (int i = 0; i < headDim; i++) {
+                    xs[base + i] = (float) (xs[base + i] * inverseRms) * g[i];
+                }
+            }
+        }
+    }
+
+    @Override
+    public boolean supportsMixtureOfExperts() {
+        return true;
+    }
+
+    @Override
+    public void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {
+        float[] xs = data(x, 0, "gatherRows x");
+        float[] o = data(out, (long) count * dim, "gatherRows out");
+        for (int i = 0; i < count; i++) {
+            int row = rows[from + i];
+            if (row < 0 || (long) (row + 1) * dim > xs.length) {
+                throw new IllegalArgumentException("gatherRows: row " + row + " is outside x");
+            }
+            System.arraycopy(xs, row * dim, o, i * dim, dim);
+        }
+    }
+
+    @Override
+    public void scatterAdd(Buffer src, int dim, int[] rows, float[] scales, int from, int count, Buffer dst) {
+        float[] s = data(src, (long) count * dim, "scatterAdd src");
+        float[] d = data(dst, 0, "scatterAdd dst");
+        for (int i = 0; i < count; i++) {
+            int row = rows[from + i];
+            if (row < 0 || (long) (row + 1) * dim > d.length) {
+                throw new IllegalArgumentException("scatterAdd: row " + row + " is outside dst");
+            }
+            float scale = scales[from + i];
+            for (int c = 0; c < dim; c++) {
+                d[row * dim + c] += scale * s[i * dim + c];
+            }
+        }
+    }
+
+    @Override
     public void gatherRows(Buffer x, int dim, Batch batch, Buffer out) {
         float[] xs = data(x, (long) batch.nTokens * dim, "gatherRows x");
         float[] o = data(out, (long) batch.nLogits * dim, "gatherRows out");

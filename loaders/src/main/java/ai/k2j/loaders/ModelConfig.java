@@ -12,7 +12,9 @@ import java.util.Objects;
 import java.util.Set;
 
 /**
- * The architecture half of an HF {@code config.json} for {@code Qwen2ForCausalLM} (and close relatives).
+ * The architecture half of an HF {@code config.json} for {@code Qwen2ForCausalLM} and its relatives
+ * ({@code LlamaForCausalLM}, {@code Qwen3ForCausalLM}, {@code Qwen3MoeForCausalLM}: {@link #moe} is null for a
+ * dense model).
  * Reads both the classic form ({@code rope_theta}, {@code rope_scaling}) and the transformers-5 form
  * ({@code rope_parameters}).
  */
@@ -33,9 +35,23 @@ public record ModelConfig(
         boolean tieWordEmbeddings,
         String torchDtype,
         int bosTokenId,
-        int[] eosTokenIds) {
+        int[] eosTokenIds,
+        MoeConfig moe) {
 
-    private static final Set<String> SUPPORTED_ROPE = Set.of("default", "yarn", "linear", "dynamic");
+    private static final Set<String> SUPPORTED_ROPE = Set.of("default", "yarn", "linear", "dynamic", "llama3");
+
+    /** Architectures whose attention and MLP projections have no biases (Qwen2's q/k/v have them). */
+    private static final Set<String> BIASLESS = Set.of("LlamaForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM");
+
+    /** A dense model (no mixture of experts). */
+    public ModelConfig(String architecture, String modelType, int hiddenSize, int intermediateSize, int numLayers,
+                       int numHeads, int numKvHeads, int headDim, int vocabSize, int maxPositionEmbeddings,
+                       double rmsNormEps, double ropeTheta, RopeScaling ropeScaling, boolean tieWordEmbeddings,
+                       String torchDtype, int bosTokenId, int[] eosTokenIds) {
+        this(architecture, modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim,
+                vocabSize, maxPositionEmbeddings, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings, torchDtype,
+                bosTokenId, eosTokenIds, null);
+    }
 
     public ModelConfig {
         if (hiddenSize <= 0 || intermediateSize <= 0 || numLayers <= 0 || numHeads <= 0 || numKvHeads <= 0
@@ -69,16 +85,54 @@ public record ModelConfig(
         return numHeads / numKvHeads;
     }
 
+    /** Whether q/k/v projections carry biases (Qwen2 yes; Llama, Qwen3 no). */
+    public boolean hasQkvBias() {
+        return !BIASLESS.contains(architecture);
+    }
+
+    /** Whether q and k get a per-head RMSNorm before RoPE (Qwen3's q_norm, k_norm). */
+    public boolean hasQkNorm() {
+        return architecture.startsWith("Qwen3");
+    }
+
+    /** Whether layer {@code layer}'s MLP is a mixture of experts. */
+    public boolean isMoeLayer(int layer) {
+        return moe != null && moe.isMoeLayer(layer);
+    }
+
     /** Parameter count implied by the shapes (embedding counted once when tied). */
     public long parameterCount() {
-        long h = hiddenSize, q = qDim(), kv = kvDim(), ff = intermediateSize;
-        long perLayer = h * q + q          // q_proj + bias
-                + 2 * (h * kv + kv)        // k_proj, v_proj + bias
-                + q * h                    // o_proj
-                + 3 * h * ff               // gate, up, down
-                + 2 * h;                   // two RMSNorm weights
+        return parameters(false);
+    }
+
+    /**
+     * Parameters one token's forward pass multiplies with: all but the experts the router does not pick (MoE);
+     * equal to {@link #parameterCount} for a dense model. The embedding table counts once (a tied table is the
+     * lm_head; an untied one is only gathered from, but counts as HF's "active parameters" do).
+     */
+    public long activeParameterCount() {
+        return parameters(true);
+    }
+
+    private long parameters(boolean activeOnly) {
+        long h = hiddenSize, q = qDim(), kv = kvDim();
+        long attention = h * q + 2 * h * kv + q * h   // q, k, v, o projections
+                + (hasQkvBias() ? q + 2 * kv : 0)
+                + (hasQkNorm() ? 2L * headDim : 0)
+                + 2 * h;                              // input and post-attention RMSNorm
+        long total = 0;
+        for (int l = 0; l < numLayers; l++) {
+            total += attention;
+            if (isMoeLayer(l)) {
+                long expert = 3 * h * moe.expertIntermediateSize();
+                total += (long) moe.numExperts() * h  // router
+                        + (activeOnly ? moe.expertsPerToken() : moe.numExperts()) * expert;
+            } else {
+                total += 3 * h * intermediateSize;
+            }
+        }
         long emb = (long) vocabSize * h;
-        return numLayers * perLayer + emb + (tieWordEmbeddings ? 0 : emb) + h;
+        return total + emb + (tieWordEmbeddings ? 0 : emb) + h;
     }
 
     @Override
@@ -177,6 +231,30 @@ public record ModelConfig(
         }
         RopeScaling scaling = parseScaling(scalingNode, source);
 
+        if (BIASLESS.contains(arch) && (Json.optBoolean(root, "attention_bias", false, source)
+                || Json.optBoolean(root, "mlp_bias", false, source))) {
+            throw new ModelFormatException(source + ": attention_bias/mlp_bias true is not supported for " + arch
+                    + " (k2j loads these without biases, as the published checkpoints are)");
+        }
+        MoeConfig moe = null;
+        // the hub's config.json says num_experts; transformers 5 writes it as num_local_experts
+        String expertsField = Json.absent(root.get("num_experts")) && !Json.absent(root.get("num_local_experts"))
+                ? "num_local_experts" : "num_experts";
+        if (arch.equals("Qwen3MoeForCausalLM") || Json.optInt(root, expertsField, 0, source) > 0) {
+            try {
+                moe = new MoeConfig(Json.requireInt(root, expertsField, source),
+                        Json.requireInt(root, "num_experts_per_tok", source),
+                        Json.requireInt(root, "moe_intermediate_size", source),
+                        Json.optBoolean(root, "norm_topk_prob", false, source),
+                        Json.optInt(root, "decoder_sparse_step", 1, source),
+                        Json.optIds(root, "mlp_only_layers", source));
+            } catch (ModelFormatException e) {
+                if (!e.getMessage().startsWith("config: ")) { // field errors already name the file
+                    throw e;
+                }
+                throw new ModelFormatException(source + ": " + e.getMessage().substring("config: ".length()), e);
+            }
+        }
         boolean tie = Json.optBoolean(root, "tie_word_embeddings", false, source);
         String dtype = Json.absent(root.get("dtype"))
                 ? Json.optString(root, "torch_dtype", "bfloat16", source)
@@ -185,7 +263,7 @@ public record ModelConfig(
         int[] eos = Json.optIds(root, "eos_token_id", source);
         try {
             return new ModelConfig(arch, modelType, hidden, inter, layers, heads, kvHeads, headDim, vocab, maxPos,
-                    eps, theta, scaling, tie, dtype, bos, eos);
+                    eps, theta, scaling, tie, dtype, bos, eos, moe);
         } catch (ModelFormatException e) { // the constructor cannot know the file name
             throw new ModelFormatException(source + ": " + e.getMessage().replaceFirst("^config: ", ""), e);
         }
@@ -218,6 +296,19 @@ public record ModelConfig(
             throw new ModelFormatException(source + ": rope scaling '" + type + "' needs a positive 'factor', got "
                     + n.get("factor"));
         }
+        if (type.equals("llama3")) {
+            double low = Json.optDouble(n, "low_freq_factor", Double.NaN, source);
+            double high = Json.optDouble(n, "high_freq_factor", Double.NaN, source);
+            int original = Json.optInt(n, "original_max_position_embeddings", 0, source);
+            if (!(low > 0) || !(high > low) || Double.isInfinite(high) || original <= 0) {
+                throw new ModelFormatException(source + ": rope scaling 'llama3' needs low_freq_factor > 0, "
+                        + "high_freq_factor > low_freq_factor and original_max_position_embeddings > 0, got "
+                        + n.get("low_freq_factor") + ", " + n.get("high_freq_factor") + ", "
+                        + n.get("original_max_position_embeddings"));
+            }
+            return new RopeScaling(type, factor, original, Double.NaN, Double.NaN, Double.NaN, Double.NaN,
+                    Double.NaN, true, low, high);
+        }
         return new RopeScaling(type, factor,
                 Json.optInt(n, "original_max_position_embeddings", 0, source),
                 Json.optDouble(n, "beta_fast", Double.NaN, source),
@@ -247,14 +338,15 @@ public record ModelConfig(
                 && tieWordEmbeddings == c.tieWordEmbeddings
                 && Objects.equals(torchDtype, c.torchDtype)
                 && bosTokenId == c.bosTokenId
-                && Arrays.equals(eosTokenIds, c.eosTokenIds);
+                && Arrays.equals(eosTokenIds, c.eosTokenIds)
+                && Objects.equals(moe, c.moe);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(architecture, modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads,
                 headDim, vocabSize, maxPositionEmbeddings, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings,
-                torchDtype, bosTokenId, Arrays.hashCode(eosTokenIds));
+                torchDtype, bosTokenId, Arrays.hashCode(eosTokenIds), moe);
     }
 
     @Override
@@ -264,6 +356,6 @@ public record ModelConfig(
                 + ", headDim=" + headDim + ", vocab=" + vocabSize + ", maxPos=" + maxPositionEmbeddings
                 + ", eps=" + rmsNormEps + ", ropeTheta=" + ropeTheta + ", " + ropeScaling + ", tie="
                 + tieWordEmbeddings + ", dtype=" + torchDtype + ", bos=" + bosTokenId + ", eos="
-                + Arrays.toString(eosTokenIds) + "]";
+                + Arrays.toString(eosTokenIds) + (moe == null ? "" : ", " + moe) + "]";
     }
 }

@@ -180,7 +180,9 @@ class ModelConfigTest {
         assertEquals(10000.0, ModelConfig.parse(without(QWEN25_05B, "rope_theta"), "x").ropeTheta(), "HF default theta");
         ModelConfig linear = ModelConfig.parse(QWEN25_7B_YARN.replace("\"type\": \"yarn\"", "\"type\": \"linear\""), "x");
         assertEquals("linear", linear.ropeScaling().type());
-        fails(QWEN25_7B_YARN.replace("\"type\": \"yarn\"", "\"type\": \"llama3\""), "rope type 'llama3' is not supported");
+        fails(QWEN25_7B_YARN.replace("\"type\": \"yarn\"", "\"type\": \"longrope\""), "rope type 'longrope' is not supported");
+        fails(QWEN25_7B_YARN.replace("\"type\": \"yarn\"", "\"type\": \"llama3\""),
+                "rope scaling 'llama3' needs low_freq_factor > 0");
         fails(QWEN25_7B_YARN.replace("\"factor\": 4.0, ", ""), "rope scaling 'yarn' needs a positive 'factor'");
         fails(QWEN25_7B_YARN.replace("\"factor\": 4.0", "\"factor\": -2"), "needs a positive 'factor'");
         fails(QWEN25_7B_YARN.replace("\"factor\": 4.0", "\"factor\": \"4\""), "field 'factor' must be a number");

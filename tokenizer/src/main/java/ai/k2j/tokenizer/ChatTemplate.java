@@ -12,16 +12,21 @@ import java.util.List;
  *       an assistant turn after the last user query is rendered with its {@code <think>} block
  *       (an empty one, {@code <think>\n\n</think>\n\n}, when it is the final message), and earlier
  *       assistant turns have their {@code <think>...</think>} part removed;</li>
+ *   <li>{@link Style#LLAMA3}: the template writes {@code <|start_header_id|>} headers (Llama 3.x): the text starts
+ *       with {@code <|begin_of_text|>}, each message is
+ *       {@code <|start_header_id|>{role}<|end_header_id|>\n\n{content, whitespace-trimmed}<|eot_id|>}, and the
+ *       generation prompt is the assistant header; no default system prompt (the template that
+ *       ../shared/testdata/llama3.1-tokenizer ships);</li>
  *   <li>{@link Style#PLAIN}: no template, or one of neither kind.</li>
  * </ul>
- * Every style writes {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, groups consecutive
+ * Every style but LLAMA3 writes {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, groups consecutive
  * {@code tool} messages into one user turn of {@code <tool_response>} blocks (Qwen styles), and ends
  * with {@code <|im_start|>assistant\n} when a generation prompt is asked for.
  */
 final class ChatTemplate {
     static final String QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
-    enum Style { PLAIN, QWEN25, QWEN3 }
+    enum Style { PLAIN, QWEN25, QWEN3, LLAMA3 }
 
     private final Style style;
 
@@ -39,6 +44,9 @@ final class ChatTemplate {
         if (template.contains("reasoning_content") && template.contains("</think>")) {
             return new ChatTemplate(Style.QWEN3);
         }
+        if (template.contains("<|start_header_id|>") && template.contains("<|eot_id|>")) {
+            return new ChatTemplate(Style.LLAMA3);
+        }
         return new ChatTemplate(Style.PLAIN);
     }
 
@@ -46,8 +54,12 @@ final class ChatTemplate {
         return style;
     }
 
-    String apply(List<ChatMessage> messages, boolean addGenerationPrompt) {
-        return render(messages, addGenerationPrompt).text();
+    /**
+     * @param enableThinking false renders Qwen3's {@code enable_thinking=False}: an empty think block after the
+     *                       generation prompt, so the model answers without reasoning; ignored by other styles
+     */
+    String apply(List<ChatMessage> messages, boolean addGenerationPrompt, boolean enableThinking) {
+        return render(messages, addGenerationPrompt, enableThinking).text();
     }
 
     /**
@@ -86,8 +98,12 @@ final class ChatTemplate {
         }
     }
 
-    Rendered render(List<ChatMessage> messages, boolean addGenerationPrompt) {
+    Rendered render(List<ChatMessage> messages, boolean addGenerationPrompt, boolean enableThinking) {
         Out sb = new Out();
+        if (style == Style.LLAMA3) {
+            llama3(sb, messages, addGenerationPrompt);
+            return new Rendered(sb.text.toString(), java.util.Arrays.copyOf(sb.spans, sb.spanCount));
+        }
         int n = messages.size();
         boolean firstIsSystem = n > 0 && messages.getFirst().role().equals("system");
         if (style == Style.QWEN25 && !firstIsSystem) {
@@ -125,8 +141,22 @@ final class ChatTemplate {
         }
         if (addGenerationPrompt) {
             sb.append("<|im_start|>assistant\n");
+            if (style == Style.QWEN3 && !enableThinking) {
+                sb.append("<think>\n\n</think>\n\n");
+            }
         }
         return new Rendered(sb.text.toString(), java.util.Arrays.copyOf(sb.spans, sb.spanCount));
+    }
+
+    private static void llama3(Out sb, List<ChatMessage> messages, boolean addGenerationPrompt) {
+        sb.append("<|begin_of_text|>");
+        for (ChatMessage m : messages) {
+            sb.append("<|start_header_id|>").append(m.role()).append("<|end_header_id|>\n\n")
+                    .content(m.content().strip()).append("<|eot_id|>");
+        }
+        if (addGenerationPrompt) {
+            sb.append("<|start_header_id|>assistant<|end_header_id|>\n\n");
+        }
     }
 
     private static void turn(Out sb, String role, String content) {

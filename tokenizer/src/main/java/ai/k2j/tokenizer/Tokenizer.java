@@ -124,7 +124,13 @@ public final class Tokenizer {
      * tokenize=True)}): the rendered string is encoded as a whole.
      */
     public int[] encodeChat(List<ChatMessage> messages, boolean addGenerationPrompt, boolean specialTokensInContent) {
-        ChatTemplate.Rendered r = chatTemplate.render(List.copyOf(messages), addGenerationPrompt);
+        return encodeChat(messages, addGenerationPrompt, specialTokensInContent, true);
+    }
+
+    /** As {@link #encodeChat(List, boolean, boolean)}, with Qwen3's {@code enable_thinking} (false: no reasoning). */
+    public int[] encodeChat(List<ChatMessage> messages, boolean addGenerationPrompt, boolean specialTokensInContent,
+                            boolean enableThinking) {
+        ChatTemplate.Rendered r = chatTemplate.render(List.copyOf(messages), addGenerationPrompt, enableThinking);
         if (specialTokensInContent) {
             return encode(r.text(), true);
         }
@@ -231,10 +237,26 @@ public final class Tokenizer {
      * {@code <|im_start|>assistant\n} if {@code addGenerationPrompt}. Qwen2.5 templates add their
      * default system prompt when the first message is not a system message; Qwen3 templates render
      * {@code <think>} blocks of assistant turns after the last user message and drop them before it.
+     * Llama 3 templates write {@code <|begin_of_text|>} and {@code <|start_header_id|>} headers instead.
      * Without a tokenizer_config.json the plain format is used.
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt) {
-        return chatTemplate.apply(List.copyOf(messages), addGenerationPrompt);
+        return chatTemplate.apply(List.copyOf(messages), addGenerationPrompt, true);
+    }
+
+    /**
+     * As {@link #applyChatTemplate(List, boolean)}, with Qwen3's {@code enable_thinking}: false appends an empty
+     * {@code <think>\n\n</think>\n\n} to the generation prompt so that the model answers without reasoning
+     * (the template's own switch; the {@code /think} and {@code /no_think} tags in a user message are read by the
+     * model itself). Templates without thinking ignore it.
+     */
+    public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt, boolean enableThinking) {
+        return chatTemplate.apply(List.copyOf(messages), addGenerationPrompt, enableThinking);
+    }
+
+    /** Whether the chat template is Qwen3's (it has {@code <think>} reasoning blocks). */
+    public boolean chatTemplateThinks() {
+        return chatTemplate.style() == ChatTemplate.Style.QWEN3;
     }
 
     private boolean known(int id) {

@@ -157,6 +157,28 @@ class SyntheticTokenizerTest {
     }
 
     @Test
+    void qwen3TemplateSwitchesThinkingOffWithAnEmptyBlock() throws Exception {
+        ObjectNode json = byteLevelJson(List.of(), List.of(), true);
+        Path dir = Files.createTempDirectory(tmp, "qwen3");
+        Files.writeString(dir.resolve("tokenizer.json"), JSON.writeValueAsString(json));
+        ObjectNode config = JSON.createObjectNode();
+        // the parts of Qwen3's template that choose its style
+        config.put("chat_template", "{%- set reasoning_content = '' %}{{- '<think>\\n' + reasoning_content + "
+                + "'\\n</think>\\n\\n' }}{%- if enable_thinking is defined and enable_thinking is false %}");
+        Files.writeString(dir.resolve("tokenizer_config.json"), JSON.writeValueAsString(config));
+        Tokenizer q3 = Tokenizer.load(dir);
+        assertTrue(q3.chatTemplateThinks());
+        List<ChatMessage> msgs = List.of(ChatMessage.user("hi /no_think"));
+        assertEquals("<|im_start|>user\nhi /no_think<|im_end|>\n<|im_start|>assistant\n",
+                q3.applyChatTemplate(msgs, true));
+        assertEquals(q3.applyChatTemplate(msgs, true), q3.applyChatTemplate(msgs, true, true));
+        assertEquals("<|im_start|>user\nhi /no_think<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+                q3.applyChatTemplate(msgs, true, false));
+        assertEquals("<|im_start|>user\nhi /no_think<|im_end|>\n", q3.applyChatTemplate(msgs, false, false),
+                "no generation prompt, no think block");
+    }
+
+    @Test
     void onigCharacterClasses() {
         var space = OnigRegex.compile("\\s+");
         for (String ws : List.of(" ", "\t", "\u000B", "\u0085", "\u00A0", "\u2028", "\u3000", "\u2009")) {

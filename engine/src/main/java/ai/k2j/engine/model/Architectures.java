@@ -14,7 +14,8 @@ import java.util.function.Function;
 public final class Architectures {
 
     /** HF class names k2j loads. */
-    public static final List<String> SUPPORTED = List.of("Qwen2ForCausalLM");
+    public static final List<String> SUPPORTED = List.of("Qwen2ForCausalLM", "LlamaForCausalLM", "Qwen3ForCausalLM",
+            "Qwen3MoeForCausalLM");
 
     private Architectures() {
     }
@@ -31,6 +32,8 @@ public final class Architectures {
         WeightMap weights = new WeightMap(tensors, source, config);
         return switch (config.architecture()) {
             case "Qwen2ForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat);
+            case "LlamaForCausalLM" -> Llama.load(config, weights, backend, weightFormat);
+            case "Qwen3ForCausalLM", "Qwen3MoeForCausalLM" -> Qwen3.load(config, weights, backend, weightFormat);
             default -> throw new ModelFormatException(source + ": architecture '" + config.architecture()
                     + "' is not supported (k2j runs " + String.join(", ", SUPPORTED) + ")");
         };

@@ -37,6 +37,14 @@ public interface DecoderModel {
     Workspace newWorkspace(int maxTokens, int maxLogitRows, int maxContext);
 
     /**
+     * Whether a step can be recorded as a CUDA graph and replayed: false when the forward pass needs the host
+     * mid-step (MoE routing downloads the router logits).
+     */
+    default boolean recordable() {
+        return true;
+    }
+
+    /**
      * One step over the batch's tokens: stores their keys and values in {@code cache} and writes the logits of
      * {@code batch.logitRows} into {@link Workspace#logits()} (row i at offset i·vocab). The caller has checked the
      * batch against the workspace's limits. Must not allocate.

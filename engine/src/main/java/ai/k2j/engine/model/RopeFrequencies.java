@@ -23,6 +23,10 @@ import ai.k2j.loaders.RopeScaling;
  *     factor ≤ 1); beta_fast/beta_slow default 32/1 (also when 0); the correction range is floored/ceiled when
  *     {@code truncate} (default) and clamped to [0, dim−1]; a linear ramp over dim/2 blends interpolated
  *     (1/(factor·pos_freq)) and extrapolated (1/pos_freq) frequencies.</li>
+ * <li>llama3: HF's {@code _compute_llama3_parameters}: with wavelen = 2π/invFreq, wavelengths longer than
+ *     original_max_position_embeddings/low_freq_factor are divided by factor, shorter than
+ *     original/high_freq_factor are kept, and those between blend the two with
+ *     smooth = (original/wavelen − low)/(high − low): (1−smooth)·inv/factor + smooth·inv.</li>
  * </ul>
  *
  * @param invFreq          headDim/2 inverse frequencies
@@ -50,6 +54,7 @@ public record RopeFrequencies(float[] invFreq, float attentionScaling) {
             case "dynamic" -> new RopeFrequencies(
                     dynamic(base, dim, s.factor(), config.maxPositionEmbeddings(), maxContext), 1f);
             case "yarn" -> yarn(base, dim, config.maxPositionEmbeddings(), s);
+            case "llama3" -> new RopeFrequencies(llama3(base, dim, s), 1f);
             default -> throw new IllegalArgumentException("unsupported rope type '" + s.type() + "'");
         };
     }
@@ -121,6 +126,28 @@ public record RopeFrequencies(float[] invFreq, float attentionScaling) {
             inv[i] = interpolation * (1f - extrapolationFactor) + extrapolation * extrapolationFactor;
         }
         return new RopeFrequencies(inv, (float) attentionFactor);
+    }
+
+    /** Llama 3.1's frequency scaling, in torch's float32 order (Python scalars meet float32 tensors as float32). */
+    static float[] llama3(double base, int dim, RopeScaling s) {
+        float[] inv = defaultInvFreq(base, dim);
+        float factor = (float) s.factor();
+        float low = (float) s.lowFreqFactor();
+        float oldContext = s.originalMaxPositionEmbeddings();
+        float lowFreqWavelen = (float) (s.originalMaxPositionEmbeddings() / s.lowFreqFactor());
+        float highFreqWavelen = (float) (s.originalMaxPositionEmbeddings() / s.highFreqFactor());
+        float lowHighSpan = (float) (s.highFreqFactor() - s.lowFreqFactor());
+        for (int i = 0; i < inv.length; i++) {
+            float wavelen = (float) (2 * Math.PI) / inv[i];
+            float scaled = wavelen > lowFreqWavelen ? inv[i] / factor : inv[i];
+            boolean medium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
+            if (medium) {
+                float smooth = (oldContext / wavelen - low) / lowHighSpan;
+                scaled = (1f - smooth) * scaled / factor + smooth * scaled;
+            }
+            inv[i] = scaled;
+        }
+        return inv;
     }
 
     /** HF's get_mscale: 0.1·mscale·ln(scale) + 1, or 1 when scale ≤ 1. */

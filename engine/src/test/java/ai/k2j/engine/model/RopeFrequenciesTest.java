@@ -116,4 +116,23 @@ class RopeFrequenciesTest {
         assertEquals(1 / Math.pow(base, 2.0 * 10 / 64), dynamicLong[10], 1e-6 * dynamicLong[10]);
         assertEquals(1f, dynamicLong[0]);
     }
+
+    /**
+     * Llama 3.1's recipe (head_dim 128, theta 5e5, factor 8, low/high 1/4 over 8192): frequencies of wavelength
+     * below 2048 kept, above 8192 divided by 8, between blended. Expected values: HF's formula in numpy float32.
+     */
+    @Test
+    void llama3MatchesHf() {
+        RopeScaling llama3 = new RopeScaling("llama3", 8, 8192, Double.NaN, Double.NaN, Double.NaN, Double.NaN,
+                Double.NaN, true, 1, 4);
+        RopeFrequencies f = RopeFrequencies.of(config(128, 5e5, 131072, llama3), 16384);
+        float[] inv = f.invFreq();
+        double[][] expected = {
+                {0, 0x1.0p+0}, {1, 0x1.a11582p-1}, {20, 0x1.0f5386p-6}, {29, 0x1.1bfa0cp-9},
+                {30, 0x1.67a23ap-10}, {35, 0x1.90d10ep-14}, {40, 0x1.1f91fp-15}, {63, 0x1.4985fep-22}};
+        for (double[] e : expected) {
+            assertUlps(e[1], inv[(int) e[0]], "llama3 frequency " + (int) e[0]);
+        }
+        assertEquals(1f, f.attentionScaling());
+    }
 }

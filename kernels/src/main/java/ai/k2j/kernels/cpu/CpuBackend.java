@@ -57,6 +57,7 @@ public final class CpuBackend implements Backend {
     private final MatmulTask matmulTask = new MatmulTask();
     private final RmsNormTask rmsNormTask = new RmsNormTask();
     private final AddRmsNormTask addRmsNormTask = new AddRmsNormTask();
+    private final RmsNormHeadsTask rmsNormHeadsTask = new RmsNormHeadsTask();
     private final RopeTask ropeTask = new RopeTask();
     private final AttentionTask attentionTask = new AttentionTask();
     /** One vector of floats per part: attention's softmax spills its sum there to add the lanes in a fixed tree. */
@@ -606,6 +607,70 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
+    public void rmsNormHeads(Rows heads, int headDim, Buffer gamma, float eps, int n) {
+        float[] xs = data(heads.buffer(), "x");
+        float[] g = data(gamma, "gamma");
+        if (headDim <= 0 || heads.width() % headDim != 0) {
+            throw new IllegalArgumentException("rmsNormHeads: view width " + heads.width()
+                    + " is not a multiple of head dim " + headDim);
+        }
+        checkRows(n, headDim);
+        if (n > 0) {
+            need(xs, (long) (n - 1) * heads.stride() + heads.offset() + heads.width(), "rmsNormHeads x");
+        }
+        need(g, headDim, "rmsNormHeads gamma");
+        RmsNormHeadsTask task = rmsNormHeadsTask;
+        task.x = xs;
+        task.gamma = g;
+        task.eps = eps;
+        task.headDim = headDim;
+        task.heads = heads.width() / headDim;
+        task.offset = heads.offset();
+        task.stride = heads.stride();
+        dispatch(task, n, (long) n * heads.width());
+    }
+
+    @Override
+    public boolean supportsMixtureOfExperts() {
+        return true;
+    }
+
+    @Override
+    public void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {
+        float[] xs = data(x, "x");
+        float[] o = data(out, "out");
+        checkRows(count, dim);
+        need(o, (long) count * dim, "gatherRows out");
+        for (int i = 0; i < count; i++) {
+            int row = rows[from + i];
+            if (row < 0 || (long) (row + 1) * dim > xs.length) {
+                throw new IllegalArgumentException("gatherRows: row " + row + " is outside x");
+            }
+            System.arraycopy(xs, row * dim, o, i * dim, dim);
+        }
+    }
+
+    @Override
+    public void scatterAdd(Buffer src, int dim, int[] rows, float[] scales, int from, int count, Buffer dst) {
+        float[] s = data(src, "src");
+        float[] d = data(dst, "dst");
+        checkRows(count, dim);
+        need(s, (long) count * dim, "scatterAdd src");
+        for (int i = 0; i < count; i++) {
+            int row = rows[from + i];
+            if (row < 0 || (long) (row + 1) * dim > d.length) {
+                throw new IllegalArgumentException("scatterAdd: row " + row + " is outside dst");
+            }
+            float scale = scales[from + i];
+            int dr = row * dim;
+            int sr = i * dim;
+            for (int c = 0; c < dim; c++) {
+                d[dr + c] += scale * s[sr + c];
+            }
+        }
+    }
+
+    @Override
     public void add(Buffer x, Buffer y, int n, int dim) {
         float[] xs = data(x, "x");
         float[] ys = data(y, "y");
@@ -831,6 +896,26 @@ public final class CpuBackend implements Backend {
             for (int t = r0; t < r1; t++) {
                 Kernels.add(x, t * dim, y, t * dim, dim);
                 Kernels.rmsNorm(x, t * dim, gamma, eps, dim, out, t * dim);
+            }
+        }
+    }
+
+    private static final class RmsNormHeadsTask extends RowTask {
+        float[] x;
+        float[] gamma;
+        float eps;
+        int headDim;
+        int heads;
+        int offset;
+        int stride;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int t = r0; t < r1; t++) {
+                for (int h = 0; h < heads; h++) {
+                    int base = t * stride + offset + h * headDim;
+                    Kernels.rmsNorm(x, base, gamma, eps, headDim, x, base); // in place: each x read before written
+                }
             }
         }
     }

@@ -554,6 +554,89 @@ public final class CudaBackend implements Backend, GraphCapable {
     }
 
     @Override
+    public void rmsNormHeads(Rows heads, int headDim, Buffer gamma, float eps, int n) {
+        enter();
+        DevBuffer xb = buffer(heads.buffer(), "rmsNormHeads x");
+        DevBuffer g = buffer(gamma, "rmsNormHeads gamma");
+        positive(n, "rmsNormHeads n");
+        positive(headDim, "rmsNormHeads headDim");
+        if (heads.width() % headDim != 0) {
+            throw new IllegalArgumentException("rmsNormHeads: view width " + heads.width()
+                    + " is not a multiple of head dim " + headDim);
+        }
+        need(xb, (long) (n - 1) * heads.stride() + heads.offset() + heads.width(), "rmsNormHeads x");
+        need(g, headDim, "rmsNormHeads gamma");
+        cx.args.reset().ptr(xb.ptr).i32(heads.stride()).i32(heads.offset()).i32(headDim).ptr(g.ptr).f32(eps);
+        cx.launch(k.rmsnormHeads, "rmsnorm_heads", n, heads.width() / headDim, 128);
+    }
+
+    // ---------------------------------------------------------------- mixture of experts
+    // The model routes on the host; each call uploads its slice of the routing (rows, scales) through the staging
+    // buffer and waits for that copy, so MoE steps are not recorded as graphs (the model downloads mid-step anyway).
+
+    /** Device copy of the current call's rows (ints) then scales (floats); grows as needed, freed at close. */
+    private long moeRouting;
+    private long moeRoutingBytes;
+
+    @Override
+    public boolean supportsMixtureOfExperts() {
+        return true;
+    }
+
+    @Override
+    public void gatherRows(Buffer x, int dim, int[] rows, int from, int count, Buffer out) {
+        enterOutsideCapture("gatherRows (MoE)");
+        DevBuffer xb = buffer(x, "gatherRows x");
+        DevBuffer o = buffer(out, "gatherRows out");
+        positive(dim, "gatherRows dim");
+        positive(count, "gatherRows count");
+        need(o, (long) count * dim, "gatherRows out");
+        long routing = uploadRouting(rows, null, from, count, xb.floats / dim);
+        cx.args.reset().ptr(xb.ptr).i32(dim).ptr(routing).i32(count).ptr(o.ptr);
+        cx.launch(k.gatherRowsIdx, "gather_rows_idx", cx.grid((long) count * dim), 1, 256);
+    }
+
+    @Override
+    public void scatterAdd(Buffer src, int dim, int[] rows, float[] scales, int from, int count, Buffer dst) {
+        enterOutsideCapture("scatterAdd (MoE)");
+        DevBuffer s = buffer(src, "scatterAdd src");
+        DevBuffer d = buffer(dst, "scatterAdd dst");
+        positive(dim, "scatterAdd dim");
+        positive(count, "scatterAdd count");
+        need(s, (long) count * dim, "scatterAdd src");
+        long routing = uploadRouting(rows, scales, from, count, d.floats / dim);
+        cx.args.reset().ptr(s.ptr).i32(dim).ptr(routing).ptr(routing + 4L * count).i32(count).ptr(d.ptr);
+        cx.launch(k.scatterAddRows, "scatter_add_rows", cx.grid((long) count * dim), 1, 256);
+    }
+
+    /** Uploads rows[from, from+count) (checked against {@code maxRow}) and, if given, the same slice of scales. */
+    private long uploadRouting(int[] rows, float[] scales, int from, int count, long maxRow) {
+        java.util.Objects.checkFromIndexSize(from, count, rows.length);
+        for (int i = from; i < from + count; i++) {
+            if (rows[i] < 0 || rows[i] >= maxRow) {
+                throw new IllegalArgumentException("MoE row " + rows[i] + " is outside the buffer's " + maxRow + " rows");
+            }
+        }
+        long bytes = 8L * count;
+        if (bytes > CudaContext.STAGING_BYTES) {
+            throw new IllegalArgumentException("MoE routing of " + count + " rows exceeds the staging buffer");
+        }
+        if (bytes > moeRoutingBytes) {
+            moeRoutingBytes = Math.max(bytes, 2 * moeRoutingBytes);
+            moeRouting = cx.alloc(moeRoutingBytes); // the smaller one stays allocated until close
+        }
+        MemorySegment st = cx.staging();
+        MemorySegment.copy(rows, from, st, ValueLayout.JAVA_INT_UNALIGNED, 0, count);
+        if (scales != null) {
+            java.util.Objects.checkFromIndexSize(from, count, scales.length);
+            MemorySegment.copy(scales, from, st, ValueLayout.JAVA_FLOAT_UNALIGNED, 4L * count, count);
+        }
+        driver.copyToDeviceAsync(moeRouting, st.address(), bytes); // stream-ordered after earlier readers
+        driver.synchronize(); // the staging buffer is reused by the next copy
+        return moeRouting;
+    }
+
+    @Override
     public void add(Buffer x, Buffer y, int n, int dim) {
         enter();
         DevBuffer xb = buffer(x, "add x");

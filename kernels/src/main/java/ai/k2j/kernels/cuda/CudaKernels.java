@@ -69,6 +69,9 @@ final class CudaKernels implements AutoCloseable {
     final long embed;
     final long rmsnorm;
     final long addRmsnorm;
+    final long rmsnormHeads;
+    final long gatherRowsIdx;
+    final long scatterAddRows;
     final long rope;
     final long siluMul;
     final long add;
@@ -113,6 +116,9 @@ final class CudaKernels implements AutoCloseable {
         embed = driver.function(ops, "embed");
         rmsnorm = driver.function(ops, "rmsnorm");
         addRmsnorm = driver.function(ops, "add_rmsnorm");
+        rmsnormHeads = driver.function(ops, "rmsnorm_heads");
+        gatherRowsIdx = driver.function(ops, "gather_rows_idx");
+        scatterAddRows = driver.function(ops, "scatter_add_rows");
         rope = driver.function(ops, "rope");
         siluMul = driver.function(ops, "silu_mul");
         add = driver.function(ops, "add_inplace");
