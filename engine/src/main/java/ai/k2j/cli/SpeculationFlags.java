@@ -30,11 +30,12 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
                                    models/demo/draft when --model is not given, else none. --draft none or
                                    --no-draft: plain decoding
               --draft-tokens K     tokens drafted per target pass, 1 to 15 (fixed; default: adaptive from 4)
-              --adaptive           adapt the draft length to the acceptance rate and the draft's confidence
+              --adaptive           cost-aware draft length: each round drafts the length (0 = a plain step)
+                                   that maximizes the expected tokens/s under the measured costs and acceptance
                                    (the default unless --draft-tokens is given alone)
               --lookup             prompt-lookup drafting instead of a draft model: propose what followed the
-                                   latest earlier occurrence of the context's last n-gram (--draft-tokens
-                                   default %d)
+                                   latest earlier occurrence of the context's last n-gram (up to --draft-tokens,
+                                   default %d; adaptive unless --draft-tokens is given alone)
               --ngram N            --lookup: longest n-gram matched, 1 to 8 (default 3)
             """.formatted(DEFAULT_LOOKUP_TOKENS);
 
@@ -63,9 +64,6 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
             if (draft != null) {
                 throw new UsageException("--lookup drafts without a model: give --lookup or --draft DIR, not both");
             }
-            if (adaptive) {
-                throw new UsageException("--adaptive applies to a draft model, not to --lookup");
-            }
             ngram = ngramFlag != null ? ngramFlag : Speculation.DEFAULT_NGRAM;
             if (ngram < 1 || ngram > 8) {
                 throw new UsageException("--ngram must be in [1, 8], got " + ngram);
@@ -74,7 +72,7 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
         if ((k != null || adaptive) && !lookup && (draftOff || (draft == null && model != null))) {
             throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR) or --lookup");
         }
-        return new Parsed(model, draft, draftOff || lookup, ngram, k, adaptive);
+        return new Parsed(model, draft, draftOff || lookup, ngram, k, adaptive || k == null);
     }
 
     /**
@@ -88,7 +86,7 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
             Path m = model != null ? existing(model, "model") : demo("target");
             if (ngram > 0) {
                 return new SpeculationFlags(m, null, new Speculation(Speculation.Mode.PROMPT_LOOKUP,
-                        draftTokens != null ? draftTokens : DEFAULT_LOOKUP_TOKENS, false, ngram));
+                        draftTokens != null ? draftTokens : DEFAULT_LOOKUP_TOKENS, adaptive, ngram));
             }
             Path d = null;
             if (draft != null) {

@@ -31,7 +31,8 @@ final class SpeculativeBenchCommand implements Command {
                   --draft DIR          draft model, same vocabulary (default: models/demo/draft with the default
                                        model; none otherwise, then only --lookup rows run)
                   --draft-tokens LIST  fixed draft lengths to measure, comma-separated, 1 to 15 (default 4)
-                  --adaptive           also measure the adaptive draft length (starting at the first of LIST)
+                  --adaptive           also measure the cost-aware draft length (starting at the first of LIST),
+                                       and with --lookup the cost-aware lookup length
                   --lookup             also measure prompt lookup (n-gram 3, 6 tokens)
                   --prompts FILE       text to take prompts from (default: models/demo/heldout_code.txt)
                   --num-prompts N      prompts, at evenly spaced line starts (default 8)
@@ -109,12 +110,16 @@ final class SpeculativeBenchCommand implements Command {
             if (adaptive) {
                 settings.add(Speculation.adaptiveDraftModel(ks.getFirst()));
             }
-        } else if (adaptive || args.has("draft-tokens")) {
+        } else if ((adaptive && !lookup) || args.has("draft-tokens")) {
             throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR)");
         }
         if (lookup) {
             settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS, false,
                     Speculation.DEFAULT_NGRAM));
+            if (adaptive) {
+                settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS,
+                        true, Speculation.DEFAULT_NGRAM));
+            }
         }
         if (settings.isEmpty()) {
             throw new UsageException("nothing to compare: give a draft model (--draft DIR) or --lookup");
