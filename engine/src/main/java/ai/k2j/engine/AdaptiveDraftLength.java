@@ -20,7 +20,7 @@ package ai.k2j.engine;
  *   <li><b>α</b>: the running acceptance rate, a moving average over the drafts the target tested.</li>
  * </ul>
  * The costs belong to the machine and the models, not to a text: they carry over from one generation to the
- * next ({@link #reset} forgets only α and the confidence calibration). Every {@link #PROBE_INTERVAL} rounds
+ * next ({@link #reset} forgets only α and the confidence calibration), and so does the probing schedule. Every {@link #PROBE_INTERVAL} rounds
  * (doubling, up to {@link #MAX_PROBE_INTERVAL}, while the probes confirm the choice) a round uses a length next
  * to the chosen one, so the costs of the alternatives stay measured and a choice of 0 can be revised.
  *
@@ -75,6 +75,12 @@ final class AdaptiveDraftLength {
     /** costs set by {@link #pinCosts}: measurements are ignored */
     private boolean pinned;
 
+    // probing: kept across generations too (a short generation must not pay the first, frequent probes again)
+    private int roundsToProbe;
+    private int probeInterval;
+    private int lastProbed;
+    private boolean probeAbove;
+
     // per generation
     private double alpha;
     private int start;
@@ -82,15 +88,14 @@ final class AdaptiveDraftLength {
     private final double[] binAccepted = new double[BINS];
     private int chosen;
     private double chosenRate;
-    private int roundsToProbe;
-    private int probeInterval;
-    private int lastProbed;
-    private boolean probeAbove;
 
     AdaptiveDraftLength(int maxLength, double costRatio) {
         this.maxLength = maxLength;
         this.costRatio = Math.max(MIN_COST_RATIO, costRatio);
         this.passNanos = new double[maxLength + 2];
+        this.probeInterval = PROBE_INTERVAL;
+        this.roundsToProbe = PROBE_INTERVAL;
+        this.lastProbed = -1;
     }
 
     /** Starts a generation at length {@code k0} (used until the costs are measured). */
@@ -101,10 +106,6 @@ final class AdaptiveDraftLength {
         chosenRate = 0;
         java.util.Arrays.fill(binTested, 0);
         java.util.Arrays.fill(binAccepted, 0);
-        probeInterval = PROBE_INTERVAL;
-        roundsToProbe = PROBE_INTERVAL;
-        lastProbed = -1;
-        probeAbove = false;
     }
 
     /**

@@ -199,14 +199,17 @@ final class MatmulKernels {
         if (dtype == DType.BF16 && n <= REGISTER_TILE_MAX_TOKENS) {
             // few tokens (verification): decode in registers, as decode does; the scratch round trip (write and
             // re-read 4 bytes per weight to save decoding 2) would cost more than the multiply-adds
-            int passes = (n + TILE_TOKENS - 1) / TILE_TOKENS; // tokens spread evenly: 4 = 2 + 2, not 3 + 1
             for (int r = 0; r < count; r += 4) {
                 int k = Math.min(4, count - r);
-                for (int p = 0, t = 0; p < passes; p++) {
-                    int tokens = (n - t) / (passes - p);
-                    tileBF16(w, base + r * rowBytes, rowBytes, k, cols, x, t * cols, cols, tokens,
+                long off = base + r * rowBytes;
+                int t = 0;
+                for (; n - t >= 2; t += TILE_TOKENS) { // 3 tokens a pass, the last pass 2 or 3
+                    tileBF16(w, off, rowBytes, k, cols, x, t * cols, cols, Math.min(TILE_TOKENS, n - t),
                             out, t * outStride + outRow + r, outStride, scratch, lanes);
-                    t += tokens;
+                }
+                if (t < n) { // one token left: the decode kernel (4 accumulators instead of 12)
+                    dot4RowsBF16(w, off, rowBytes, k, cols, x, t * cols, out, t * outStride + outRow + r, 1,
+                            scratch, lanes);
                 }
             }
             return;
