@@ -20,7 +20,8 @@ package ai.k2j.engine;
  *   <li><b>α</b>: the running acceptance rate, a moving average over the drafts the target tested.</li>
  * </ul>
  * The costs belong to the machine and the models, not to a text: they carry over from one generation to the
- * next ({@link #reset} forgets only α and the confidence calibration), and so does the probing schedule. Every {@link #PROBE_INTERVAL} rounds
+ * next ({@link #reset} forgets only α and the confidence calibration), and so does the probing schedule. The
+ * first round drafts the requested length, the second is a plain step (T(1) anchors every comparison). Every {@link #PROBE_INTERVAL} rounds
  * (doubling, up to {@link #MAX_PROBE_INTERVAL}, while the probes confirm the choice) a round uses a length next
  * to the chosen one, so the costs of the alternatives stay measured and a choice of 0 can be revised.
  *
@@ -121,6 +122,12 @@ final class AdaptiveDraftLength {
             chosen = Math.min(start, max);
             chosenRate = 0;
             return chosen;
+        }
+        if (passNanos[1] <= 0 && !pinned) {
+            // a plain step's cost anchors every comparison: measure it rather than extrapolate it (never a loss)
+            chosen = 0;
+            chosenRate = 0;
+            return 0;
         }
         int best = 0;
         double bestRate = rate(0);

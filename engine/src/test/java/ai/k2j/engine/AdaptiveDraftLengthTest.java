@@ -87,6 +87,7 @@ class AdaptiveDraftLengthTest {
         assertEquals(0, a.passCost(1), "nothing measured");
         assertEquals(4, a.nextLength(15), "the requested length until costs are measured");
         a.recordPass(3, 3000);
+        assertEquals(0, a.nextLength(15), "then a plain step, to measure what speculation competes with");
         double slope = 3000 * AdaptiveDraftLength.PRIOR_SLOPE / (1 + 2 * AdaptiveDraftLength.PRIOR_SLOPE);
         assertEquals(3000 - 2 * slope, a.passCost(1), 1e-9, "one length measured: the prior slope");
         assertEquals(3000 + slope, a.passCost(4), 1e-9);

@@ -34,7 +34,9 @@ import java.nio.ByteOrder;
  * <p><b>Many tokens (prefill, verification)</b> are bound by multiply-adds: {@link #rows} decodes a block of
  * rows (about 128 KB of floats) into per-thread scratch once, then {@link #tile} computes 4 rows × 3 tokens per
  * pass with twelve accumulators in registers, so every weight is read from memory once per call and from cache
- * once per three tokens.
+ * once per three tokens. BF16 batches of up to {@link #REGISTER_TILE_MAX_TOKENS} tokens (speculative
+ * verification) skip the scratch: {@link #tileBF16} decodes each weight vector in registers for three tokens at a
+ * time, as decode does for one (writing and re-reading a float copy costs more than the multiply-adds there).
  *
  * <p>Inlining discipline: C2 stops inlining once a compilation's graph passes a node budget, and a Vector API
  * call it leaves un-inlined boxes its vectors (allocating, and 100× slower). So each kernel is large enough to be
