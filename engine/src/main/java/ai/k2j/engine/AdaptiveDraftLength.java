@@ -25,6 +25,8 @@ package ai.k2j.engine;
  * (doubling, up to {@link #MAX_PROBE_INTERVAL}, while the probes confirm the choice) a round uses a length next
  * to the chosen one, so the costs of the alternatives stay measured and a choice of 0 can be revised.
  *
+ * Drafting must beat a plain step by {@link #PLAIN_MARGIN} to be chosen.
+ *
  * <p>Within a round, the <b>draft's confidence</b> stops drafting early (and may go up to
  * {@link #EXTENSION} drafts past the chosen length): one more draft is made while its expected gain, the chance
  * that every draft so far survives times α, is at least what its time (its draft step and the extra token in
@@ -62,6 +64,12 @@ final class AdaptiveDraftLength {
     static final int PROBE_INTERVAL = 16;
     /** The longest interval between probes. */
     static final int MAX_PROBE_INTERVAL = 256;
+    /**
+     * Drafting is chosen only when its expected rate beats a plain step's by this factor: a plain step measured
+     * between speculative rounds runs with the draft's weights in the caches, slower than in plain decoding, so
+     * the comparison is biased towards drafting by about this much.
+     */
+    static final double PLAIN_MARGIN = 1.1;
     /** How far past the chosen length a confident round may draft. */
     static final int EXTENSION = 2;
 
@@ -130,7 +138,7 @@ final class AdaptiveDraftLength {
             return 0;
         }
         int best = 0;
-        double bestRate = rate(0);
+        double bestRate = rate(0) * PLAIN_MARGIN;
         for (int k = 1; k <= max; k++) {
             double r = rate(k);
             if (r > bestRate) {
@@ -139,7 +147,7 @@ final class AdaptiveDraftLength {
             }
         }
         chosen = best;
-        chosenRate = bestRate;
+        chosenRate = rate(best);
         if (--roundsToProbe > 0) {
             return best;
         }
