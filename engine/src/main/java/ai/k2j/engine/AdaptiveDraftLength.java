@@ -17,10 +17,11 @@ package ai.k2j.engine;
  *   <li><b>d</b>: the drafting time per proposed token (draft model passes and their sampling, or the n-gram
  *       search), a moving average; before any measurement the ratio of the weight bytes the two models stream
  *       per token times T(1);</li>
- *   <li><b>α</b>: the running acceptance rate, a moving average over the drafts the target tested.</li>
+ *   <li><b>α</b>: the running acceptance rate, a moving average over the drafts the target tested (from
+ *       {@link #PRIOR_ALPHA} at first).</li>
  * </ul>
  * The costs belong to the machine and the models, not to a text: they carry over from one generation to the
- * next ({@link #reset} forgets only α and the confidence calibration), and so does the probing schedule. The
+ * next ({@link #reset} forgets only the confidence calibration), and so do the probing schedule and α. The
  * first round drafts the requested length, the second is a plain step (T(1) anchors every comparison). Every {@link #PROBE_INTERVAL} rounds
  * (doubling, up to {@link #MAX_PROBE_INTERVAL}, while the probes confirm the choice) a round uses a length next
  * to the chosen one, so the costs of the alternatives stay measured and a choice of 0 can be revised.
@@ -102,14 +103,18 @@ final class AdaptiveDraftLength {
         this.maxLength = maxLength;
         this.costRatio = Math.max(MIN_COST_RATIO, costRatio);
         this.passNanos = new double[maxLength + 2];
+        this.alpha = PRIOR_ALPHA;
         this.probeInterval = PROBE_INTERVAL;
         this.roundsToProbe = PROBE_INTERVAL;
         this.lastProbed = -1;
     }
 
-    /** Starts a generation at length {@code k0} (used until the costs are measured). */
+    /**
+     * Starts a generation at length {@code k0} (used until the costs are measured). α carries over as the next
+     * text's prior: a choice of plain steps learns α only from its rare probes, so restarting from
+     * {@link #PRIOR_ALPHA} would pin a good draft at 0 for a whole generation.
+     */
     void reset(int k0) {
-        alpha = PRIOR_ALPHA;
         start = Math.min(Math.max(1, k0), maxLength);
         chosen = start;
         chosenRate = 0;

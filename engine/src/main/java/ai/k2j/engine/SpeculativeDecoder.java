@@ -35,8 +35,9 @@ public final class SpeculativeDecoder {
     /**
      * The most recent tokens a draft that fell behind (after plain steps) is fed before drafting again; its
      * positions restart at 0 there (rotary positions are relative, and a draft's proposals need not be exact).
+     * Small: a probe must cost little, and batches of up to 8 tokens take the cheap verification kernels.
      */
-    static final int CATCH_UP_WINDOW = 32;
+    static final int CATCH_UP_WINDOW = 8;
     /** Prompt lookup has no confidence: its proposals share one calibration bin. */
     private static final double[] LOOKUP_CONFIDENCES = filled(Speculation.MAX_DRAFT_TOKENS, 1.0);
 

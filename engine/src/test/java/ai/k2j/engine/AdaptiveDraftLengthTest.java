@@ -57,6 +57,10 @@ class AdaptiveDraftLengthTest {
         teachAcceptance(a, 0.98);
         assertTrue(a.nextLength(15) >= 2, "pays: " + a.nextLength(15));
         assertEquals(3, a.nextLength(3), "never beyond the limit");
+        // a marginal gain is not taken: one draft whose pass and drafting make it 1.05x a plain step
+        a.pinCosts(50, linearPasses(1000, (1 + a.alpha()) * 1000 / 1.05 - 50 - 1000));
+        assertTrue(a.rate(1) > a.rate(0) && a.rate(1) < AdaptiveDraftLength.PLAIN_MARGIN * a.rate(0));
+        assertEquals(0, a.nextLength(1), "drafting must beat a plain step by the margin");
         assertEquals(0, a.nextLength(0), "no room: a plain step");
     }
 
@@ -100,7 +104,7 @@ class AdaptiveDraftLengthTest {
         assertEquals(300, a.draftCost(), 1e-9);
         a.reset(2);
         assertEquals(1000, a.passCost(1), 1e-9, "costs outlive a generation");
-        assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.alpha(), "acceptance does not");
+        assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.alpha(), "no evidence yet: the prior");
     }
 
     @Test
@@ -132,8 +136,9 @@ class AdaptiveDraftLengthTest {
         }
         int low = a.nextLength(15);
         assertTrue(a.alpha() < 0.2 && low <= 1, "alpha " + a.alpha() + ", k " + low);
+        double alpha = a.alpha();
         a.reset(6);
-        assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.alpha(), "reset forgets the acceptance");
+        assertEquals(alpha, a.alpha(), "the acceptance carries over as the next text's prior");
     }
 
     private static double[] conf(int n, double c) {
@@ -154,7 +159,7 @@ class AdaptiveDraftLengthTest {
                 + a.acceptance(0.31));
         assertTrue(a.acceptance(0.95) < 0.1, "drafts at confidence 0.9-1 were always rejected: " + a.acceptance(0.95));
         a.reset(4);
-        assertEquals(AdaptiveDraftLength.PRIOR_ALPHA, a.acceptance(0.95), 1e-12, "reset forgets the calibration");
+        assertEquals(a.alpha(), a.acceptance(0.95), 1e-12, "reset forgets the calibration: back to alpha");
     }
 
     @Test
