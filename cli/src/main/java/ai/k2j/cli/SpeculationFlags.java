@@ -33,10 +33,12 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
             Flag.option("draft-tokens", "K", "adaptive from " + Speculation.DEFAULT_DRAFT_TOKENS + "; "
                     + DEFAULT_LOOKUP_TOKENS + " with --lookup", "tokens drafted per target pass, 1 to "
                     + Speculation.MAX_DRAFT_TOKENS + " (fixed unless --adaptive is given too)"),
-            Flag.toggle("adaptive", "adapt the draft length to the acceptance rate and the draft's confidence (the"
-                    + " default unless --draft-tokens is given alone)"),
+            Flag.toggle("adaptive", "cost-aware draft length: each round drafts the length (0 = a plain step) that"
+                    + " maximizes the expected tokens/s under the measured costs and acceptance (the default unless"
+                    + " --draft-tokens is given alone)"),
             Flag.toggle("lookup", "prompt-lookup drafting instead of a draft model: propose what followed the"
-                    + " latest earlier occurrence of the context's last n-gram"),
+                    + " latest earlier occurrence of the context's last n-gram (cost-aware length unless"
+                    + " --draft-tokens is given alone)"),
             Flag.option("ngram", "N", String.valueOf(Speculation.DEFAULT_NGRAM), "--lookup: longest n-gram matched,"
                     + " 1 to 8"));
 
@@ -65,9 +67,6 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
             if (draft != null) {
                 throw new UsageException("--lookup drafts without a model: give --lookup or --draft DIR, not both");
             }
-            if (adaptive) {
-                throw new UsageException("--adaptive applies to a draft model, not to --lookup");
-            }
             ngram = ngramFlag != null ? ngramFlag : Speculation.DEFAULT_NGRAM;
             if (ngram < 1 || ngram > 8) {
                 throw new UsageException("--ngram must be in [1, 8], got " + ngram);
@@ -76,7 +75,7 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
         if ((k != null || adaptive) && !lookup && (draftOff || (draft == null && model != null))) {
             throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR) or --lookup");
         }
-        return new Parsed(model, draft, draftOff || lookup, ngram, k, adaptive);
+        return new Parsed(model, draft, draftOff || lookup, ngram, k, adaptive || k == null);
     }
 
     /**
@@ -90,7 +89,7 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
             Path m = model != null ? existing(model, "model") : demo("target");
             if (ngram > 0) {
                 return new SpeculationFlags(m, null, new Speculation(Speculation.Mode.PROMPT_LOOKUP,
-                        draftTokens != null ? draftTokens : DEFAULT_LOOKUP_TOKENS, false, ngram));
+                        draftTokens != null ? draftTokens : DEFAULT_LOOKUP_TOKENS, adaptive, ngram));
             }
             Path d = null;
             if (draft != null) {

@@ -29,7 +29,8 @@ final class SpeculativeBenchCommand implements Command {
                     + " --lookup rows run", "draft model, same vocabulary"),
             Flag.toggle("no-draft", "no draft model, the same as --draft none"),
             Flag.option("draft-tokens", "2,3,4", "4", "fixed draft lengths to measure, comma-separated, 1 to 15"),
-            Flag.toggle("adaptive", "also measure the adaptive draft length (starting at the first of the list)"),
+            Flag.toggle("adaptive", "also measure the cost-aware draft length (starting at the first of the list), and"
+                    + " with --lookup the cost-aware lookup length"),
             Flag.toggle("lookup", "also measure prompt lookup (n-gram 3, 6 tokens)"),
             Flag.option("prompts", "FILE", "models/demo/heldout_code.txt", "text to take prompts from"),
             Flag.option("num-prompts", "N", "8", "prompts, at evenly spaced line starts"),
@@ -113,12 +114,16 @@ final class SpeculativeBenchCommand implements Command {
             if (adaptive) {
                 settings.add(Speculation.adaptiveDraftModel(ks.getFirst()));
             }
-        } else if (adaptive || args.has("draft-tokens")) {
+        } else if ((adaptive && !lookup) || args.has("draft-tokens")) {
             throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR)");
         }
         if (lookup) {
             settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS, false,
                     Speculation.DEFAULT_NGRAM));
+            if (adaptive) {
+                settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS,
+                        true, Speculation.DEFAULT_NGRAM));
+            }
         }
         if (settings.isEmpty()) {
             throw new UsageException("nothing to compare: give a draft model (--draft DIR) or --lookup");

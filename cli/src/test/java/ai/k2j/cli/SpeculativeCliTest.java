@@ -55,8 +55,13 @@ class SpeculativeCliTest {
                 "--threads", "2", "--lookup", "--json");
         assertEquals(0, lookup.code(), lookup::toString);
         JsonNode ls = Cli.JSON.readTree(lookup.out()).get("speculation");
-        assertEquals("lookup k=6 n=3", ls.get("speculation").asText(), lookup::toString);
+        assertEquals("lookup adaptive k0=6 n=3", ls.get("speculation").asText(), lookup::toString);
         assertTrue(ls.get("draft").isNull());
+        long rounds = 0;
+        for (JsonNode n : ls.get("rounds_by_draft_length")) {
+            rounds += n.asLong();
+        }
+        assertEquals(ls.get("target_passes").asLong(), rounds, "every target pass is counted by its draft length");
     }
 
     static Stream<Arguments> usageErrors() {
@@ -69,8 +74,6 @@ class SpeculativeCliTest {
                         new String[] {"generate", "--prompt", "a", "--ngram", "2"}),
                 Arguments.of("k2j generate: --ngram must be in [1, 8], got 9",
                         new String[] {"generate", "--prompt", "a", "--lookup", "--ngram", "9"}),
-                Arguments.of("k2j generate: --adaptive applies to a draft model, not to --lookup",
-                        new String[] {"generate", "--prompt", "a", "--lookup", "--adaptive"}),
                 Arguments.of("k2j generate: --no-draft contradicts --draft d",
                         new String[] {"generate", "--prompt", "a", "--no-draft", "--draft", "d"}),
                 Arguments.of("k2j generate: --draft-tokens and --adaptive need a draft model (--draft DIR) or --lookup",

@@ -414,7 +414,7 @@ public final class LanguageModel implements AutoCloseable {
         int budget = Math.min(request.maxTokens(), maxContext() - prompt.length);
         if (budget == 0) {
             return new GenerationResult(new int[0], "", FinishReason.LENGTH, prompt.length, 0, 0,
-                    speculative ? new SpeculativeStats(speculation.describe(), 0, 0, 0, 0, 0, 0, 0, 0, 0) : null);
+                    speculative ? SpeculativeStats.empty(speculation.describe()) : null);
         }
         TokenEmitter out = new TokenEmitter(tokenizer, request.stop(), request.ignoreEos() ? new int[0] : eosIds,
                 budget);

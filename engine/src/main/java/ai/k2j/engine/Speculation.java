@@ -7,12 +7,15 @@ package ai.k2j.engine;
  * <ul>
  *   <li>{@link Mode#NONE}: plain decoding, one target pass per token.</li>
  *   <li>{@link Mode#DRAFT_MODEL}: the draft model loaded next to the target proposes up to {@code draftTokens}
- *       tokens per target pass. {@code adaptive}: the length starts at {@code draftTokens}, then follows the
- *       running acceptance rate (the length that maximizes the expected speedup, up to
- *       {@link #MAX_DRAFT_TOKENS}), and a round stops early when the draft's own confidence drops.</li>
+ *       tokens per target pass. {@code adaptive}: cost-aware ({@link AdaptiveDraftLength}): each round drafts the
+ *       length (0 = a plain step) that maximizes the expected tokens per second under the measured costs of
+ *       drafting and of target passes and the running acceptance rate, up to {@link #MAX_DRAFT_TOKENS};
+ *       {@code draftTokens} is the length used until the costs are measured, and a round stops early when the
+ *       draft's own confidence drops.</li>
  *   <li>{@link Mode#PROMPT_LOOKUP}: no draft model; the tokens that followed the latest earlier occurrence of the
  *       context's last n-gram ({@code ngram} down to 1 tokens) are proposed, up to {@code draftTokens} of them
- *       (good for code and retrieval-style prompts that repeat their context).</li>
+ *       (good for code and retrieval-style prompts that repeat their context). {@code adaptive}: the cap per
+ *       round is chosen cost-aware as for a draft model (0 = a plain step).</li>
  * </ul>
  *
  * @param draftTokens tokens proposed per target pass (the start length when adaptive), 1 to
@@ -63,16 +66,24 @@ public record Speculation(Mode mode, int draftTokens, boolean adaptive, int ngra
         return new Speculation(Mode.PROMPT_LOOKUP, k, false, DEFAULT_NGRAM);
     }
 
+    /** Prompt lookup proposing up to a cost-aware length per round (0 to 15; {@code k} until costs are measured). */
+    public static Speculation adaptivePromptLookup(int k) {
+        return new Speculation(Mode.PROMPT_LOOKUP, k, true, DEFAULT_NGRAM);
+    }
+
     public boolean isOff() {
         return mode == Mode.NONE;
     }
 
-    /** A short description for logs and JSON, e.g. "draft k=4", "draft adaptive k0=4", "lookup k=8 n=3", "none". */
+    /**
+     * A short description for logs and JSON, e.g. "draft k=4", "draft adaptive k0=4", "lookup k=8 n=3",
+     * "lookup adaptive k0=6 n=3", "none".
+     */
     public String describe() {
         return switch (mode) {
             case NONE -> "none";
             case DRAFT_MODEL -> adaptive ? "draft adaptive k0=" + draftTokens : "draft k=" + draftTokens;
-            case PROMPT_LOOKUP -> "lookup k=" + draftTokens + " n=" + ngram;
+            case PROMPT_LOOKUP -> (adaptive ? "lookup adaptive k0=" : "lookup k=") + draftTokens + " n=" + ngram;
         };
     }
 }

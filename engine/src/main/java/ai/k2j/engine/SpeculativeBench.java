@@ -116,6 +116,17 @@ public final class SpeculativeBench {
                         r.verifyCost, r.tokensPerSecond, r.speedup, r.theoreticalSpeedup, r.boundWithVerifyCost,
                         r.fractionOfTheory, sampling.isGreedy() ? (r.sameTokensAsPlain ? "yes" : "NO") : ""));
             }
+            sb.append(String.format(Locale.ROOT, "draft lengths chosen: share of plain steps (k = 0); mean k per"
+                    + " target pass in each stretch of %d generated tokens, over the prompts%n",
+                    SpeculativeStats.TIMELINE_TOKENS));
+            for (Row r : rows) {
+                sb.append(String.format(Locale.ROOT, "%-22s %5.1f%%  k:", r.speculation,
+                        100 * r.stats.plainStepShare()));
+                for (double k : r.stats.draftLengthTimeline()) {
+                    sb.append(Double.isNaN(k) ? "    -" : String.format(Locale.ROOT, " %4.1f", k));
+                }
+                sb.append(System.lineSeparator());
+            }
             return sb.toString();
         }
     }

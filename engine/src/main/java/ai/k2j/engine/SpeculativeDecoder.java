@@ -32,6 +32,14 @@ final class SpeculativeDecoder {
 
     /** Salt separating the draft's random stream from the target's. */
     private static final long DRAFT_SEED_SALT = 0x5DEECE66DL;
+    /**
+     * The most recent tokens a draft that fell behind (after plain steps) is fed before drafting again; its
+     * positions restart at 0 there (rotary positions are relative, and a draft's proposals need not be exact).
+     * Small: a probe must cost little, and batches of up to 8 tokens take the cheap verification kernels.
+     */
+    static final int CATCH_UP_WINDOW = 8;
+    /** Prompt lookup has no confidence: its proposals share one calibration bin. */
+    private static final double[] LOOKUP_CONFIDENCES = filled(Speculation.MAX_DRAFT_TOKENS, 1.0);
 
     private final ModelContext target;
     private final ModelContext draft;
@@ -42,6 +50,10 @@ final class SpeculativeDecoder {
     private final Sampler targetSampler;
     private final Sampler draftSampler;
     private final AdaptiveDraftLength adaptiveLength;
+    /** the cost-aware length for prompt lookup (its drafting cost is the n-gram search) */
+    private final AdaptiveDraftLength lookupLength;
+    /** the controller of the current generation, or null for a fixed length */
+    private AdaptiveDraftLength control;
 
     /** the prompt and every token produced so far; [0, length) */
     private final int[] history;
@@ -62,12 +74,16 @@ final class SpeculativeDecoder {
     private boolean greedy = true;
     private Sequence targetSeq;
     private Sequence draftSeq;
+    /** history[draftBase + i] is the token at the draft's position i (after a windowed catch-up, &gt; 0) */
+    private int draftBase;
     private int length;
     private int returned;
     private int end;
 
     private long targetPasses;
     private long draftPasses;
+    /** whether this round's drafting fed the draft more than the usual one or two missing tokens */
+    private boolean caughtUp;
     private long proposed;
     private long verified;
     private long accepted;
@@ -75,6 +91,11 @@ final class SpeculativeDecoder {
     private long draftNanos;
     private long targetNanos;
     private long totalNanos;
+    /** rounds per draft length [maxDraft + 1] */
+    private final long[] roundsByLength;
+    /** per {@link SpeculativeStats#TIMELINE_TOKENS} generated tokens: rounds started there, and their drafts */
+    private final long[] timelineRounds;
+    private final long[] timelineDrafts;
 
     /**
      * @param target the model whose output this reproduces
@@ -112,6 +133,11 @@ final class SpeculativeDecoder {
         this.draftRow = draft == null ? null : new float[vocab];
         this.adaptiveLength = draft == null ? null
                 : new AdaptiveDraftLength(maxDraft, (double) draft.weightBytesPerToken() / target.weightBytesPerToken());
+        this.lookupLength = new AdaptiveDraftLength(maxDraft, AdaptiveDraftLength.MIN_COST_RATIO);
+        this.roundsByLength = new long[maxDraft + 1];
+        int segments = (limits.maxContext() + SpeculativeStats.TIMELINE_TOKENS - 1) / SpeculativeStats.TIMELINE_TOKENS;
+        this.timelineRounds = new long[segments];
+        this.timelineDrafts = new long[segments];
     }
 
     /** The longest draft one target pass can verify with the target's limits. */
@@ -133,9 +159,15 @@ final class SpeculativeDecoder {
         targetSampler.reset(sampling);
         draftSampler.reset(new SamplingParams(sampling.temperature(), sampling.topP(), sampling.topK(),
                 sampling.minP(), sampling.seed() ^ DRAFT_SEED_SALT));
-        if (adaptiveLength != null) {
-            adaptiveLength.reset(Math.min(Math.max(1, speculation.draftTokens()), Math.max(1, maxDraft)));
+        control = !speculation.adaptive() ? null
+                : speculation.mode() == Speculation.Mode.DRAFT_MODEL ? adaptiveLength
+                : speculation.mode() == Speculation.Mode.PROMPT_LOOKUP ? lookupLength : null;
+        if (control != null) {
+            control.reset(Math.min(Math.max(1, speculation.draftTokens()), Math.max(1, maxDraft)));
         }
+        java.util.Arrays.fill(roundsByLength, 0);
+        java.util.Arrays.fill(timelineRounds, 0);
+        java.util.Arrays.fill(timelineDrafts, 0);
         targetPasses = draftPasses = proposed = verified = accepted = emitted = 0;
         draftNanos = targetNanos = totalNanos = 0;
     }
@@ -166,6 +198,7 @@ final class SpeculativeDecoder {
         }
         if (speculation.mode() == Speculation.Mode.DRAFT_MODEL) {
             draftSeq = draft.newSequence();
+            draftBase = 0;
             draft.prefill(draftSeq, draftBatch, prompt, 0, prompt.length, false);
             draft.forward(draftBatch);
         }
@@ -205,8 +238,11 @@ final class SpeculativeDecoder {
 
     /** Statistics of the generation since {@link #reset}. */
     public SpeculativeStats stats() {
+        int segments = (int) Math.min(timelineRounds.length,
+                (emitted + SpeculativeStats.TIMELINE_TOKENS - 1) / SpeculativeStats.TIMELINE_TOKENS);
         return new SpeculativeStats(speculation.describe(), targetPasses, draftPasses, proposed, verified, accepted,
-                emitted, draftNanos, targetNanos, totalNanos);
+                emitted, draftNanos, targetNanos, totalNanos, roundsByLength.clone(),
+                java.util.Arrays.copyOf(timelineRounds, segments), java.util.Arrays.copyOf(timelineDrafts, segments));
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -214,29 +250,45 @@ final class SpeculativeDecoder {
     /** Drafts, verifies, and appends the accepted tokens plus the target's own one to the history. */
     private void round() {
         long start = System.nanoTime();
+        caughtUp = false;
         int limit = Math.min(maxDraft, end - length - 1); // a round yields up to k + 1 tokens
-        int k = switch (speculation.mode()) {
+        int cap = limit <= 0 ? 0 : control != null ? control.nextLength(limit)
+                : Math.min(limit, speculation.draftTokens());
+        int k = cap == 0 ? 0 : switch (speculation.mode()) {
             case NONE -> 0;
-            case DRAFT_MODEL -> limit <= 0 ? 0
-                    : draftProposals(Math.min(limit, speculation.adaptive() ? adaptiveLength.cap()
-                            : speculation.draftTokens()));
-            case PROMPT_LOOKUP -> PromptLookup.propose(history, length, speculation.ngram(),
-                    Math.min(limit, speculation.draftTokens()), proposals);
+            case DRAFT_MODEL -> draftProposals(cap, limit);
+            case PROMPT_LOOKUP -> PromptLookup.propose(history, length, speculation.ngram(), cap, proposals);
         };
-        draftNanos += System.nanoTime() - start;
+        long drafting = System.nanoTime() - start;
+        draftNanos += drafting;
+        if (control != null && k > 0 && !caughtUp) {
+            control.recordDraft(k, drafting);
+        }
         verify(k);
     }
 
-    /** Runs the draft model for up to {@code max} proposals; returns how many it made. */
-    private int draftProposals(int max) {
+    /**
+     * Runs the draft model for {@code cap} proposals (adaptive: up to {@code limit}, as its confidence
+     * decides); returns how many it made.
+     */
+    private int draftProposals(int cap, int limit) {
         boolean adaptive = speculation.adaptive();
         boolean wantLogits = !greedy || adaptive;
         double survival = 1;
         int k = 0;
+        int max = adaptive ? limit : cap;
         while (k < max) {
             draftBatch.clear();
             if (k == 0) {
-                draft.prefill(draftSeq, draftBatch, history, draftSeq.length(), length - draftSeq.length(), true);
+                int missing = length - draftBase - draftSeq.length();
+                if (missing > CATCH_UP_WINDOW) {
+                    // after plain steps: restart the draft on the recent context rather than feed it everything
+                    draftSeq.rollback(0);
+                    draftBase = length - CATCH_UP_WINDOW;
+                    missing = CATCH_UP_WINDOW;
+                }
+                caughtUp = missing > 2;
+                draft.prefill(draftSeq, draftBatch, history, length - missing, missing, true);
             } else {
                 draftSeq.addTo(draftBatch, proposals[k - 1], true);
             }
@@ -257,8 +309,8 @@ final class SpeculativeDecoder {
             confidences[k] = confidence;
             proposals[k++] = token;
             if (adaptive) {
-                survival *= adaptiveLength.acceptance(confidence);
-                if (!adaptiveLength.keepDrafting(survival)) {
+                survival *= control.acceptance(confidence);
+                if (!control.keepDrafting(k, survival, cap)) {
                     break;
                 }
             }
@@ -289,18 +341,28 @@ final class SpeculativeDecoder {
         verified += ok < k ? ok + 1 : k;
         accepted += ok;
         emitted += ok + 1;
-        if (speculation.adaptive() && k > 0) {
-            adaptiveLength.record(ok < k ? ok + 1 : k, ok, confidences);
+        if (control != null && k > 0) {
+            control.record(ok < k ? ok + 1 : k, ok, speculation.mode() == Speculation.Mode.DRAFT_MODEL
+                    ? confidences : LOOKUP_CONFIDENCES);
+        }
+        roundsByLength[k]++;
+        int segment = (int) ((emitted - ok - 1) / SpeculativeStats.TIMELINE_TOKENS);
+        if (segment < timelineRounds.length) {
+            timelineRounds[segment]++;
+            timelineDrafts[segment] += k;
         }
 
         System.arraycopy(proposals, 0, history, length, ok);
         history[length + ok] = next;
         // caches keep the newest token and the accepted proposals; the rejected positions are forgotten
         targetSeq.rollback(length + ok);
-        if (draftSeq != null && draftSeq.length() > length + ok) {
-            draftSeq.rollback(length + ok);
+        if (draftSeq != null && draftBase + draftSeq.length() > length + ok) {
+            draftSeq.rollback(length + ok - draftBase);
         }
         length += ok + 1;
+        if (control != null) { // the pass with its verification: what a round costs besides drafting
+            control.recordPass(k + 1, System.nanoTime() - start);
+        }
     }
 
     /** softmax(logits)[token] over the first vocab entries. */
@@ -329,6 +391,12 @@ final class SpeculativeDecoder {
         return m;
     }
 
+    private static double[] filled(int n, double value) {
+        double[] a = new double[n];
+        java.util.Arrays.fill(a, value);
+        return a;
+    }
+
     // ---------------------------------------------------------------- for tests
 
     Sequence draftSequence() {
@@ -345,5 +413,14 @@ final class SpeculativeDecoder {
 
     AdaptiveDraftLength adaptiveLength() {
         return adaptiveLength;
+    }
+
+    AdaptiveDraftLength lookupLength() {
+        return lookupLength;
+    }
+
+    /** The history index of the draft cache's position 0. */
+    int draftBase() {
+        return draftBase;
     }
 }

@@ -17,10 +17,36 @@ import java.util.Map;
  * @param draftNanos     time spent drafting (draft forward passes and their sampling, or the n-gram search)
  * @param targetNanos    time spent in target forward passes
  * @param totalNanos     time of the whole decode phase as seen by the speculative loop
+ * @param roundsByDraftLength target passes by the number of drafts they verified (index 0: plain steps)
+ * @param timelineRounds target passes started in each stretch of {@link #TIMELINE_TOKENS} generated tokens
+ * @param timelineDrafts drafts verified by those passes: with timelineRounds, the draft lengths over time
  */
 public record SpeculativeStats(String speculation, long targetPasses, long draftPasses, long proposed,
                                long verified, long accepted, long emitted, long draftNanos, long targetNanos,
-                               long totalNanos) {
+                               long totalNanos, long[] roundsByDraftLength, long[] timelineRounds,
+                               long[] timelineDrafts) {
+
+    /** Generated tokens per stretch of the draft-length timeline. */
+    public static final int TIMELINE_TOKENS = 16;
+
+    /** Statistics of a generation that made no target pass yet. */
+    public static SpeculativeStats empty(String speculation) {
+        return new SpeculativeStats(speculation, 0, 0, 0, 0, 0, 0, 0, 0, 0, new long[0], new long[0], new long[0]);
+    }
+
+    /** Mean draft length per target pass in each stretch of {@link #TIMELINE_TOKENS} tokens (NaN: no pass). */
+    public double[] draftLengthTimeline() {
+        double[] out = new double[timelineRounds.length];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = timelineRounds[i] > 0 ? (double) timelineDrafts[i] / timelineRounds[i] : Double.NaN;
+        }
+        return out;
+    }
+
+    /** Share of the target passes that verified no draft (plain steps). */
+    public double plainStepShare() {
+        return targetPasses > 0 && roundsByDraftLength.length > 0 ? (double) roundsByDraftLength[0] / targetPasses : 0;
+    }
 
     /**
      * The acceptance rate α: the probability that the target accepts a draft token it tests, estimated as
@@ -80,6 +106,10 @@ public record SpeculativeStats(String speculation, long targetPasses, long draft
         m.put("draft_ms", draftNanos / 1e6);
         m.put("target_ms", targetNanos / 1e6);
         m.put("total_ms", totalNanos / 1e6);
+        m.put("rounds_by_draft_length", roundsByDraftLength);
+        m.put("draft_length_timeline", java.util.Arrays.stream(draftLengthTimeline())
+                .mapToObj(v -> Double.isNaN(v) ? null : v).toList());
+        m.put("timeline_tokens", TIMELINE_TOKENS);
         return m;
     }
 
@@ -87,6 +117,16 @@ public record SpeculativeStats(String speculation, long targetPasses, long draft
     public SpeculativeStats plus(SpeculativeStats o) {
         return new SpeculativeStats(speculation, targetPasses + o.targetPasses, draftPasses + o.draftPasses,
                 proposed + o.proposed, verified + o.verified, accepted + o.accepted, emitted + o.emitted,
-                draftNanos + o.draftNanos, targetNanos + o.targetNanos, totalNanos + o.totalNanos);
+                draftNanos + o.draftNanos, targetNanos + o.targetNanos, totalNanos + o.totalNanos,
+                sum(roundsByDraftLength, o.roundsByDraftLength), sum(timelineRounds, o.timelineRounds),
+                sum(timelineDrafts, o.timelineDrafts));
+    }
+
+    private static long[] sum(long[] a, long[] b) {
+        long[] out = java.util.Arrays.copyOf(a, Math.max(a.length, b.length));
+        for (int i = 0; i < b.length; i++) {
+            out[i] += b[i];
+        }
+        return out;
     }
 }

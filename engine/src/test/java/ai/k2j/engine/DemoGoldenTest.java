@@ -110,7 +110,8 @@ class DemoGoldenTest {
                     assertArrayEquals(Arrays.copyOf(expected, checkable), Arrays.copyOf(got, checkable),
                             model + " " + s.describe() + " on " + backend + ", prompt " + quote(prompt)
                                     + ": greedy ids differ from HF's (first " + checkable + " compared)");
-                    if (speculative && s.mode() == Speculation.Mode.DRAFT_MODEL) {
+                    // (the cost-aware length may rightly choose plain steps on this machine: fixed lengths only)
+                    if (speculative && s.mode() == Speculation.Mode.DRAFT_MODEL && !s.adaptive()) {
                         assertTrue(r.speculation().accepted() > 0, "the demo draft never agreed: " + r.speculation());
                     }
                     compared += checkable;

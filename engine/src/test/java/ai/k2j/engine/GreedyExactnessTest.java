@@ -59,6 +59,14 @@ class GreedyExactnessTest {
                     int[] expected = SpecTestSupport.plainGreedy(target, prompt, n);
                     for (Draft d : drafts) {
                         SpeculativeDecoder decoder = new SpeculativeDecoder(target, d.model);
+                        // the adaptive setting with costs under which drafting pays: its choices then do not
+                        // depend on this machine's timing (plain steps and the draft's windowed catch-up after them
+                        // are covered by CostAwareSpeculationTest)
+                        double[] passes = new double[16];
+                        for (int t = 1; t <= 16; t++) {
+                            passes[t - 1] = 1000 + 10 * (t - 1);
+                        }
+                        decoder.adaptiveLength().pinCosts(10, passes);
                         for (Speculation s : settings) {
                             SpeculativeStats stats = run(decoder, target, prompt, n, SamplingParams.greedy(), s,
                                     expected, d.name + " " + s.describe() + " prompt " + p + " seed " + targetSeed);

@@ -48,6 +48,8 @@ class SpeculativeNoAllocationTest {
             SamplingParams sampled = new SamplingParams(0.9, 0.9, 40, 0.02, 7);
             // the first check warms the backend up; later ones mostly exercise the decoder's other branches
             check(decoder, target, SamplingParams.greedy(), Speculation.draftModel(4), 3000, failures);
+            // one-token passes: what the cost-aware length runs when drafting does not pay (their own warm-up)
+            check(decoder, target, SamplingParams.greedy(), Speculation.none(), 2500, failures);
             check(decoder, target, SamplingParams.greedy(), Speculation.adaptiveDraftModel(4), 400, failures);
             check(decoder, target, sampled, Speculation.draftModel(3), 600, failures);
             check(decoder, target, sampled, Speculation.adaptiveDraftModel(3), 400, failures);

@@ -34,7 +34,9 @@ import java.nio.ByteOrder;
  * <p><b>Many tokens (prefill, verification)</b> are bound by multiply-adds: {@link #rows} decodes a block of
  * rows (about 128 KB of floats) into per-thread scratch once, then {@link #tile} computes 4 rows × 3 tokens per
  * pass with twelve accumulators in registers, so every weight is read from memory once per call and from cache
- * once per three tokens.
+ * once per three tokens. BF16 batches of up to {@link #REGISTER_TILE_MAX_TOKENS} tokens (speculative
+ * verification) skip the scratch: {@link #tileBF16} decodes each weight vector in registers for three tokens at a
+ * time, as decode does for one (writing and re-reading a float copy costs more than the multiply-adds there).
  *
  * <p>Inlining discipline: C2 stops inlining once a compilation's graph passes a node budget, and a Vector API
  * call it leaves un-inlined boxes its vectors (allocating, and 100× slower). So each kernel is large enough to be
@@ -194,6 +196,24 @@ final class MatmulKernels {
         int lanes = scratch.length - LANES;
         if (n == 1) {
             rowsOneToken(dtype, w, base, rowBytes, count, cols, x, out, outRow, scratch, lanes);
+            return;
+        }
+        if (dtype == DType.BF16 && n <= REGISTER_TILE_MAX_TOKENS) {
+            // few tokens (verification): decode in registers, as decode does; the scratch round trip (write and
+            // re-read 4 bytes per weight to save decoding 2) would cost more than the multiply-adds
+            for (int r = 0; r < count; r += 4) {
+                int k = Math.min(4, count - r);
+                long off = base + r * rowBytes;
+                int t = 0;
+                for (; n - t >= 2; t += TILE_TOKENS) { // 3 tokens a pass, the last pass 2 or 3
+                    tileBF16(w, off, rowBytes, k, cols, x, t * cols, cols, Math.min(TILE_TOKENS, n - t),
+                            out, t * outStride + outRow + r, outStride, scratch, lanes);
+                }
+                if (t < n) { // one token left: the decode kernel (4 accumulators instead of 12)
+                    dot4RowsBF16(w, off, rowBytes, k, cols, x, t * cols, out, t * outStride + outRow + r, 1,
+                            scratch, lanes);
+                }
+            }
             return;
         }
         int block = rowBlock(cols);
@@ -806,6 +826,121 @@ final class MatmulKernels {
             s21 = Math.fma(wc, xc1, s21);
             s22 = Math.fma(wc, xc2, s22);
             wc = w[w3 + c];
+            s30 = Math.fma(wc, xc0, s30);
+            s31 = Math.fma(wc, xc1, s31);
+            s32 = Math.fma(wc, xc2, s32);
+        }
+        store4(out, o, 1, rows, s00, s10, s20, s30);
+        if (tokens > 1) {
+            store4(out, o + oStride, 1, rows, s01, s11, s21, s31);
+        }
+        if (tokens > 2) {
+            store4(out, o + 2 * oStride, 1, rows, s02, s12, s22, s32);
+        }
+    }
+
+    /**
+     * Most tokens for which {@link #rows} multiplies BF16 weights decoded in registers ({@link #tileBF16}) rather
+     * than through the scratch tile: verification passes of up to 8 tokens read each row group from memory once
+     * and then from L1.
+     */
+    static final int REGISTER_TILE_MAX_TOKENS = 8;
+
+    /**
+     * {@link #tile} over BF16 rows at {@code off + r·rowBytes}, each weight vector decoded in registers (widen and
+     * shift, exact) and used for up to three tokens: the same sums in the same order as {@link #tile} over the
+     * decoded rows, so the results are bit-identical.
+     */
+    static void tileBF16(MemorySegment w, long off, long rowBytes, int rows, int cols, float[] x, int xOff,
+            int xStride, int tokens, float[] out, int o, int oStride, float[] lanes, int lo) {
+        long w0 = off;
+        long w1 = rows > 1 ? w0 + rowBytes : w0;
+        long w2 = rows > 2 ? w0 + 2 * rowBytes : w0;
+        long w3 = rows > 3 ? w0 + 3 * rowBytes : w0;
+        int x0 = xOff;
+        int x1 = tokens > 1 ? x0 + xStride : x0;
+        int x2 = tokens > 2 ? x0 + 2 * xStride : x0;
+        FloatVector a00 = FloatVector.zero(F);
+        FloatVector a01 = a00;
+        FloatVector a02 = a00;
+        FloatVector a10 = a00;
+        FloatVector a11 = a00;
+        FloatVector a12 = a00;
+        FloatVector a20 = a00;
+        FloatVector a21 = a00;
+        FloatVector a22 = a00;
+        FloatVector a30 = a00;
+        FloatVector a31 = a00;
+        FloatVector a32 = a00;
+        int upper = F.loopBound(cols);
+        for (int c = 0; c < upper; c += L) {
+            FloatVector xv0 = FloatVector.fromArray(F, x, x0 + c);
+            FloatVector xv1 = FloatVector.fromArray(F, x, x1 + c);
+            FloatVector xv2 = FloatVector.fromArray(F, x, x2 + c);
+            long b = 2L * c;
+            FloatVector wv = ((IntVector) ShortVector.fromMemorySegment(S, w, w0 + b, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a00 = wv.fma(xv0, a00);
+            a01 = wv.fma(xv1, a01);
+            a02 = wv.fma(xv2, a02);
+            wv = ((IntVector) ShortVector.fromMemorySegment(S, w, w1 + b, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a10 = wv.fma(xv0, a10);
+            a11 = wv.fma(xv1, a11);
+            a12 = wv.fma(xv2, a12);
+            wv = ((IntVector) ShortVector.fromMemorySegment(S, w, w2 + b, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a20 = wv.fma(xv0, a20);
+            a21 = wv.fma(xv1, a21);
+            a22 = wv.fma(xv2, a22);
+            wv = ((IntVector) ShortVector.fromMemorySegment(S, w, w3 + b, LE)
+                    .convertShape(VectorOperators.S2I, I, 0)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a30 = wv.fma(xv0, a30);
+            a31 = wv.fma(xv1, a31);
+            a32 = wv.fma(xv2, a32);
+        }
+        a00.intoArray(lanes, lo + 0 * L);
+        a01.intoArray(lanes, lo + 1 * L);
+        a02.intoArray(lanes, lo + 2 * L);
+        a10.intoArray(lanes, lo + 3 * L);
+        a11.intoArray(lanes, lo + 4 * L);
+        a12.intoArray(lanes, lo + 5 * L);
+        a20.intoArray(lanes, lo + 6 * L);
+        a21.intoArray(lanes, lo + 7 * L);
+        a22.intoArray(lanes, lo + 8 * L);
+        a30.intoArray(lanes, lo + 9 * L);
+        a31.intoArray(lanes, lo + 10 * L);
+        a32.intoArray(lanes, lo + 11 * L);
+        float s00 = treeSum(lanes, lo + 0 * L);
+        float s01 = treeSum(lanes, lo + 1 * L);
+        float s02 = treeSum(lanes, lo + 2 * L);
+        float s10 = treeSum(lanes, lo + 3 * L);
+        float s11 = treeSum(lanes, lo + 4 * L);
+        float s12 = treeSum(lanes, lo + 5 * L);
+        float s20 = treeSum(lanes, lo + 6 * L);
+        float s21 = treeSum(lanes, lo + 7 * L);
+        float s22 = treeSum(lanes, lo + 8 * L);
+        float s30 = treeSum(lanes, lo + 9 * L);
+        float s31 = treeSum(lanes, lo + 10 * L);
+        float s32 = treeSum(lanes, lo + 11 * L);
+        for (int c = upper; c < cols; c++) {
+            float xc0 = x[x0 + c];
+            float xc1 = x[x1 + c];
+            float xc2 = x[x2 + c];
+            long b = 2L * c;
+            float wc = atBF16(w, w0 + b);
+            s00 = Math.fma(wc, xc0, s00);
+            s01 = Math.fma(wc, xc1, s01);
+            s02 = Math.fma(wc, xc2, s02);
+            wc = atBF16(w, w1 + b);
+            s10 = Math.fma(wc, xc0, s10);
+            s11 = Math.fma(wc, xc1, s11);
+            s12 = Math.fma(wc, xc2, s12);
+            wc = atBF16(w, w2 + b);
+            s20 = Math.fma(wc, xc0, s20);
+            s21 = Math.fma(wc, xc1, s21);
+            s22 = Math.fma(wc, xc2, s22);
+            wc = atBF16(w, w3 + b);
             s30 = Math.fma(wc, xc0, s30);
             s31 = Math.fma(wc, xc1, s31);
             s32 = Math.fma(wc, xc2, s32);
