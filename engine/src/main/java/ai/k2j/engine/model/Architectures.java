@@ -31,8 +31,8 @@ public final class Architectures {
                                     Backend backend, WeightFormat weightFormat) {
         WeightMap weights = new WeightMap(tensors, source, config);
         return switch (config.architecture()) {
-            case "Qwen2ForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat);
-            case "LlamaForCausalLM" -> Llama.load(config, weights, backend, weightFormat);
+            case "Qwen2ForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat, true);
+            case "LlamaForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat, false);
             case "Qwen3ForCausalLM", "Qwen3MoeForCausalLM" -> Qwen3.load(config, weights, backend, weightFormat);
             default -> throw new ModelFormatException(source + ": architecture '" + config.architecture()
                     + "' is not supported (k2j runs " + String.join(", ", SUPPORTED) + ")");

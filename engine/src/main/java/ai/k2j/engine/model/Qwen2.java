@@ -14,12 +14,14 @@ import ai.k2j.loaders.WeightFormat;
 import java.util.List;
 
 /**
- * The Qwen2 decoder (HF {@code Qwen2ForCausalLM}): weights and forward pass.
+ * The Qwen2 decoder (HF {@code Qwen2ForCausalLM}): weights and forward pass. Llama 3.x ({@code LlamaForCausalLM}) is
+ * the same structure without the q/k/v biases (its lm_head tied in 3.2 1B/3B, untied in 3.1 8B; RoPE usually with
+ * {@code rope_type: llama3}, see {@link RopeFrequencies}), so it loads here with {@code qkvBias} false.
  *
  * <pre>
  *   x = embed(tokens)
  *   per layer:  h = rmsNorm(x)
- *               q|k|v = h·[Wq|Wk|Wv]ᵀ + [bq|bk|bv]         (one fused matmul)
+ *               q|k|v = h·[Wq|Wk|Wv]ᵀ + [bq|bk|bv]         (one fused matmul; Llama: no bias)
  *               rope(q), rope(k);  store k, v in the cache
  *               x += attention(q, cache)·Woᵀ                 (GQA, scale 1/√headDim, no o_proj bias)
  *               h = rmsNorm(x)
@@ -68,8 +70,12 @@ final class Qwen2 implements DecoderModel {
         attentionScale = (float) (1.0 / Math.sqrt(headDim));
     }
 
-    /** Loads the weights named as in HF checkpoints, every shape checked against the config. */
-    static Qwen2 load(ModelConfig config, WeightMap w, Backend backend, WeightFormat weightFormat) {
+    /**
+     * Loads the weights named as in HF checkpoints, every shape checked against the config.
+     *
+     * @param qkvBias whether the checkpoint has q/k/v biases (Qwen2) or none (Llama)
+     */
+    static Qwen2 load(ModelConfig config, WeightMap w, Backend backend, WeightFormat weightFormat, boolean qkvBias) {
         int h = config.hiddenSize();
         int q = config.qDim();
         int kv = config.kvDim();
@@ -83,7 +89,7 @@ final class Qwen2 implements DecoderModel {
                             w.get(p + "self_attn.q_proj.weight", q, h),
                             w.get(p + "self_attn.k_proj.weight", kv, h),
                             w.get(p + "self_attn.v_proj.weight", kv, h)), weightFormat),
-                    backend.vector(List.of(
+                    !qkvBias ? null : backend.vector(List.of(
                             w.get(p + "self_attn.q_proj.bias", q),
                             w.get(p + "self_attn.k_proj.bias", kv),
                             w.get(p + "self_attn.v_proj.bias", kv))),
