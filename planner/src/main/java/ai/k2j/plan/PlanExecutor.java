@@ -38,6 +38,9 @@ public final class PlanExecutor {
     }
 
     private final Plan plan;
+    /** The architectures whose forward pass the executor walks (dense Qwen2 layers; Llama is Qwen2 without biases). */
+    static final List<String> EXECUTABLE = List.of("Qwen2ForCausalLM", "LlamaForCausalLM");
+
     private final ModelConfig cfg;
     private final Checkpoint ckpt;
     private final boolean mesh;
@@ -61,6 +64,10 @@ public final class PlanExecutor {
         this.plan = plan;
         this.ckpt = ckpt;
         this.cfg = ckpt.config();
+        if (!EXECUTABLE.contains(cfg.architecture())) {
+            throw new PlanException("the executor runs " + String.join(" and ", EXECUTABLE) + " checkpoints; "
+                    + ckpt.dir() + " is " + cfg.architecture());
+        }
         this.mesh = plan.shapes() != null && plan.shapes().usesMesh();
         this.hop = plan.device().parameters().get("hopLatencyCycles").value();
         this.step = plan.calibration().stepCycles();
