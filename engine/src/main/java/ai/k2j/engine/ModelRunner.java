@@ -29,7 +29,6 @@ final class ModelRunner {
     private final Sampler[] draftSamplers;
     /** per slot: the draft's warped distribution at each draft position [maxDrafts · vocab], made on first use */
     private final float[][] draftProbs;
-    private final float[] draftRow;
     private final SpeculativeVerifier verifier;
     private final int[] freeSlots;
     private int freeSlotCount;
@@ -56,7 +55,6 @@ final class ModelRunner {
         this.draftSamplers = new Sampler[draft == null ? 0 : slots];
         this.draftProbs = new float[draft == null ? 0 : slots][];
         this.verifier = new SpeculativeVerifier(vocab);
-        this.draftRow = draft == null ? null : new float[vocab];
         this.freeSlots = new int[slots];
         for (int i = 0; i < slots; i++) {
             freeSlots[i] = slots - 1 - i;
@@ -275,9 +273,8 @@ final class ModelRunner {
                 Sampler ds = draftSamplers[s.slot];
                 float[] q = draftProbs(s.slot);
                 // the draft's warped distribution at this position is kept for the acceptance test
-                ds.probabilities(logits, row * vocab, draftRow);
-                System.arraycopy(draftRow, 0, q, j * vocab, vocab);
-                token = ds.sampleFrom(draftRow, vocab);
+                ds.probabilities(logits, row * vocab, q, j * vocab);
+                token = ds.sampleFrom(q, j * vocab, vocab);
             }
             s.tokens[s.length + j] = token;
             s.emittedCount = j + 1;

@@ -83,9 +83,14 @@ final class Sampler {
      * target's warped distributions.
      */
     public void probabilities(float[] logits, int offset, float[] probs) {
-        java.util.Arrays.fill(probs, 0, vocab, 0f);
+        probabilities(logits, offset, probs, 0);
+    }
+
+    /** As {@link #probabilities(float[], int, float[])}, into {@code probs[probsOffset, probsOffset + vocab)}. */
+    public void probabilities(float[] logits, int offset, float[] probs, int probsOffset) {
+        java.util.Arrays.fill(probs, probsOffset, probsOffset + vocab, 0f);
         if (params.isGreedy()) {
-            probs[argmax(logits, offset, vocab)] = 1f;
+            probs[probsOffset + argmax(logits, offset, vocab)] = 1f;
             return;
         }
         filter(logits, offset);
@@ -94,15 +99,20 @@ final class Sampler {
             total += weights[i];
         }
         for (int i = 0; i < count; i++) {
-            probs[ids[i]] = (float) (weights[i] / total);
+            probs[probsOffset + ids[i]] = (float) (weights[i] / total);
         }
     }
 
     /** Draws an index from weights[0, n) (non-negative, not necessarily normalized) with this sampler's generator. */
     public int sampleFrom(float[] weights, int n) {
+        return sampleFrom(weights, 0, n);
+    }
+
+    /** As {@link #sampleFrom(float[], int)} over {@code weights[from, from + n)}; the index is relative to from. */
+    public int sampleFrom(float[] weights, int from, int n) {
         double total = 0;
         for (int i = 0; i < n; i++) {
-            total += weights[i];
+            total += weights[from + i];
         }
         if (!(total > 0)) {
             throw new IllegalArgumentException("weights must have a positive sum, got " + total);
@@ -110,9 +120,9 @@ final class Sampler {
         double r = nextDouble() * total;
         int last = 0;
         for (int i = 0; i < n; i++) {
-            if (weights[i] > 0) {
+            if (weights[from + i] > 0) {
                 last = i;
-                r -= weights[i];
+                r -= weights[from + i];
                 if (r < 0) {
                     return i;
                 }

@@ -67,8 +67,6 @@ final class SpeculativeDecoder {
     /** the draft's warped distribution at each proposal (sampled mode) [maxDraft · vocab] */
     private final float[] draftProbs;
     private final SpeculativeVerifier verifier;
-    /** scratch: one draft distribution */
-    private final float[] draftRow;
 
     private Speculation speculation = Speculation.none();
     private boolean greedy = true;
@@ -130,7 +128,6 @@ final class SpeculativeDecoder {
         this.targetArgmax = new int[maxDraft + 1];
         this.draftProbs = draft == null ? null : new float[Math.max(1, maxDraft) * vocab];
         this.verifier = new SpeculativeVerifier(vocab);
-        this.draftRow = draft == null ? null : new float[vocab];
         this.adaptiveLength = draft == null ? null
                 : new AdaptiveDraftLength(maxDraft, (double) draft.weightBytesPerToken() / target.weightBytesPerToken());
         this.lookupLength = new AdaptiveDraftLength(maxDraft, AdaptiveDraftLength.MIN_COST_RATIO);
@@ -377,10 +374,8 @@ final class SpeculativeDecoder {
 
     /** The draft's warped distribution after the batch just run, stored as proposal row k; draws the proposal. */
     private int draftSampleInto(int k) {
-        float[] row = draftRow;
-        draftSampler.probabilities(draft.forward(draftBatch), 0, row);
-        System.arraycopy(row, 0, draftProbs, k * vocab, vocab);
-        return draftSampler.sampleFrom(row, vocab);
+        draftSampler.probabilities(draft.forward(draftBatch), 0, draftProbs, k * vocab);
+        return draftSampler.sampleFrom(draftProbs, k * vocab, vocab);
     }
 
     private double maxAt(float[] q, int offset) {
