@@ -38,10 +38,19 @@ final class MeshPlanner {
     private double sharedActivations;
     private Plan.Rect currentRect;
 
+    /** null: both expert placements are compared; true / false: only stacked experts / only sub-meshes. */
+    private final Boolean expertsStacked;
+
     /** With {@code tiled}, wafers are cut into several layer meshes; without, one mesh per wafer (WaferLLM's). */
     MeshPlanner(PlanRequest req, boolean tiled) {
+        this(req, tiled, null);
+    }
+
+    /** As above, with the MoE expert placement fixed ({@code expertsStacked}) or compared (null). */
+    MeshPlanner(PlanRequest req, boolean tiled, Boolean expertsStacked) {
         this.req = req;
         this.tiled = tiled;
+        this.expertsStacked = expertsStacked;
         this.dev = req.device();
         this.cost = new CostModel(dev, req.calibration());
         this.wb = req.dtype().bytesPerWeight();
@@ -254,6 +263,9 @@ final class MeshPlanner {
                 cost.gemv(c, heads * a.vHeadDim(), h, c(), r(), t, false, true);                      // o
             } else {
                 cost.gemv(c, h, q + 2 * kv, r(), c(), t, false, true);                  // q, k, v
+                if (m.qkNorm()) {
+                    cost.qkNorm(c, q, kv, m.headDim(), c(), t);
+                }
                 cost.elementwise(c, (m.qkvBias() ? 1.0 : 0.0) * ceilDiv(q + 2 * kv, c()) * t
                         + 3.0 * ceilDiv(q + kv, c()) * t);                               // bias, RoPE
                 cost.gemv(c, q, h, c(), r(), t, false, true);                           // o
@@ -600,6 +612,10 @@ final class MeshPlanner {
      * and combine, or stacked over the whole mesh); the sub-mesh placement otherwise.
      */
     Candidate evaluate(int wafers, Mesh mesh, Mesh draftMesh) {
+        if (req.model().moe() != null && expertsStacked != null) {
+            Candidate only = evaluate(wafers, mesh, draftMesh, expertsStacked);
+            return only == null || only.stacked() == expertsStacked ? only : null;
+        }
         Candidate sub = evaluate(wafers, mesh, draftMesh, false);
         if (req.model().moe() == null) {
             return sub;

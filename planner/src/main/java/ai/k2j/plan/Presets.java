@@ -32,9 +32,9 @@ public final class Presets {
         ALL.put("llama-3.2-1b", new ModelShape("llama-3.2-1b", "LlamaForCausalLM", 2048, 8192, 16, 32, 8, 64, 128256,
                 true, false, 131072, null));
         ALL.put("qwen3-32b", new ModelShape("qwen3-32b", "Qwen3ForCausalLM", 5120, 25600, 64, 64, 8, 128, 151936,
-                false, false, 40960, null));
+                false, false, 40960, null).withQkNorm());
         ALL.put("qwen3-235b-a22b", new ModelShape("qwen3-235b-a22b", "Qwen3MoeForCausalLM", 4096, 12288, 94, 64, 4,
-                128, 151936, false, false, 40960, new ModelShape.Moe(128, 8, 1536, 0, 0)));
+                128, 151936, false, false, 40960, new ModelShape.Moe(128, 8, 1536, 0, 0)).withQkNorm());
         ALL.put("gpt-oss-120b", new ModelShape("gpt-oss-120b", "GptOssForCausalLM", 2880, 2880, 36, 64, 8, 64,
                 201088, false, true, 131072, new ModelShape.Moe(128, 4, 2880, 0, 0)));
         ALL.put("kimi-k2", new ModelShape("kimi-k2", "DeepseekV3ForCausalLM", 7168, 18432, 61, 64, 64, 192, 163840,
