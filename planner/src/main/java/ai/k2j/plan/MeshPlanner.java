@@ -327,7 +327,10 @@ final class MeshPlanner {
             int k = m.moe().topK();
             cost.gemv(c, h, m.moe().experts(), r(), c(), t, false, true);
             cost.elementwise(c, (double) ceilDiv(m.moe().experts(), c()) * k * t);   // local top-k
-            cost.allreduce(c, c(), wavelets(2.0 * k * t, 4));                        // (value, index) pairs
+            // the scores sit in the first min(E, C) columns: the (value, index) pairs of the top k are reduced over
+            // those, then every column gets the choice (the experts' tiles are on every PE)
+            cost.reduce(c, (int) Math.min(m.moe().experts(), c()), wavelets(2.0 * k * t, 4));
+            cost.broadcast(c, c(), wavelets(2.0 * k * t, 4));
             return c;
         }
 

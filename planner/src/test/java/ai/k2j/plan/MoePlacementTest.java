@@ -34,6 +34,9 @@ class MoePlacementTest {
         int r = p.shapes().mesh().rows();
         int c = p.shapes().mesh().cols();
         assertEquals(2.0 * (r - 1) + 2.0 * (c - 1), experts.decode().hops(), 1e-9, "one all-reduce over each line");
+        Plan.Node router = p.nodes().stream().filter(n -> n.kind() == NodeKind.ROUTER).findFirst().orElseThrow();
+        // the router's all-reduce over the rows, then its top k over the 128 columns that hold scores, sent to all
+        assertEquals(2.0 * (r - 1) + (128 - 1) + (c - 1), router.decode().hops(), 1e-9);
         assertTrue(PlanSummary.text(p).contains("experts stacked"), PlanSummary.text(p));
     }
 
