@@ -28,7 +28,7 @@ final class PlanCommand implements Command {
     static final VerbSpec SPEC = new VerbSpec("plan", "wafer-scale plan", List.of(
             Flag.required("model", "DIR|config.json|preset:NAME", "model to place: a model directory, its"
                     + " config.json, or preset:NAME (presets: tiny, qwen2.5-0.5b ... qwen2.5-72b, llama-3.1-8b/70b/405b,"
-                    + " llama-3.3-70b, llama-3.2-1b, qwen3-32b, qwen3-235b-a22b, gpt-oss-120b, kimi-k2); an MoE"
+                    + " llama-3.3-70b, llama-3.2-1b, qwen3-32b, qwen3-235b-a22b, gpt-oss-120b, kimi-k2, deepseek-v3); an MoE"
                     + " config.json (DeepSeek-V3/Kimi K2, Qwen3-MoE, gpt-oss) is read for planning; not with"
                     + " --validate or --calibrate"),
             Flag.required("out", "DIR", "directory for plan.json, plan.dot, plan.svg and summary.txt (created)"),

@@ -154,6 +154,20 @@ final class CostModel {
         }
     }
 
+    /**
+     * Qwen3's per-head RMSNorm of q and k after the q/k/v MeshGEMV, whose {@code q + 2 kv} outputs are split over
+     * {@code nSplit} PEs: squares, scale and gain locally, and an all-reduce of each head's sum of squares over
+     * the PEs its {@code headDim} values span.
+     */
+    void qkNorm(Cycles c, long q, long kv, int headDim, int nSplit, int tokens) {
+        long perPe = ceilDiv(q + 2 * kv, nSplit);
+        elementwise(c, 3.0 * ceilDiv(q + kv, nSplit) * tokens);
+        int span = (int) Math.max(1, Math.min(nSplit, ceilDiv(headDim, Math.max(1, perPe))));
+        if (span > 1) {
+            allreduce(c, span, wavelets(Math.max(1.0, Math.ceil((double) perPe / headDim)) * tokens, 4));
+        }
+    }
+
     /** An activation stream of {@code bytes} between partitions over {@code links} parallel links, {@code hops} long. */
     void stream(Cycles c, double bytes, int links, int hops) {
         c.bandwidth += Math.ceil(wavelets(bytes / ACT_BYTES, ACT_BYTES) / Math.max(1, links));

@@ -125,6 +125,9 @@ final class LayerModel {
             case ATTN -> {
                 int ca = s.attnCols();
                 cost.gemv(c, h, q + 2 * kv, r, ca, t, true, true);
+                if (m.qkNorm()) {
+                    cost.qkNorm(c, q, kv, m.headDim(), ca, t);
+                }
                 cost.elementwise(c, (m.qkvBias() ? 1.0 : 0.0) * ceilDiv(q + 2 * kv, ca) * t
                         + 3.0 * ceilDiv(q + kv, ca) * t);          // bias, RoPE on q and k
                 cost.gemv(c, q, h, r, ca, t, true, true);         // o projection

@@ -38,10 +38,19 @@ final class MeshPlanner {
     private double sharedActivations;
     private Plan.Rect currentRect;
 
+    /** null: both expert placements are compared; true / false: only stacked experts / only sub-meshes. */
+    private final Boolean expertsStacked;
+
     /** With {@code tiled}, wafers are cut into several layer meshes; without, one mesh per wafer (WaferLLM's). */
     MeshPlanner(PlanRequest req, boolean tiled) {
+        this(req, tiled, null);
+    }
+
+    /** As above, with the MoE expert placement fixed ({@code expertsStacked}) or compared (null). */
+    MeshPlanner(PlanRequest req, boolean tiled, Boolean expertsStacked) {
         this.req = req;
         this.tiled = tiled;
+        this.expertsStacked = expertsStacked;
         this.dev = req.device();
         this.cost = new CostModel(dev, req.calibration());
         this.wb = req.dtype().bytesPerWeight();
@@ -83,10 +92,16 @@ final class MeshPlanner {
         final String prefix;
         final Mesh mesh;
         final int span;       // wafers an MoE layer's experts are spread over
+        final boolean stacked; // MoE: every expert spread over the whole layer mesh (else one sub-mesh per expert)
         final long h, q, kv, ff;
 
         Side(ModelShape m, String role, String prefix, Mesh mesh, int span) {
+            this(m, role, prefix, mesh, span, false);
+        }
+
+        Side(ModelShape m, String role, String prefix, Mesh mesh, int span, boolean stacked) {
             this.m = m;
+            this.stacked = stacked && span == 1;
             this.role = role;
             this.prefix = prefix;
             this.mesh = mesh;
@@ -105,9 +120,16 @@ final class MeshPlanner {
             return mesh.cols;
         }
 
-        /** Sub-mesh grid for the experts of an MoE layer on one of its wafers: {gridRows, gridCols, perSubMesh}. */
+        /**
+         * Sub-mesh grid for the experts of an MoE layer on one of its wafers: {gridRows, gridCols, perSubMesh}.
+         * Experts are assigned to sub-meshes in order (routed experts, then shared ones), {@code perSubMesh} each, the
+         * sub-meshes numbered row by row; stacked experts are one 1 x 1 grid (every expert over the whole mesh).
+         */
         int[] expertGrid() {
             int n = (int) ceilDiv(m.moe().experts(), span) + m.moe().sharedExperts();
+            if (stacked) {
+                return new int[] {1, 1, n};
+            }
             int gr = (int) Math.max(1, Math.min(r(), Math.round(Math.sqrt((double) n * r() / c()))));
             int gc = (int) Math.max(1, Math.min(c(), ceilDiv(n, gr)));
             int per = (int) ceilDiv(n, (long) gr * gc);
@@ -241,6 +263,9 @@ final class MeshPlanner {
                 cost.gemv(c, heads * a.vHeadDim(), h, c(), r(), t, false, true);                      // o
             } else {
                 cost.gemv(c, h, q + 2 * kv, r(), c(), t, false, true);                  // q, k, v
+                if (m.qkNorm()) {
+                    cost.qkNorm(c, q, kv, m.headDim(), c(), t);
+                }
                 cost.elementwise(c, (m.qkvBias() ? 1.0 : 0.0) * ceilDiv(q + 2 * kv, c()) * t
                         + 3.0 * ceilDiv(q + kv, c()) * t);                               // bias, RoPE
                 cost.gemv(c, q, h, c(), r(), t, false, true);                           // o
@@ -302,12 +327,18 @@ final class MeshPlanner {
             int k = m.moe().topK();
             cost.gemv(c, h, m.moe().experts(), r(), c(), t, false, true);
             cost.elementwise(c, (double) ceilDiv(m.moe().experts(), c()) * k * t);   // local top-k
-            cost.allreduce(c, c(), wavelets(2.0 * k * t, 4));                        // (value, index) pairs
+            // the scores sit in the first min(E, C) columns: the (value, index) pairs of the top k are reduced over
+            // those, then every column gets the choice (the experts' tiles are on every PE)
+            cost.reduce(c, (int) Math.min(m.moe().experts(), c()), wavelets(2.0 * k * t, 4));
+            cost.broadcast(c, c(), wavelets(2.0 * k * t, 4));
             return c;
         }
 
         /** Dispatch to the k chosen experts' sub-meshes (and wafers), the experts in parallel, the combine. */
         Cycles experts(int t) {
+            if (stacked) {
+                return stackedExperts(t);
+            }
             Cycles c = new Cycles();
             int[] g = expertGrid();
             int sr = r() / g[0];
@@ -334,6 +365,27 @@ final class MeshPlanner {
                 cost.interWafer(c, remote * h * ACT_BYTES * t);
                 c.hops += 2.0 * c() * cost.hop;
             }
+            return c;
+        }
+
+        /**
+         * Experts stacked like layers: each PE holds a tile of every expert, so the k chosen (and the shared) experts
+         * run one after another on the whole mesh as MeshGEMVs, with no dispatch or combine: the input is already
+         * where a dense MLP would read it, the router weights scale each expert's down-projection partials locally,
+         * and the experts' outputs are summed inside the down-projection's all-reduce.
+         */
+        Cycles stackedExperts(int t) {
+            Cycles c = new Cycles();
+            int k = m.moe().topK() + m.moe().sharedExperts();
+            long fe = m.moe().expertIntermediate();
+            double upTile = (double) ceilDiv(h, r()) * ceilDiv(2 * fe, c());
+            c.compute += k * upTile * t / cost.fmac;
+            cost.allreduce(c, r(), wavelets((double) k * ceilDiv(2 * fe, c()) * t, cost.cal.partialSumBytes()));
+            cost.elementwise(c, 3.0 * k * ceilDiv(fe, c()) * t);                      // SiLU x up
+            c.compute += k * (double) ceilDiv(fe, c()) * ceilDiv(h, r()) * t / cost.fmac;
+            cost.elementwise(c, (double) k * ceilDiv(h, r()) * t);                    // router weight per expert
+            cost.allreduce(c, c(), wavelets((double) ceilDiv(h, r()) * t, cost.cal.partialSumBytes()));
+            cost.elementwise(c, (double) ceilDiv(h, r()) * t);                        // residual
             return c;
         }
 
@@ -398,13 +450,20 @@ final class MeshPlanner {
     // ------------------------------------------------------------------------------------------------------
     // Search
 
-    /** A costed candidate: mesh (tile), span, layers per slot (wafer group x tile), token cycles, speculative rate. */
-    record Candidate(int wafers, Mesh mesh, Mesh draftMesh, int span, int[] layersPerSlot, double tokenCycles,
-                     double tokensPerSecond, int specK, double specRate) {
+    /**
+     * A costed candidate: mesh (tile), span, experts stacked or on sub-meshes, layers per slot (wafer group x tile),
+     * token cycles, speculative rate.
+     */
+    record Candidate(int wafers, Mesh mesh, Mesh draftMesh, int span, boolean stacked, int[] layersPerSlot,
+                     double tokenCycles, double tokensPerSecond, int specK, double specRate) {
+    }
+
+    private Side side(ModelShape m, Mesh mesh, int span, boolean stacked) {
+        return new Side(m, "target", "", mesh, span, stacked);
     }
 
     private Side side(ModelShape m, Mesh mesh, int span) {
-        return new Side(m, "target", "", mesh, span);
+        return side(m, mesh, span, false);
     }
 
     /**
@@ -440,12 +499,12 @@ final class MeshPlanner {
     }
 
     /** Minimal span (wafers per MoE layer) so that one layer's experts fit a mesh; -1 if none. */
-    int minSpan(ModelShape m, Mesh mesh) {
+    int minSpan(ModelShape m, Mesh mesh, boolean stacked) {
         if (m.moe() == null) {
             return 1;
         }
-        for (int s = 1; s <= (mesh.tiles() > 1 ? 1 : MAX_WAFERS); s++) {
-            Side sd = new Side(m, "target", "", mesh, s);
+        for (int s = 1; s <= (mesh.tiles() > 1 || stacked ? 1 : MAX_WAFERS); s++) {
+            Side sd = new Side(m, "target", "", mesh, s, stacked);
             double fixed = reserved + sd.activationsPerPe(tPass());
             if (fixed + sd.layerPerPe(m.layers() - 1) <= cap) {
                 return s;
@@ -551,12 +610,32 @@ final class MeshPlanner {
         return c;
     }
 
+    /**
+     * The better of the two expert placements for an MoE model whose layer fits one mesh (sub-meshes with dispatch
+     * and combine, or stacked over the whole mesh); the sub-mesh placement otherwise.
+     */
     Candidate evaluate(int wafers, Mesh mesh, Mesh draftMesh) {
-        int span = minSpan(req.model(), mesh);
+        if (req.model().moe() != null && expertsStacked != null) {
+            Candidate only = evaluate(wafers, mesh, draftMesh, expertsStacked);
+            return only == null || only.stacked() == expertsStacked ? only : null;
+        }
+        Candidate sub = evaluate(wafers, mesh, draftMesh, false);
+        if (req.model().moe() == null) {
+            return sub;
+        }
+        Candidate st = evaluate(wafers, mesh, draftMesh, true);
+        if (st == null || !st.stacked()) {
+            return sub;
+        }
+        return sub == null || st.specRate() > sub.specRate() + 1e-9 ? st : sub;
+    }
+
+    Candidate evaluate(int wafers, Mesh mesh, Mesh draftMesh, boolean stacked) {
+        int span = minSpan(req.model(), mesh, stacked);
         if (span < 0) {
             return null;
         }
-        Side t = side(req.model(), mesh, span);
+        Side t = side(req.model(), mesh, span, stacked);
         Side d = req.draft() == null ? null : new Side(req.draft(), "draft", "draft.", draftMesh, 1);
         int[] slots = pack(t, d, wafers);
         if (slots == null) {
@@ -583,7 +662,7 @@ final class MeshPlanner {
                 }
             }
         }
-        return new Candidate(wafers, mesh, draftMesh, span, slots, token, tps, bestK, bestRate);
+        return new Candidate(wafers, mesh, draftMesh, span, t.stacked, slots, token, tps, bestK, bestRate);
     }
 
     private double exchangeCycles(Side t, int k) {
@@ -664,7 +743,7 @@ final class MeshPlanner {
     private Plan build(Candidate cand, List<Integer> tried) {
         int ctx = req.ctx();
         double f = dev.clockHz();
-        Side t = side(req.model(), cand.mesh(), cand.span());
+        Side t = side(req.model(), cand.mesh(), cand.span(), cand.stacked());
         Side d = req.draft() == null ? null : new Side(req.draft(), "draft", "draft.", cand.draftMesh(), 1);
         int tp = tPass();
         int span = cand.span();

@@ -13,7 +13,21 @@ import ai.k2j.loaders.ModelConfig;
  */
 public record ModelShape(String name, String architecture, int hidden, int intermediate, int layers, int heads,
                          int kvHeads, int headDim, int vocab, boolean tiedEmbeddings, boolean qkvBias,
-                         int maxPositions, Moe moe, Mla mla) {
+                         int maxPositions, Moe moe, Mla mla, boolean qkNorm) {
+
+    /** A shape without Qwen3's per-head q/k RMSNorm. */
+    public ModelShape(String name, String architecture, int hidden, int intermediate, int layers, int heads,
+                      int kvHeads, int headDim, int vocab, boolean tiedEmbeddings, boolean qkvBias, int maxPositions,
+                      Moe moe, Mla mla) {
+        this(name, architecture, hidden, intermediate, layers, heads, kvHeads, headDim, vocab, tiedEmbeddings,
+                qkvBias, maxPositions, moe, mla, false);
+    }
+
+    /** The same shape with Qwen3's per-head RMSNorm on q and k (before RoPE). */
+    public ModelShape withQkNorm() {
+        return new ModelShape(name, architecture, hidden, intermediate, layers, heads, kvHeads, headDim, vocab,
+                tiedEmbeddings, qkvBias, maxPositions, moe, mla, true);
+    }
 
     /** A dense or MoE shape with standard (GQA) attention. */
     public ModelShape(String name, String architecture, int hidden, int intermediate, int layers, int heads,
@@ -41,16 +55,28 @@ public record ModelShape(String name, String architecture, int hidden, int inter
     /**
      * A mixture-of-experts MLP: {@code experts} routed experts of width {@code expertIntermediate}, {@code topK}
      * of them per token, plus {@code sharedExperts} always-on experts of the same width; layers below
-     * {@code firstMoeLayer} keep the dense MLP of width {@link #intermediate()}.
+     * {@code firstMoeLayer} (DeepSeek-V3's {@code first_k_dense_replace}), layers in {@code denseLayers}
+     * (Qwen3-MoE's {@code mlp_only_layers}) and layers {@code i} with {@code (i + 1) % sparseStep != 0} (its
+     * {@code decoder_sparse_step}) keep the dense MLP of width {@link #intermediate()}.
      */
-    public record Moe(int experts, int topK, int expertIntermediate, int sharedExperts, int firstMoeLayer) {
+    public record Moe(int experts, int topK, int expertIntermediate, int sharedExperts, int firstMoeLayer,
+                      int sparseStep, java.util.List<Integer> denseLayers) {
+        public Moe(int experts, int topK, int expertIntermediate, int sharedExperts, int firstMoeLayer) {
+            this(experts, topK, expertIntermediate, sharedExperts, firstMoeLayer, 1, java.util.List.of());
+        }
+
         public Moe {
             if (experts < 1 || topK < 1 || topK > experts || expertIntermediate < 1 || sharedExperts < 0
-                    || firstMoeLayer < 0) {
+                    || firstMoeLayer < 0 || sparseStep < 1) {
                 throw new PlanException("invalid MoE shape: experts=" + experts + " topK=" + topK
                         + " expertIntermediate=" + expertIntermediate + " sharedExperts=" + sharedExperts
-                        + " firstMoeLayer=" + firstMoeLayer);
+                        + " firstMoeLayer=" + firstMoeLayer + " sparseStep=" + sparseStep);
             }
+            denseLayers = java.util.List.copyOf(denseLayers);
+        }
+
+        public boolean isMoeLayer(int layer) {
+            return layer >= firstMoeLayer && !denseLayers.contains(layer) && (layer + 1) % sparseStep == 0;
         }
     }
 
@@ -64,12 +90,18 @@ public record ModelShape(String name, String architecture, int hidden, int inter
         }
     }
 
-    /** The shape of a config k2j's loader read; {@code name} labels it in the plan. */
+    /** The shape of a config k2j's loader read (dense, or Qwen3-MoE); {@code name} labels it in the plan. */
     public static ModelShape of(ModelConfig c, String name) {
-        boolean bias = !c.architecture().startsWith("Llama") && !c.architecture().startsWith("Mistral");
+        boolean bias = c.hasQkvBias() && !c.architecture().startsWith("Mistral");
+        Moe moe = null;
+        if (c.moe() != null) {
+            ai.k2j.loaders.MoeConfig m = c.moe();
+            moe = new Moe(m.numExperts(), m.expertsPerToken(), m.expertIntermediateSize(), 0, 0,
+                    m.decoderSparseStep(), java.util.Arrays.stream(m.mlpOnlyLayers()).boxed().toList());
+        }
         return new ModelShape(name, c.architecture(), c.hiddenSize(), c.intermediateSize(), c.numLayers(),
                 c.numHeads(), c.numKvHeads(), c.headDim(), c.vocabSize(), c.tieWordEmbeddings(), bias,
-                c.maxPositionEmbeddings(), null, null);
+                c.maxPositionEmbeddings(), moe, null, c.hasQkNorm());
     }
 
     public int qDim() {
@@ -81,7 +113,7 @@ public record ModelShape(String name, String architecture, int hidden, int inter
     }
 
     public boolean isMoe(int layer) {
-        return moe != null && layer >= moe.firstMoeLayer();
+        return moe != null && moe.isMoeLayer(layer);
     }
 
     /** q/k/v/o projection weights (and q/k/v biases; MLA: its down/up projections and latent norms) of one layer. */
@@ -95,7 +127,7 @@ public record ModelShape(String name, String architecture, int hidden, int inter
                     + (long) heads * mla.vHeadDim() * h;
         }
         long h = hidden, q = qDim(), kv = kvDim();
-        return h * (q + 2 * kv) + (qkvBias ? q + 2 * kv : 0) + q * h;
+        return h * (q + 2 * kv) + (qkvBias ? q + 2 * kv : 0) + q * h + (qkNorm ? 2L * headDim : 0);
     }
 
     /** gate/up/down weights of one dense MLP. */

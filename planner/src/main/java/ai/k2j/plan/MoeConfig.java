@@ -26,6 +26,11 @@ public final class MoeConfig {
         return expertCount(root) > 0;
     }
 
+    /** Whether k2j's loader ({@code ModelConfig}) reads this MoE config itself (Qwen3-MoE). */
+    static boolean loaderReads(Path configJson) {
+        return "Qwen3MoeForCausalLM".equals(readTree(configJson).path("architectures").path(0).asText());
+    }
+
     private static int expertCount(JsonNode root) {
         for (String k : new String[] {"n_routed_experts", "num_experts", "num_local_experts"}) {
             if (root.path(k).isInt() && root.path(k).asInt() > 0) {

@@ -22,7 +22,12 @@ import java.util.Set;
  * and attention runs over the KV cache slices as placed (the mesh mapping's shift-based cache moves entries row by
  * row as tokens arrive), combining the per-slice softmax statistics by the same trees. The output is the model's
  * logits (equal to the plain forward pass up to float reassociation) and the plan's predicted cycles per token, summed
- * over the same walk. Dense Qwen2/Llama layers only (no MoE, no MLA), target model only.
+ * over the same walk. Qwen3's per-head q/k RMSNorm sums each head's squares over the PEs its dimensions span, by the
+ * K-tree. MoE layers (Qwen3-MoE) run the router as a MeshGEMV and HF's softmax top-k, then each chosen expert on the
+ * PEs the plan gives it: a sub-mesh of the layer's mesh ({@code shapes.mesh.expertGridRows x expertGridCols}, experts
+ * assigned in order, {@code perSubMesh} each) whose outputs are weighted and added by a pairwise combine tree, or,
+ * with stacked experts (a 1 x 1 grid), the whole mesh, the chosen experts' down-projection partials weighted and
+ * summed on each PE before the one K-tree reduction. Not walked: MLA (DeepSeek-V3) and the draft model.
  */
 public final class PlanExecutor {
 
@@ -39,7 +44,8 @@ public final class PlanExecutor {
 
     private final Plan plan;
     /** The architectures whose forward pass the executor walks (dense Qwen2 layers; Llama is Qwen2 without biases). */
-    static final List<String> EXECUTABLE = List.of("Qwen2ForCausalLM", "LlamaForCausalLM");
+    static final List<String> EXECUTABLE = List.of("Qwen2ForCausalLM", "LlamaForCausalLM", "Qwen3ForCausalLM",
+            "Qwen3MoeForCausalLM");
 
     private final ModelConfig cfg;
     private final Checkpoint ckpt;
@@ -94,10 +100,16 @@ public final class PlanExecutor {
                     + " layers), the checkpoint at " + ckpt.dir() + " has hidden " + h + ", " + cfg.numLayers()
                     + " layers");
         }
-        for (Plan.Node n : plan.nodes()) {
-            if (n.kind() == NodeKind.ROUTER || n.kind() == NodeKind.EXPERT) {
-                throw new PlanException("the executor runs dense layers only; " + n.id() + " is " + n.kind());
+        for (int l = 0; l < cfg.numLayers(); l++) {
+            boolean planned = byId.containsKey("L" + l + ".router");
+            if (planned != cfg.isMoeLayer(l)) {
+                throw new PlanException("plan layer " + l + (planned ? " routes to experts" : " has a dense MLP")
+                        + " but the checkpoint at " + ckpt.dir() + "'s layer " + l + " is "
+                        + (cfg.isMoeLayer(l) ? "a mixture of experts" : "dense"));
             }
+        }
+        if (cfg.moe() != null && (plan.shapes().mesh() == null || plan.shapes().mesh().expertGridRows() == null)) {
+            throw new PlanException("the plan places MoE layers but gives no expert grid (shapes.mesh)");
         }
     }
 
@@ -180,6 +192,7 @@ public final class PlanExecutor {
         float[] normed = null;
         float[] qkv = null;
         float[] logits = null;
+        Routing routing = null;
         for (int i = 0; i < walk.size(); i++) {
             Plan.Node n = byId.get(walk.get(i));
             boolean last = i == walk.size() - 1;
@@ -214,14 +227,17 @@ public final class PlanExecutor {
                 case MLP -> {
                     float[] gu = gemv(n, stacked(p + "mlp.gate_up", p + "mlp.gate_proj.weight",
                             p + "mlp.up_proj.weight"), null, normed, h, 2 * ff, true);
-                    float[] act = new float[ff];
-                    for (int j = 0; j < ff; j++) {
-                        float gj = gu[j];
-                        act[j] = (float) (gj / (1.0 + Math.exp(-gj))) * gu[ff + j];
-                    }
+                    float[] act = swiglu(gu, ff);
                     float[] d = gemv(n, w(p + "mlp.down_proj.weight"), null, act, ff, h, false);
                     for (int j = 0; j < h; j++) {
                         x[j] += d[j];
+                    }
+                }
+                case ROUTER -> routing = route(n, p, normed);
+                case EXPERT -> {
+                    float[] y = experts(n, p, normed, routing);
+                    for (int j = 0; j < h; j++) {
+                        x[j] += y[j];
                     }
                 }
                 case LM_HEAD -> logits = head(n, normed);
@@ -246,6 +262,12 @@ public final class PlanExecutor {
         }
         float[] out = gemv(n, stacked(a + "qkv", a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"), bias,
                 x, h, q + 2 * kv, true);
+        if (cfg.hasQkNorm()) {
+            // the q/k/v outputs are split over the rectangle's columns, as the GEMV left them
+            int parts = Math.min(q + 2 * kv, n.rect().cols());
+            headNorm(out, 0, heads, slice(q + 2 * kv, parts), w(a + "q_norm.weight"));
+            headNorm(out, q, kvHeads, slice(q + 2 * kv, parts), w(a + "k_norm.weight"));
+        }
         float[] qv = java.util.Arrays.copyOfRange(out, 0, q);
         float[] kvec = java.util.Arrays.copyOfRange(out, q, q + kv);
         rope(qv, heads, pos);
@@ -274,6 +296,31 @@ public final class PlanExecutor {
         }
         weights.put(key, out);
         return out;
+    }
+
+    /**
+     * Per-head RMSNorm of {@code nHeads} heads starting at {@code off} in a vector split into parts of {@code part}
+     * values (one per PE): each PE's sum of squares of the head's values it holds, added by the K-tree.
+     */
+    private void headNorm(float[] v, int off, int nHeads, int part, float[] gamma) {
+        for (int hh = 0; hh < nHeads; hh++) {
+            int b = off + hh * hd;
+            int p0 = b / part;
+            int p1 = (b + hd - 1) / part;
+            float[][] sq = new float[p1 - p0 + 1][];
+            for (int pp = p0; pp <= p1; pp++) {
+                float acc = 0;
+                for (int i = Math.max(b, pp * part); i < Math.min(b + hd, (pp + 1) * part); i++) {
+                    acc += v[i] * v[i];
+                }
+                sq[pp - p0] = new float[] {acc};
+            }
+            float total = treeSum(sq, CostModel.bestTree(sq.length, 1, hop, step))[0];
+            double inv = 1.0 / Math.sqrt(total / hd + cfg.rmsNormEps());
+            for (int i = 0; i < hd; i++) {
+                v[b + i] = (float) (v[b + i] * inv) * gamma[i];
+            }
+        }
     }
 
     private void rope(float[] v, int nHeads, int pos) {
@@ -305,15 +352,30 @@ public final class PlanExecutor {
      * the partials of a column of tiles are added in the K-tree order the cost model picks for that reduction.
      */
     private float[] gemv(Plan.Node n, float[] wt, float[] bias, float[] x, int k, int nOut, boolean kOverRows) {
-        int kParts = Math.min(k, kOverRows ? n.rect().rows() : n.rect().cols());
-        int nParts = Math.min(nOut, kOverRows ? n.rect().cols() : n.rect().rows());
+        return gemvOn(n.id(), n.rect(), n.sram().weightsPerPe(), List.of(new Term(wt, x, 1f)), bias, k, nOut,
+                kOverRows);
+    }
+
+    /** One matrix-vector product of a summed GEMV: {@code scale * W x}, W [nOut x k] in HF layout. */
+    private record Term(float[] wt, float[] x, float scale) {
+    }
+
+    /**
+     * A MeshGEMV on {@code rect} of a sum of terms sharing one placement (several chosen experts' down projections
+     * on the same PEs): each PE adds its tiles' scaled partial sums, then one K-tree reduction per column of tiles.
+     * {@code key} names the PEs whose weight slices are counted against {@code planWeightsPerPe}.
+     */
+    private float[] gemvOn(String key, Plan.Rect rect, double planWeightsPerPe, List<Term> terms, float[] bias, int k,
+                           int nOut, boolean kOverRows) {
+        int kParts = Math.min(k, kOverRows ? rect.rows() : rect.cols());
+        int nParts = Math.min(nOut, kOverRows ? rect.cols() : rect.rows());
         int ks = slice(k, kParts);
         int ns = slice(nOut, nParts);
-        // the weight slice one PE holds for this matrix, against the plan's SRAM for weights on that PE
-        double tileBytes = (double) ks * ns * bytesPerWeight;
-        if (firstToken && n.sram().weightsPerPe() > 0) {
-            double sum = tileBytesByNode.merge(n.id(), tileBytes, Double::sum);
-            maxTileRatio = Math.max(maxTileRatio, sum / n.sram().weightsPerPe());
+        // the weight slices one PE holds for these matrices, against the plan's SRAM for weights on that PE
+        double tileBytes = (double) ks * ns * bytesPerWeight * terms.size();
+        if (firstToken && planWeightsPerPe > 0) {
+            double sum = tileBytesByNode.merge(key, tileBytes, Double::sum);
+            maxTileRatio = Math.max(maxTileRatio, sum / planWeightsPerPe);
         }
         int[] tree = CostModel.bestTree(kParts, CostModel.wavelets(ns, plan.calibration().partialSumBytes()), hop,
                 step);
@@ -329,23 +391,142 @@ public final class PlanExecutor {
                 int k0 = i * ks;
                 int k1 = Math.min(k, k0 + ks);
                 float[] part = new float[n1 - n0];
-                for (int r = n0; r < n1; r++) {
-                    float acc = 0;
-                    int row = r * k;
-                    for (int c = k0; c < k1; c++) {
-                        acc += wt[row + c] * x[c];
+                for (Term t : terms) {
+                    for (int r = n0; r < n1; r++) {
+                        float acc = 0;
+                        int row = r * k;
+                        for (int c = k0; c < k1; c++) {
+                            acc += t.wt()[row + c] * t.x()[c];
+                        }
+                        part[r - n0] += terms.size() == 1 ? acc : t.scale() * acc;
                     }
-                    part[r - n0] = acc;
+                    tiles++;
                 }
                 partial[i] = part;
-                tiles++;
             }
             float[] sum = treeSum(partial, tree);
             for (int r = n0; r < n1; r++) {
                 y[r] = sum[r - n0] + (bias == null ? 0 : bias[r]);
             }
         }
+        if (terms.size() == 1 && terms.get(0).scale() != 1f) {
+            for (int r = 0; r < nOut; r++) {
+                y[r] *= terms.get(0).scale();
+            }
+        }
         return y;
+    }
+
+    // ---- mixture of experts ----
+
+    /** The k experts a token chose and their weights. */
+    private record Routing(int[] chosen, float[] weights) {
+    }
+
+    /**
+     * The router as a MeshGEMV (K over rows, the experts over columns), then HF's routing: softmax over the experts in
+     * float32, the top k (ties to the lower id), divided by their sum when norm_topk_prob.
+     */
+    private Routing route(Plan.Node n, String p, float[] normed) {
+        int numExperts = cfg.moe().numExperts();
+        int k = cfg.moe().expertsPerToken();
+        float[] logits = gemv(n, w(p + "mlp.gate.weight"), null, normed, h, numExperts, true);
+        float max = Float.NEGATIVE_INFINITY;
+        for (float v : logits) {
+            max = Math.max(max, v);
+        }
+        float sum = 0;
+        for (int e = 0; e < numExperts; e++) {
+            logits[e] = (float) Math.exp(logits[e] - max);
+            sum += logits[e];
+        }
+        int[] chosen = new int[k];
+        float[] weights = new float[k];
+        float chosenSum = 0;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < numExperts; e++) {
+                if (logits[e] >= 0 && (best < 0 || logits[e] > logits[best])) {
+                    best = e;
+                }
+            }
+            chosen[j] = best;
+            weights[j] = logits[best] / sum;
+            logits[best] = -1;
+            chosenSum += weights[j];
+        }
+        if (cfg.moe().normTopkProb()) {
+            for (int j = 0; j < k; j++) {
+                weights[j] /= chosenSum;
+            }
+        }
+        return new Routing(chosen, weights);
+    }
+
+    /** SiLU(gate) x up of one expert (or MLP) from its stacked gate|up output. */
+    private static float[] swiglu(float[] gu, int ff) {
+        float[] act = new float[ff];
+        for (int j = 0; j < ff; j++) {
+            float gj = gu[j];
+            act[j] = (float) (gj / (1.0 + Math.exp(-gj))) * gu[ff + j];
+        }
+        return act;
+    }
+
+    /**
+     * The chosen experts of an MoE layer, each on the PEs the plan gives it. Experts go to the wafers the layer spans
+     * in order ({@code ceil(E / span)} each), on a wafer to the sub-meshes of its expert grid in order
+     * ({@code perSubMesh} each, sub-meshes numbered row by row, each {@code rows / gridRows x cols / gridCols} PEs of
+     * the layer's mesh). A 1 x 1 grid is the stacked placement: every chosen expert on the whole mesh, their
+     * down-projection partials weighted and summed on each PE before the one reduction. Otherwise each expert's
+     * output is reduced on its sub-mesh, weighted, and the outputs added by a pairwise combine tree.
+     */
+    private float[] experts(Plan.Node n, String p, float[] normed, Routing r) {
+        Plan.Mesh mesh = plan.shapes().mesh();
+        int gr = mesh.expertGridRows();
+        int gc = mesh.expertGridCols();
+        int span = mesh.expertSpan();
+        int fe = cfg.moe().expertIntermediateSize();
+        int perWafer = slice(cfg.moe().numExperts(), span);
+        int per = slice(perWafer, gr * gc);
+        String e0 = p + "mlp.experts.";
+        if (gr * gc == 1 && span == 1) {
+            List<Term> downs = new ArrayList<>();
+            for (int j = 0; j < r.chosen().length; j++) {
+                String pe = e0 + r.chosen()[j] + ".";
+                float[] gu = gemvOn(n.id(), n.rect(), n.sram().weightsPerPe(), List.of(new Term(stacked(pe
+                        + "gate_up", pe + "gate_proj.weight", pe + "up_proj.weight"), normed, 1f)), null, h, 2 * fe,
+                        true);
+                downs.add(new Term(w(pe + "down_proj.weight"), swiglu(gu, fe), r.weights()[j]));
+            }
+            return gemvOn(n.id(), n.rect(), n.sram().weightsPerPe(), downs, null, fe, h, false);
+        }
+        float[][] outs = new float[r.chosen().length][];
+        for (int j = 0; j < outs.length; j++) {
+            int e = r.chosen()[j];
+            Plan.Node holder = n;
+            if (span > 1) {
+                String id = n.id().substring(0, n.id().lastIndexOf(".w")) + ".w" + (n.wafer() + e / perWafer);
+                holder = byId.get(id);
+                if (holder == null) {
+                    throw new PlanException("expert " + e + " of " + n.id() + " belongs on partition " + id
+                            + ", which the plan does not have");
+                }
+            }
+            int idx = (e % perWafer) / per;
+            int sr = holder.rect().rows() / gr;
+            int sc = holder.rect().cols() / gc;
+            Plan.Rect sub = new Plan.Rect(holder.rect().row() + (idx / gc) * sr, holder.rect().col() + (idx % gc) * sc,
+                    sr, sc);
+            String key = holder.id() + "#" + idx;
+            String pe = e0 + e + ".";
+            float[] gu = gemvOn(key, sub, holder.sram().weightsPerPe(), List.of(new Term(stacked(pe + "gate_up",
+                    pe + "gate_proj.weight", pe + "up_proj.weight"), normed, 1f)), null, h, 2 * fe, true);
+            outs[j] = gemvOn(key, sub, holder.sram().weightsPerPe(), List.of(new Term(w(pe + "down_proj.weight"),
+                    swiglu(gu, fe), r.weights()[j])), null, fe, h, false);
+        }
+        int levels = Math.max(1, 32 - Integer.numberOfLeadingZeros(outs.length - 1));
+        return treeSum(outs, new int[] {levels, 2});
     }
 
     /** Adds the parts level by level: groups of g consecutive parts, K levels (the last takes what is left). */

@@ -29,7 +29,9 @@ public final class PlanSummary {
             sb.append(String.format(Locale.ROOT, "mapping %s: each layer a %d x %d mesh of PEs (MeshGEMV, K-tree "
                             + "all-reduce, shift-based KV cache), %d x %d meshes per wafer, a mesh's layers stacked in "
                             + "its PEs%s%s%n", plan.shapes().mapping(), m.rows(), m.cols(), m.tilesDown(),
-                    m.tilesAcross(), m.expertGridRows() == null ? "" : String.format(Locale.ROOT,
+                    m.tilesAcross(), m.expertGridRows() == null ? ""
+                            : m.expertGridRows() * m.expertGridCols() == 1 ? "; experts stacked (each expert spread "
+                            + "over the whole layer mesh, no dispatch or combine)" : String.format(Locale.ROOT,
                             "; experts on %d x %d sub-meshes, a layer's experts over %d wafer(s)", m.expertGridRows(),
                             m.expertGridCols(), m.expertSpan()),
                     m.draftRows() == null ? "" : String.format(Locale.ROOT, "; draft on a %d x %d mesh of wafer 0",

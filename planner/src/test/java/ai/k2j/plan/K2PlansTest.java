@@ -12,9 +12,36 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class K2PlansTest {
 
     static Path kimiConfig() {
+        return planConfig("kimi-k2");
+    }
+
+    static Path planConfig(String model) {
         String root = System.getProperty("k2j.repoRoot");
         Path base = root != null ? Path.of(root, "engine") : Path.of("").toAbsolutePath();
-        return base.resolve("src/test/resources/plan/kimi-k2/config.json");
+        return base.resolve("src/test/resources/plan/" + model + "/config.json");
+    }
+
+    /** DeepSeek-V3 read from its published config.json: the preset's shape, 671B, the MLA cache, an FP8 plan. */
+    @Test
+    void deepSeekV3FromItsConfigMatchesThePresetAndPlansInFp8() {
+        ModelShape read = ModelSource.resolve(planConfig("deepseek-v3").toString());
+        ModelShape preset = Presets.get("deepseek-v3");
+        assertEquals(preset, new ModelShape(preset.name(), read.architecture(), read.hidden(), read.intermediate(),
+                read.layers(), read.heads(), read.kvHeads(), read.headDim(), read.vocab(), read.tiedEmbeddings(),
+                read.qkvBias(), read.maxPositions(), read.moe(), read.mla(), read.qkNorm()));
+        assertEquals(671.0e9, read.parameterCount(), 0.5e9, "DeepSeek-V3's 671B (without the MTP module)");
+        assertEquals(3, read.moe().firstMoeLayer());
+        assertTrue(!read.isMoe(2) && read.isMoe(3));
+        // MLA caches the 512-wide latent and the 64-wide RoPE key: 1,152 B per token and layer at 16 bits, against
+        // 128 heads x (192 + 128) x 2 B = 81,920 B expanded
+        assertEquals(1152, read.kvBytesPerTokenPerLayer());
+        Plan fp8 = Planner.plan(PlanRequest.of(read, DeviceSpec.builtIn("wse3")).withCtx(4096)
+                .withDtype(WeightDType.FP8).withWafers(29).withMapping("tiled-mesh"));
+        PlannerPropertyTest.assertLegal(fp8, "deepseek-v3 fp8");
+        assertEquals(61L * 4096 * 1152, fp8.nodes().stream().filter(n -> n.kind() == NodeKind.KV_CACHE)
+                .mapToLong(Plan.Node::kvBytes).sum());
+        assertTrue(fp8.nodes().stream().anyMatch(n -> n.id().equals("L2.mlp"))
+                && fp8.nodes().stream().anyMatch(n -> n.id().equals("L3.router")), "three dense layers, then MoE");
     }
 
     @Test

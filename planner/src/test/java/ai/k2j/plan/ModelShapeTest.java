@@ -15,6 +15,26 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class ModelShapeTest {
 
+    /** Qwen3 and Qwen3-MoE configs go through the loader: q/k norm, no q/k/v bias, MLP-only layers stay dense. */
+    @Test
+    void qwen3ConfigsKeepTheirNormsAndDenseLayers() {
+        Path golden = PlanExecutorTest.goldenDir();
+        ModelShape dense = ModelSource.resolve(golden.resolve("qwen3_tied_bf16").toString());
+        assertTrue(dense.qkNorm());
+        assertFalse(dense.qkvBias());
+        assertEquals(null, dense.moe());
+        ModelShape moe = ModelSource.resolve(golden.resolve("qwen3_moe_f32").toString());
+        assertTrue(moe.qkNorm() && !moe.qkvBias());
+        assertEquals(8, moe.moe().experts());
+        assertEquals(2, moe.moe().topK());
+        assertEquals(48, moe.moe().expertIntermediate());
+        assertTrue(moe.isMoe(0) && !moe.isMoe(1) && moe.isMoe(2), "mlp_only_layers [1] keeps layer 1 dense");
+        ai.k2j.loaders.ModelConfig cfg = ai.k2j.loaders.ModelConfig.read(golden.resolve("qwen3_moe_f32/config.json"));
+        assertEquals(cfg.parameterCount(), moe.parameterCount(), "the planner counts what the loader counts");
+        assertFalse(Presets.get("qwen3-32b").qkvBias());
+        assertTrue(Presets.get("qwen3-32b").qkNorm() && Presets.get("qwen3-235b-a22b").qkNorm());
+    }
+
     /** Parameter counts published on the models' Hugging Face cards. */
     @Test
     void presetsReproduceThePublishedParameterCounts() {

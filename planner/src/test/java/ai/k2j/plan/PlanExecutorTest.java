@@ -63,19 +63,37 @@ class PlanExecutorTest {
         }
     }
 
-    /** Runs every mapping on every grid; checks logits, the cycle walk and the tile sizes. */
+    /**
+     * Runs every mapping on every grid (an MoE model: the mesh mappings with each expert placement, stacked and on
+     * sub-meshes); checks logits, the cycle walk and the tile sizes.
+     */
     private static void check(Path dir, int[] prompt, float[][] reference, float[][] hf) {
         ModelShape shape = ModelSource.resolve(dir.toString());
         int[][] grids = {{16, 24}, {40, 56}, {96, 128}};
         int plansRun = 0;
+        java.util.Set<String> expertGrids = new java.util.TreeSet<>();
         for (int[] g : grids) {
-            for (String mapping : new String[] {"layer-pipeline", "mesh", "tiled-mesh"}) {
-                PlanRequest req = PlanRequest.of(shape, toyDevice(g[0], g[1])).withCtx(64).withMapping(mapping);
+            for (String mapping : new String[] {"layer-pipeline", "mesh", "tiled-mesh", "mesh/sub-meshes",
+                    "tiled-mesh/sub-meshes"}) {
+                if (mapping.endsWith("/sub-meshes") && shape.moe() == null) {
+                    continue;
+                }
+                PlanRequest req = PlanRequest.of(shape, toyDevice(g[0], g[1])).withCtx(64)
+                        .withMapping(mapping.replace("/sub-meshes", ""));
                 Plan plan;
                 try {
-                    plan = Planner.plan(req);
+                    plan = mapping.endsWith("/sub-meshes")
+                            ? new MeshPlanner(req, mapping.startsWith("tiled"), false).plan(true)
+                            : Planner.plan(req);
                 } catch (PlanException e) {
                     continue;   // this mapping has no legal placement on this grid
+                }
+                if (plan == null) {
+                    continue;
+                }
+                if (shape.moe() != null) {
+                    Plan.Mesh m = plan.shapes().mesh();
+                    expertGrids.add(m.expertGridRows() * m.expertGridCols() == 1 ? "stacked" : "sub-meshes");
                 }
                 // through the JSON document, as a consumer of plan.json would get it
                 Plan read = PlanJson.read(PlanJson.write(plan), "plan.json");
@@ -105,6 +123,9 @@ class PlanExecutorTest {
             }
         }
         assertTrue(plansRun >= 5, dir + ": only " + plansRun + " plans were legal on the test grids");
+        if (shape.moe() != null) {
+            assertEquals(java.util.Set.of("stacked", "sub-meshes"), expertGrids, dir + ": both expert placements run");
+        }
     }
 
     @TestFactory
@@ -120,7 +141,7 @@ class PlanExecutorTest {
                 JsonNode expected = JSON.readTree(c.resolve("expected.json").toFile());
                 String arch = JSON.readTree(c.resolve("config.json").toFile()).path("architectures").path(0).asText();
                 if (!PlanExecutor.EXECUTABLE.contains(arch)) {
-                    // an architecture the executor does not walk (Qwen3's q/k norms, MoE) is refused, not mis-run
+                    // an architecture the executor does not walk (MLA) is refused, not mis-run
                     Plan p = Planner.plan(PlanRequest.of(ModelSource.resolve(c.toString()), toyDevice(40, 56))
                             .withCtx(16));
                     PlanException e = assertThrows(PlanException.class, () -> PlanExecutor.run(p, c, new int[] {1}));
