@@ -212,6 +212,7 @@ final class DeepseekV3 implements DecoderModel {
     /** The buffers of one context. */
     private record Buffers(Buffer x, Buffer xNorm, Buffer qa, Buffer q, Rows qNope, Rows qRope, Buffer kva,
                            Rows latent, Rows keyHalf, Rows valueHalf, Rows kRope, Buffer qLatent, Buffer oLatent,
+                           Rows qLatentRows, Rows oLatentRows,
                            Buffer attnOut, Buffer proj, Buffer gateUp, Buffer ffn, Buffer logitHidden, Buffer logits,
                            RopeTable rope, Buffer routerLogits, Buffer expertIn, SigmoidRouting routing)
             implements Workspace {
@@ -231,6 +232,8 @@ final class DeepseekV3 implements DecoderModel {
         }
         Buffer q = backend.allocate(t * qWidth);
         Buffer kva = backend.allocate(t * latentWidth);
+        Buffer qLatent = backend.allocate(t * heads * ds.kvLoraRank());
+        Buffer oLatent = backend.allocate(t * heads * ds.kvLoraRank());
         RopeFrequencies freqs = RopeFrequencies.of(config, maxContext);
         boolean moe = ds.routedExperts() > 0;
         return new Buffers(backend.allocate(t * hidden), backend.allocate(t * hidden),
@@ -238,7 +241,7 @@ final class DeepseekV3 implements DecoderModel {
                 q, Rows.of(q, 0, qWidth, heads * nope), Rows.of(q, heads * nope, qWidth, heads * rope),
                 kva, Rows.of(kva, 0, latentWidth, ds.kvLoraRank()), Rows.of(kva, 0, latentWidth, half),
                 Rows.of(kva, half, latentWidth, half), Rows.of(kva, ds.kvLoraRank(), latentWidth, rope),
-                backend.allocate(t * heads * ds.kvLoraRank()), backend.allocate(t * heads * ds.kvLoraRank()),
+                qLatent, oLatent, Rows.of(qLatent, heads * ds.kvLoraRank()), Rows.of(oLatent, heads * ds.kvLoraRank()),
                 backend.allocate(t * heads * ds.vHeadDim()), backend.allocate(t * hidden),
                 backend.allocate(t * 2L * ff), backend.allocate(t * ff), backend.allocate((long) maxLogitRows * hidden),
                 backend.allocate((long) maxLogitRows * config.vocabSize()),
@@ -274,9 +277,8 @@ final class DeepseekV3 implements DecoderModel {
             backend.storeKv(cache, l, b.keyHalf, b.valueHalf, batch);
             // attention in the latent space, then out of it
             backend.headMatmul(a.absorbedKeys, heads, b.qNope, n, b.qLatent);
-            backend.latentAttention(Rows.of(b.qLatent, heads * lora), b.qRope, cache, l, batch, heads, lora,
-                    softmaxScale, b.oLatent);
-            backend.headMatmul(a.absorbedValues, heads, Rows.of(b.oLatent, heads * lora), n, b.attnOut);
+            backend.latentAttention(b.qLatentRows, b.qRope, cache, l, batch, heads, lora, softmaxScale, b.oLatent);
+            backend.headMatmul(a.absorbedValues, heads, b.oLatentRows, n, b.attnOut);
             backend.matmul(a.o, null, b.attnOut, n, b.proj);
             backend.addRmsNorm(b.x, b.proj, layer.postNorm, eps, n, hidden, b.xNorm);
             // feed-forward: x += mlp(xNorm)
