@@ -55,6 +55,12 @@ import java.util.List;
  */
 final class DeepseekV3 implements DecoderModel {
 
+    /**
+     * Benchmark switch ({@code -Dk2j.moe.ungrouped=true}): run each (token, expert) pair on its own instead of each
+     * expert once over its tokens, to measure what grouping saves in prefill (docs/deepseek-v3.md). Same results.
+     */
+    private static final boolean UNGROUPED = Boolean.getBoolean("k2j.moe.ungrouped");
+
     /** One SwiGLU MLP: a dense layer's, a routed expert's, or a layer's shared experts. */
     private record Mlp(Weight gateUp, Weight down) {
         long byteSize() {
@@ -317,6 +323,22 @@ final class DeepseekV3 implements DecoderModel {
         backend.matmul(layer.router, null, b.xNorm, n, b.routerLogits);
         backend.download(b.routerLogits, 0, r.routerLogits, 0, n * numExperts);
         r.route(n, layer.correctionBias);
+        if (UNGROUPED) {
+            int k = ds.expertsPerToken();
+            for (int t = 0; t < n; t++) {
+                for (int j = 0; j < k; j++) {
+                    int pair = t * k + j;
+                    r.pairRow[0] = t;
+                    r.pairScale[0] = r.chosenWeights[pair];
+                    backend.gatherRows(b.xNorm, hidden, r.pairRow, 0, 1, b.expertIn);
+                    Mlp expert = layer.experts[r.chosen[pair]];
+                    backend.matmulSiluMul(expert.gateUp, b.expertIn, 1, b.gateUp, b.ffn);
+                    backend.matmul(expert.down, null, b.ffn, 1, b.proj);
+                    backend.scatterAdd(b.proj, hidden, r.pairRow, r.pairScale, 0, 1, b.x);
+                }
+            }
+            return;
+        }
         for (int e = 0; e < numExperts; e++) {
             int from = r.groupStart[e];
             int count = r.groupStart[e + 1] - from;

@@ -28,6 +28,8 @@ final class SigmoidRouting {
     final int[] groupStart;       // [experts + 1]: expert e's pairs are rows[groupStart[e], groupStart[e + 1])
     final int[] rows;             // token rows grouped by expert, ascending within a group
     final float[] scales;         // routing weight of each pair, in rows' order
+    final int[] pairRow = new int[1];       // one pair at a time (the ungrouped benchmark path)
+    final float[] pairScale = new float[1];
 
     private final DeepseekConfig config;
     private final float[] choice;      // one token's choice scores
