@@ -357,10 +357,13 @@ final class DeepseekV3 implements DecoderModel {
         }
     }
 
-    /** Routing downloads the router logits mid-step, so MoE steps cannot be recorded as graphs. */
+    /**
+     * Not recorded as graphs: routing downloads the router logits mid-step, and the latent attention sizes its
+     * scratch from each step's positions.
+     */
     @Override
     public boolean recordable() {
-        return ds.routedExperts() == 0;
+        return false;
     }
 
     @Override
