@@ -488,7 +488,8 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--min-margin", type=float, default=1e-3)
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
-    ap.add_argument("--deepseek-only", action="store_true", help="only the DeepSeek-V3 / Kimi K2 cases")
+    ap.add_argument("--deepseek-only", action="store_true",
+                    help="the DeepSeek-V3 / Kimi K2 cases (for golden-mla/) instead of the others")
     args = ap.parse_args()
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -505,10 +506,9 @@ def main():
     # DeepSeek-V3 / Kimi K2 cases live in their own file (MLA, sigmoid-routed MoE, FP8 blocks)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import deepseek_v3_fixtures
+    # by default the cases of golden/; the DeepSeek ones go to golden-mla/ (--deepseek-only), --only finds either
     all_cases = CASES + deepseek_v3_fixtures.DEEPSEEK_CASES
-    if args.deepseek_only:
-        all_cases = deepseek_v3_fixtures.DEEPSEEK_CASES
-    cases = all_cases
+    cases = deepseek_v3_fixtures.DEEPSEEK_CASES if args.deepseek_only else CASES
     if args.only:
         wanted = set(args.only.split(","))
         unknown = wanted - {c["name"] for c in all_cases}
