@@ -287,3 +287,73 @@ extern "C" __global__ void scatter_add_rows(const float* __restrict__ src, int d
         *d = __fadd_rn(*d, __fmul_rn(scales[r], src[i]));
     }
 }
+
+// ------------------------------------------------------------------ multi-head latent attention (DeepSeek-V3's MLA)
+
+// A different small matmul per head: out[t, r] = sum_i w[r, i] * x[t * xStride + xOff + (r / perHead) * cols + i]
+// for w [rows, cols]. One warp per output element (t, r); lanes stride over the columns, then a warp sum.
+extern "C" __global__ void head_matmul(const u8* __restrict__ w, const u16* __restrict__ scales, int dtype, int rows,
+                                       int cols, int perHead, const float* __restrict__ x, int xStride, int xOff,
+                                       int n, float* __restrict__ out) {
+    const i64 warp = ((i64) blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (warp >= (i64) n * rows) return;
+    const int t = (int) (warp / rows), r = (int) (warp % rows);
+    const float* xr = x + (i64) t * xStride + xOff + (i64) (r / perHead) * cols;
+    float s = 0.0f;
+    for (int i = lane; i < cols; i += 32) s = fmaf(weight_at(w, scales, dtype, r, i, cols), xr[i], s);
+    s = warp_sum(s);
+    if (lane == 0) out[(i64) t * rows + r] = s;
+}
+
+// Attention in MLA's latent space. The cache row of a token is [c (latentDim) | r (ropeDim)] = 2 * kvDim floats,
+// the first kvDim in the token's key slot, the rest in its value slot (slot-major regions kc / vc of one layer).
+// One block per (token t, head h): score_p = (qLatent[t, h] . c_p + qRope[t, h] . r_p) * scale for the positions
+// p <= positions[t] of t's sequence, softmax, out[t, h] = sum_p softmax_p * c_p. `scores` holds maxLen floats per
+// block (global scratch).
+extern "C" __global__ void latent_attention(const float* __restrict__ ql, int qlStride, int qlOff,
+                                            const float* __restrict__ qr, int qrStride, int qrOff, int heads,
+                                            int latentDim, int ropeDim, float scale, const float* __restrict__ kc,
+                                            const float* __restrict__ vc, int kvDim, const int* __restrict__ positions,
+                                            const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+                                            int maxBlocks, int blockSize, float* __restrict__ scores, int maxLen,
+                                            float* __restrict__ out) {
+    __shared__ float red[32];
+    const int t = blockIdx.x / heads, h = blockIdx.x % heads;
+    const int len = positions[t] + 1;
+    const int* table = blockTables + (i64) seqOfToken[t] * maxBlocks;
+    const float* qlh = ql + (i64) t * qlStride + qlOff + (i64) h * latentDim;
+    const float* qrh = qr + (i64) t * qrStride + qrOff + (i64) h * ropeDim;
+    float* sc = scores + (i64) blockIdx.x * maxLen;
+    float mx = neg_inf();
+    for (int p = threadIdx.x; p < len; p += blockDim.x) {
+        const i64 slot = (i64) table[p / blockSize] * blockSize + p % blockSize;
+        const float* k = kc + slot * kvDim;
+        const float* v = vc + slot * kvDim;
+        float s = 0.0f;
+        for (int i = 0; i < 2 * kvDim; i++) {
+            const float q = i < latentDim ? qlh[i] : qrh[i - latentDim];
+            s = fmaf(q, i < kvDim ? k[i] : v[i - kvDim], s);
+        }
+        s *= scale;
+        sc[p] = s;
+        mx = fmaxf(mx, s);
+    }
+    mx = block_max(mx, red);
+    float sum = 0.0f;
+    for (int p = threadIdx.x; p < len; p += blockDim.x) {
+        const float e = expf(sc[p] - mx);
+        sc[p] = e;
+        sum += e;
+    }
+    sum = block_sum(sum, red);  // syncs: every score is written before the weighted sums read them
+    const float inv = 1.0f / sum;
+    for (int i = threadIdx.x; i < latentDim; i += blockDim.x) {
+        float acc = 0.0f;
+        for (int p = 0; p < len; p++) {
+            const i64 slot = (i64) table[p / blockSize] * blockSize + p % blockSize;
+            acc = fmaf(sc[p], i < kvDim ? kc[slot * kvDim + i] : vc[slot * kvDim + i - kvDim], acc);
+        }
+        out[((i64) t * heads + h) * latentDim + i] = acc * inv;
+    }
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Golden fixtures for the k2j engine: tiny random Qwen2, Qwen3, Qwen3-MoE and Llama 3 models plus HF transformers'
-float32 reference.
+"""Golden fixtures for the k2j engine: tiny random Qwen2, Qwen3, Qwen3-MoE, Llama 3 and DeepSeek-V3 (Kimi K2) models
+plus HF transformers' float32 reference (the DeepSeek-V3 cases, FP8 included, are in deepseek_v3_fixtures.py).
 
 Usage:  python3 tools/golden/make_fixtures.py OUT_DIR [--device cpu|cuda] [--min-margin 1e-3]
 
@@ -488,6 +488,8 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--min-margin", type=float, default=1e-3)
     ap.add_argument("--only", default=None, help="comma-separated case names (default: all)")
+    ap.add_argument("--deepseek-only", action="store_true",
+                    help="the DeepSeek-V3 / Kimi K2 cases (for golden-mla/) instead of the others")
     args = ap.parse_args()
 
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -501,19 +503,25 @@ def main():
         pass
 
     os.makedirs(args.out_dir, exist_ok=True)
-    cases = CASES
+    # DeepSeek-V3 / Kimi K2 cases live in their own file (MLA, sigmoid-routed MoE, FP8 blocks)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import deepseek_v3_fixtures
+    # by default the cases of golden/; the DeepSeek ones go to golden-mla/ (--deepseek-only), --only finds either
+    all_cases = CASES + deepseek_v3_fixtures.DEEPSEEK_CASES
+    cases = deepseek_v3_fixtures.DEEPSEEK_CASES if args.deepseek_only else CASES
     if args.only:
         wanted = set(args.only.split(","))
-        unknown = wanted - {c["name"] for c in CASES}
+        unknown = wanted - {c["name"] for c in all_cases}
         if unknown:
-            die(f"unknown case(s) {sorted(unknown)}; known: {[c['name'] for c in CASES]}")
-        cases = [c for c in CASES if c["name"] in wanted]
+            die(f"unknown case(s) {sorted(unknown)}; known: {[c['name'] for c in all_cases]}")
+        cases = [c for c in all_cases if c["name"] in wanted]
     log(f"torch {torch.__version__}, transformers {transformers.__version__}, numpy {np.__version__}, "
         f"device {args.device}; {len(cases)} cases -> {os.path.abspath(args.out_dir)}")
     rows = []
     for case in cases:
         log(f"case {case['name']} ...")
-        rows.append(make_case(case, args.out_dir, args.device, args.min_margin))
+        make = deepseek_v3_fixtures.make_case if case.get("kimi_or_deepseek") else make_case
+        rows.append(make(case, args.out_dir, args.device, args.min_margin))
         r = rows[-1]
         log(f"  ok: {r['bytes']} bytes, min margin {r['margin']:.4f}, {r['attempts']} attempt(s)")
     total = sum(dir_bytes(os.path.join(args.out_dir, r["case"])) for r in rows)

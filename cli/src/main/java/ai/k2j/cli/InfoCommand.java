@@ -74,10 +74,26 @@ final class InfoCommand implements Command {
                         + IntStream.range(0, c.numLayers()).filter(c::isMoeLayer).count() + " of " + c.numLayers()
                         + " layers");
             }
+            var ds = c.deepseek();
+            if (ds != null) {
+                row(out, "attention", "MLA: " + (ds.hasQLora() ? "q_lora_rank " + ds.qLoraRank() : "no q LoRA")
+                        + ", kv_lora_rank " + ds.kvLoraRank() + ", qk nope/rope " + ds.qkNopeHeadDim() + "/"
+                        + ds.qkRopeHeadDim() + ", v " + ds.vHeadDim() + "; cache " + ds.latentWidth()
+                        + " floats per token and layer (expanded: " + c.numHeads() * (ds.qkHeadDim() + ds.vHeadDim())
+                        + ")");
+                row(out, "experts", ds.routedExperts() + " routed per MoE layer, " + ds.expertsPerToken()
+                        + " per token (width " + ds.moeIntermediateSize() + "), " + ds.sharedExperts() + " shared, "
+                        + "sigmoid routing in " + ds.topkGroup() + " of " + ds.nGroup() + " groups, scaling "
+                        + num(ds.routedScalingFactor()) + "; " + IntStream.range(0, c.numLayers())
+                        .filter(ds::isMoeLayer).count() + " of " + c.numLayers() + " layers"
+                        + (ds.isFp8() ? "; FP8 blocks " + ds.fp8BlockRows() + "x" + ds.fp8BlockCols() : ""));
+            }
             long active = c.activeParameterCount();
             row(out, "active params", Cli.count(active) + " (" + active + ") per token"
                     + (c.moe() != null ? ", from the config: the router's top " + c.moe().expertsPerToken()
-                    + " experts" : ", all of them (dense)"));
+                    + " experts" : ds != null && ds.routedExperts() > 0 ? ", from the config: the router's top "
+                    + ds.expertsPerToken() + " experts and " + ds.sharedExperts() + " shared"
+                    : ", all of them (dense)"));
             row(out, "tensors", Integer.toString(ckpt.tensorNames().size()));
             for (var e : byType.entrySet()) {
                 row(out, "dtype " + e.getKey().safetensorsName(),

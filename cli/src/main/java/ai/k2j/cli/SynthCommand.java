@@ -48,7 +48,8 @@ final class SynthCommand implements Command {
             .withArrayIndenter(DefaultIndenter.SYSTEM_LINEFEED_INSTANCE);
 
     static final VerbSpec SPEC = new VerbSpec("synth", "random-weight checkpoint", List.of(
-            Flag.required("preset", "NAME", String.join(", ", SynthPreset.ALL.keySet())),
+            Flag.required("preset", "NAME", String.join(", ", SynthPreset.ALL.keySet()) + ", "
+                    + String.join(", ", DeepseekPreset.ALL.keySet())),
             Flag.required("out", "DIR", "directory to create (must not already hold a model)"),
             Flag.option("dtype", "bf16|f16|f32", "bf16", "weight dtype"),
             Flag.option("seed", "S", "0", "random seed; the same seed gives the same files"),
@@ -68,9 +69,11 @@ final class SynthCommand implements Command {
     public int run(Args args, PrintStream out, PrintStream err) {
         String presetName = args.required("preset");
         SynthPreset preset = SynthPreset.ALL.get(presetName);
-        if (preset == null) {
+        DeepseekPreset deepseek = DeepseekPreset.ALL.get(presetName);
+        if (preset == null && deepseek == null) {
             throw new UsageException("unknown preset '" + presetName + "' (known: "
-                    + String.join(", ", SynthPreset.ALL.keySet()) + ")");
+                    + String.join(", ", SynthPreset.ALL.keySet()) + ", "
+                    + String.join(", ", DeepseekPreset.ALL.keySet()) + ")");
         }
         Path outDir = args.path("out");
         DType dtype = switch (args.string("dtype", "bf16")) {
@@ -98,22 +101,35 @@ final class SynthCommand implements Command {
                 throw new IllegalArgumentException("tokenizer not found: " + tokenizerJson);
             }
             tokenizer = Tokenizer.load(tokenizerPath);
-            if (preset.name().equals("tiny")) {
+            if (deepseek != null) {
+                if (tokenizer.vocabSize() > deepseek.vocab()) {
+                    throw new IllegalArgumentException("tokenizer " + tokenizerJson + " has " + tokenizer.vocabSize()
+                            + " tokens, more than " + deepseek.name() + "'s vocabulary of " + deepseek.vocab());
+                }
+            } else if (preset.name().equals("tiny")) {
                 preset = preset.withVocab(tokenizer.vocabSize());
             } else if (tokenizer.vocabSize() > preset.vocab()) {
                 throw new IllegalArgumentException("tokenizer " + tokenizerJson + " has " + tokenizer.vocabSize()
                         + " tokens, more than " + preset.name() + "'s vocabulary of " + preset.vocab());
             }
         }
-        int[] eos = eosIds(preset, tokenizer);
-        int bos = preset.family().equals("llama") ? SynthPreset.LLAMA_BOS
-                : preset.vocab() > SynthPreset.BOS ? SynthPreset.BOS : eos[eos.length - 1];
+        int[] eos;
+        int bos;
+        if (deepseek != null) {
+            eos = new int[] {deepseek.eos()};
+            bos = deepseek.bos();
+        } else {
+            eos = eosIds(preset, tokenizer);
+            bos = preset.family().equals("llama") ? SynthPreset.LLAMA_BOS
+                    : preset.vocab() > SynthPreset.BOS ? SynthPreset.BOS : eos[eos.length - 1];
+        }
 
         prepareOutDir(outDir);
-        List<TensorSpec> specs = tensors(preset);
+        List<TensorSpec> specs = deepseek != null ? deepseek.tensors() : tensors(preset);
+        String name = deepseek != null ? deepseek.name() : preset.name();
         long params = specs.stream().mapToLong(TensorSpec::elements).sum();
         long totalBytes = dtype.bytesFor(params);
-        err.printf(Locale.ROOT, "[k2j] synth %s: %s parameters, %s, %s -> %s%n", preset.name(), Cli.count(params),
+        err.printf(Locale.ROOT, "[k2j] synth %s: %s parameters, %s, %s -> %s%n", name, Cli.count(params),
                 dtype.safetensorsName(), Cli.bytes(totalBytes), outDir);
 
         long t0 = System.nanoTime();
@@ -123,7 +139,8 @@ final class SynthCommand implements Command {
             err.printf(Locale.ROOT, "[k2j] generating a %s pool of random values (seed %d)%n",
                     Cli.bytes(dtype.bytesFor(poolElements)), seed);
             MemorySegment pool = randomPool(arena, poolElements, dtype, seed);
-            int onesLength = Math.max(preset.hidden(), preset.headDim()); // norms over hidden and (q/k) head_dim
+            // norms over hidden and (q/k) head_dim, or DeepSeek's q/kv LoRA ranks
+            int onesLength = deepseek != null ? deepseek.widestNorm() : Math.max(preset.hidden(), preset.headDim());
             MemorySegment ones = arena.allocate(dtype.bytesFor(onesLength), 8);
             fill(ones, 0, onesLength, dtype, i -> 1f);
 
@@ -144,7 +161,8 @@ final class SynthCommand implements Command {
             SafeTensorsWriter.writeCheckpoint(outDir, entries, maxShardBytes);
         }
 
-        writeJson(outDir.resolve("config.json"), configJson(preset, dtype, bos, eos));
+        writeJson(outDir.resolve("config.json"),
+                deepseek != null ? deepseek.configJson(dtype) : configJson(preset, dtype, bos, eos));
         writeJson(outDir.resolve("generation_config.json"), generationConfigJson(bos, eos));
         if (tokenizerJson != null) {
             copy(tokenizerJson, outDir.resolve("tokenizer.json"));

@@ -147,7 +147,9 @@ public final class BatchEngine implements AutoCloseable {
             }
             blocks = options.kvBlocks();
         } else {
-            long bytesPerBlock = 2L * 4 * config.numLayers() * config.kvDim() * ModelContext.KV_BLOCK_SIZE;
+            // keys and values; MLA (DeepSeek-V3) caches one latent row [c_kv | k_rope] per token instead
+            long floatsPerToken = config.deepseek() != null ? config.deepseek().latentWidth() : 2L * config.kvDim();
+            long bytesPerBlock = 4L * config.numLayers() * floatsPerToken * ModelContext.KV_BLOCK_SIZE;
             long capped = EngineOptions.DEFAULT_KV_BYTES / bytesPerBlock;
             blocks = (int) Math.max(minBlocks, Math.min((long) seqs * blocksPerContext + seqs, capped));
         }

@@ -58,7 +58,7 @@ class GoldenTest {
         return tests.stream();
     }
 
-    private static void check(Path caseDir, String backend) throws IOException {
+    static void check(Path caseDir, String backend) throws IOException {
         JsonNode expected = JSON.readTree(caseDir.resolve("expected.json").toFile());
         int[] prompt = ints(expected.get("prompt_ids"));
         int[] greedy = ints(expected.get("greedy_ids"));

@@ -107,6 +107,39 @@ public interface Backend extends AutoCloseable {
         throw new UnsupportedOperationException("backend " + name() + " has no mixture-of-experts ops (scatterAdd)");
     }
 
+    // ---------------------------------------------------------------- multi-head latent attention (DeepSeek-V3's MLA)
+    // Decode runs in the latent space: the cache holds one row of [c_kv | k_rope] per token and layer, the queries
+    // are folded into it (q_nope·W_UKᵀ per head) and the output out of it (·W_UVᵀ per head) by headMatmul.
+
+    /** Whether {@link #headMatmul} and {@link #latentAttention} are implemented; MLA models refuse other backends. */
+    default boolean supportsLatentAttention() {
+        return false;
+    }
+
+    /**
+     * A different small matmul per head: with {@code heads} heads, w's rows are {@code heads} blocks of
+     * {@code w.rows() / heads} and x's view holds {@code heads} inputs of {@code w.cols()} per row;
+     * out[t, h·(w.rows()/heads) + j] = Σ_i w[h·(w.rows()/heads) + j, i] · x[t, h·w.cols() + i] for t in [0, n).
+     * out is dense [n, w.rows()] and must not alias x.
+     */
+    default void headMatmul(Weight w, int heads, Rows x, int n, Buffer out) {
+        throw new UnsupportedOperationException("backend " + name() + " has no latent-attention ops (headMatmul)");
+    }
+
+    /**
+     * Causal attention in MLA's latent space. The cache holds one latent row per token of {@code 2·kvDim} floats,
+     * {@code [c (latentDim) | r (2·kvDim − latentDim)]}, its first kvDim floats stored in the token's key slot and
+     * the rest in its value slot ({@link #storeKv} of the row's two halves), so the paged cache, its allocator and
+     * copy-on-write serve MLA unchanged. For token t of sequence s and head h in [0, heads):
+     * score_p = (qLatent[t, h]·c_p + qRope[t, h]·r_p)·scale over s's positions p ≤ batch.positions[t], and
+     * out[t, h·latentDim + i] = Σ_p softmax(score)_p · c_p[i]. qLatent holds heads × latentDim and qRope heads × the
+     * rope width per row.
+     */
+    default void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
+                                 int latentDim, float scale, Buffer out) {
+        throw new UnsupportedOperationException("backend " + name() + " has no latent-attention ops (latentAttention)");
+    }
+
     // ---------------------------------------------------------------- fused ops
     // Pairs the model always runs back to back. The defaults run the unfused pair; a backend overrides what pays
     // (one pass over memory, one launch instead of two).

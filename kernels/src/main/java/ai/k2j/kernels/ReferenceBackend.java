@@ -401,6 +401,110 @@ public final class ReferenceBackend implements Backend {
     }
 
     @Override
+    public boolean supportsLatentAttention() {
+        return true;
+    }
+
+    @Override
+    public void headMatmul(Weight w, int heads, Rows x, int n, Buffer out) {
+        RefWeight m = weight(w);
+        if (heads <= 0 || m.rows % heads != 0 || x.width() != heads * m.cols) {
+            throw new IllegalArgumentException("headMatmul: " + heads + " heads do not split a " + m.rows + "x"
+                    + m.cols + " weight over an input view of " + x.width() + " columns");
+        }
+        int perHead = m.rows / heads;
+        float[] xs = data(x.buffer(), n == 0 ? 0 : (long) (n - 1) * x.stride() + x.offset() + x.width(), "headMatmul x");
+        float[] o = data(out, (long) n * m.rows, "headMatmul out");
+        if (xs == o) {
+            throw new IllegalArgumentException("headMatmul: out must not alias x");
+        }
+        float[] row = m.rowScratch;
+        for (int r = 0; r < m.rows; r++) {
+            m.readRow(r, row);
+            int xCol = x.offset() + (r / perHead) * m.cols;
+            for (int t = 0; t < n; t++) {
+                double sum = 0;
+                for (int c = 0; c < m.cols; c++) {
+                    sum += (double) xs[t * x.stride() + xCol + c] * row[c];
+                }
+                o[t * m.rows + r] = (float) sum;
+            }
+        }
+    }
+
+    @Override
+    public void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
+                                int latentDim, float scale, Buffer out) {
+        RefKvCache kv = (RefKvCache) cache;
+        int rowWidth = 2 * kv.kvDim;
+        int ropeDim = rowWidth - latentDim;
+        if (heads <= 0 || latentDim <= 0 || ropeDim <= 0 || qLatent.width() != heads * latentDim
+                || qRope.width() != heads * ropeDim) {
+            throw new IllegalArgumentException("latentAttention: " + heads + " heads of latent " + latentDim
+                    + " and rope " + ropeDim + " (cache rows of " + rowWidth + ") do not match query views of "
+                    + qLatent.width() + " and " + qRope.width() + " columns");
+        }
+        int n = batch.nTokens;
+        float[] ql = data(qLatent.buffer(), n == 0 ? 0 : (long) (n - 1) * qLatent.stride() + qLatent.offset()
+                + qLatent.width(), "latentAttention qLatent");
+        float[] qr = data(qRope.buffer(), n == 0 ? 0 : (long) (n - 1) * qRope.stride() + qRope.offset()
+                + qRope.width(), "latentAttention qRope");
+        float[] o = data(out, (long) n * heads * latentDim, "latentAttention out");
+        float[] keys = kv.keys[layer];
+        float[] values = kv.values[layer];
+        double[] scores = kv.scoreScratch;
+        float[] latent = kv.latentScratch;
+        double[] acc = kv.latentSums;
+        for (int t = 0; t < n; t++) {
+            int seq = batch.seqOfToken[t];
+            int last = batch.positions[t];
+            if (seq < 0 || seq >= batch.nSeqs || last >= batch.seqKvLength[seq]) {
+                throw new IllegalArgumentException("latentAttention: position " + last + " of batch row " + t
+                        + " is not below its sequence's KV length");
+            }
+            for (int h = 0; h < heads; h++) {
+                int lBase = t * qLatent.stride() + qLatent.offset() + h * latentDim;
+                int rBase = t * qRope.stride() + qRope.offset() + h * ropeDim;
+                double max = Double.NEGATIVE_INFINITY;
+                for (int p = 0; p <= last; p++) {
+                    latentRow(kv, keys, values, batch.slotAt(seq, p, kv.blockSize, kv.numBlocks), latent);
+                    double dot = 0;
+                    for (int i = 0; i < latentDim; i++) {
+                        dot += (double) ql[lBase + i] * latent[i];
+                    }
+                    for (int i = 0; i < ropeDim; i++) {
+                        dot += (double) qr[rBase + i] * latent[latentDim + i];
+                    }
+                    scores[p] = dot * scale;
+                    max = Math.max(max, scores[p]);
+                }
+                double sum = 0;
+                for (int p = 0; p <= last; p++) {
+                    scores[p] = Math.exp(scores[p] - max);
+                    sum += scores[p];
+                }
+                java.util.Arrays.fill(acc, 0);
+                for (int p = 0; p <= last; p++) {
+                    latentRow(kv, keys, values, batch.slotAt(seq, p, kv.blockSize, kv.numBlocks), latent);
+                    for (int i = 0; i < latentDim; i++) {
+                        acc[i] += scores[p] * latent[i];
+                    }
+                }
+                int oBase = (t * heads + h) * latentDim;
+                for (int i = 0; i < latentDim; i++) {
+                    o[oBase + i] = (float) (acc[i] / sum);
+                }
+            }
+        }
+    }
+
+    /** A slot's latent row: its key slot's kvDim floats, then its value slot's. */
+    private static void latentRow(RefKvCache kv, float[] keys, float[] values, int slot, float[] row) {
+        System.arraycopy(keys, slot * kv.kvDim, row, 0, kv.kvDim);
+        System.arraycopy(values, slot * kv.kvDim, row, kv.kvDim, kv.kvDim);
+    }
+
+    @Override
     public void gatherRows(Buffer x, int dim, Batch batch, Buffer out) {
         float[] xs = data(x, (long) batch.nTokens * dim, "gatherRows x");
         float[] o = data(out, (long) batch.nLogits * dim, "gatherRows out");
@@ -540,9 +644,14 @@ public final class ReferenceBackend implements Backend {
         final float[][] values;
         /** One score per attended position; a sequence can never hold more than every slot. */
         final double[] scoreScratch;
+        /** latentAttention's: one cached latent row, and the weighted sums of one head's output. */
+        final float[] latentScratch;
+        final double[] latentSums;
 
         RefKvCache(int layers, int kvDim, int numBlocks, int blockSize) {
             super(layers, kvDim, numBlocks, blockSize);
+            this.latentScratch = new float[2 * kvDim];
+            this.latentSums = new double[2 * kvDim];
             this.keys = new float[layers][numBlocks * blockSize * kvDim];
             this.values = new float[layers][numBlocks * blockSize * kvDim];
             this.scoreScratch = new double[numBlocks * blockSize];

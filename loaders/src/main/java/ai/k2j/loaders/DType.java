@@ -15,6 +15,12 @@ public enum DType {
     I8("I8", 1, 1),
     U8("U8", 1, 1),
     BOOL("BOOL", 1, 1),
+    /**
+     * float8 e4m3fn (1 sign, 4 exponent bits of bias 7, 3 mantissa bits; no infinities, S.1111.111 is NaN): the
+     * weights of DeepSeek-V3 / Kimi K2 checkpoints, each matrix with a float32 {@code weight_scale_inv} per block
+     * ({@link Fp8Blocks}).
+     */
+    F8_E4M3("F8_E4M3", 1, 1),
     /** 32 values: f16 scale + 32 x int8 = 34 bytes. */
     Q8_0("Q8_0", 34, 32),
     /** 32 values: f16 scale + 16 bytes of packed 4-bit values = 18 bytes. */

@@ -14,7 +14,8 @@ import java.util.Set;
 /**
  * The architecture half of an HF {@code config.json} for {@code Qwen2ForCausalLM} and its relatives
  * ({@code LlamaForCausalLM}, {@code Qwen3ForCausalLM}, {@code Qwen3MoeForCausalLM}: {@link #moe} is null for a
- * dense model).
+ * dense model; {@code DeepseekV3ForCausalLM}: {@link #deepseek} holds its MLA/MoE fields and {@link #headDim} is
+ * qk_rope_head_dim, the part RoPE turns).
  * Reads both the classic form ({@code rope_theta}, {@code rope_scaling}) and the transformers-5 form
  * ({@code rope_parameters}).
  */
@@ -36,12 +37,24 @@ public record ModelConfig(
         String torchDtype,
         int bosTokenId,
         int[] eosTokenIds,
-        MoeConfig moe) {
+        MoeConfig moe,
+        DeepseekConfig deepseek) {
 
     private static final Set<String> SUPPORTED_ROPE = Set.of("default", "yarn", "linear", "dynamic", "llama3");
 
     /** Architectures whose attention and MLP projections have no biases (Qwen2's q/k/v have them). */
-    private static final Set<String> BIASLESS = Set.of("LlamaForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM");
+    private static final Set<String> BIASLESS = Set.of("LlamaForCausalLM", "Qwen3ForCausalLM", "Qwen3MoeForCausalLM",
+            "DeepseekV3ForCausalLM");
+
+    /** A model without DeepSeek-V3's MLA/MoE fields. */
+    public ModelConfig(String architecture, String modelType, int hiddenSize, int intermediateSize, int numLayers,
+                       int numHeads, int numKvHeads, int headDim, int vocabSize, int maxPositionEmbeddings,
+                       double rmsNormEps, double ropeTheta, RopeScaling ropeScaling, boolean tieWordEmbeddings,
+                       String torchDtype, int bosTokenId, int[] eosTokenIds, MoeConfig moe) {
+        this(architecture, modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim,
+                vocabSize, maxPositionEmbeddings, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings, torchDtype,
+                bosTokenId, eosTokenIds, moe, null);
+    }
 
     /** A dense model (no mixture of experts). */
     public ModelConfig(String architecture, String modelType, int hiddenSize, int intermediateSize, int numLayers,
@@ -115,6 +128,9 @@ public record ModelConfig(
     }
 
     private long parameters(boolean activeOnly) {
+        if (deepseek != null) {
+            return deepseekParameters(activeOnly);
+        }
         long h = hiddenSize, q = qDim(), kv = kvDim();
         long attention = h * q + 2 * h * kv + q * h   // q, k, v, o projections
                 + (hasQkvBias() ? q + 2 * kv : 0)
@@ -130,6 +146,17 @@ public record ModelConfig(
             } else {
                 total += 3 * h * intermediateSize;
             }
+        }
+        long emb = (long) vocabSize * h;
+        return total + emb + (tieWordEmbeddings ? 0 : emb) + h;
+    }
+
+    private long deepseekParameters(boolean activeOnly) {
+        long h = hiddenSize;
+        long total = 0;
+        for (int l = 0; l < numLayers; l++) {
+            total += deepseek.attentionParameters(h, numHeads);
+            total += deepseek.isMoeLayer(l) ? deepseek.moeParameters(h, activeOnly) : 3 * h * intermediateSize;
         }
         long emb = (long) vocabSize * h;
         return total + emb + (tieWordEmbeddings ? 0 : emb) + h;
@@ -183,7 +210,9 @@ public record ModelConfig(
         requirePositive(source, "num_key_value_heads", kvHeads);
         requirePositive(source, "vocab_size", vocab);
         int headDim;
-        if (Json.absent(root.get("head_dim"))) {
+        if (arch.equals("DeepseekV3ForCausalLM")) {
+            headDim = 0; // qk_rope_head_dim, set below
+        } else if (Json.absent(root.get("head_dim"))) {
             if (hidden % heads != 0) {
                 throw new ModelFormatException(source + ": hidden_size " + hidden
                         + " is not divisible by num_attention_heads " + heads + " and no head_dim is given");
@@ -192,6 +221,11 @@ public record ModelConfig(
         } else {
             headDim = Json.requireInt(root, "head_dim", source);
             requirePositive(source, "head_dim", headDim);
+        }
+        DeepseekConfig deepseek = null;
+        if (arch.equals("DeepseekV3ForCausalLM")) {
+            deepseek = DeepseekConfig.parse(root, source, heads, kvHeads);
+            headDim = deepseek.qkRopeHeadDim(); // RoPE turns only the rope part of each head (HF sets head_dim so)
         }
         int maxPos = Json.optInt(root, "max_position_embeddings", 32768, source);
         requirePositive(source, "max_position_embeddings", maxPos);
@@ -240,7 +274,8 @@ public record ModelConfig(
         // the hub's config.json says num_experts; transformers 5 writes it as num_local_experts
         String expertsField = Json.absent(root.get("num_experts")) && !Json.absent(root.get("num_local_experts"))
                 ? "num_local_experts" : "num_experts";
-        if (arch.equals("Qwen3MoeForCausalLM") || Json.optInt(root, expertsField, 0, source) > 0) {
+        if (deepseek == null
+                && (arch.equals("Qwen3MoeForCausalLM") || Json.optInt(root, expertsField, 0, source) > 0)) {
             try {
                 moe = new MoeConfig(Json.requireInt(root, expertsField, source),
                         Json.requireInt(root, "num_experts_per_tok", source),
@@ -263,7 +298,7 @@ public record ModelConfig(
         int[] eos = Json.optIds(root, "eos_token_id", source);
         try {
             return new ModelConfig(arch, modelType, hidden, inter, layers, heads, kvHeads, headDim, vocab, maxPos,
-                    eps, theta, scaling, tie, dtype, bos, eos, moe);
+                    eps, theta, scaling, tie, dtype, bos, eos, moe, deepseek);
         } catch (ModelFormatException e) { // the constructor cannot know the file name
             throw new ModelFormatException(source + ": " + e.getMessage().replaceFirst("^config: ", ""), e);
         }
@@ -339,14 +374,15 @@ public record ModelConfig(
                 && Objects.equals(torchDtype, c.torchDtype)
                 && bosTokenId == c.bosTokenId
                 && Arrays.equals(eosTokenIds, c.eosTokenIds)
-                && Objects.equals(moe, c.moe);
+                && Objects.equals(moe, c.moe)
+                && Objects.equals(deepseek, c.deepseek);
     }
 
     @Override
     public int hashCode() {
         return Objects.hash(architecture, modelType, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads,
                 headDim, vocabSize, maxPositionEmbeddings, rmsNormEps, ropeTheta, ropeScaling, tieWordEmbeddings,
-                torchDtype, bosTokenId, Arrays.hashCode(eosTokenIds), moe);
+                torchDtype, bosTokenId, Arrays.hashCode(eosTokenIds), moe, deepseek);
     }
 
     @Override
@@ -356,6 +392,7 @@ public record ModelConfig(
                 + ", headDim=" + headDim + ", vocab=" + vocabSize + ", maxPos=" + maxPositionEmbeddings
                 + ", eps=" + rmsNormEps + ", ropeTheta=" + ropeTheta + ", " + ropeScaling + ", tie="
                 + tieWordEmbeddings + ", dtype=" + torchDtype + ", bos=" + bosTokenId + ", eos="
-                + Arrays.toString(eosTokenIds) + (moe == null ? "" : ", " + moe) + "]";
+                + Arrays.toString(eosTokenIds) + (moe == null ? "" : ", " + moe)
+                + (deepseek == null ? "" : ", " + deepseek) + "]";
     }
 }

@@ -272,6 +272,7 @@ public final class SafeTensorsWriter {
             case BOOL -> 0;
             case U8 -> 10;
             case I8 -> 20;
+            case F8_E4M3 -> 30;
             case Q4_0 -> 40;
             case Q8_0 -> 45;
             case I16 -> 50;

@@ -168,8 +168,8 @@ class SafeTensorsFileTest {
     @Test
     void unknownDtype() {
         fails(TestFiles.raw(tmp.resolve("dt.safetensors"),
-                "{\"w\":{\"dtype\":\"F8_E4M3\",\"shape\":[4],\"data_offsets\":[0,4]}}", new byte[4]),
-                "tensor 'w'", "unknown dtype 'F8_E4M3'");
+                "{\"w\":{\"dtype\":\"F8_E5M2\",\"shape\":[4],\"data_offsets\":[0,4]}}", new byte[4]),
+                "tensor 'w'", "unknown dtype 'F8_E5M2'");
         fails(TestFiles.raw(tmp.resolve("dt2.safetensors"),
                 "{\"w\":{\"dtype\":4,\"shape\":[4],\"data_offsets\":[0,4]}}", new byte[4]),
                 "tensor 'w'", "'dtype' must be a string");

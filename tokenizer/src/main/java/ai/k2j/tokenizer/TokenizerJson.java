@@ -37,6 +37,9 @@ final class TokenizerJson {
     private static final ObjectMapper JSON = new ObjectMapper();
 
     static Parsed load(Path path) {
+        if (TiktokenModel.present(path)) { // Kimi K2: tiktoken.model + tokenizer_config.json
+            return TiktokenModel.load(path);
+        }
         Path file = path;
         Path config = null;
         if (Files.isDirectory(path)) {

@@ -15,7 +15,7 @@ public final class Architectures {
 
     /** HF class names k2j loads. */
     public static final List<String> SUPPORTED = List.of("Qwen2ForCausalLM", "LlamaForCausalLM", "Qwen3ForCausalLM",
-            "Qwen3MoeForCausalLM");
+            "Qwen3MoeForCausalLM", "DeepseekV3ForCausalLM");
 
     private Architectures() {
     }
@@ -34,6 +34,7 @@ public final class Architectures {
             case "Qwen2ForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat, true);
             case "LlamaForCausalLM" -> Qwen2.load(config, weights, backend, weightFormat, false);
             case "Qwen3ForCausalLM", "Qwen3MoeForCausalLM" -> Qwen3.load(config, weights, backend, weightFormat);
+            case "DeepseekV3ForCausalLM" -> DeepseekV3.load(config, weights, backend, weightFormat);
             default -> throw new ModelFormatException(source + ": architecture '" + config.architecture()
                     + "' is not supported (k2j runs " + String.join(", ", SUPPORTED) + ")");
         };

@@ -65,6 +65,10 @@ public final class CpuBackend implements Backend {
     private final SiluMulTask siluMulTask = new SiluMulTask();
     private final AddTask addTask = new AddTask();
     private final ArgmaxTask argmaxTask = new ArgmaxTask();
+    private final HeadMatmulTask headMatmulTask = new HeadMatmulTask();
+    private final LatentAttentionTask latentAttentionTask = new LatentAttentionTask();
+    /** latentAttention's per-part scratch: one head's query row, then its weighted sums (2·kvDim floats each). */
+    private float[][] latentScratch;
 
     /**
      * @param threads threads that work on each op, the caller included; 0 means all available processors
@@ -84,6 +88,7 @@ public final class CpuBackend implements Backend {
         this.scores = new float[parts][0];
         this.rowScratch = new float[parts][0];
         this.lanes = new float[parts][MatmulKernels.L];
+        this.latentScratch = new float[parts][0];
     }
 
     /** Threads working on each op, the caller included. */
@@ -392,6 +397,9 @@ public final class CpuBackend implements Backend {
         if (cache.slots() > scores[0].length) {
             scores = grown(scores.length, cache.slots());
         }
+        if (4 * kvDim > latentScratch[0].length) {
+            latentScratch = grown(latentScratch.length, 4 * kvDim);
+        }
         return cache;
     }
 
@@ -668,6 +676,85 @@ public final class CpuBackend implements Backend {
                 d[dr + c] += scale * s[sr + c];
             }
         }
+    }
+
+    @Override
+    public boolean supportsLatentAttention() {
+        return true;
+    }
+
+    @Override
+    public void headMatmul(Weight w, int heads, Rows x, int n, Buffer out) {
+        CpuWeight cw = weight(w);
+        float[] xs = data(x.buffer(), "headMatmul x");
+        float[] o = data(out, "headMatmul out");
+        if (heads <= 0 || cw.rows % heads != 0 || x.width() != (long) heads * cw.cols) {
+            throw new IllegalArgumentException("headMatmul: " + heads + " heads do not split " + cw
+                    + " over an input view of " + x.width() + " columns");
+        }
+        if (xs == o) {
+            throw new IllegalArgumentException("headMatmul out must not alias x");
+        }
+        checkRows(n, cw.cols);
+        need(xs, rowsNeed(n, x.stride(), x.offset() + x.width()), "headMatmul x");
+        need(o, (long) n * cw.rows, "headMatmul out", cw);
+        HeadMatmulTask task = headMatmulTask;
+        task.w = cw;
+        task.perHead = cw.rows / heads;
+        task.x = xs;
+        task.xOff = x.offset();
+        task.xStride = x.stride();
+        task.n = n;
+        task.out = o;
+        task.rowScratch = rowScratch;
+        dispatch(task, heads, (long) n * cw.rows * cw.cols);
+    }
+
+    @Override
+    public void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
+                                int latentDim, float scale, Buffer out) {
+        CpuKvCache c = kvCache(cache, layer);
+        float[] ql = data(qLatent.buffer(), "latentAttention qLatent");
+        float[] qr = data(qRope.buffer(), "latentAttention qRope");
+        float[] o = data(out, "latentAttention out");
+        int kvDim = c.kvDim();
+        int ropeDim = 2 * kvDim - latentDim;
+        if (heads <= 0 || latentDim <= 0 || ropeDim <= 0 || qLatent.width() != (long) heads * latentDim
+                || qRope.width() != (long) heads * ropeDim) {
+            throw new IllegalArgumentException("latentAttention: " + heads + " heads of latent " + latentDim
+                    + " and rope " + ropeDim + " (cache rows of " + 2 * kvDim + ") do not match query views of "
+                    + qLatent.width() + " and " + qRope.width() + " columns");
+        }
+        int n = tokens(batch);
+        need(ql, rowsNeed(n, qLatent.stride(), qLatent.offset() + qLatent.width()), "latentAttention qLatent");
+        need(qr, rowsNeed(n, qRope.stride(), qRope.offset() + qRope.width()), "latentAttention qRope");
+        need(o, (long) n * heads * latentDim, "latentAttention out");
+        if (o == ql || o == qr) {
+            throw new IllegalArgumentException("latentAttention out must not alias the queries' buffers");
+        }
+        checkAttentionBatch(batch, n, c);
+        LatentAttentionTask task = latentAttentionTask;
+        task.qLatent = ql;
+        task.qLatentView = qLatent;
+        task.qRope = qr;
+        task.qRopeView = qRope;
+        task.keys = c.keys[layer];
+        task.values = c.values[layer];
+        task.kvDim = kvDim;
+        task.latentDim = latentDim;
+        task.ropeDim = ropeDim;
+        task.blockSize = c.blockSize();
+        task.batch = batch;
+        task.heads = heads;
+        task.scale = scale;
+        task.out = o;
+        task.scores = scores;
+        task.scratch = latentScratch;
+        long work = 0;
+        for (int t = 0; t < n; t++) {
+            work += (long) (batch.positions[t] + 1) * heads * 4L * kvDim;
+        }
+        dispatch(task, n * heads, work);
     }
 
     @Override
@@ -967,6 +1054,61 @@ public final class CpuBackend implements Backend {
                 Kernels.attendHead(q, t * rowStride + qOffset + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
                         batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
                         batch.positions[t] + 1, scale, scratch, lane, out, (t * heads + h) * headDim);
+            }
+        }
+    }
+
+    private static final class HeadMatmulTask extends RowTask {
+        CpuWeight w;
+        int perHead;
+        float[] x;
+        int xOff;
+        int xStride;
+        int n;
+        float[] out;
+        float[][] rowScratch;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            for (int h = r0; h < r1; h++) {
+                LatentKernels.headRows(w, h, perHead, x, xOff, xStride, n, out, rowScratch[part]);
+            }
+        }
+    }
+
+    private static final class LatentAttentionTask extends RowTask {
+        float[] qLatent;
+        Rows qLatentView;
+        float[] qRope;
+        Rows qRopeView;
+        float[] keys;
+        float[] values;
+        int kvDim;
+        int latentDim;
+        int ropeDim;
+        int blockSize;
+        Batch batch;
+        int heads;
+        float scale;
+        float[] out;
+        float[][] scores;
+        float[][] scratch;
+
+        @Override
+        void runRows(int r0, int r1, int part) {
+            float[] q = scratch[part];
+            for (int i = r0; i < r1; i++) {
+                int t = i / heads;
+                int h = i % heads;
+                // this head's query as one row matching the cache's latent rows: [latent query | rope query]
+                System.arraycopy(qLatent, t * qLatentView.stride() + qLatentView.offset() + h * latentDim, q, 0,
+                        latentDim);
+                System.arraycopy(qRope, t * qRopeView.stride() + qRopeView.offset() + h * ropeDim, q, latentDim,
+                        ropeDim);
+                // the scratch's second half takes the weighted sums
+                LatentKernels.attendLatentHead(q, keys, values, kvDim, latentDim, batch.blockTables,
+                        batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize, batch.positions[t] + 1, scale,
+                        scores[part], q, 2 * kvDim, out, (t * heads + h) * latentDim);
             }
         }
     }

@@ -609,6 +609,70 @@ public final class CudaBackend implements Backend, GraphCapable {
         cx.launch(k.scatterAddRows, "scatter_add_rows", cx.grid((long) count * dim), 1, 256);
     }
 
+    // ---------------------------------------------------------------- multi-head latent attention
+    // Not recorded in graphs: latentAttention sizes its score scratch from the step's positions.
+
+    @Override
+    public boolean supportsLatentAttention() {
+        return true;
+    }
+
+    @Override
+    public void headMatmul(Weight w, int heads, Rows x, int n, Buffer out) {
+        enterOutsideCapture("headMatmul (MLA)");
+        DevWeight dw = weight(w);
+        DevBuffer xb = buffer(x.buffer(), "headMatmul x");
+        DevBuffer o = buffer(out, "headMatmul out");
+        positive(n, "headMatmul n");
+        if (heads <= 0 || dw.rows % heads != 0 || x.width() != (long) heads * dw.cols) {
+            throw new IllegalArgumentException("headMatmul: " + heads + " heads do not split a " + dw.rows + "x"
+                    + dw.cols + " weight over an input view of " + x.width() + " columns");
+        }
+        long xFloats = (long) (n - 1) * x.stride() + x.offset() + x.width();
+        need(xb, xFloats, "headMatmul x");
+        need(o, (long) n * dw.rows, "headMatmul out");
+        if (overlaps(o.ptr, (long) n * dw.rows, xb.ptr, xFloats)) {
+            throw new IllegalArgumentException("headMatmul: out must not alias x");
+        }
+        cx.args.reset().ptr(dw.data).ptr(dw.scales).i32(dw.code).i32(dw.rows).i32(dw.cols).i32(dw.rows / heads)
+                .ptr(xb.ptr).i32(x.stride()).i32(x.offset()).i32(n).ptr(o.ptr);
+        cx.launch(k.headMatmul, "head_matmul", cx.grid(32L * n * dw.rows), 1, 256);
+    }
+
+    @Override
+    public void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
+                                int latentDim, float scale, Buffer out) {
+        enterOutsideCapture("latentAttention (MLA)");
+        DevKvCache c = kv(cache, layer);
+        DevBuffer ql = buffer(qLatent.buffer(), "latentAttention qLatent");
+        DevBuffer qr = buffer(qRope.buffer(), "latentAttention qRope");
+        DevBuffer o = buffer(out, "latentAttention out");
+        int ropeDim = 2 * c.kvDim() - latentDim;
+        if (heads <= 0 || latentDim <= 0 || ropeDim <= 0 || qLatent.width() != (long) heads * latentDim
+                || qRope.width() != (long) heads * ropeDim) {
+            throw new IllegalArgumentException("latentAttention: " + heads + " heads of latent " + latentDim
+                    + " and rope " + ropeDim + " (cache rows of " + 2 * c.kvDim() + ") do not match query views of "
+                    + qLatent.width() + " and " + qRope.width() + " columns");
+        }
+        DeviceBatch db = batches.sync(batch, c.blockSize());
+        int n = batch.nTokens;
+        positive(n, "latentAttention Batch.nTokens");
+        need(ql, (long) (n - 1) * qLatent.stride() + qLatent.offset() + qLatent.width(), "latentAttention qLatent");
+        need(qr, (long) (n - 1) * qRope.stride() + qRope.offset() + qRope.width(), "latentAttention qRope");
+        need(o, (long) n * heads * latentDim, "latentAttention out");
+        batches.validateBlocks(db, c);
+        int maxLen = 1;
+        for (int t = 0; t < n; t++) {
+            maxLen = Math.max(maxLen, batch.positions[t] + 1);
+        }
+        long scores = cx.attnScratch.ensure(4L * n * heads * maxLen);
+        cx.args.reset().ptr(ql.ptr).i32(qLatent.stride()).i32(qLatent.offset()).ptr(qr.ptr).i32(qRope.stride())
+                .i32(qRope.offset()).i32(heads).i32(latentDim).i32(ropeDim).f32(scale).ptr(c.k(layer)).ptr(c.v(layer))
+                .i32(c.kvDim()).ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
+                .i32(c.blockSize()).ptr(scores).i32(maxLen).ptr(o.ptr);
+        cx.launch(k.latentAttention, "latent_attention", n * heads, 1, 128);
+    }
+
     /** Uploads rows[from, from+count) (checked against {@code maxRow}) and, if given, the same slice of scales. */
     private long uploadRouting(int[] rows, float[] scales, int from, int count, long maxRow) {
         java.util.Objects.checkFromIndexSize(from, count, rows.length);

@@ -72,6 +72,8 @@ final class CudaKernels implements AutoCloseable {
     final long rmsnormHeads;
     final long gatherRowsIdx;
     final long scatterAddRows;
+    final long headMatmul;
+    final long latentAttention;
     final long rope;
     final long siluMul;
     final long add;
@@ -119,6 +121,8 @@ final class CudaKernels implements AutoCloseable {
         rmsnormHeads = driver.function(ops, "rmsnorm_heads");
         gatherRowsIdx = driver.function(ops, "gather_rows_idx");
         scatterAddRows = driver.function(ops, "scatter_add_rows");
+        headMatmul = driver.function(ops, "head_matmul");
+        latentAttention = driver.function(ops, "latent_attention");
         rope = driver.function(ops, "rope");
         siluMul = driver.function(ops, "silu_mul");
         add = driver.function(ops, "add_inplace");
