@@ -72,10 +72,10 @@ public final class BatchEngine implements AutoCloseable {
         this.draft = draft;
         this.ownedBackend = ownedBackend;
         this.stepLock = stepLock;
-        this.targetContext = target.newContext(limits);
+        this.targetContext = target.newContext(limits, options.kvCache());
         // one logit row per sequence; a cache as large as the target's (drafts never outgrow it much)
         this.draftContext = draft == null ? null : draft.newContext(new ModelContext.Limits(limits.maxContext(),
-                limits.maxBatchTokens(), limits.maxSeqs(), limits.maxSeqs(), limits.kvBlocks()));
+                limits.maxBatchTokens(), limits.maxSeqs(), limits.maxSeqs(), limits.kvBlocks()), options.kvCache());
         this.draftTokens = draft == null ? 0 : options.draftTokens();
         this.scheduler = new Scheduler(targetContext, this.draftTokens);
         this.runner = new ModelRunner(targetContext, draftContext, this.draftTokens);
@@ -147,7 +147,8 @@ public final class BatchEngine implements AutoCloseable {
             }
             blocks = options.kvBlocks();
         } else {
-            long bytesPerBlock = 2L * 4 * config.numLayers() * config.kvDim() * ModelContext.KV_BLOCK_SIZE;
+            long bytesPerBlock = options.kvCache().bytesPerToken(config.numLayers(), config.kvDim(), config.headDim())
+                    * ModelContext.KV_BLOCK_SIZE;
             long capped = EngineOptions.DEFAULT_KV_BYTES / bytesPerBlock;
             blocks = (int) Math.max(minBlocks, Math.min((long) seqs * blocksPerContext + seqs, capped));
         }

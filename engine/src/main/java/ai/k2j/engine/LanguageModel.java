@@ -2,6 +2,7 @@ package ai.k2j.engine;
 
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.kernels.ReferenceBackend;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GenerationConfig;
@@ -58,6 +59,8 @@ public final class LanguageModel implements AutoCloseable {
     private final Tokenizer tokenizer;
     private final Backend backend;
     private final String source;
+    /** how every context of this model stores its KV cache */
+    private final KvPrecision kvPrecision;
     /** the single-sequence context (the caller-thread path) */
     private final ModelContext model;
     private final Sampler sampler;
@@ -76,6 +79,11 @@ public final class LanguageModel implements AutoCloseable {
 
     /** Takes ownership of the backend and both loaded models (closed by {@link #close()}). */
     private LanguageModel(Backend backend, LoadedModel target, LoadedModel draftModel, int maxContext) {
+        this(backend, target, draftModel, maxContext, KvPrecision.F32);
+    }
+
+    private LanguageModel(Backend backend, LoadedModel target, LoadedModel draftModel, int maxContext,
+                          KvPrecision kvPrecision) {
         this.backend = backend;
         this.target = target;
         this.draftModel = draftModel;
@@ -85,8 +93,9 @@ public final class LanguageModel implements AutoCloseable {
         this.source = target.source();
         this.eosIds = target.eosIds();
         ModelContext.Limits limits = ModelContext.Limits.singleSequence(maxContext);
-        this.model = target.newContext(limits);
-        this.draft = draftModel == null ? null : draftModel.newContext(limits);
+        this.kvPrecision = kvPrecision;
+        this.model = target.newContext(limits, kvPrecision);
+        this.draft = draftModel == null ? null : draftModel.newContext(limits, kvPrecision);
         this.sampler = new Sampler(config.vocabSize());
         this.loop = new DecodeLoop(model, sampler);
         this.batch = model.newBatch();
@@ -115,7 +124,8 @@ public final class LanguageModel implements AutoCloseable {
                 DraftCompatibility.check(dir.toString(), target.config(), target.tokenizer(), draftDir.toString(),
                         draft.config(), draft.tokenizer());
             }
-            return new LanguageModel(backend, target, draft, resolveMaxContext(target.config(), options.maxContext()));
+            return new LanguageModel(backend, target, draft, resolveMaxContext(target.config(), options.maxContext()),
+                    options.kvCache());
         } catch (RuntimeException | Error e) {
             closeAll(backend, target, draft);
             throw e;
@@ -238,6 +248,11 @@ public final class LanguageModel implements AutoCloseable {
             throw new IllegalStateException(source + " has no tokenizer.json");
         }
         return tokenizer;
+    }
+
+    /** How this model's KV caches store keys and values ({@link ModelOptions#kvCache()}). */
+    public KvPrecision kvPrecision() {
+        return kvPrecision;
     }
 
     /** Max tokens (prompt + generated) one sequence may hold. */
@@ -381,7 +396,7 @@ public final class LanguageModel implements AutoCloseable {
                 lock.lock(); // its contexts are allocated on the backend: not while a step runs
                 try {
                     engine = BatchEngine.over(target, draftModel, EngineOptions.defaults()
-                            .withMaxContext(maxContext()), lock);
+                            .withMaxContext(maxContext()).withKvCache(kvPrecision), lock);
                 } finally {
                     lock.unlock();
                 }

@@ -5,6 +5,7 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.engine.model.Architectures;
 import ai.k2j.engine.model.DecoderModel;
 import ai.k2j.engine.model.Workspace;
@@ -113,8 +114,16 @@ public final class ModelContext {
     private StepGraphs graphs;
     private final StepGraphs.Step eagerStep;
 
-    /** A context for {@code model} sized by {@code limits}: allocates its buffers and KV cache on the model's backend. */
+    /**
+     * A context for {@code model} sized by {@code limits}: allocates its buffers and a float32 KV cache on the model's
+     * backend (exact: the engine's tests compare these against HF).
+     */
     public ModelContext(DecoderModel model, Limits limits) {
+        this(model, limits, KvPrecision.F32);
+    }
+
+    /** Like {@link #ModelContext(DecoderModel, Limits)} with the KV cache stored in {@code kvPrecision}. */
+    public ModelContext(DecoderModel model, Limits limits, KvPrecision kvPrecision) {
         this.model = model;
         this.config = model.config();
         this.backend = model.backend();
@@ -128,7 +137,10 @@ public final class ModelContext {
         this.workspace = model.newWorkspace(limits.maxBatchTokens(), limits.maxLogitRows(), limits.maxContext());
         this.logits = workspace.logits();
         this.hostLogits = new float[(int) logitFloats];
-        this.kvCache = backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE);
+        this.kvCache = kvPrecision == KvPrecision.F32
+                ? backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE)
+                : backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE, kvPrecision,
+                config.headDim());
         this.blocks = new KvBlockAllocator(limits.kvBlocks(), KV_BLOCK_SIZE);
         this.eagerStep = batch -> model.forward(workspace, kvCache, batch);
         if (backend instanceof GraphCapable g && model.recordable()
@@ -185,6 +197,11 @@ public final class ModelContext {
         if (batch.nLogits > 0) {
             g.sample(logits, batch.nLogits, vocab, temperature, topK, topP, seed, out);
         }
+    }
+
+    /** How this context's KV cache stores keys and values. */
+    public KvPrecision kvPrecision() {
+        return kvCache.precision();
     }
 
     /** True when {@link #forwardSample} works (the backend samples on the device). */
