@@ -110,6 +110,8 @@ public final class ModelContext {
     private final Buffer logits;
     private final float[] hostLogits;
     private final int vocab;
+    /** The id read in place of a token at or above this model's vocabulary (a padded target's), or -1: none. */
+    private int foreignTokenId = -1;
     /** Recorded steps on a graph-capable backend, else null; {@link #eagerStep} is what gets recorded. */
     private StepGraphs graphs;
     private final StepGraphs.Step eagerStep;
@@ -256,6 +258,13 @@ public final class ModelContext {
     }
 
     private void checkBatch(Batch batch) {
+        if (foreignTokenId >= 0) {
+            for (int t = 0; t < batch.nTokens; t++) {
+                if (batch.tokens[t] >= vocab) {
+                    batch.tokens[t] = foreignTokenId;
+                }
+            }
+        }
         if (batch.nTokens <= 0 || batch.nTokens > limits.maxBatchTokens()) {
             throw new IllegalArgumentException("batch has " + batch.nTokens + " tokens; a step takes 1 to "
                     + limits.maxBatchTokens());
@@ -270,6 +279,19 @@ public final class ModelContext {
     }
 
     // ================================================================ batches and sequences
+
+    /**
+     * Makes this model (a draft whose vocabulary is the target's less its padding rows: Qwen2.5 ≤ 7B has 151,936
+     * ids, ≥ 14B 152,064, one tokenizer) read any token id at or above its vocabulary as {@code id}: such ids are
+     * padding no tokenizer produces, so only a target that picks one (never in practice) feeds the draft one, and
+     * the draft then merely drafts worse for a step. Batches given to {@link #forward} are rewritten in place.
+     */
+    void readForeignTokensAs(int id) {
+        if (id < 0 || id >= vocab) {
+            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + vocab + ")");
+        }
+        foreignTokenId = id;
+    }
 
     /** A batch sized to this model's limits. */
     public Batch newBatch() {
