@@ -127,7 +127,7 @@ public final class BatchEngine implements AutoCloseable {
 
     /** The model's limits for these options (see {@link EngineOptions} for the defaults). */
     static ModelContext.Limits limits(ModelConfig config, EngineOptions options, boolean speculative) {
-        int ctx = options.maxContext() > 0 ? options.maxContext() : Math.min(config.maxPositionEmbeddings(), 8192);
+        int ctx = LanguageModel.resolveMaxContext(config, options.maxContext());
         int k = speculative ? options.draftTokens() : 0;
         int seqs = options.maxBatch();
         int stepTokens = options.stepTokens() > 0 ? options.stepTokens() : Math.max(256, seqs * (k + 1));

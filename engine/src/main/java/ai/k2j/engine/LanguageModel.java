@@ -7,6 +7,7 @@ import ai.k2j.kernels.ReferenceBackend;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.RopeScaling;
 import ai.k2j.loaders.Tensor;
 import ai.k2j.tokenizer.ChatMessage;
 import ai.k2j.tokenizer.Tokenizer;
@@ -173,9 +174,44 @@ public final class LanguageModel implements AutoCloseable {
         }
     }
 
-    /** The requested context, or by default max_position_embeddings capped at 8192. */
+    /**
+     * The requested context, or by default the model's {@link #contextLimit} capped at 8192 (a default, not a
+     * limit: ask for more with {@link ModelOptions#withMaxContext}, {@code --ctx}).
+     *
+     * @throws IllegalArgumentException when the request exceeds the model's positions
+     */
     static int resolveMaxContext(ModelConfig config, int requested) {
-        return requested > 0 ? requested : Math.min(config.maxPositionEmbeddings(), DEFAULT_MAX_CONTEXT);
+        int limit = contextLimit(config);
+        if (requested > limit) {
+            throw new IllegalArgumentException("a context of " + requested + " tokens exceeds the model's " + limit
+                    + " positions (" + contextLimitSource(config) + ")");
+        }
+        return requested > 0 ? requested : Math.min(limit, DEFAULT_MAX_CONTEXT);
+    }
+
+    /**
+     * The most positions the model's RoPE is meant for: max_position_embeddings, or with YaRN (rope_scaling type
+     * yarn) factor × original_max_position_embeddings when that is larger (Qwen2.5-32B: 4 × 32,768 = 131,072; HF
+     * reads original_max_position_embeddings from rope_scaling, else max_position_embeddings).
+     */
+    public static int contextLimit(ModelConfig config) {
+        int limit = config.maxPositionEmbeddings();
+        RopeScaling s = config.ropeScaling();
+        if (s.isYarn()) {
+            int original = s.originalMaxPositionEmbeddings() > 0 ? s.originalMaxPositionEmbeddings() : limit;
+            limit = (int) Math.min(Integer.MAX_VALUE - 64, Math.max(limit, Math.floor(s.factor() * original)));
+        }
+        return limit;
+    }
+
+    private static String contextLimitSource(ModelConfig config) {
+        RopeScaling s = config.ropeScaling();
+        if (s.isYarn() && contextLimit(config) > config.maxPositionEmbeddings()) {
+            return "rope_scaling yarn: factor " + s.factor() + " x original_max_position_embeddings "
+                    + (s.originalMaxPositionEmbeddings() > 0 ? s.originalMaxPositionEmbeddings()
+                    : config.maxPositionEmbeddings());
+        }
+        return "max_position_embeddings" + (s.isDefault() ? "; a rope_scaling of type yarn extends it" : "");
     }
 
     /**
