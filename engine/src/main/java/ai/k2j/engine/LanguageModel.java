@@ -176,17 +176,22 @@ public final class LanguageModel implements AutoCloseable {
 
     /**
      * The requested context, or by default the model's {@link #contextLimit} capped at 8192 (a default, not a
-     * limit: ask for more with {@link ModelOptions#withMaxContext}, {@code --ctx}).
-     *
-     * @throws IllegalArgumentException when the request exceeds the model's positions
+     * limit: ask for more with {@link ModelOptions#withMaxContext}, {@code --ctx}). A request beyond the model's
+     * positions is honoured (RoPE is defined at any position) with a warning naming the limit: the model was not
+     * trained there.
      */
     static int resolveMaxContext(ModelConfig config, int requested) {
         int limit = contextLimit(config);
         if (requested > limit) {
-            throw new IllegalArgumentException("a context of " + requested + " tokens exceeds the model's " + limit
-                    + " positions (" + contextLimitSource(config) + ")");
+            LOG.log(System.Logger.Level.WARNING, contextWarning(config, requested));
         }
         return requested > 0 ? requested : Math.min(limit, DEFAULT_MAX_CONTEXT);
+    }
+
+    /** The warning for a context beyond the model's positions. */
+    static String contextWarning(ModelConfig config, int requested) {
+        return "k2j: a context of " + requested + " tokens exceeds the model's " + contextLimit(config)
+                + " positions (" + contextLimitSource(config) + "); positions beyond it were not trained";
     }
 
     /**

@@ -11,4 +11,9 @@ public final class LanguageModelAccess {
     public static int resolve(ModelConfig config, int requested) {
         return LanguageModel.resolveMaxContext(config, requested);
     }
+
+    /** {@link LanguageModel#contextWarning}. */
+    public static String warning(ModelConfig config, int requested) {
+        return LanguageModel.contextWarning(config, requested);
+    }
 }
