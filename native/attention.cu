@@ -42,13 +42,28 @@ __device__ __forceinline__ bool split_keys(int len, int s, int nSplits, int quan
     return false;
 }
 
-template <int MAXG>
+// Element idx of a cache region of KV type (F32, BF16 or FP8 E4M3; an FP8 element still needs its slot's scale).
+template <int KV> __device__ __forceinline__ float kv_at(const void* __restrict__ base, i64 idx) {
+    if constexpr (KV == KV_F32) return static_cast<const float*>(base)[idx];
+    else if constexpr (KV == KV_BF16) return bf16_to_f32(static_cast<const u16*>(base)[idx]);
+    else return fp8_to_f32(static_cast<const u8*>(base)[idx]);
+}
+
+// The FP8 scale of (slot, kv head) in a scale array [slots, kvHeads]; 1 for the other types (never read).
+template <int KV> __device__ __forceinline__ float kv_scale(const float* __restrict__ scales, i64 slot, int kvHeads,
+                                                            int kvh) {
+    if constexpr (KV == KV_FP8) return scales[slot * kvHeads + kvh];
+    else return 1.0f;
+}
+
+template <int KV, int MAXG>
 __device__ __forceinline__ void attention_split(
         const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale,
-        const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim,
+        const void* __restrict__ kCache, const void* __restrict__ vCache, int kvDim,
         const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
         int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
-        float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum) {
+        float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum,
+        const float* __restrict__ kScale, const float* __restrict__ vScale) {
     __shared__ F4 qs4[ATT_MAX_QD / 4];  // q of the group, scaled; F4 for 16-byte alignment
     float* qs = reinterpret_cast<float*>(qs4);
     __shared__ float sc[MAXG * ATT_CHUNK];
@@ -66,7 +81,7 @@ __device__ __forceinline__ void attention_split(
     const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
     const i64 headOff = (i64) kvh * D;
     // K rows as float4 when every row start is 16-byte aligned (D and kvDim multiples of 4, aligned base)
-    const bool vec4 = (D & 3) == 0 && (kvDim & 3) == 0 && (reinterpret_cast<unsigned long long>(kCache) & 15) == 0;
+    const bool vec4 = KV == KV_F32 && (D & 3) == 0 && (kvDim & 3) == 0 && (reinterpret_cast<unsigned long long>(kCache) & 15) == 0;
     // V per dimension when D divides the block (D = 32, 64, 128): thread (vr, vd), vR key lanes
     const bool perDim = ATT_THREADS % D == 0 && blockDim.x == ATT_THREADS;
     const int vR = perDim ? ATT_THREADS / D : 1, vr = perDim ? tid / D : 0, vd = perDim ? tid % D : 0;
@@ -93,7 +108,8 @@ __device__ __forceinline__ void attention_split(
         // each thread issuing ATT_KB 16-byte loads before its FMAs); q is read from shared memory as a broadcast.
         // Each dot product sums its dimensions in order d = 0, 1, ..., D - 1 (deterministic).
         for (int pi = tid; pi < cl; pi += blockDim.x) {
-            const float* __restrict__ kp = kCache + slots[pi] * kvDim + headOff;
+            const i64 kIdx = slots[pi] * kvDim + headOff;
+            const float* __restrict__ kp = static_cast<const float*>(kCache) + kIdx;  // F32 only
             float part[MAXG];
 #pragma unroll
             for (int g = 0; g < MAXG; g++) part[g] = 0.0f;
@@ -127,16 +143,17 @@ __device__ __forceinline__ void attention_split(
                 }
             } else {
                 for (int d = 0; d < D; d++) {
-                    const float kv = kp[d];
+                    const float kv = kv_at<KV>(kCache, kIdx + d);
 #pragma unroll
                     for (int g = 0; g < MAXG; g++) {
                         if (g < G) part[g] = fmaf(qs[g * D + d], kv, part[g]);
                     }
                 }
             }
+            const float ks = kv_scale<KV>(kScale, slots[pi], kvHeads, kvh);
 #pragma unroll
             for (int g = 0; g < MAXG; g++) {
-                if (g < G) sc[g * ATT_CHUNK + pi] = part[g];
+                if (g < G) sc[g * ATT_CHUNK + pi] = KV == KV_FP8 ? part[g] * ks : part[g];
             }
         }
         __syncthreads();
@@ -176,7 +193,10 @@ __device__ __forceinline__ void attention_split(
 #pragma unroll
                 for (int u = 0; u < ATT_VB; u++) {
                     const int p = p0 + u * vR;
-                    if (p < cl) vv[u] = vCache[slots[p] * kvDim + headOff + vd];
+                    if (p < cl) {
+                        vv[u] = kv_at<KV>(vCache, slots[p] * kvDim + headOff + vd);
+                        if (KV == KV_FP8) vv[u] *= kv_scale<KV>(vScale, slots[p], kvHeads, kvh);
+                    }
                 }
 #pragma unroll
                 for (int u = 0; u < ATT_VB; u++) {
@@ -201,8 +221,12 @@ __device__ __forceinline__ void attention_split(
             for (int p0 = 0; p0 < cl; p0 += 4) {
                 const int m = min(4, cl - p0);
                 i64 off[4];
+                float vsc[4];
 #pragma unroll
-                for (int u = 0; u < 4; u++) off[u] = slots[p0 + (u < m ? u : 0)] * kvDim + headOff;
+                for (int u = 0; u < 4; u++) {
+                    off[u] = slots[p0 + (u < m ? u : 0)] * kvDim + headOff;
+                    vsc[u] = kv_scale<KV>(vScale, slots[p0 + (u < m ? u : 0)], kvHeads, kvh);
+                }
                 float vv[ATT_EPT][4];
 #pragma unroll
                 for (int k = 0; k < ATT_EPT; k++) {
@@ -210,7 +234,10 @@ __device__ __forceinline__ void attention_split(
                     if (e < GD) {
                         const int d = e % D;
 #pragma unroll
-                        for (int u = 0; u < 4; u++) vv[k][u] = vCache[off[u] + d];
+                        for (int u = 0; u < 4; u++) {
+                            vv[k][u] = kv_at<KV>(vCache, off[u] + d);
+                            if (KV == KV_FP8) vv[k][u] *= vsc[u];
+                        }
                     }
                 }
 #pragma unroll
@@ -271,19 +298,23 @@ __device__ __forceinline__ void attention_split(
     }
 }
 
+// kScale/vScale: the FP8 caches' scale arrays [slots, kvHeads] (unused, may be 0, for F32 and BF16)
 #define ATT_ARGS const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale, \
-    const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
+    const void* __restrict__ kCache, const void* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
     const int* __restrict__ seqOfToken, const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize, \
     int splitLen, int nSplits, float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, \
-    float* __restrict__ pSum
+    float* __restrict__ pSum, const float* __restrict__ kScale, const float* __restrict__ vScale
 #define ATT_PASS qkv, rowStride, heads, kvHeads, headDim, scale, kCache, vCache, kvDim, positions, seqOfToken, \
-    blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax, pSum
-
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g1(ATT_ARGS) { attention_split<1>(ATT_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g2(ATT_ARGS) { attention_split<2>(ATT_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g4(ATT_ARGS) { attention_split<4>(ATT_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g8(ATT_ARGS) { attention_split<8>(ATT_PASS); }
-extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g16(ATT_ARGS) { attention_split<16>(ATT_PASS); }
+    blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax, pSum, kScale, vScale
+// attention_g{G} reads an F32 cache, attention_g{G}_bf16 and _fp8 the other types
+#define ATT_KERNEL(G) \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g##G(ATT_ARGS) { \
+        attention_split<KV_F32, G>(ATT_PASS); } \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g##G##_bf16(ATT_ARGS) { \
+        attention_split<KV_BF16, G>(ATT_PASS); } \
+    extern "C" __global__ void __launch_bounds__(ATT_THREADS) attention_g##G##_fp8(ATT_ARGS) { \
+        attention_split<KV_FP8, G>(ATT_PASS); }
+ATT_KERNEL(1) ATT_KERNEL(2) ATT_KERNEL(4) ATT_KERNEL(8) ATT_KERNEL(16)
 
 // out[t, h, :] = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s; one block per (t, h).
 extern "C" __global__ void attention_combine(const float* __restrict__ pAcc, const float* __restrict__ pMax,
@@ -349,13 +380,58 @@ template <int DL> __device__ __forceinline__ void load_dl(const float* __restric
     }
 }
 
-template <int MAXG, int DL>
+struct alignas(8) U2 { u32 x, y; };
+
+// DL consecutive cache elements of type KV from element idx (idx a multiple of DL: the loads are aligned) as floats;
+// BF16 and FP8 rows are 2 and 4 times narrower, so a lane's slice is one load of DL * 2 or DL bytes.
+template <int KV, int DL> __device__ __forceinline__ void load_kv_dl(const void* __restrict__ base, i64 idx,
+                                                                     float* v) {
+    if constexpr (KV == KV_F32) {
+        load_dl<DL>(static_cast<const float*>(base) + idx, v);
+    } else if constexpr (KV == KV_BF16) {
+        const u16* p = static_cast<const u16*>(base) + idx;
+        if constexpr (DL == 8) {
+            const U4 a = *reinterpret_cast<const U4*>(p);
+            const u32 w[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+            for (int i = 0; i < 4; i++) { v[2 * i] = __uint_as_float(w[i] << 16); v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
+        } else if constexpr (DL == 4) {
+            const U2 a = *reinterpret_cast<const U2*>(p);
+            v[0] = __uint_as_float(a.x << 16); v[1] = __uint_as_float(a.x & 0xffff0000u);
+            v[2] = __uint_as_float(a.y << 16); v[3] = __uint_as_float(a.y & 0xffff0000u);
+        } else if constexpr (DL == 2) {
+            const u32 a = *reinterpret_cast<const u32*>(p);
+            v[0] = __uint_as_float(a << 16); v[1] = __uint_as_float(a & 0xffff0000u);
+        } else {
+            v[0] = bf16_to_f32(p[0]);
+        }
+    } else {
+        const u8* p = static_cast<const u8*>(base) + idx;
+        if constexpr (DL == 8) {
+            const U2 a = *reinterpret_cast<const U2*>(p);
+#pragma unroll
+            for (int i = 0; i < 4; i++) { v[i] = fp8_to_f32(a.x >> (8 * i)); v[4 + i] = fp8_to_f32(a.y >> (8 * i)); }
+        } else if constexpr (DL == 4) {
+            const u32 a = *reinterpret_cast<const u32*>(p);
+#pragma unroll
+            for (int i = 0; i < 4; i++) v[i] = fp8_to_f32(a >> (8 * i));
+        } else if constexpr (DL == 2) {
+            const u32 a = *reinterpret_cast<const u16*>(p);
+            v[0] = fp8_to_f32(a); v[1] = fp8_to_f32(a >> 8);
+        } else {
+            v[0] = fp8_to_f32(p[0]);
+        }
+    }
+}
+
+template <int KV, int MAXG, int DL>
 __device__ __forceinline__ void attention_dec(
         const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, float scale,
-        const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim,
+        const void* __restrict__ kCache, const void* __restrict__ vCache, int kvDim,
         const int* __restrict__ positions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
         int maxBlocksPerSeq, int blockSize, int splitLen, int nSplits,
-        float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum) {
+        float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, float* __restrict__ pSum,
+        const float* __restrict__ kScale, const float* __restrict__ vScale) {
     constexpr int D = 32 * DL;
     __shared__ float wm[DEC_WARPS][MAXG], wl[DEC_WARPS][MAXG];
     __shared__ float wacc[DEC_WARPS][MAXG * D];
@@ -400,12 +476,17 @@ __device__ __forceinline__ void attention_dec(
             mySlot = (i64) table[p / blockSize] * blockSize + p % blockSize;
         }
         float kr[DEC_KPW][DL], vr[DEC_KPW][DL];
+        float ksc[DEC_KPW], vsc[DEC_KPW];  // FP8 scales of the keys' slots (1 otherwise)
 #pragma unroll
         for (int j = 0; j < DEC_KPW; j++) {
             const i64 sj = __shfl_sync(FULL_MASK, mySlot, j);
+            ksc[j] = 1.0f;
+            vsc[j] = 1.0f;
             if (j < cnt) {
-                load_dl<DL>(kCache + sj * kvDim + laneOff, kr[j]);
-                load_dl<DL>(vCache + sj * kvDim + laneOff, vr[j]);
+                load_kv_dl<KV, DL>(kCache, sj * kvDim + laneOff, kr[j]);
+                load_kv_dl<KV, DL>(vCache, sj * kvDim + laneOff, vr[j]);
+                ksc[j] = kv_scale<KV>(kScale, sj, kvHeads, kvh);
+                vsc[j] = kv_scale<KV>(vScale, sj, kvHeads, kvh);
             } else {
 #pragma unroll
                 for (int e = 0; e < DL; e++) { kr[j][e] = 0.0f; vr[j][e] = 0.0f; }
@@ -420,7 +501,7 @@ __device__ __forceinline__ void attention_dec(
                     float a = 0.0f;
 #pragma unroll
                     for (int e = 0; e < DL; e++) a = fmaf(q[g][e], kr[j][e], a);
-                    sc[j] = warp_sum(a);
+                    sc[j] = KV == KV_FP8 ? warp_sum(a) * ksc[j] : warp_sum(a);
                 }
                 float mx = m[g];
 #pragma unroll
@@ -436,8 +517,9 @@ __device__ __forceinline__ void attention_dec(
                     if (j < cnt) {
                         const float p = expf(sc[j] - mx);
                         lg += p;
+                        const float pv = KV == KV_FP8 ? p * vsc[j] : p;
 #pragma unroll
-                        for (int e = 0; e < DL; e++) acc[g][e] = fmaf(p, vr[j][e], acc[g][e]);
+                        for (int e = 0; e < DL; e++) acc[g][e] = fmaf(pv, vr[j][e], acc[g][e]);
                     }
                 }
                 l[g] = lg;
@@ -480,14 +562,20 @@ __device__ __forceinline__ void attention_dec(
 }
 
 #define DEC_ARGS const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, float scale, \
-    const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
+    const void* __restrict__ kCache, const void* __restrict__ vCache, int kvDim, const int* __restrict__ positions, \
     const int* __restrict__ seqOfToken, const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize, \
     int splitLen, int nSplits, float* __restrict__ out, float* __restrict__ pAcc, float* __restrict__ pMax, \
-    float* __restrict__ pSum
+    float* __restrict__ pSum, const float* __restrict__ kScale, const float* __restrict__ vScale
 #define DEC_PASS qkv, rowStride, heads, kvHeads, scale, kCache, vCache, kvDim, positions, seqOfToken, \
-    blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax, pSum
-#define DEC_KERNEL(G, DL) extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS) \
-    attention_dec_g##G##_d##DL(DEC_ARGS) { attention_dec<G, DL>(DEC_PASS); }
+    blockTables, maxBlocksPerSeq, blockSize, splitLen, nSplits, out, pAcc, pMax, pSum, kScale, vScale
+// attention_dec_g{G}_d{DL} reads an F32 cache, the _bf16 and _fp8 variants the other types
+#define DEC_KERNEL(G, DL) \
+    extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS) attention_dec_g##G##_d##DL(DEC_ARGS) { \
+        attention_dec<KV_F32, G, DL>(DEC_PASS); } \
+    extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS) attention_dec_g##G##_d##DL##_bf16(DEC_ARGS) { \
+        attention_dec<KV_BF16, G, DL>(DEC_PASS); } \
+    extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS) attention_dec_g##G##_d##DL##_fp8(DEC_ARGS) { \
+        attention_dec<KV_FP8, G, DL>(DEC_PASS); }
 
 // MAXG * DL <= 32 (q and acc in registers): head dims 32 and 64 with groups up to 16, 128 up to 8, 256 up to 4
 DEC_KERNEL(1, 1) DEC_KERNEL(2, 1) DEC_KERNEL(4, 1) DEC_KERNEL(8, 1) DEC_KERNEL(16, 1)

@@ -41,6 +41,34 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
     return (u16) (u >> 16);
 }
 
+// KV cache element types; the numbers are shared with CudaKernels.kvCode (keep in sync). FP8 is E4M3 (OCP "fn": no
+// infinities, max 448) with one float scale per (slot, kv head) in a separate array (KvCodec in Java is the spec).
+#define KV_F32 0
+#define KV_BF16 1
+#define KV_FP8 2
+#define FP8_MAX 448.0f
+
+// E4M3 bits -> float: the sign, exponent and mantissa moved into a float's fields (exponent bias 7 vs 127) and
+// rescaled by 2^120, which also turns an E4M3 subnormal (a float subnormal here) into its exact value.
+__device__ __forceinline__ float fp8_to_f32(u32 b) {
+    return __uint_as_float(((b & 0x80u) << 24) | ((b & 0x7fu) << 20)) * __uint_as_float(0x7b800000u);
+}
+
+// float -> E4M3 bits, round to nearest even, saturating at +-448 (the caller has scaled x into range; NaN -> 0x7f).
+// Below 2^-6 the E4M3 subnormals are multiples of 2^-9; above, the float's mantissa is rounded to 3 bits.
+__device__ __forceinline__ u32 f32_to_fp8(float x) {
+    const u32 u = __float_as_uint(x);
+    const u32 sign = (u >> 24) & 0x80u;
+    const float a = fabsf(x);
+    if (a != a) return sign | 0x7fu;
+    if (a >= FP8_MAX) return sign | 0x7eu;
+    if (a < 0.015625f) return sign | (u32) __float2int_rn(a * 512.0f);  // multiples of 2^-9 (8 becomes 2^-6: 0x08)
+    u32 r = __float_as_uint(a);
+    r += 0x7ffffu + ((r >> 20) & 1u);
+    const u32 bits = ((((r >> 23) & 0xffu) - 120u) << 3) | ((r >> 20) & 7u);
+    return sign | min(bits, 0x7eu);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(FULL_MASK, v, o);

@@ -251,6 +251,84 @@ extern "C" __global__ void rope_store_kv(float* x, int n, int rowStride, int col
     }
 }
 
+// ---------------------------------------------------------------- reduced-precision KV caches
+// store_kv_bf16 / rope_store_kv_bf16: store_kv and rope_store_kv for a BF16 cache (each element rounded to nearest
+// even, as KvCodec.bf16). The rotated keys written back to x stay float32, as in the F32 kernels.
+extern "C" __global__ void store_kv_bf16(const float* __restrict__ qkv, int rowStride, int kOff, int vOff, int kvDim,
+                                         int n, const int* __restrict__ positions, const int* __restrict__ seqOfToken,
+                                         const int* __restrict__ blockTables, int maxBlocksPerSeq, int blockSize,
+                                         u16* __restrict__ kCache, u16* __restrict__ vCache) {
+    GRID_STRIDE(i, (i64) n * kvDim) {
+        const int t = (int) (i / kvDim), j = (int) (i % kvDim);
+        const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+        const float* row = qkv + (i64) t * rowStride;
+        kCache[slot * kvDim + j] = f32_to_bf16(row[kOff + j]);
+        vCache[slot * kvDim + j] = f32_to_bf16(row[vOff + j]);
+    }
+}
+
+extern "C" __global__ void rope_store_kv_bf16(float* x, int n, int rowStride, int colOffset, int heads, int half,
+                                              const int* __restrict__ positions, const float* __restrict__ cosT,
+                                              const float* __restrict__ sinT, int kOff, int vOff, int kvDim,
+                                              const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+                                              int maxBlocksPerSeq, int blockSize, u16* __restrict__ kCache,
+                                              u16* __restrict__ vCache) {
+    const i64 ropeWork = (i64) n * heads * half;
+    GRID_STRIDE(i, ropeWork + (i64) n * kvDim) {
+        if (i < ropeWork) {
+            const int j = (int) (i % half);
+            const i64 th = i / half;
+            const int h = (int) (th % heads), t = (int) (th / heads);
+            const i64 p = positions[t];
+            const float c = cosT[p * half + j], s = sinT[p * half + j];
+            const int col = colOffset + h * 2 * half + j;
+            float* xh = x + (i64) t * rowStride + col;
+            float y0, y1;
+            rotate(xh[0], xh[half], c, s, &y0, &y1);
+            xh[0] = y0;
+            xh[half] = y1;
+            if (col >= kOff && col < kOff + kvDim) {
+                const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+                kCache[slot * kvDim + (col - kOff)] = f32_to_bf16(y0);
+                kCache[slot * kvDim + (col - kOff) + half] = f32_to_bf16(y1);
+            }
+        } else {
+            const i64 r = i - ropeWork;
+            const int t = (int) (r / kvDim), j = (int) (r % kvDim);
+            const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+            vCache[slot * kvDim + j] = f32_to_bf16(x[(i64) t * rowStride + vOff + j]);
+        }
+    }
+}
+
+// FP8 E4M3 store: one warp per (token, kv head, key or value) — warp w of the grid: t = w / (2 kvHeads), then the
+// head, then key (0) or value (1). The head's scale is amax / 448 (1 for an all-zero head), stored in
+// scales[slot * kvHeads + head]; each element is f32_to_fp8(x / scale). Same rule as KvCodec.quantizeHeadFp8.
+extern "C" __global__ void store_kv_fp8(const float* __restrict__ qkv, int rowStride, int kOff, int vOff, int kvHeads,
+                                        int headDim, int n, const int* __restrict__ positions,
+                                        const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+                                        int maxBlocksPerSeq, int blockSize, u8* __restrict__ kCache,
+                                        u8* __restrict__ vCache, float* __restrict__ kScale,
+                                        float* __restrict__ vScale) {
+    const i64 warps = (i64) n * kvHeads * 2;
+    const int lane = threadIdx.x & 31;
+    for (i64 w = ((i64) blockIdx.x * blockDim.x + threadIdx.x) >> 5; w < warps;
+         w += ((i64) gridDim.x * blockDim.x) >> 5) {
+        const int isValue = (int) (w & 1);
+        const int kvh = (int) ((w >> 1) % kvHeads);
+        const int t = (int) ((w >> 1) / kvHeads);
+        const i64 slot = slot_of(t, positions, seqOfToken, blockTables, maxBlocksPerSeq, blockSize);
+        const float* src = qkv + (i64) t * rowStride + (isValue ? vOff : kOff) + (i64) kvh * headDim;
+        float amax = 0.0f;
+        for (int d = lane; d < headDim; d += 32) amax = fmaxf(amax, fabsf(src[d]));
+        amax = warp_max(amax);
+        const float sc = amax > 0.0f ? amax / FP8_MAX : 1.0f;
+        u8* dst = (isValue ? vCache : kCache) + slot * ((i64) kvHeads * headDim) + (i64) kvh * headDim;
+        for (int d = lane; d < headDim; d += 32) dst[d] = (u8) f32_to_fp8(src[d] / sc);
+        if (lane == 0) (isValue ? vScale : kScale)[slot * kvHeads + kvh] = sc;
+    }
+}
+
 // Per-head RMSNorm in place (Qwen3's q_norm/k_norm): block (t, h) normalizes head h of row t, the head_dim floats at
 // x + t * stride + offset + h * head_dim, times gamma[head_dim]. Same arithmetic as rmsnorm.
 extern "C" __global__ void rmsnorm_heads(float* x, int stride, int offset, int head_dim, const float* __restrict__ gamma,

@@ -1,5 +1,7 @@
 package ai.k2j.cli;
 
+import ai.k2j.engine.ModelOptions;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.WeightFormat;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
@@ -22,6 +24,16 @@ final class Cli {
             throw new IllegalArgumentException("model directory not found: " + dir);
         }
         return dir;
+    }
+
+    /** {@code --kv-cache}: bf16 (the default), fp8 or f32. */
+    static KvPrecision kvPrecision(Args args) {
+        String value = args.string("kv-cache", ModelOptions.DEFAULT_KV_CACHE.flagName());
+        try {
+            return KvPrecision.parse(value);
+        } catch (IllegalArgumentException e) {
+            throw new UsageException("--kv-cache must be bf16, fp8 or f32, got '" + value + "'");
+        }
     }
 
     /** A {@code --quant}-style flag's value: null (not given) or a block format, q8_0 or q4_0. */

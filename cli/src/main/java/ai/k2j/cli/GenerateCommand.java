@@ -5,6 +5,7 @@ import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.GenerationResult;
 import ai.k2j.engine.LanguageModel;
 import ai.k2j.engine.ModelOptions;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.engine.SamplingParams;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.tokenizer.ChatMessage;
@@ -56,7 +57,10 @@ final class GenerateCommand implements Command {
             Flag.option("seed", "S", "random, printed on stderr", "sampling seed"),
             Flag.option("stop", "STR", null, "also stop when the text contains STR (\\n, \\t, \\\\ are unescaped)"),
             Flag.option("threads", "N", "all processors", "CPU threads"),
-            Flag.option("ctx", "N", "the model's, capped at 8192", "context length to allocate"),
+            Flag.option("ctx", "N", "the model's, capped at 8192", "context length to allocate (up to the model's"
+                    + " max_position_embeddings, or factor x original_max_position_embeddings with YaRN)"),
+            Flag.option("kv-cache", "bf16|fp8|f32", "bf16", "KV cache precision: f32 is exact, fp8 (E4M3, a scale"
+                    + " per head) a quarter of its memory (docs/kv-cache.md)"),
             Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
             Flag.option("quant", "q8_0|q4_0", null, "quantize the weights at load (docs/performance.md)"),
             Flag.toggle("json", "print one JSON object with ids, text and timings instead of streaming")),
@@ -123,6 +127,7 @@ final class GenerateCommand implements Command {
         int threads = Cli.intAtLeast(args, "threads", 0, 1);
         WeightFormat quant = Cli.quantFormat(args.string("quant", null), "--quant");
         int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
+        KvPrecision kvCache = Cli.kvPrecision(args);
         String backend = args.string("backend", "cpu");
         boolean json = args.flag("json");
         args.finish();
@@ -132,7 +137,7 @@ final class GenerateCommand implements Command {
         Path modelDir = spec.model();
         long t0 = System.nanoTime();
         ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx).withBackend(backend)
-                .withDraft(spec.draft()).withWeightFormat(quant);
+                .withDraft(spec.draft()).withWeightFormat(quant).withKvCache(kvCache);
         try (LanguageModel model = LanguageModel.load(modelDir, options)) {
             double loadSeconds = (System.nanoTime() - t0) / 1e9;
 

@@ -1,7 +1,10 @@
 package ai.k2j.cli;
 
 import ai.k2j.engine.LanguageModel;
+import ai.k2j.engine.GenerationRequest;
 import ai.k2j.engine.ModelOptions;
+import ai.k2j.engine.SamplingParams;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.WeightFormat;
 
 import com.fasterxml.jackson.databind.node.ObjectNode;
@@ -21,6 +24,12 @@ import java.util.SplittableRandom;
  * model's on a fixed text. Both models read the same token ids (teacher forcing); at every position it takes
  * KL(P_ref ‖ P_quant) of the softmaxed logits, whether the argmaxes agree, and each model's negative
  * log-likelihood of the actual next token. Reports the mean KL, the top-1 agreement and both perplexities.
+ *
+ * <p>With {@code --kv-cache bf16|fp8} the candidate is the same checkpoint with its KV cache in that precision (the
+ * reference keeps an exact float32 cache; weights are the checkpoint's in both), and with {@code --generate N} the
+ * scored ids are the input followed by N tokens the reference generates greedily: a long trace whose later
+ * positions attend over many cached keys. Then it also reports how many of those N tokens the candidate, decoding
+ * greedily on its own from the same input, reproduces before its first different token (docs/kv-cache.md).
  */
 final class QuantAccuracyCommand implements Command {
 
@@ -28,10 +37,16 @@ final class QuantAccuracyCommand implements Command {
 
     static final VerbSpec SPEC = new VerbSpec("quant-accuracy", "KL divergence vs the unquantized model",
             List.of(Flag.required("model", "DIR", "the reference checkpoint (its own dtype, e.g. BF16)"),
-                    Flag.required("quant", "q8_0|q4_0", "compare with the same checkpoint quantized at load")
-                            .inGroup("other", true),
+                    // exactly one of the three is required (checked in run; the usage line keeps to its width)
+                    Flag.required("quant", "q8_0|q4_0", "compare with the same checkpoint quantized at load (one of"
+                            + " --quant, --quantized, --kv-cache is required)").inGroup("other", false),
                     Flag.required("quantized", "DIR", "or with a checkpoint written by `k2j quantize`")
-                            .inGroup("other", true),
+                            .inGroup("other", false),
+                    Flag.required("kv-cache", "bf16|fp8", "or with the same checkpoint, its KV cache in this precision"
+                            + " (the reference's is f32)").inGroup("other", false),
+                    Flag.option("generate", "N", "0", "score the input followed by N tokens the reference generates"
+                            + " greedily; also count how many of them the candidate reproduces"),
+                    Flag.option("ctx", "N", "the model's, capped at 8192", "context length to allocate"),
                     Flag.required("text", "FILE", "text to score (needs the model's tokenizer.json)")
                             .inGroup("input", true),
                     Flag.required("tokens", "N", "instead of text, N pseudo-random token ids").inGroup("input", true),
@@ -56,9 +71,12 @@ final class QuantAccuracyCommand implements Command {
         Path dir = args.path("model");
         WeightFormat quant = Cli.quantFormat(args.string("quant", null), "--quant");
         Path quantized = args.has("quantized") ? args.path("quantized") : null;
-        if ((quant == null) == (quantized == null)) {
-            throw new UsageException("give exactly one of --quant q8_0|q4_0 or --quantized DIR");
+        KvPrecision kvCache = args.has("kv-cache") ? Cli.kvPrecision(args) : null;
+        if ((quant != null ? 1 : 0) + (quantized != null ? 1 : 0) + (kvCache != null ? 1 : 0) != 1) {
+            throw new UsageException("give exactly one of --quant q8_0|q4_0, --quantized DIR or --kv-cache bf16|fp8");
         }
+        int generate = Cli.intAtLeast(args, "generate", 0, 0);
+        int ctx = Cli.intAtLeast(args, "ctx", 0, 1);
         Path text = args.has("text") ? args.path("text") : null;
         int randomTokens = Cli.intAtLeast(args, "tokens", 0, 2);
         long seed = args.longValue("seed", 0);
@@ -71,7 +89,9 @@ final class QuantAccuracyCommand implements Command {
         args.finish();
         Path modelDir = Cli.modelDir(args);
 
-        ModelOptions options = ModelOptions.defaults().withThreads(threads);
+        // weight formats are compared over an exact cache; --kv-cache compares caches over the same weights
+        ModelOptions options = ModelOptions.defaults().withThreads(threads).withMaxContext(ctx)
+                .withKvCache(KvPrecision.F32);
         try (LanguageModel ref = LanguageModel.load(modelDir, options)) {
             int[] ids;
             if (text != null) {
@@ -85,14 +105,39 @@ final class QuantAccuracyCommand implements Command {
             } else {
                 ids = new SplittableRandom(seed).ints(randomTokens, 0, ref.config().vocabSize()).toArray();
             }
-            ids = Arrays.copyOf(ids, Math.min(Math.min(ids.length, maxTokens), ref.maxContext()));
+            ids = Arrays.copyOf(ids, Math.min(Math.min(ids.length, maxTokens), ref.maxContext() - generate));
             if (ids.length < 2) {
-                throw new IllegalArgumentException("the text encodes to " + ids.length + " token(s); need at least 2");
+                throw new IllegalArgumentException("the text encodes to " + ids.length + " token(s); need at least 2"
+                        + (generate > 0 ? " besides the " + generate + " generated in a context of " + ref.maxContext()
+                        : ""));
+            }
+            int[] input = ids;
+            int[] refGenerated = new int[0];
+            if (generate > 0) {
+                refGenerated = ref.generate(new GenerationRequest(input, generate, SamplingParams.greedy(), List.of(),
+                        true), null).ids();
+                ids = Arrays.copyOf(input, input.length + refGenerated.length);
+                System.arraycopy(refGenerated, 0, ids, input.length, refGenerated.length);
             }
             float[][] refLogits = ref.logits(ids);
             String candidateName;
             float[][] quantLogits;
-            if (quant != null) {
+            int reproduced = -1;
+            if (kvCache != null) {
+                candidateName = modelDir + " with a " + kvCache.flagName() + " KV cache";
+                try (LanguageModel q = LanguageModel.load(modelDir, options.withKvCache(kvCache))) {
+                    quantLogits = q.logits(ids);
+                    if (generate > 0) {
+                        int[] own = q.generate(new GenerationRequest(input, generate, SamplingParams.greedy(),
+                                List.of(), true), null).ids();
+                        reproduced = 0;
+                        while (reproduced < Math.min(own.length, refGenerated.length)
+                                && own[reproduced] == refGenerated[reproduced]) {
+                            reproduced++;
+                        }
+                    }
+                }
+            } else if (quant != null) {
                 candidateName = modelDir + " at --quant " + quant;
                 try (LanguageModel q = LanguageModel.load(modelDir, options.withWeightFormat(quant))) {
                     quantLogits = q.logits(ids);
@@ -121,12 +166,20 @@ final class QuantAccuracyCommand implements Command {
                 o.put("top1_agreement", r.top1Agreement());
                 o.put("reference_perplexity", r.refPerplexity());
                 o.put("quantized_perplexity", r.quantPerplexity());
+                if (reproduced >= 0) {
+                    o.put("generated", refGenerated.length);
+                    o.put("greedy_reproduced", reproduced);
+                }
                 out.println(o.toString());
             } else {
                 out.printf(Locale.ROOT, "reference  %s%nquantized  %s%npositions  %d%nmean KL    %.6f nats (max %.4f)%n"
                                 + "top-1      %.2f%% agreement%nperplexity %.3f reference, %.3f quantized%n",
                         modelDir, candidateName, r.positions(), r.meanKl(), r.maxKl(), 100 * r.top1Agreement(),
                         r.refPerplexity(), r.quantPerplexity());
+                if (reproduced >= 0) {
+                    out.printf(Locale.ROOT, "greedy     %d of the reference's %d generated tokens reproduced before the"
+                            + " first difference%n", reproduced, refGenerated.length);
+                }
             }
             return 0;
         }

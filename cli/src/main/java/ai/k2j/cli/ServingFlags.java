@@ -31,6 +31,7 @@ final class ServingFlags {
                 Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
                 Flag.option("threads", "N", "all processors", "CPU threads"),
                 Flag.option("ctx", "N", "the model's, capped at 8192", "context length per sequence"),
+                Flag.option("kv-cache", "bf16|fp8|f32", "bf16", "KV cache precision (docs/kv-cache.md)"),
                 Flag.option("max-batch", "B", "16", "sequences decoding together, at most 1024"),
                 Flag.option("kv-blocks", "N", "max-batch full contexts, capped at 4 GiB",
                         "KV cache blocks of 16 tokens"));
@@ -94,7 +95,7 @@ final class ServingFlags {
         }
         int kvBlocks = atLeast(args, "kv-blocks", 0, 1);
         EngineOptions o = EngineOptions.defaults().withBackend(backend).withThreads(threads).withMaxContext(ctx)
-                .withMaxBatch(maxBatch).withKvBlocks(kvBlocks).withDraftTokens(k);
+                .withMaxBatch(maxBatch).withKvBlocks(kvBlocks).withDraftTokens(k).withKvCache(Cli.kvPrecision(args));
         return new ServingFlags(model, draft, demo, draftOff, o);
     }
 

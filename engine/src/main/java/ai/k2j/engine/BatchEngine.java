@@ -72,10 +72,10 @@ public final class BatchEngine implements AutoCloseable {
         this.draft = draft;
         this.ownedBackend = ownedBackend;
         this.stepLock = stepLock;
-        this.targetContext = target.newContext(limits);
+        this.targetContext = target.newContext(limits, options.kvCache());
         // one logit row per sequence; a cache as large as the target's (drafts never outgrow it much)
         this.draftContext = draft == null ? null : draft.newContext(new ModelContext.Limits(limits.maxContext(),
-                limits.maxBatchTokens(), limits.maxSeqs(), limits.maxSeqs(), limits.kvBlocks()));
+                limits.maxBatchTokens(), limits.maxSeqs(), limits.maxSeqs(), limits.kvBlocks()), options.kvCache());
         this.draftTokens = draft == null ? 0 : options.draftTokens();
         this.scheduler = new Scheduler(targetContext, this.draftTokens);
         this.runner = new ModelRunner(targetContext, draftContext, this.draftTokens);
@@ -127,7 +127,7 @@ public final class BatchEngine implements AutoCloseable {
 
     /** The model's limits for these options (see {@link EngineOptions} for the defaults). */
     static ModelContext.Limits limits(ModelConfig config, EngineOptions options, boolean speculative) {
-        int ctx = options.maxContext() > 0 ? options.maxContext() : Math.min(config.maxPositionEmbeddings(), 8192);
+        int ctx = LanguageModel.resolveMaxContext(config, options.maxContext());
         int k = speculative ? options.draftTokens() : 0;
         int seqs = options.maxBatch();
         int stepTokens = options.stepTokens() > 0 ? options.stepTokens() : Math.max(256, seqs * (k + 1));
@@ -147,9 +147,11 @@ public final class BatchEngine implements AutoCloseable {
             }
             blocks = options.kvBlocks();
         } else {
-            // keys and values; MLA (DeepSeek-V3) caches one latent row [c_kv | k_rope] per token instead
-            long floatsPerToken = config.deepseek() != null ? config.deepseek().latentWidth() : 2L * config.kvDim();
-            long bytesPerBlock = 4L * config.numLayers() * floatsPerToken * ModelContext.KV_BLOCK_SIZE;
+            // MLA (DeepSeek-V3) caches one latent row [c_kv | k_rope] per token, kept in float32
+            long bytesPerBlock = (config.deepseek() != null
+                    ? 4L * config.numLayers() * config.deepseek().latentWidth()
+                    : options.kvCache().bytesPerToken(config.numLayers(), config.kvDim(), config.headDim()))
+                    * ModelContext.KV_BLOCK_SIZE;
             long capped = EngineOptions.DEFAULT_KV_BYTES / bytesPerBlock;
             blocks = (int) Math.max(minBlocks, Math.min((long) seqs * blocksPerContext + seqs, capped));
         }

@@ -13,6 +13,9 @@ import java.util.Objects;
  * ones included) must have the same id and the same special flag. Without the draft's tokenizer the check
  * falls back to config.json's bos/eos ids. Any Qwen2-family pair sharing a tokenizer passes (Qwen2.5 0.5B and
  * 1.5B, the demo pair); differing vocabularies fail with a {@link ModelFormatException} naming the difference.
+ * One exception: a draft whose vocab_size is the target's less padding rows (Qwen2.5 0.5B–7B have 151,936 ids,
+ * 14B–72B 152,064; one tokenizer of 151,665 tokens) pairs when both tokenizers fit in the draft's ids; the
+ * decoders pad its distributions with zeros (logits −inf) to the target's width.
  */
 final class DraftCompatibility {
 
@@ -26,9 +29,22 @@ final class DraftCompatibility {
     public static void check(String targetSource, ModelConfig target, Tokenizer targetTokenizer,
                              String draftSource, ModelConfig draft, Tokenizer draftTokenizer) {
         String pair = "draft " + draftSource + " cannot draft for target " + targetSource + ": ";
-        if (target.vocabSize() != draft.vocabSize()) {
-            throw new ModelFormatException(pair + "vocab_size " + draft.vocabSize() + " differs from the target's "
+        if (draft.vocabSize() > target.vocabSize()) {
+            throw new ModelFormatException(pair + "vocab_size " + draft.vocabSize() + " exceeds the target's "
                     + target.vocabSize() + " (speculative decoding needs one shared vocabulary)");
+        }
+        if (draft.vocabSize() < target.vocabSize()) {
+            // Qwen2.5: 151,936 ids up to 7B, 152,064 from 14B, one tokenizer of 151,665 tokens; the rest is padding
+            if (targetTokenizer == null || draftTokenizer == null) {
+                throw new ModelFormatException(pair + "vocab_size " + draft.vocabSize() + " differs from the target's "
+                        + target.vocabSize() + ", and without both tokenizer.json files the extra ids cannot be shown"
+                        + " to be padding");
+            }
+            int tokens = Math.max(targetTokenizer.vocabSize(), draftTokenizer.vocabSize());
+            if (tokens > draft.vocabSize()) {
+                throw new ModelFormatException(pair + "its vocab_size " + draft.vocabSize() + " is smaller than the "
+                        + tokens + " tokens of the tokenizers (only padding ids may be missing)");
+            }
         }
         if (targetTokenizer != null && draftTokenizer != null) {
             if (targetTokenizer.vocabSize() != draftTokenizer.vocabSize()) {

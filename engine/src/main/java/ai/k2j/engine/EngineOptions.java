@@ -1,5 +1,6 @@
 package ai.k2j.engine;
 
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.WeightFormat;
 
 /**
@@ -17,14 +18,24 @@ import ai.k2j.loaders.WeightFormat;
  *                     &lt;= 0: max(256, maxBatch · (draftTokens + 1))
  * @param draftTokens  tokens the draft model proposes per step for speculative requests (used with a draft)
  * @param weightFormat null or NATIVE keeps the checkpoint's dtype; Q8_0/Q4_0 quantize at load
+ * @param kvCache      the KV cache's precision; null: {@link ModelOptions#DEFAULT_KV_CACHE}
  */
 public record EngineOptions(String backend, int threads, int maxContext, int maxBatch, int kvBlocks, int stepTokens,
-                            int draftTokens, WeightFormat weightFormat) {
+                            int draftTokens, WeightFormat weightFormat, KvPrecision kvCache) {
 
-    /** Default cap of the automatically sized KV cache: 4 GiB of float32 keys and values. */
+    /** Options with the default KV cache precision. */
+    public EngineOptions(String backend, int threads, int maxContext, int maxBatch, int kvBlocks, int stepTokens,
+                         int draftTokens, WeightFormat weightFormat) {
+        this(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat, null);
+    }
+
+    /** Default cap of the automatically sized KV cache: 4 GiB of keys and values (of the cache's precision). */
     public static final long DEFAULT_KV_BYTES = 4L << 30;
 
     public EngineOptions {
+        if (kvCache == null) {
+            kvCache = ModelOptions.DEFAULT_KV_CACHE;
+        }
         if (maxBatch < 1 || maxBatch > 1024) {
             throw new IllegalArgumentException("maxBatch must be in [1, 1024], got " + maxBatch);
         }
@@ -34,38 +45,43 @@ public record EngineOptions(String backend, int threads, int maxContext, int max
     }
 
     public static EngineOptions defaults() {
-        return new EngineOptions("cpu", 0, 0, 16, 0, 0, 4, null);
+        return new EngineOptions("cpu", 0, 0, 16, 0, 0, 4, null, null);
     }
 
     public EngineOptions withBackend(String b) {
-        return new EngineOptions(b, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat);
+        return new EngineOptions(b, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat, kvCache);
     }
 
     public EngineOptions withThreads(int t) {
-        return new EngineOptions(backend, t, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat);
+        return new EngineOptions(backend, t, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat, kvCache);
     }
 
     public EngineOptions withMaxContext(int c) {
-        return new EngineOptions(backend, threads, c, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat);
+        return new EngineOptions(backend, threads, c, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat, kvCache);
     }
 
     public EngineOptions withMaxBatch(int b) {
-        return new EngineOptions(backend, threads, maxContext, b, kvBlocks, stepTokens, draftTokens, weightFormat);
+        return new EngineOptions(backend, threads, maxContext, b, kvBlocks, stepTokens, draftTokens, weightFormat, kvCache);
     }
 
     public EngineOptions withKvBlocks(int blocks) {
-        return new EngineOptions(backend, threads, maxContext, maxBatch, blocks, stepTokens, draftTokens, weightFormat);
+        return new EngineOptions(backend, threads, maxContext, maxBatch, blocks, stepTokens, draftTokens, weightFormat, kvCache);
     }
 
     public EngineOptions withStepTokens(int t) {
-        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, t, draftTokens, weightFormat);
+        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, t, draftTokens, weightFormat, kvCache);
     }
 
     public EngineOptions withDraftTokens(int k) {
-        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, k, weightFormat);
+        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, k, weightFormat, kvCache);
+    }
+
+    public EngineOptions withKvCache(KvPrecision p) {
+        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, weightFormat,
+                p);
     }
 
     public EngineOptions withWeightFormat(WeightFormat f) {
-        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, f);
+        return new EngineOptions(backend, threads, maxContext, maxBatch, kvBlocks, stepTokens, draftTokens, f, kvCache);
     }
 }

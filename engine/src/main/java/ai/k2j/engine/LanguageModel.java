@@ -2,10 +2,12 @@ package ai.k2j.engine;
 
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.kernels.ReferenceBackend;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.loaders.ModelConfig;
+import ai.k2j.loaders.RopeScaling;
 import ai.k2j.loaders.Tensor;
 import ai.k2j.tokenizer.ChatMessage;
 import ai.k2j.tokenizer.Tokenizer;
@@ -58,6 +60,8 @@ public final class LanguageModel implements AutoCloseable {
     private final Tokenizer tokenizer;
     private final Backend backend;
     private final String source;
+    /** how every context of this model stores its KV cache */
+    private final KvPrecision kvPrecision;
     /** the single-sequence context (the caller-thread path) */
     private final ModelContext model;
     private final Sampler sampler;
@@ -76,6 +80,11 @@ public final class LanguageModel implements AutoCloseable {
 
     /** Takes ownership of the backend and both loaded models (closed by {@link #close()}). */
     private LanguageModel(Backend backend, LoadedModel target, LoadedModel draftModel, int maxContext) {
+        this(backend, target, draftModel, maxContext, KvPrecision.F32);
+    }
+
+    private LanguageModel(Backend backend, LoadedModel target, LoadedModel draftModel, int maxContext,
+                          KvPrecision kvPrecision) {
         this.backend = backend;
         this.target = target;
         this.draftModel = draftModel;
@@ -85,8 +94,9 @@ public final class LanguageModel implements AutoCloseable {
         this.source = target.source();
         this.eosIds = target.eosIds();
         ModelContext.Limits limits = ModelContext.Limits.singleSequence(maxContext);
-        this.model = target.newContext(limits);
-        this.draft = draftModel == null ? null : draftModel.newContext(limits);
+        this.kvPrecision = kvPrecision;
+        this.model = target.newContext(limits, kvPrecision);
+        this.draft = draftModel == null ? null : draftModel.newContext(limits, kvPrecision);
         this.sampler = new Sampler(config.vocabSize());
         this.loop = new DecodeLoop(model, sampler);
         this.batch = model.newBatch();
@@ -115,7 +125,8 @@ public final class LanguageModel implements AutoCloseable {
                 DraftCompatibility.check(dir.toString(), target.config(), target.tokenizer(), draftDir.toString(),
                         draft.config(), draft.tokenizer());
             }
-            return new LanguageModel(backend, target, draft, resolveMaxContext(target.config(), options.maxContext()));
+            return new LanguageModel(backend, target, draft, resolveMaxContext(target.config(), options.maxContext()),
+                    options.kvCache());
         } catch (RuntimeException | Error e) {
             closeAll(backend, target, draft);
             throw e;
@@ -163,9 +174,49 @@ public final class LanguageModel implements AutoCloseable {
         }
     }
 
-    /** The requested context, or by default max_position_embeddings capped at 8192. */
+    /**
+     * The requested context, or by default the model's {@link #contextLimit} capped at 8192 (a default, not a
+     * limit: ask for more with {@link ModelOptions#withMaxContext}, {@code --ctx}). A request beyond the model's
+     * positions is honoured (RoPE is defined at any position) with a warning naming the limit: the model was not
+     * trained there.
+     */
     static int resolveMaxContext(ModelConfig config, int requested) {
-        return requested > 0 ? requested : Math.min(config.maxPositionEmbeddings(), DEFAULT_MAX_CONTEXT);
+        int limit = contextLimit(config);
+        if (requested > limit) {
+            LOG.log(System.Logger.Level.WARNING, contextWarning(config, requested));
+        }
+        return requested > 0 ? requested : Math.min(limit, DEFAULT_MAX_CONTEXT);
+    }
+
+    /** The warning for a context beyond the model's positions. */
+    static String contextWarning(ModelConfig config, int requested) {
+        return "k2j: a context of " + requested + " tokens exceeds the model's " + contextLimit(config)
+                + " positions (" + contextLimitSource(config) + "); positions beyond it were not trained";
+    }
+
+    /**
+     * The most positions the model's RoPE is meant for: max_position_embeddings, or with YaRN (rope_scaling type
+     * yarn) factor × original_max_position_embeddings when that is larger (Qwen2.5-32B: 4 × 32,768 = 131,072; HF
+     * reads original_max_position_embeddings from rope_scaling, else max_position_embeddings).
+     */
+    public static int contextLimit(ModelConfig config) {
+        int limit = config.maxPositionEmbeddings();
+        RopeScaling s = config.ropeScaling();
+        if (s.isYarn()) {
+            int original = s.originalMaxPositionEmbeddings() > 0 ? s.originalMaxPositionEmbeddings() : limit;
+            limit = (int) Math.min(Integer.MAX_VALUE - 64, Math.max(limit, Math.floor(s.factor() * original)));
+        }
+        return limit;
+    }
+
+    private static String contextLimitSource(ModelConfig config) {
+        RopeScaling s = config.ropeScaling();
+        if (s.isYarn() && contextLimit(config) > config.maxPositionEmbeddings()) {
+            return "rope_scaling yarn: factor " + s.factor() + " x original_max_position_embeddings "
+                    + (s.originalMaxPositionEmbeddings() > 0 ? s.originalMaxPositionEmbeddings()
+                    : config.maxPositionEmbeddings());
+        }
+        return "max_position_embeddings" + (s.isDefault() ? "; a rope_scaling of type yarn extends it" : "");
     }
 
     /**
@@ -238,6 +289,11 @@ public final class LanguageModel implements AutoCloseable {
             throw new IllegalStateException(source + " has no tokenizer.json");
         }
         return tokenizer;
+    }
+
+    /** How this model's KV caches store keys and values ({@link ModelOptions#kvCache()}). */
+    public KvPrecision kvPrecision() {
+        return kvPrecision;
     }
 
     /** Max tokens (prompt + generated) one sequence may hold. */
@@ -381,7 +437,7 @@ public final class LanguageModel implements AutoCloseable {
                 lock.lock(); // its contexts are allocated on the backend: not while a step runs
                 try {
                     engine = BatchEngine.over(target, draftModel, EngineOptions.defaults()
-                            .withMaxContext(maxContext()), lock);
+                            .withMaxContext(maxContext()).withKvCache(kvPrecision), lock);
                 } finally {
                     lock.unlock();
                 }

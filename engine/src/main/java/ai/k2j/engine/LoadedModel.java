@@ -3,6 +3,7 @@ package ai.k2j.engine;
 import ai.k2j.engine.model.Architectures;
 import ai.k2j.engine.model.DecoderModel;
 import ai.k2j.kernels.Backend;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GenerationConfig;
 import ai.k2j.loaders.ModelConfig;
@@ -73,9 +74,14 @@ public final class LoadedModel implements AutoCloseable {
                 Architectures.load(config, tensors, source, backend, weightFormat), weights);
     }
 
-    /** A runtime context (buffers, KV cache) of these weights, sized by {@code limits}. */
+    /** A runtime context (buffers, float32 KV cache) of these weights, sized by {@code limits}. */
     public ModelContext newContext(ModelContext.Limits limits) {
         return new ModelContext(model, limits);
+    }
+
+    /** A runtime context whose KV cache stores keys and values in {@code kvCache}. */
+    public ModelContext newContext(ModelContext.Limits limits, KvPrecision kvCache) {
+        return new ModelContext(model, limits, kvCache);
     }
 
     /** The directory's name (what a server reports as the model id by default). */

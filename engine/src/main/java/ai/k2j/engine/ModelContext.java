@@ -5,6 +5,7 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.engine.model.Architectures;
 import ai.k2j.engine.model.DecoderModel;
 import ai.k2j.engine.model.Workspace;
@@ -109,12 +110,22 @@ public final class ModelContext {
     private final Buffer logits;
     private final float[] hostLogits;
     private final int vocab;
+    /** The id read in place of a token at or above this model's vocabulary (a padded target's), or -1: none. */
+    private int foreignTokenId = -1;
     /** Recorded steps on a graph-capable backend, else null; {@link #eagerStep} is what gets recorded. */
     private StepGraphs graphs;
     private final StepGraphs.Step eagerStep;
 
-    /** A context for {@code model} sized by {@code limits}: allocates its buffers and KV cache on the model's backend. */
+    /**
+     * A context for {@code model} sized by {@code limits}: allocates its buffers and a float32 KV cache on the model's
+     * backend (exact: the engine's tests compare these against HF).
+     */
     public ModelContext(DecoderModel model, Limits limits) {
+        this(model, limits, KvPrecision.F32);
+    }
+
+    /** Like {@link #ModelContext(DecoderModel, Limits)} with the KV cache stored in {@code kvPrecision}. */
+    public ModelContext(DecoderModel model, Limits limits, KvPrecision kvPrecision) {
         this.model = model;
         this.config = model.config();
         this.backend = model.backend();
@@ -128,7 +139,11 @@ public final class ModelContext {
         this.workspace = model.newWorkspace(limits.maxBatchTokens(), limits.maxLogitRows(), limits.maxContext());
         this.logits = workspace.logits();
         this.hostLogits = new float[(int) logitFloats];
-        this.kvCache = backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE);
+        kvPrecision = model.kvPrecision(kvPrecision);
+        this.kvCache = kvPrecision == KvPrecision.F32
+                ? backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE)
+                : backend.kvCache(model.kvLayers(), model.kvDim(), limits.kvBlocks(), KV_BLOCK_SIZE, kvPrecision,
+                config.headDim());
         this.blocks = new KvBlockAllocator(limits.kvBlocks(), KV_BLOCK_SIZE);
         this.eagerStep = batch -> model.forward(workspace, kvCache, batch);
         if (backend instanceof GraphCapable g && model.recordable()
@@ -187,6 +202,11 @@ public final class ModelContext {
         }
     }
 
+    /** How this context's KV cache stores keys and values. */
+    public KvPrecision kvPrecision() {
+        return kvCache.precision();
+    }
+
     /** True when {@link #forwardSample} works (the backend samples on the device). */
     public boolean samplesOnDevice() {
         return backend instanceof GraphCapable;
@@ -239,6 +259,13 @@ public final class ModelContext {
     }
 
     private void checkBatch(Batch batch) {
+        if (foreignTokenId >= 0) {
+            for (int t = 0; t < batch.nTokens; t++) {
+                if (batch.tokens[t] >= vocab) {
+                    batch.tokens[t] = foreignTokenId;
+                }
+            }
+        }
         if (batch.nTokens <= 0 || batch.nTokens > limits.maxBatchTokens()) {
             throw new IllegalArgumentException("batch has " + batch.nTokens + " tokens; a step takes 1 to "
                     + limits.maxBatchTokens());
@@ -253,6 +280,19 @@ public final class ModelContext {
     }
 
     // ================================================================ batches and sequences
+
+    /**
+     * Makes this model (a draft whose vocabulary is the target's less its padding rows: Qwen2.5 ≤ 7B has 151,936
+     * ids, ≥ 14B 152,064, one tokenizer) read any token id at or above its vocabulary as {@code id}: such ids are
+     * padding no tokenizer produces, so only a target that picks one (never in practice) feeds the draft one, and
+     * the draft then merely drafts worse for a step. Batches given to {@link #forward} are rewritten in place.
+     */
+    void readForeignTokensAs(int id) {
+        if (id < 0 || id >= vocab) {
+            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + vocab + ")");
+        }
+        foreignTokenId = id;
+    }
 
     /** A batch sized to this model's limits. */
     public Batch newBatch() {

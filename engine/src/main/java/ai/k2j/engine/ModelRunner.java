@@ -19,6 +19,8 @@ final class ModelRunner {
     private final ModelContext target;
     private final ModelContext draft;
     private final int vocab;
+    /** The draft's vocabulary (the target's less padding rows); draft distributions are padded with zeros. */
+    private final int draftVocab;
     private final int maxDrafts;
     private final Batch batch;
     private final Batch draftBatch;
@@ -45,6 +47,14 @@ final class ModelRunner {
         this.target = target;
         this.draft = draft;
         this.vocab = target.vocabSize();
+        this.draftVocab = draft == null ? vocab : draft.vocabSize();
+        if (draftVocab > vocab) {
+            throw new IllegalArgumentException("the draft's vocabulary (" + draftVocab + " tokens) is larger than the"
+                    + " target's (" + vocab + ")");
+        }
+        if (draftVocab < vocab) {
+            draft.readForeignTokensAs(0); // the target's padding ids (DraftCompatibility checked the pair)
+        }
         this.maxDrafts = draft == null ? 0 : maxDrafts;
         this.batch = target.newBatch();
         this.draftBatch = draft == null ? null : draft.newBatch();
@@ -74,7 +84,7 @@ final class ModelRunner {
         samplers[slot].reset(params);
         if (draft != null) {
             if (draftSamplers[slot] == null) {
-                draftSamplers[slot] = new Sampler(vocab);
+                draftSamplers[slot] = new Sampler(draftVocab);
             }
             // the draft draws from its own stream, so the target's acceptance uniforms stay independent
             draftSamplers[slot].reset(new SamplingParams(params.temperature(), params.topP(), params.topK(),
@@ -268,13 +278,14 @@ final class ModelRunner {
             if (logits == null) {
                 token = draftArgmax[row];
             } else if (s.request.greedy) {
-                token = Sampler.argmax(logits, row * vocab, vocab);
+                token = Sampler.argmax(logits, row * draftVocab, draftVocab);
             } else {
                 Sampler ds = draftSamplers[s.slot];
                 float[] q = draftProbs(s.slot);
-                // the draft's warped distribution at this position is kept for the acceptance test
-                ds.probabilities(logits, row * vocab, q, j * vocab);
-                token = ds.sampleFrom(q, j * vocab, vocab);
+                // the draft's warped distribution at this position is kept for the acceptance test (rows are the
+                // target's vocabulary wide; a padded draft's missing ids stay 0)
+                ds.probabilities(logits, row * draftVocab, q, j * vocab);
+                token = ds.sampleFrom(q, j * vocab, draftVocab);
             }
             s.tokens[s.length + j] = token;
             s.emittedCount = j + 1;

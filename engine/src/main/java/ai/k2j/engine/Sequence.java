@@ -83,6 +83,24 @@ public final class Sequence implements AutoCloseable {
     }
 
     /**
+     * Claims KV slots for {@code count} more positions without computing them: their keys and values are whatever
+     * the cache holds there. For benchmarks of decoding at a long context (attention's cost does not depend on the
+     * values) without spending the prefill; generation never calls it.
+     *
+     * @throws KvCacheFullException  when too few blocks are free (nothing changes)
+     * @throws IllegalStateException when the sequence would exceed maxContext
+     */
+    public void advanceUncomputed(int count) {
+        checkOpen();
+        if (count < 0 || length + count > maxContext) {
+            throw new IllegalStateException("sequence of " + length + " tokens cannot advance by " + count
+                    + ": the context holds at most " + maxContext);
+        }
+        reserve(length + count);
+        length += count;
+    }
+
+    /**
      * Forgets every position from {@code newLength} on (their KV stays in place and is overwritten by the
      * next tokens added) and returns the blocks no longer needed.
      */

@@ -44,6 +44,11 @@ final class SpeculativeDecoder {
     private final ModelContext target;
     private final ModelContext draft;
     private final int vocab;
+    /**
+     * The draft's vocabulary: the target's, or fewer ids when the target's has padding rows beyond the shared
+     * tokenizer; the draft's distributions are padded with zeros (its logits with −inf) up to {@link #vocab}.
+     */
+    private final int draftVocab;
     private final int maxDraft;
     private final Batch targetBatch;
     private final Batch draftBatch;
@@ -104,10 +109,14 @@ final class SpeculativeDecoder {
         this.target = target;
         this.draft = draft;
         this.vocab = target.vocabSize();
+        this.draftVocab = draft == null ? vocab : draft.vocabSize();
         if (draft != null) {
-            if (draft.vocabSize() != vocab) {
+            if (draftVocab > vocab) {
                 throw new IllegalArgumentException("the draft's vocabulary (" + draft.vocabSize()
-                        + " tokens) differs from the target's (" + vocab + ")");
+                        + " tokens) is larger than the target's (" + vocab + ")");
+            }
+            if (draftVocab < vocab) {
+                draft.readForeignTokensAs(0); // the target's padding ids (DraftCompatibility checked the pair)
             }
             if (draft.limits().maxContext() < target.limits().maxContext()) {
                 throw new IllegalArgumentException("the draft's context (" + draft.limits().maxContext()
@@ -120,7 +129,7 @@ final class SpeculativeDecoder {
         this.targetBatch = target.newBatch();
         this.draftBatch = draft == null ? null : draft.newBatch();
         this.targetSampler = new Sampler(vocab);
-        this.draftSampler = new Sampler(vocab);
+        this.draftSampler = new Sampler(draftVocab);
         this.history = new int[limits.maxContext()];
         this.proposals = new int[Math.max(1, maxDraft)];
         this.confidences = new double[Math.max(1, maxDraft)];
@@ -296,7 +305,7 @@ final class SpeculativeDecoder {
                 token = draftArgmax[0];
             } else if (greedy) {
                 float[] logits = draft.forward(draftBatch);
-                token = Sampler.argmax(logits, 0, vocab);
+                token = Sampler.argmax(logits, 0, draftVocab);
                 confidence = softmaxAt(logits, token);
             } else {
                 token = draftSampleInto(k);
@@ -362,20 +371,23 @@ final class SpeculativeDecoder {
         }
     }
 
-    /** softmax(logits)[token] over the first vocab entries. */
+    /** softmax(logits)[token] over the draft's vocabulary. */
     private double softmaxAt(float[] logits, int token) {
         double max = logits[token]; // the argmax
         double sum = 0;
-        for (int i = 0; i < vocab; i++) {
+        for (int i = 0; i < draftVocab; i++) {
             sum += Math.exp(logits[i] - max);
         }
         return 1 / sum;
     }
 
-    /** The draft's warped distribution after the batch just run, stored as proposal row k; draws the proposal. */
+    /**
+     * The draft's warped distribution after the batch just run, stored as proposal row k (rows are the target's
+     * vocabulary wide; a padded draft's missing ids keep probability 0); draws the proposal.
+     */
     private int draftSampleInto(int k) {
         draftSampler.probabilities(draft.forward(draftBatch), 0, draftProbs, k * vocab);
-        return draftSampler.sampleFrom(draftProbs, k * vocab, vocab);
+        return draftSampler.sampleFrom(draftProbs, k * vocab, draftVocab);
     }
 
     private double maxAt(float[] q, int offset) {

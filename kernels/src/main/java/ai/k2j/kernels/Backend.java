@@ -43,6 +43,18 @@ public interface Backend extends AutoCloseable {
     /** Paged KV cache: {@code numBlocks} blocks of {@code blockSize} token slots per layer, float32. */
     KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize);
 
+    /**
+     * Paged KV cache storing keys and values in {@code precision} (attention still computes in float32); headDim
+     * (dividing kvDim) is the FP8 scales' granularity. F32 is {@link #kvCache(int, int, int, int)}; a backend
+     * without reduced-precision caches refuses the others by name.
+     */
+    default KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+        if (precision == KvPrecision.F32) {
+            return kvCache(layers, kvDim, numBlocks, blockSize);
+        }
+        throw new UnsupportedOperationException("backend " + name() + " has no " + precision + " KV cache");
+    }
+
     // ---------------------------------------------------------------- ops over the batch's n tokens
 
     /** out[t, :] = table[batch.tokens[t], :] (dequantized), t in [0, batch.nTokens). */

@@ -15,6 +15,11 @@ public interface KvCache {
 
     int blockSize();
 
+    /** How keys and values are stored ({@link KvPrecision}); float32 unless the backend was asked otherwise. */
+    default KvPrecision precision() {
+        return KvPrecision.F32;
+    }
+
     /** Copies the slots of block {@code src} to block {@code dst} in every layer (for copy-on-write forks). */
     void copyBlock(int src, int dst);
 }

@@ -9,8 +9,24 @@ public abstract class PagedKvCache implements KvCache {
     protected final int kvDim;
     protected final int numBlocks;
     protected final int blockSize;
+    protected final KvPrecision precision;
+    /** Elements per kv head: FP8's scales are per (slot, head); kvDim for the other precisions. */
+    protected final int headDim;
 
     protected PagedKvCache(int layers, int kvDim, int numBlocks, int blockSize) {
+        this(layers, kvDim, numBlocks, blockSize, KvPrecision.F32, kvDim);
+    }
+
+    /** A cache of {@code precision}; headDim must divide kvDim (FP8 keeps one scale per head of a slot). */
+    protected PagedKvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+        if (precision == null) {
+            throw new IllegalArgumentException("KV cache precision is null");
+        }
+        if (headDim <= 0 || kvDim % headDim != 0) {
+            throw new IllegalArgumentException("KV cache head dim " + headDim + " does not divide kvDim " + kvDim);
+        }
+        this.precision = precision;
+        this.headDim = headDim;
         if (layers <= 0 || kvDim <= 0 || numBlocks <= 0 || blockSize <= 0) {
             throw new IllegalArgumentException("KV cache dimensions must be positive: layers=" + layers + " kvDim="
                     + kvDim + " numBlocks=" + numBlocks + " blockSize=" + blockSize);
@@ -39,6 +55,21 @@ public abstract class PagedKvCache implements KvCache {
     @Override
     public final int blockSize() {
         return blockSize;
+    }
+
+    @Override
+    public final KvPrecision precision() {
+        return precision;
+    }
+
+    /** Elements per kv head (the FP8 scale granularity). */
+    public final int headDim() {
+        return headDim;
+    }
+
+    /** kv heads per slot: kvDim / headDim. */
+    public final int kvHeads() {
+        return kvDim / headDim;
     }
 
     /** Total slots per layer. */

@@ -142,7 +142,17 @@ public final class ReferenceBackend implements Backend {
             throw new IllegalArgumentException("KV cache of " + layers + " layers x " + numBlocks + " blocks x "
                     + blockSize + " slots x " + kvDim + " floats is out of range for the reference backend");
         }
-        return new RefKvCache(layers, kvDim, numBlocks, blockSize);
+        return new RefKvCache(layers, kvDim, numBlocks, blockSize, KvPrecision.F32, kvDim);
+    }
+
+    /** Reduced precision as the oracle: values are rounded on store ({@link KvCodec#roundInPlace}), kept as floats. */
+    @Override
+    public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+        KvCache checked = kvCache(layers, kvDim, numBlocks, blockSize);
+        if (precision == KvPrecision.F32) {
+            return checked;
+        }
+        return new RefKvCache(layers, kvDim, numBlocks, blockSize, precision, headDim);
     }
 
     // ================================================================ ops
@@ -251,6 +261,8 @@ public final class ReferenceBackend implements Backend {
             int slot = batch.slotOf(t, kv);
             System.arraycopy(src, t * rowStride + keys.offset(), keyCache, slot * kv.kvDim, kv.kvDim);
             System.arraycopy(src, t * rowStride + values.offset(), valueCache, slot * kv.kvDim, kv.kvDim);
+            KvCodec.roundInPlace(kv.precision(), keyCache, slot * kv.kvDim, kv.kvDim, kv.headDim());
+            KvCodec.roundInPlace(kv.precision(), valueCache, slot * kv.kvDim, kv.kvDim, kv.headDim());
         }
     }
 
@@ -638,7 +650,10 @@ public final class ReferenceBackend implements Backend {
     private record RefRopeTable(int maxPositions, int halfDim, float[] cos, float[] sin) implements RopeTable {
     }
 
-    /** Keys and values per layer: slot s of layer l holds floats [s·kvDim, (s+1)·kvDim). */
+    /**
+     * Keys and values per layer: slot s of layer l holds floats [s·kvDim, (s+1)·kvDim). A BF16 or FP8 cache holds
+     * the values its precision rounds to, as floats (the oracle for the backends that store the narrow types).
+     */
     private static final class RefKvCache extends PagedKvCache {
         final float[][] keys;
         final float[][] values;
@@ -648,8 +663,8 @@ public final class ReferenceBackend implements Backend {
         final float[] latentScratch;
         final double[] latentSums;
 
-        RefKvCache(int layers, int kvDim, int numBlocks, int blockSize) {
-            super(layers, kvDim, numBlocks, blockSize);
+        RefKvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+            super(layers, kvDim, numBlocks, blockSize, precision, headDim);
             this.latentScratch = new float[2 * kvDim];
             this.latentSums = new double[2 * kvDim];
             this.keys = new float[layers][numBlocks * blockSize * kvDim];

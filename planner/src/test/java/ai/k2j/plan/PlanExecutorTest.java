@@ -57,8 +57,9 @@ class PlanExecutorTest {
 
     /** The plain forward pass: the engine's reference backend. */
     private static float[][] plainForward(Path dir, int[] prompt) {
+        // the executor keeps keys and values exactly: compare with the engine's float32 cache
         try (LanguageModel lm = LanguageModel.load(dir, ModelOptions.defaults().withBackend("reference")
-                .withThreads(1).withMaxContext(64))) {
+                .withThreads(1).withMaxContext(64).withKvCache(ai.k2j.kernels.KvPrecision.F32))) {
             return lm.logits(prompt);
         }
     }

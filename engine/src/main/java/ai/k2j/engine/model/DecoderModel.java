@@ -3,6 +3,7 @@ package ai.k2j.engine.model;
 import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.ModelConfig;
 
 /**
@@ -42,6 +43,14 @@ public interface DecoderModel {
      */
     default boolean recordable() {
         return true;
+    }
+
+    /**
+     * The precision this model's KV cache is made in when {@code requested} is asked for: the request itself, unless
+     * the cache rows are not per-head keys and values that the backends' precision codecs understand.
+     */
+    default KvPrecision kvPrecision(KvPrecision requested) {
+        return requested;
     }
 
     /**

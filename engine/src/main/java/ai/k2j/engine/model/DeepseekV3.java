@@ -4,6 +4,7 @@ import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
@@ -355,6 +356,12 @@ final class DeepseekV3 implements DecoderModel {
             backend.matmul(expert.down, null, b.ffn, count, b.proj);
             backend.scatterAdd(b.proj, hidden, r.rows, r.scales, from, count, b.x);
         }
+    }
+
+    /** The latent rows [c_kv | k_rope] stay float32: the latent attention kernels read them as floats. */
+    @Override
+    public KvPrecision kvPrecision(KvPrecision requested) {
+        return KvPrecision.F32;
     }
 
     /**

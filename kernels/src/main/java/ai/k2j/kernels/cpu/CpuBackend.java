@@ -4,6 +4,7 @@ import ai.k2j.kernels.Backend;
 import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
@@ -393,7 +394,13 @@ public final class CpuBackend implements Backend {
 
     @Override
     public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize) {
-        CpuKvCache cache = new CpuKvCache(layers, kvDim, numBlocks, blockSize);
+        return kvCache(layers, kvDim, numBlocks, blockSize, KvPrecision.F32, kvDim);
+    }
+
+    /** BF16 keeps bfloat16 bits, FP8 E4M3 bytes and per-head scales; attention decodes them in registers. */
+    @Override
+    public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+        CpuKvCache cache = new CpuKvCache(layers, kvDim, numBlocks, blockSize, precision, headDim);
         if (cache.slots() > scores[0].length) {
             scores = grown(scores.length, cache.slots());
         }
@@ -531,13 +538,10 @@ public final class CpuBackend implements Backend {
         int n = tokens(batch);
         need(q, rowsNeed(n, rowStride, Math.max(keys.offset(), values.offset()) + kvDim), "storeKv keys/values");
         checkOpen();
-        float[] valueCache = c.values[layer];
         for (int t = 0; t < n; t++) {
             int pos = batch.positions[t];
             int block = batch.blockOf(batch.seqOfToken[t], pos, c.blockSize(), c.numBlocks());
-            int j = pos % c.blockSize();
-            c.putKey(layer, block, j, q, t * rowStride + keys.offset());
-            System.arraycopy(q, t * rowStride + values.offset(), valueCache, (block * c.blockSize() + j) * kvDim, kvDim);
+            c.put(layer, block, pos % c.blockSize(), q, t * rowStride + keys.offset(), t * rowStride + values.offset());
         }
     }
 
@@ -557,6 +561,10 @@ public final class CpuBackend implements Backend {
             throw new IllegalArgumentException("kvHeads·headDim = " + kvHeads + "·" + headDim + " but the cache has kvDim "
                     + c.kvDim());
         }
+        if (c.precision() == KvPrecision.FP8_E4M3 && headDim != c.headDim()) {
+            throw new IllegalArgumentException("attention: head dim " + headDim + " but the FP8 cache's scales are per "
+                    + c.headDim() + " values");
+        }
         int rowStride = queries.stride();
         int n = tokens(batch);
         need(q, rowsNeed(n, rowStride, queries.offset() + qWidth), "attention queries");
@@ -569,8 +577,8 @@ public final class CpuBackend implements Backend {
         task.q = q;
         task.qOffset = queries.offset();
         task.rowStride = rowStride;
-        task.keys = c.keys[layer];
-        task.values = c.values[layer];
+        task.cache = c;
+        task.layer = layer;
         task.kvDim = c.kvDim();
         task.blockSize = c.blockSize();
         task.batch = batch;
@@ -1031,8 +1039,8 @@ public final class CpuBackend implements Backend {
         float[] q;
         int qOffset;
         int rowStride;
-        float[] keys;
-        float[] values;
+        CpuKvCache cache;
+        int layer;
         int kvDim;
         int blockSize;
         Batch batch;
@@ -1048,12 +1056,24 @@ public final class CpuBackend implements Backend {
         void runRows(int r0, int r1, int part) {
             float[] scratch = scores[part];
             float[] lane = lanes[part];
+            CpuKvCache c = cache;
             for (int i = r0; i < r1; i++) {
                 int t = i / heads;
                 int h = i % heads;
-                Kernels.attendHead(q, t * rowStride + qOffset + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
-                        batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
-                        batch.positions[t] + 1, scale, scratch, lane, out, (t * heads + h) * headDim);
+                int qo = t * rowStride + qOffset + h * headDim;
+                int tableOff = batch.seqOfToken[t] * batch.maxBlocksPerSeq;
+                int len = batch.positions[t] + 1;
+                int o = (t * heads + h) * headDim;
+                switch (c.precision()) {
+                    case F32 -> Kernels.attendHead(q, qo, c.keys[layer], c.values[layer], kvDim, (h / group) * headDim,
+                            headDim, batch.blockTables, tableOff, blockSize, len, scale, scratch, lane, out, o);
+                    case BF16 -> KvAttention.attendHeadBf16(q, qo, c.keys16[layer], c.values16[layer], kvDim,
+                            (h / group) * headDim, headDim, batch.blockTables, tableOff, blockSize, len, scale, scratch,
+                            lane, out, o);
+                    case FP8_E4M3 -> KvAttention.attendHeadFp8(q, qo, c.keys8[layer], c.values8[layer],
+                            c.keyScales[layer], c.valueScales[layer], c.numBlocks() * blockSize, kvDim, h / group,
+                            headDim, batch.blockTables, tableOff, blockSize, len, scale, scratch, lane, out, o);
+                }
             }
         }
     }

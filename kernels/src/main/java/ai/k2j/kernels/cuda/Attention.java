@@ -49,7 +49,8 @@ final class Attention {
         // length (ceil(len / nSplits) rounded up to the quantum), so in a graph the live splits follow the
         // sequence at replay and the rest exit at once (attention_combine reads only the live prefix)
         int gi = group <= 1 ? 0 : group <= 2 ? 1 : group <= 4 ? 2 : group <= 8 ? 3 : 4;
-        long decKernel = decodeAttentionKernel(n, headDim, gi, rowStride, c.kvDim(), q, c.k(layer), c.v(layer));
+        int kv = CudaKernels.kvCode(c.precision());
+        long decKernel = decodeAttentionKernel(kv, n, headDim, gi, rowStride, c.kvDim(), q, c.k(layer), c.v(layer));
         int quantum = decKernel != 0 ? cx.options.decodeSplitQuantum() : SPLIT_QUANTUM;
         long splitLen = roundUp(ceilDiv(span, wantSplits), quantum);
         int nSplits = (int) ceilDiv(span, splitLen);
@@ -69,8 +70,9 @@ final class Attention {
         }
         cx.args.f32(scale).ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim())
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
-                .i32(quantum).i32(nSplits).ptr(out).ptr(pAcc).ptr(pMax).ptr(pSum);
-        cx.launch(decKernel != 0 ? decKernel : cx.k.attention[gi], cx.profiler == null ? "attention" : attentionName(nSplits),
+                .i32(quantum).i32(nSplits).ptr(out).ptr(pAcc).ptr(pMax).ptr(pSum)
+                .ptr(c.kScale(layer)).ptr(c.vScale(layer));
+        cx.launch(decKernel != 0 ? decKernel : cx.k.attention[kv][gi], cx.profiler == null ? "attention" : attentionName(nSplits),
                 n * kvHeads, nSplits, 128);
         if (nSplits > 1) {
             cx.args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(out);
@@ -83,7 +85,8 @@ final class Attention {
      * speculative verification; prefill keeps the general kernel's wider chunks), head dims 32/64/128/256 with
      * (group rounded up to a power of two) * headDim / 32 <= 32, and the rows aligned for its vector loads.
      */
-    private long decodeAttentionKernel(int n, int headDim, int gi, int rowStride, int kvDim, long q, long kc, long vc) {
+    private long decodeAttentionKernel(int kv, int n, int headDim, int gi, int rowStride, int kvDim, long q, long kc,
+                                       long vc) {
         if (!cx.options.decodeAttention() || n > 8 || headDim % 32 != 0) {
             return 0;
         }
@@ -92,12 +95,13 @@ final class Attention {
         if (Integer.bitCount(dl) != 1 || di > 3) {
             return 0;
         }
-        int vec = Math.min(dl, 4);  // floats per vector load
-        if (rowStride % vec != 0 || kvDim % vec != 0 || q % (4L * vec) != 0 || kc % (4L * vec) != 0
-                || vc % (4L * vec) != 0) {
+        int vec = Math.min(dl, 4);  // floats per vector load of q (and of an F32 cache)
+        int cacheBytes = kv == 0 ? 4 * vec : kv == 1 ? 2 * dl : dl;  // a lane's slice of a cache row: one load
+        if (rowStride % vec != 0 || kvDim % vec != 0 || q % (4L * vec) != 0 || kc % cacheBytes != 0
+                || vc % cacheBytes != 0) {
             return 0;
         }
-        return cx.k.attentionDec[di][gi];  // 0 where the group is too large for registers
+        return cx.k.attentionDec[kv][di][gi];  // 0 where the group is too large for registers
     }
 
     private String attentionName(int nSplits) {

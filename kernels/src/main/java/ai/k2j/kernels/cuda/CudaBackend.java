@@ -5,6 +5,7 @@ import ai.k2j.kernels.Batch;
 import ai.k2j.kernels.Buffer;
 import ai.k2j.kernels.GraphCapable;
 import ai.k2j.kernels.KvCache;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
@@ -334,7 +335,14 @@ public final class CudaBackend implements Backend, GraphCapable {
     @Override
     public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize) {
         enterOutsideCapture("kvCache");
-        return weights.kvCache(layers, kvDim, numBlocks, blockSize);
+        return weights.kvCache(layers, kvDim, numBlocks, blockSize, KvPrecision.F32, kvDim);
+    }
+
+    /** BF16 and FP8 caches: the attention and store kernels decode/encode them in registers (docs/kv-cache.md). */
+    @Override
+    public KvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+        enterOutsideCapture("kvCache");
+        return weights.kvCache(layers, kvDim, numBlocks, blockSize, precision, headDim);
     }
 
     // =========================================================================================== ops
@@ -514,6 +522,10 @@ public final class CudaBackend implements Backend, GraphCapable {
         if ((long) kvHeads * headDim != c.kvDim()) {
             throw new IllegalArgumentException("attention: kvHeads * headDim = " + (kvHeads * headDim)
                     + " but the cache's kvDim is " + c.kvDim());
+        }
+        if (c.precision() == KvPrecision.FP8_E4M3 && headDim != c.headDim()) {
+            throw new IllegalArgumentException("attention: head dim " + headDim + " but the FP8 cache's scales are per "
+                    + c.headDim() + " values");
         }
         DeviceBatch db = batches.sync(batch, c.blockSize());
         int n = batch.nTokens;

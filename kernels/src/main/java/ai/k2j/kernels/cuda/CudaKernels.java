@@ -1,5 +1,6 @@
 package ai.k2j.kernels.cuda;
 
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.DType;
 
 import java.io.IOException;
@@ -37,6 +38,15 @@ final class CudaKernels implements AutoCloseable {
             case Q8_0 -> 3;
             case Q4_0 -> 4;
             default -> throw new IllegalArgumentException("no CUDA kernels for dtype " + t);
+        };
+    }
+
+    /** Device KV cache type codes (native/common.cuh KV_*). */
+    static int kvCode(KvPrecision p) {
+        return switch (p) {
+            case F32 -> 0;
+            case BF16 -> 1;
+            case FP8_E4M3 -> 2;
         };
     }
 
@@ -80,17 +90,23 @@ final class CudaKernels implements AutoCloseable {
     final long gatherRows;
     final long storeKv;
     final long ropeStoreKv;
+    final long storeKvBf16;
+    final long ropeStoreKvBf16;
+    final long storeKvFp8;
     final long argmax;
     final long argmaxSlices;
     final long argmaxMerge;
-    /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
-    final long[] attention = new long[5];
+    /**
+     * attention[kv][i] serves groups of up to 1 << i query heads per kv head (i = 0..4) over a cache of KV type
+     * {@link #kvCode kv}.
+     */
+    final long[][] attention = new long[3][5];
     final long attentionCombine;
     /**
-     * attentionDec[i][j]: the decode kernel for head dim 32 << i (i = 0..3) and groups of up to 1 << j query heads
-     * (0 where the kernel does not exist: (1 << j) * (1 << i) must be at most 32).
+     * attentionDec[kv][i][j]: the decode kernel for a cache of KV type kv, head dim 32 << i (i = 0..3) and groups of
+     * up to 1 << j query heads (0 where the kernel does not exist: (1 << j) * (1 << i) must be at most 32).
      */
-    final long[][] attentionDec = new long[4][5];
+    final long[][][] attentionDec = new long[3][4][5];
     final long topkSlices;
     final long sampleTopk;
     final long sampleFull;
@@ -129,22 +145,29 @@ final class CudaKernels implements AutoCloseable {
         gatherRows = driver.function(ops, "gather_rows");
         storeKv = driver.function(ops, "store_kv");
         ropeStoreKv = driver.function(ops, "rope_store_kv");
+        storeKvBf16 = driver.function(ops, "store_kv_bf16");
+        ropeStoreKvBf16 = driver.function(ops, "rope_store_kv_bf16");
+        storeKvFp8 = driver.function(ops, "store_kv_fp8");
         argmax = driver.function(ops, "argmax_rows");
         argmaxSlices = driver.function(ops, "argmax_slices");
         argmaxMerge = driver.function(ops, "argmax_merge");
 
         long att = load("attention");
-        for (int i = 0; i < 5; i++) {
-            attention[i] = driver.function(att, "attention_g" + (1 << i));
-        }
-        attentionCombine = driver.function(att, "attention_combine");
-        for (int i = 0; i < 4; i++) {
-            for (int j = 0; j < 5; j++) {
-                if ((1 << i) * (1 << j) <= 32) {
-                    attentionDec[i][j] = driver.function(att, "attention_dec_g" + (1 << j) + "_d" + (1 << i));
+        String[] kvSuffix = {"", "_bf16", "_fp8"};
+        for (int kv = 0; kv < 3; kv++) {
+            for (int i = 0; i < 5; i++) {
+                attention[kv][i] = driver.function(att, "attention_g" + (1 << i) + kvSuffix[kv]);
+            }
+            for (int i = 0; i < 4; i++) {
+                for (int j = 0; j < 5; j++) {
+                    if ((1 << i) * (1 << j) <= 32) {
+                        attentionDec[kv][i][j] = driver.function(att, "attention_dec_g" + (1 << j) + "_d" + (1 << i)
+                                + kvSuffix[kv]);
+                    }
                 }
             }
         }
+        attentionCombine = driver.function(att, "attention_combine");
 
         long sample = load("sample");
         topkSlices = driver.function(sample, "topk_slices");

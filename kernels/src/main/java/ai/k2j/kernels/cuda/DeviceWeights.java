@@ -1,5 +1,7 @@
 package ai.k2j.kernels.cuda;
 
+import ai.k2j.kernels.KvPrecision;
+
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelFormatException;
 import ai.k2j.loaders.Quantizer;
@@ -280,15 +282,25 @@ final class DeviceWeights {
         return new DevRope(owner, c.ptr, s.ptr, maxPositions, half);
     }
 
-    /** {@link CudaBackend#kvCache}: one zeroed allocation holding every layer's key and value regions. */
-    DevKvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize) {
-        if (layers < 1 || kvDim < 1 || numBlocks < 1 || blockSize < 1) {
+    /**
+     * {@link CudaBackend#kvCache}: one zeroed allocation holding every layer's key and value regions (and FP8's
+     * scales). A cache larger than the device's free memory is refused with the sizes, before cuMemAlloc fails.
+     */
+    DevKvCache kvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
+        if (layers < 1 || kvDim < 1 || numBlocks < 1 || blockSize < 1 || headDim < 1 || kvDim % headDim != 0) {
             throw new IllegalArgumentException("kvCache(layers=" + layers + ", kvDim=" + kvDim + ", numBlocks="
-                    + numBlocks + ", blockSize=" + blockSize + ")");
+                    + numBlocks + ", blockSize=" + blockSize + ", headDim=" + headDim + ")");
         }
-        long regionFloats = (long) numBlocks * blockSize * kvDim;
-        long ptr = cx.alloc(regionFloats * 4 * 2 * layers);
-        cx.driver.memsetAsync(ptr, regionFloats * 4 * 2 * layers);
-        return new DevKvCache(owner, ptr, layers, kvDim, numBlocks, blockSize);
+        long bytes = DevKvCache.totalBytes(layers, kvDim, numBlocks, blockSize, precision, headDim);
+        long free = cx.driver.freeMemory();
+        if (free > 0 && bytes > free) {
+            throw new IllegalArgumentException(String.format(java.util.Locale.ROOT,
+                    "the %s KV cache needs %.2f GiB (%d layers x %d blocks of %d tokens x %d values x 2) but the device"
+                            + " has %.2f GiB free; use a smaller --max-context or --kv-cache fp8", precision, bytes / 0x1p30,
+                    layers, numBlocks, blockSize, kvDim, free / 0x1p30));
+        }
+        long ptr = cx.alloc(bytes);
+        cx.driver.memsetAsync(ptr, bytes);
+        return new DevKvCache(owner, ptr, layers, kvDim, numBlocks, blockSize, precision, headDim);
     }
 }

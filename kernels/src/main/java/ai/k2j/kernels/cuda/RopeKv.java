@@ -1,6 +1,7 @@
 package ai.k2j.kernels.cuda;
 
 import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.kernels.Rows;
 
 import static ai.k2j.kernels.cuda.Checks.checkKvViews;
@@ -38,10 +39,24 @@ final class RopeKv {
         positive(n, "storeKv Batch.nTokens");
         need(q, (long) (n - 1) * keys.stride() + Math.max(keys.offset(), values.offset()) + c.kvDim(), "storeKv keys/values");
         batches.validateBlocks(db, c);
-        cx.args.reset().ptr(q.ptr).i32(keys.stride()).i32(keys.offset()).i32(values.offset()).i32(c.kvDim()).i32(n)
+        launchStore(c, layer, q.ptr, keys.stride(), keys.offset(), values.offset(), n, db);
+    }
+
+    /** The store kernel of the cache's precision: one thread per element (F32, BF16) or one warp per head (FP8). */
+    private void launchStore(DevKvCache c, int layer, long x, int rowStride, int kOff, int vOff, int n, DeviceBatch db) {
+        if (c.precision() == KvPrecision.FP8_E4M3) {
+            cx.args.reset().ptr(x).i32(rowStride).i32(kOff).i32(vOff).i32(c.kvHeads()).i32(c.headDim()).i32(n)
+                    .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
+                    .i32(c.blockSize()).ptr(c.k(layer)).ptr(c.v(layer)).ptr(c.kScale(layer)).ptr(c.vScale(layer));
+            cx.launch(cx.k.storeKvFp8, "store_kv_fp8", cx.grid(32L * n * c.kvHeads() * 2), 1, 256);
+            return;
+        }
+        cx.args.reset().ptr(x).i32(rowStride).i32(kOff).i32(vOff).i32(c.kvDim()).i32(n)
                 .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .ptr(c.k(layer)).ptr(c.v(layer));
-        cx.launch(cx.k.storeKv, "store_kv", cx.grid((long) n * c.kvDim()), 1, 256);
+        boolean bf16 = c.precision() == KvPrecision.BF16;
+        cx.launch(bf16 ? cx.k.storeKvBf16 : cx.k.storeKv, bf16 ? "store_kv_bf16" : "store_kv",
+                cx.grid((long) n * c.kvDim()), 1, 256);
     }
 
     /**
@@ -68,11 +83,18 @@ final class RopeKv {
         } else {
             launchRope(xb.ptr, n, queries.stride(), queries.offset(), qHeads, r, db);
         }
+        if (c.precision() == KvPrecision.FP8_E4M3) {
+            // FP8's per-head scale needs the whole rotated head: rope in place, then the warp-per-head store
+            launchRope(xb.ptr, n, keys.stride(), ropeStart, ropeHeads, r, db);
+            launchStore(c, layer, xb.ptr, keys.stride(), keys.offset(), values.offset(), n, db);
+            return;
+        }
+        boolean bf16 = c.precision() == KvPrecision.BF16;
         cx.args.reset().ptr(xb.ptr).i32(n).i32(keys.stride()).i32(ropeStart).i32(ropeHeads).i32(r.half)
                 .ptr(db.positionsPtr).ptr(r.cos).ptr(r.sin).i32(keys.offset()).i32(values.offset()).i32(c.kvDim())
                 .ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .ptr(c.k(layer)).ptr(c.v(layer));
-        cx.launch(cx.k.ropeStoreKv, "rope_store_kv", cx.grid((long) n * ropeHeads * r.half + (long) n * c.kvDim()), 1, 256);
+        cx.launch(bf16 ? cx.k.ropeStoreKvBf16 : cx.k.ropeStoreKv, bf16 ? "rope_store_kv_bf16" : "rope_store_kv", cx.grid((long) n * ropeHeads * r.half + (long) n * c.kvDim()), 1, 256);
     }
 
     private void launchRope(long x, int n, int rowStride, int colOffset, int heads, DevRope r, DeviceBatch db) {

@@ -38,9 +38,19 @@ class CudaHostSideTest {
         String all = String.join("\n", CudaKernels.source("ops"), CudaKernels.source("attention"),
                 CudaKernels.source("sample"), CudaKernels.source("gemv"));
         for (String fn : new String[] {"embed", "rmsnorm", "rope", "silu_mul", "add_inplace", "gather_rows", "store_kv",
-                "argmax_rows", "argmax_slices", "argmax_merge", "attention_g1", "attention_g16", "attention_combine", "rope_store_kv", "topk_slices", "sample_topk",
-                "sample_full", "gemv_generic", "dequant_f32", "f32_to_bf16_kernel", "add_bias"}) {
+                "argmax_rows", "argmax_slices", "argmax_merge", "attention_combine", "rope_store_kv", "topk_slices", "sample_topk",
+                "sample_full", "gemv_generic", "dequant_f32", "f32_to_bf16_kernel", "add_bias", "store_kv_bf16",
+                "rope_store_kv_bf16", "store_kv_fp8"}) {
             assertTrue(all.contains(" " + fn + "("), "kernel " + fn + " not found in the sources");
+        }
+        // the split attention kernels per group size, each for an F32, BF16 and FP8 cache (names from a macro)
+        for (int g = 1; g <= 16; g *= 2) {
+            assertTrue(all.contains("ATT_KERNEL(" + g + ")"), "attention_g" + g + " not instantiated");
+        }
+        for (String suffix : new String[] {"attention_g##G(", "attention_g##G##_bf16(", "attention_g##G##_fp8(",
+                "attention_dec_g##G##_d##DL(", "attention_dec_g##G##_d##DL##_bf16(",
+                "attention_dec_g##G##_d##DL##_fp8("}) {
+            assertTrue(all.contains(suffix), "the kernel macros lack " + suffix);
         }
         for (String prefix : new String[] {"gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q8_0", "gemv_q4_0"}) {
             assertTrue(all.contains("GEMV_DTYPE(" + prefix + ","), prefix + " kernels not instantiated");
