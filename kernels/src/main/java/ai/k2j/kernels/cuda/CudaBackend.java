@@ -326,6 +326,23 @@ public final class CudaBackend implements Backend, GraphCapable {
         return cx.copyBandwidthGBs();
     }
 
+    /**
+     * The BF16 tensor-core GEMM throughput (TFLOP/s, median of {@code reps}) cuBLAS reaches here for
+     * out[n, m] = x[n, k]·W[m, k]ᵀ with the call the tensor-core prefill GEMMs use (BF16×BF16, FP32 accumulate and
+     * output), on random operands it allocates and frees: the peak benchmarks compare k2j's prefill GEMMs with.
+     * Synchronizes.
+     *
+     * @throws CudaException when cuBLAS cannot be loaded
+     */
+    public double cublasBf16GemmTflops(int m, int n, int k, int reps) {
+        enterOutsideCapture("cublasBf16GemmTflops");
+        Cublas cb = matmuls.cublas();
+        if (cb == null) {
+            throw new CudaException("cuBLAS unavailable: " + matmuls.cublasProblem(), -1);
+        }
+        return GemmPeak.bf16Tflops(cx, cb, m, n, k, reps);
+    }
+
     /** Why cuBLAS is not used, or null when it is (or has not been needed yet). */
     public String cublasProblem() {
         return matmuls.cublasProblem();
