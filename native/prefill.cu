@@ -23,28 +23,48 @@
 
 struct alignas(8) FaU2 { u32 x, y; };
 
+// BF16 mma.sync, cvt.rn.bf16x2 and ldmatrix need sm_80+; below that the kernels compile to a trap and the host
+// never selects them (Attention.flashKernel checks the compute capability).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+#define FA_SUPPORTED 1
+#else
+#define FA_SUPPORTED 0
+#endif
+
 // Two floats to packed bf16 (round to nearest even): lo in bits 0..15, hi in 16..31.
 __device__ __forceinline__ u32 fa_pack_bf16(float lo, float hi) {
+#if FA_SUPPORTED
     u32 r;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
     return r;
+#else
+    return (u32) f32_to_bf16(lo) | ((u32) f32_to_bf16(hi) << 16);
+#endif
 }
 
 // d += a·b for a 16×16 (row) BF16 A fragment and a 16×8 (col) BF16 B fragment, FP32 accumulate.
 __device__ __forceinline__ void fa_mma(float* d, const u32* a, u32 b0, u32 b1) {
+#if FA_SUPPORTED
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+    __trap();
+#endif
 }
 
 // Four 8×8 b16 matrices from shared memory, transposed; this lane gives the address of row (lane & 7) of matrix
 // (lane >> 3).
 __device__ __forceinline__ void fa_ldmatrix_x4_trans(u32* r, const void* rowAddress) {
+#if FA_SUPPORTED
     u32 a;
     asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(rowAddress));
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+#else
+    __trap();
+#endif
 }
 
 template <int D>

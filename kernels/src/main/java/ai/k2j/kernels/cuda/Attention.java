@@ -113,11 +113,12 @@ final class Attention {
     /**
      * The tensor-core prefill kernel ({@code native/prefill.cu}) for this call, or 0: the tensor-core mode with
      * {@link CudaBackend.Options#flashPrefill}, batches of more than 8 tokens outside a graph (decode and
-     * verification keep the FP32 decode kernel), head dims 16/32/64/128, and a cache whose rows take 16-byte loads.
+     * verification keep the FP32 decode kernel), head dims 16/32/64/128, a cache whose rows take 16-byte loads, and
+     * compute capability 8.0+ (BF16 mma.sync).
      */
     private long flashKernel(int n, int headDim, DevKvCache c, int layer) {
         if (cx.options.prefillGemm() != CudaBackend.PrefillGemm.AUTO || !cx.options.flashPrefill() || n <= 8
-                || cx.capture != null) {
+                || cx.capture != null || cx.driver.computeMajor() < 8) {
             return 0;
         }
         int i = switch (headDim) {

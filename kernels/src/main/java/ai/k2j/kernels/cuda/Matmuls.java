@@ -99,7 +99,9 @@ final class Matmuls {
 
     void gemmCublas(Cublas cb, DevWeight w, DevBuffer bias, long x, int n, long out) {
         long count = (long) n * w.cols;
-        boolean tensorCores = cx.options.prefillGemm() == CudaBackend.PrefillGemm.AUTO && w.dtype != DType.F32;
+        // BF16 GEMMs need compute capability 8.0+; older cards run the tensor-core mode's GEMMs by SGEMM
+        boolean tensorCores = cx.options.prefillGemm() == CudaBackend.PrefillGemm.AUTO && w.dtype != DType.F32
+                && cx.driver.computeMajor() >= 8;
         if (tensorCores) {
             // BF16 activations (rounded once per GEMM input), BF16 weights: as stored, or dequantized in row chunks
             long bf = cx.bf16Scratch.ensure(count * 2);
