@@ -84,7 +84,8 @@ public final class CudaPrefillBench {
             }
         }
         String mode = System.getProperty("k2j.cuda.prefillGemm", "auto") + "/"
-                + System.getProperty("k2j.cuda.prefillAttention", "flash");
+                + System.getProperty("k2j.cuda.prefillAttention", "flash") + "/chunk"
+                + System.getProperty("k2j.prefillChunk", "256");
         if (gemm != null) {
             gemmBench(gemm.split(","), rows, mode, json, label);
         }
