@@ -9,6 +9,8 @@
 #    same weights (tools/gpu/hf_prefill_bench.py), per model; then k2j with 2048-token prefill steps
 #    (-Dk2j.prefillChunk=2048, default 256); baselines: the FP32 mode and the general (FP32) attention kernel at the
 #    shorter prompts
+# 4. batched decode: 32 concurrent greedy sequences (128-token prompts, 128 new tokens) through k2j's continuous
+#    batching engine vs HF's batched generate, aggregate tok/s
 # Writes bench-prefill.jsonl (every measurement), bench-prefill.json (the table) and bench-prefill.log to $OUT.
 # Budget: K2J_BENCH_DEADLINE_S (default 300 s); later steps are skipped to stay under it.
 # Knobs: K2J_BENCH_PRESETS ("qwen2.5-0.5b qwen2.5-7b"), K2J_BENCH_MODELS, K2J_PREFILL_PROMPTS (512,4096,16384),
@@ -74,6 +76,16 @@ done
 for p in $PRESETS; do
     prefill 40 "$p" "$PROMPTS" -Dk2j.prefillChunk=2048  # larger prefill steps: more rows per GEMM
 done
+for p in $PRESETS; do  # batched decode: 32 sequences of 128 + 128 tokens, k2j's continuous batching vs HF generate
+    [[ -f "$MODELS/$p/config.json" ]] || continue
+    java_run 40 "k2j batch 32 $p" -cp "$CP" ai.k2j.bench.cuda.CudaPrefillBench --model "$MODELS/$p" --batch 32 \
+        --prompts 128 --gen 128 --json "$JSONL" --label "$p"
+    if [[ "${K2J_BENCH_HF:-1}" != 0 ]] && (( $(left) > 40 )); then
+        say "hf batch 32 $p"
+        timeout "$(( $(left) - 5 ))" "$PY" tools/gpu/hf_prefill_bench.py --model "$MODELS/$p" --label "$p" --batch 32 \
+            --prompts 128 --gen 128 --json "$JSONL" 2>&1 | tail -3 | tee -a "$LOG"
+    fi
+done
 java_run 30 "GEMMs, FP32 mode" -Dk2j.cuda.prefillGemm=fp32 -cp "$CP" ai.k2j.bench.cuda.CudaPrefillBench \
     --gemm 0.5b,7b --json "$JSONL" --label fp32
 first=$(echo $PRESETS | cut -d' ' -f1)
@@ -90,6 +102,7 @@ peak = [r for r in rows if r.get("what") == "bf16_gemm_peak"]
 gemm = [r for r in rows if r.get("what") == "prefill_gemm"]
 pre = [r for r in rows if r.get("what") == "prefill" and "prefill_tok_s" in r]
 errors = [r for r in rows if "error" in r]
+batched = [r for r in rows if r.get("what") == "batched_decode" and "aggregate_tok_s" in r]
 if peak:
     print("\ncuBLAS BF16 GEMM peak on %s: %.1f TFLOP/s" % (peak[0]["device"], peak[0]["tflops"]))
 for r in gemm:
@@ -109,8 +122,11 @@ for (label, n), v in sorted(table.items()):
     print("%-14s %7d " % (label, n) + " ".join("%18s" % ("%.0f" % v[c] if c in v else "-") for c in cols)
           + "   %s" % ("%.2fx" % ratio if ratio else "-"))
     out.append({"label": label, "prompt_tokens": n, **v, "k2j_over_hf": ratio})
+for r in batched:
+    print("batched decode %-14s %-4s %-22s batch %d x (%d + %d): %.0f tok/s aggregate" % (r["label"], r["engine"],
+          r["mode"], r["batch"], r["prompt_tokens"], r["gen_tokens"], r["aggregate_tok_s"]))
 for r in errors:
     print("error: %s %s %s" % (r.get("label"), r.get("prompt_tokens", ""), r["error"]))
-json.dump({"peak": peak, "gemm": gemm, "prefill": out, "errors": errors}, open(sys.argv[2], "w"), indent=1)
+json.dump({"peak": peak, "gemm": gemm, "prefill": out, "batched_decode": batched, "errors": errors}, open(sys.argv[2], "w"), indent=1)
 PYEOF
 echo "k2j: prefill bench in $LOG_DIR (bench-prefill.json, bench-prefill.jsonl, bench-prefill.log)"

@@ -8,6 +8,9 @@ The model is loaded in bfloat16 on cuda:0 (attention --attn, default sdpa: what 
 prefill tok/s = prompt / time of one forward pass over a random prompt without a cache, logits of the last
 position only (logits_to_keep=1, as k2j's prefill), best of --runs after a warm-up. One JSON line per prompt
 length (appended to --json). Failures (import, out of memory) are reported as JSON with an "error" field.
+--batch N: instead, greedy generate of N random prompts (the first --prompts length) and --gen new tokens each in one
+batched call (eos ignored, transformers' default cache, no compilation), aggregate generated tok/s including the
+prefill, after a warm-up call of the same shape.
 """
 import argparse
 import json
@@ -31,6 +34,8 @@ def main():
     ap.add_argument("--json", default="")
     ap.add_argument("--label", default="")
     ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--batch", type=int, default=0, help="batched greedy generate of this many sequences instead")
+    ap.add_argument("--gen", type=int, default=128)
     a = ap.parse_args()
     base = {"engine": "hf", "what": "prefill", "label": a.label or a.model, "mode": "bf16/" + a.attn}
     try:
@@ -56,6 +61,29 @@ def main():
             return model(ids, use_cache=False, logits_to_keep=1)
         except TypeError:  # transformers 4: num_logits_to_keep
             return model(ids, use_cache=False, num_logits_to_keep=1)
+
+    if a.batch > 0:
+        n = int(a.prompts.split(",")[0])
+        try:
+            with torch.inference_mode():
+                for rnd in range(2):  # warm-up, then timed
+                    ids = torch.randint(0, vocab, (a.batch, n), generator=torch.Generator().manual_seed(rnd)).to("cuda")
+                    torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=a.gen,
+                                         min_new_tokens=a.gen, do_sample=False, pad_token_id=0, eos_token_id=None,
+                                         temperature=None, top_p=None, top_k=None)
+                    torch.cuda.synchronize()
+                    dt = time.perf_counter() - t
+                generated = int(out.shape[0] * (out.shape[1] - n))
+                emit({**base, "what": "batched_decode", "batch": a.batch, "prompt_tokens": n, "gen_tokens": a.gen,
+                      "generated": generated, "seconds": round(dt, 3), "aggregate_tok_s": round(generated / dt, 1)},
+                     a.json)
+        except Exception as e:  # noqa: BLE001
+            traceback.print_exc()
+            emit({**base, "what": "batched_decode", "batch": a.batch, "error": "%s: %s" % (type(e).__name__,
+                                                                                       str(e)[:300])}, a.json)
+        return 0
 
     with torch.inference_mode():
         forward(torch.randint(0, vocab, (1, 300), generator=torch.Generator().manual_seed(0)).to("cuda"))

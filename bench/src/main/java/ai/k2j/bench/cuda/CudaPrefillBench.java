@@ -33,6 +33,7 @@ import java.util.SplittableRandom;
  * <pre>
  * java ... ai.k2j.bench.cuda.CudaPrefillBench --gemm 0.5b,7b,32b [--rows 256] [--json FILE] [--label L]
  * java ... ai.k2j.bench.cuda.CudaPrefillBench --model DIR --prompts 512,4096,16384 [--runs 2] [--json FILE] [--label L]
+ * java ... ai.k2j.bench.cuda.CudaPrefillBench --model DIR --batch 32 --prompts 128 --gen 128 [--json FILE]
  * </pre>
  *
  * {@code --gemm}: the BF16 GEMM peak cuBLAS reaches on this card (8192³, the call k2j uses: BF16×BF16, FP32
@@ -43,7 +44,9 @@ import java.util.SplittableRandom;
  *
  * <p>{@code --model}: prefill tok/s of the model for each prompt length (a random prompt, one generated token,
  * GenerationResult.prefillNanos, best of {@code runs} after a warm-up), in the mode the system properties select.
- * One JSON object per measurement is appended to {@code --json}.
+ * With {@code --batch N}: N concurrent greedy requests through the continuous-batching engine (aggregate tok/s;
+ * steps of more than 8 tokens run the tensor-core GEMMs). One JSON object per measurement is appended to
+ * {@code --json}.
  */
 public final class CudaPrefillBench {
 
@@ -67,6 +70,8 @@ public final class CudaPrefillBench {
         int rows = 256;
         String json = "";
         String label = "";
+        int batch = 0;
+        int gen = 128;
         for (int i = 0; i < argv.length; i += 2) {
             if (i + 1 >= argv.length) {
                 throw new IllegalArgumentException("CudaPrefillBench: " + argv[i] + " needs a value");
@@ -80,6 +85,8 @@ public final class CudaPrefillBench {
                 case "--rows" -> rows = Integer.parseInt(v);
                 case "--json" -> json = v;
                 case "--label" -> label = v;
+                case "--batch" -> batch = Integer.parseInt(v);
+                case "--gen" -> gen = Integer.parseInt(v);
                 default -> throw new IllegalArgumentException("CudaPrefillBench: unknown flag " + argv[i]);
             }
         }
@@ -89,7 +96,10 @@ public final class CudaPrefillBench {
         if (gemm != null) {
             gemmBench(gemm.split(","), rows, mode, json, label);
         }
-        if (model != null) {
+        if (model != null && batch > 0) {
+            batchBench(Path.of(model), batch, prompts[0], gen, mode, json, label.isEmpty() ? Path.of(model)
+                    .getFileName().toString() : label);
+        } else if (model != null) {
             prefillBench(Path.of(model), prompts, runs, mode, json, label.isEmpty() ? Path.of(model).getFileName()
                     .toString() : label);
         }
@@ -212,6 +222,46 @@ public final class CudaPrefillBench {
                 emit(json, String.format(Locale.ROOT, "{\"engine\":\"k2j\",\"what\":\"prefill\",\"label\":\"%s\","
                                 + "\"mode\":\"%s\",\"prompt_tokens\":%d,\"prefill_tok_s\":%.1f,\"runs\":%s}", label, mode,
                         len, best, tps.stream().map(v -> String.format(Locale.ROOT, "%.1f", v)).toList()));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------ batched decode
+
+    /**
+     * {@code batch} concurrent greedy requests (random prompts of {@code prompt} tokens, {@code gen} tokens each,
+     * eos ignored) through the continuous-batching engine: aggregate generated tok/s over the wall time from the
+     * first submit to the last completion (prefill included, as HF's batched generate is timed), after a warm-up
+     * round of the same shape.
+     */
+    private static void batchBench(Path model, int batch, int prompt, int gen, String mode, String json, String label)
+            throws IOException {
+        ai.k2j.engine.EngineOptions options = ai.k2j.engine.EngineOptions.defaults().withBackend("cuda")
+                .withMaxBatch(batch).withMaxContext(prompt + gen + 32);
+        try (ai.k2j.engine.BatchEngine engine = ai.k2j.engine.BatchEngine.load(model, null, options)) {
+            int vocab = Math.min(engine.vocabSize(), 151643);
+            for (int round = 0; round < 2; round++) {
+                List<ai.k2j.engine.RequestHandle> handles = new ArrayList<>();
+                long t0 = System.nanoTime();
+                for (int i = 0; i < batch; i++) {
+                    int[] ids = new SplittableRandom(1000L * round + i).ints(prompt, 0, vocab).toArray();
+                    handles.add(engine.submit(new ai.k2j.engine.EngineRequest(new GenerationRequest(ids, gen,
+                            SamplingParams.greedy(), List.of(), true), 1, false), null));
+                }
+                long tokens = 0;
+                for (ai.k2j.engine.RequestHandle h : handles) {
+                    tokens += h.await().get(0).ids().length;
+                }
+                double s = (System.nanoTime() - t0) / 1e9;
+                if (round == 0) {
+                    continue;  // warm-up: kernels, graphs, cuBLAS
+                }
+                System.out.printf(Locale.ROOT, "k2j %-14s batch %d x (prompt %d + %d): %d tokens in %.2f s = %.0f tok/s"
+                        + " aggregate [%s]%n", label, batch, prompt, gen, tokens, s, tokens / s, mode);
+                emit(json, String.format(Locale.ROOT, "{\"engine\":\"k2j\",\"what\":\"batched_decode\",\"label\":\"%s\","
+                                + "\"mode\":\"%s\",\"batch\":%d,\"prompt_tokens\":%d,\"gen_tokens\":%d,"
+                                + "\"generated\":%d,\"seconds\":%.3f,\"aggregate_tok_s\":%.1f}", label, mode, batch,
+                        prompt, gen, tokens, s, tokens / s));
             }
         }
     }
