@@ -143,7 +143,8 @@ __device__ __forceinline__ void flash_prefill(
 
         for (int k0 = kStart; k0 < kEnd; k0 += FA_BN) {
             __syncthreads();  // the previous tile's readers are done
-            for (int i = tid; i < FA_BN * (D / 4); i += FA_THREADS) {
+#pragma unroll 4
+            for (int i = tid; i < FA_BN * (D / 4); i += FA_THREADS) {  // unrolled: several rows' loads in flight
                 const int kk = i / (D / 4), d4 = i - kk * (D / 4);
                 const int p = k0 + kk;
                 F4 kv = {0.0f, 0.0f, 0.0f, 0.0f}, vv = {0.0f, 0.0f, 0.0f, 0.0f};  // keys past kEnd: zeros
