@@ -42,6 +42,12 @@ class CudaHostSideTest {
                 "sample_full", "gemv_generic", "dequant_f32", "f32_to_bf16_kernel", "add_bias"}) {
             assertTrue(all.contains(" " + fn + "("), "kernel " + fn + " not found in the sources");
         }
+        // the tensor-core prefill kernels (native/prefill.cu): head dims 16 << i, and the BF16 dequantizer
+        String prefill = CudaKernels.source("prefill");
+        for (int i = 0; i < 4; i++) {
+            assertTrue(prefill.contains(" flash_prefill_d" + (16 << i) + "("), "flash_prefill_d" + (16 << i));
+        }
+        assertTrue(prefill.contains(" dequant_bf16("), "dequant_bf16");
         for (String prefix : new String[] {"gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q8_0", "gemv_q4_0"}) {
             assertTrue(all.contains("GEMV_DTYPE(" + prefix + ","), prefix + " kernels not instantiated");
         }
