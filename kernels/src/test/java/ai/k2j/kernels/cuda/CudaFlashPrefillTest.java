@@ -78,6 +78,21 @@ class CudaFlashPrefillTest {
         }
     }
 
+    /** A batched decode step of 20 sequences, one token each (n > 8: the tensor-core kernel, a pass per sequence). */
+    @Test
+    void oneTokenPerSequenceOfABatchedStep() {
+        Random rnd = new Random(10);
+        int[] lengths = new int[20];
+        int[] from = new int[20];
+        for (int i = 0; i < lengths.length; i++) {
+            lengths[i] = 40 + 37 * i;
+            from[i] = lengths[i] - 1;
+        }
+        for (int[] cfg : new int[][] {{14, 2, 64}, {28, 4, 128}}) {
+            new Scenario(cfg[0], cfg[1], cfg[2], lengths, rnd).check(from, 2.0f, "batched decode step");
+        }
+    }
+
     @Test
     void chunkContinuingEarlierContextAndLongPromptsSplitTheKeys() {
         Random rnd = new Random(8);
