@@ -22,7 +22,7 @@ the fixture:
 CudaTensorCoreContractTest (@Tag("gpu")) holds k2j's tensor-core mode to these files (docs/cuda.md, Precision).
 --tar packs every written file (paths relative to the repo root) into one archive to carry back.
 
-Needs: torch (with CUDA for --device cuda), transformers >= 5, numpy. Writes only the two files per fixture.
+Needs: torch (with CUDA for --device cuda), transformers (5; 4 works too), numpy. Writes only the two files per fixture.
 """
 import argparse
 import json
@@ -56,6 +56,8 @@ except ImportError as e:  # pragma: no cover - depends on the machine
 
 def load(path, dtype, device, attn):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn)
+    if next(model.parameters()).dtype != dtype:  # transformers 4 spells it torch_dtype
+        model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype, attn_implementation=attn)
     model.to(device).eval()
     bad = [n for n, p in model.named_parameters() if p.dtype != dtype]
     if bad:
