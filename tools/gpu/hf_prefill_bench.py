@@ -49,6 +49,9 @@ def main():
     try:
         base["device"] = torch.cuda.get_device_name(0)
         model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, attn_implementation=a.attn)
+        if next(model.parameters()).dtype != torch.bfloat16:  # transformers 4 spells it torch_dtype
+            model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.bfloat16,
+                                                         attn_implementation=a.attn)
         model = model.to("cuda").eval()
     except Exception as e:  # noqa: BLE001
         traceback.print_exc()
