@@ -34,6 +34,7 @@ import java.util.SplittableRandom;
  * java ... ai.k2j.bench.cuda.CudaPrefillBench --gemm 0.5b,7b,32b [--rows 256] [--json FILE] [--label L]
  * java ... ai.k2j.bench.cuda.CudaPrefillBench --model DIR --prompts 512,4096,16384 [--runs 2] [--json FILE] [--label L]
  * java ... ai.k2j.bench.cuda.CudaPrefillBench --model DIR --batch 32 --prompts 128 --gen 128 [--json FILE]
+ * (--backend cpu|reference runs the --model parts elsewhere: a dry run of the harness)
  * </pre>
  *
  * {@code --gemm}: the BF16 GEMM peak cuBLAS reaches on this card (8192³, the call k2j uses: BF16×BF16, FP32
@@ -72,6 +73,7 @@ public final class CudaPrefillBench {
         String label = "";
         int batch = 0;
         int gen = 128;
+        String backend = "cuda";
         for (int i = 0; i < argv.length; i += 2) {
             if (i + 1 >= argv.length) {
                 throw new IllegalArgumentException("CudaPrefillBench: " + argv[i] + " needs a value");
@@ -87,6 +89,7 @@ public final class CudaPrefillBench {
                 case "--label" -> label = v;
                 case "--batch" -> batch = Integer.parseInt(v);
                 case "--gen" -> gen = Integer.parseInt(v);
+                case "--backend" -> backend = v;
                 default -> throw new IllegalArgumentException("CudaPrefillBench: unknown flag " + argv[i]);
             }
         }
@@ -97,10 +100,10 @@ public final class CudaPrefillBench {
             gemmBench(gemm.split(","), rows, mode, json, label);
         }
         if (model != null && batch > 0) {
-            batchBench(Path.of(model), batch, prompts[0], gen, mode, json, label.isEmpty() ? Path.of(model)
+            batchBench(Path.of(model), backend, batch, prompts[0], gen, mode, json, label.isEmpty() ? Path.of(model)
                     .getFileName().toString() : label);
         } else if (model != null) {
-            prefillBench(Path.of(model), prompts, runs, mode, json, label.isEmpty() ? Path.of(model).getFileName()
+            prefillBench(Path.of(model), backend, prompts, runs, mode, json, label.isEmpty() ? Path.of(model).getFileName()
                     .toString() : label);
         }
         if (gemm == null && model == null) {
@@ -193,21 +196,21 @@ public final class CudaPrefillBench {
 
     // ------------------------------------------------------------------------------------------------ prefill
 
-    private static void prefillBench(Path model, int[] prompts, int runs, String mode, String json, String label)
-            throws IOException {
+    private static void prefillBench(Path model, String backend, int[] prompts, int runs, String mode, String json,
+                                     String label) throws IOException {
         int longest = Arrays.stream(prompts).max().orElse(512);
         ModelConfig config;
         try (Checkpoint cp = Checkpoint.open(model)) {
             config = cp.config();
         }
         long t0 = System.nanoTime();
-        ModelOptions options = ModelOptions.defaults().withBackend("cuda").withMaxContext(longest + 32);
+        ModelOptions options = ModelOptions.defaults().withBackend(backend).withMaxContext(longest + 32);
         try (LanguageModel lm = LanguageModel.load(model, options)) {
             System.out.printf(Locale.ROOT, "k2j %s loaded in %.1f s [%s]%n", label, (System.nanoTime() - t0) / 1e9,
                     mode);
             int vocab = Math.min(config.vocabSize(), 151643);
-            lm.generate(new GenerationRequest(new SplittableRandom(0).ints(300, 0, vocab).toArray(), 2,
-                    SamplingParams.greedy(), List.of(), true), null);  // warm-up: kernels, cuBLAS, JIT
+            int[] warm = new SplittableRandom(0).ints(Math.min(300, longest), 0, vocab).toArray();
+            lm.generate(new GenerationRequest(warm, 2, SamplingParams.greedy(), List.of(), true), null);  // kernels, JIT
             for (int len : prompts) {
                 int[] prompt = new SplittableRandom(len).ints(len, 0, vocab).toArray();
                 List<Double> tps = new ArrayList<>();
@@ -234,9 +237,9 @@ public final class CudaPrefillBench {
      * first submit to the last completion (prefill included, as HF's batched generate is timed), after a warm-up
      * round of the same shape.
      */
-    private static void batchBench(Path model, int batch, int prompt, int gen, String mode, String json, String label)
-            throws IOException {
-        ai.k2j.engine.EngineOptions options = ai.k2j.engine.EngineOptions.defaults().withBackend("cuda")
+    private static void batchBench(Path model, String backend, int batch, int prompt, int gen, String mode,
+                                   String json, String label) throws IOException {
+        ai.k2j.engine.EngineOptions options = ai.k2j.engine.EngineOptions.defaults().withBackend(backend)
                 .withMaxBatch(batch).withMaxContext(prompt + gen + 32);
         try (ai.k2j.engine.BatchEngine engine = ai.k2j.engine.BatchEngine.load(model, null, options)) {
             int vocab = Math.min(engine.vocabSize(), 151643);
