@@ -5,10 +5,10 @@
 #    GEMMs (q|k|v, o, gate|up, down at a 256-token chunk) at Qwen2.5 0.5B/7B/32B shapes as a fraction of it, in the
 #    tensor-core mode (default) and in the FP32 mode (-Dk2j.cuda.prefillGemm=fp32) for comparison
 # 2. k2j synth qwen2.5-0.5b / 7b (bf16, random weights; shared with bench-gpu.sh's folder)
-# 3. k2j prefill tok/s at 512 / 4k / 16k prompts in the tensor-core mode, then HF transformers BF16 (sdpa) on the
-#    same weights (tools/gpu/hf_prefill_bench.py), per model; then k2j with 2048-token prefill steps
-#    (-Dk2j.prefillChunk=2048, default 256); baselines: the FP32 mode and the general (FP32) attention kernel at the
-#    shorter prompts
+# 3. k2j prefill tok/s at 512 / 4k prompts in the tensor-core mode (default: FP32 attention; 16k last, if time), with the
+#    opt-in tensor-core prefill attention at 512 / 4k / 16k (-Dk2j.cuda.prefillAttention=flash), then HF BF16 (sdpa) on
+#    the same weights (tools/gpu/hf_prefill_bench.py), per model; then k2j with 2048-token prefill steps
+#    (-Dk2j.prefillChunk=2048, default 256) and flash; baseline: the FP32 mode at the shorter prompts
 # 4. batched decode: 32 concurrent greedy sequences (128-token prompts, 128 new tokens) through k2j's continuous
 #    batching engine vs HF's batched generate, aggregate tok/s
 # Writes bench-prefill.jsonl (every measurement), bench-prefill.json (the table) and bench-prefill.log to $OUT.
@@ -70,11 +70,12 @@ java_run 30 "GEMMs, tensor-core mode" -cp "$CP" ai.k2j.bench.cuda.CudaPrefillBen
     --json "$JSONL" --label tensor-core
 for p in $PRESETS; do
     synth "$p"
-    prefill 40 "$p" "$PROMPTS"
+    prefill 40 "$p" "$SHORT"                                          # the default: tensor-core GEMMs, FP32 attention
+    prefill 40 "$p" "$PROMPTS" -Dk2j.cuda.prefillAttention=flash      # + the tensor-core prefill attention (opt-in)
     hf 40 "$p" "$PROMPTS"
 done
 for p in $PRESETS; do
-    prefill 40 "$p" "$PROMPTS" -Dk2j.prefillChunk=2048  # larger prefill steps: more rows per GEMM
+    prefill 40 "$p" "$PROMPTS" -Dk2j.prefillChunk=2048 -Dk2j.cuda.prefillAttention=flash  # more rows per GEMM
 done
 for p in $PRESETS; do  # batched decode: 32 sequences of 128 + 128 tokens, k2j's continuous batching vs HF generate
     [[ -f "$MODELS/$p/config.json" ]] || continue
@@ -90,8 +91,8 @@ java_run 30 "GEMMs, FP32 mode" -Dk2j.cuda.prefillGemm=fp32 -cp "$CP" ai.k2j.benc
     --gemm 0.5b,7b --json "$JSONL" --label fp32
 first=$(echo $PRESETS | cut -d' ' -f1)
 last=$(echo $PRESETS | awk '{print $NF}')
-prefill 40 "$first" "$SHORT" -Dk2j.cuda.prefillAttention=general
 prefill 40 "$first" "$SHORT" -Dk2j.cuda.prefillGemm=fp32
+prefill 60 "$first" "$(echo "$PROMPTS" | awk -F, '{print $NF}')"  # the FP32 attention kernel at the longest prompt
 [[ "$last" != "$first" ]] && prefill 60 "$last" "$(echo "$PROMPTS" | cut -d, -f1)" -Dk2j.cuda.prefillGemm=fp32
 
 say "done in $((SECONDS - START)) s"
@@ -113,10 +114,10 @@ for r in pre:
     key = (r["label"], r["prompt_tokens"])
     table.setdefault(key, {})[("hf " if r["engine"] == "hf" else "k2j ") + r["mode"]] = r["prefill_tok_s"]
 cols = sorted({c for v in table.values() for c in v})
-print("\n%-14s %7s " % ("model", "prompt") + " ".join("%18s" % c for c in cols) + "   k2j/HF")
+print("\n%-14s %7s " % ("model", "prompt") + " ".join("%18s" % c for c in cols) + "   best k2j tensor-core/HF")
 out = []
 for (label, n), v in sorted(table.items()):
-    k = max([x for c, x in v.items() if c.startswith("k2j auto/flash/")] or [0]) or None
+    k = max([x for c, x in v.items() if c.startswith("k2j auto/")] or [0]) or None
     h = next((x for c, x in v.items() if c.startswith("hf ")), None)
     ratio = k / h if k and h else None
     print("%-14s %7d " % (label, n) + " ".join("%18s" % ("%.0f" % v[c] if c in v else "-") for c in cols)

@@ -23,7 +23,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * <ul>
  *   <li>FP32 mode: prompt logits within {@value #FP32_TOL}·max(1, max|hf|) of HF-FP32 ({@code logits.npy}) and
  *       greedy ids equal to HF's;</li>
- *   <li>tensor-core mode ({@code AUTO}, the default): at least as close to HF-FP32 as HF's own BF16 computation
+ *   <li>tensor-core mode ({@code AUTO}, the default; and again with the opt-in tensor-core prefill attention,
+ *       {@code flashPrefill}): at least as close to HF-FP32 as HF's own BF16 computation
  *       ({@code logits_bf16.npy}, {@code tools/golden/make_bf16_goldens.py}) — both the worst row-relative error
  *       and the RMS error over the prompt logits, both distances printed — and greedy ids equal to the golden ones
  *       up to the first step where HF-BF16's top-2 margin on the golden path is a near tie (below
@@ -86,30 +87,38 @@ class CudaTensorCoreContractTest {
         assertEquals(golden.length, margins.length, name + ": margins per golden step");
         double nearTie = hfBf16.get("near_tie_margin").asDouble();
 
-        // tensor-core mode: no farther from HF-FP32 than HF-BF16 is
+        // tensor-core mode (GEMMs; and with the opt-in tensor-core prefill attention): no farther from HF-FP32
+        // than HF-BF16 is
         Distance hf = Distance.of(bf16, fp32);
-        try (LanguageModel gpu = CudaEngineTest.open(caseDir, CudaEngineTest.cuda(CudaBackend.PrefillGemm.AUTO),
-                context)) {
-            Distance ours = Distance.of(gpu.logits(prompt), fp32);
-            int[] ids = CudaEngineTest.greedy(gpu, prompt, golden.length);
-            int firstDiff = -1;
-            for (int i = 0; i < golden.length && firstDiff < 0; i++) {
-                if (ids[i] != golden[i]) {
-                    firstDiff = i;
-                }
+        for (boolean flash : new boolean[] {false, true}) {
+            String mode = flash ? "AUTO+flash" : "AUTO";
+            CudaBackend backend = CudaEngineTest.cuda(CudaBackend.PrefillGemm.AUTO);
+            if (flash) {
+                backend.retune(backend.options().withFlashPrefill(true));
             }
-            System.out.printf("contract %s [AUTO]: vs HF-FP32 max_rel %.3e rms %.3e | HF-BF16 vs HF-FP32 max_rel %.3e"
-                            + " rms %.3e | greedy %s%n", name, ours.maxRel, ours.rms, hf.maxRel, hf.rms,
-                    firstDiff < 0 ? "= golden" : "parts at step " + firstDiff + " (HF-BF16 margin there "
-                            + margins[firstDiff] + ", near tie below " + nearTie + ")");
-            assertTrue(ours.maxRel <= hf.maxRel, name + " [AUTO]: max_rel to HF-FP32 " + ours.maxRel
-                    + " exceeds HF-BF16's " + hf.maxRel);
-            assertTrue(ours.rms <= hf.rms, name + " [AUTO]: rms to HF-FP32 " + ours.rms + " exceeds HF-BF16's "
-                    + hf.rms);
-            if (firstDiff >= 0) {
-                assertTrue(margins[firstDiff] < nearTie, name + " [AUTO]: greedy ids part from the golden path at step "
-                        + firstDiff + " (" + ids[firstDiff] + " vs " + golden[firstDiff] + ") where HF-BF16's top-2"
-                        + " margin " + margins[firstDiff] + " is not a near tie (< " + nearTie + ")");
+            try (LanguageModel gpu = CudaEngineTest.open(caseDir, backend, context)) {
+                Distance ours = Distance.of(gpu.logits(prompt), fp32);
+                int[] ids = CudaEngineTest.greedy(gpu, prompt, golden.length);
+                int firstDiff = -1;
+                for (int i = 0; i < golden.length && firstDiff < 0; i++) {
+                    if (ids[i] != golden[i]) {
+                        firstDiff = i;
+                    }
+                }
+                System.out.printf("contract %s [%s]: vs HF-FP32 max_rel %.3e rms %.3e | HF-BF16 vs HF-FP32 max_rel"
+                                + " %.3e rms %.3e | greedy %s%n", name, mode, ours.maxRel, ours.rms, hf.maxRel, hf.rms,
+                        firstDiff < 0 ? "= golden" : "parts at step " + firstDiff + " (HF-BF16 margin there "
+                                + margins[firstDiff] + ", near tie below " + nearTie + ")");
+                assertTrue(ours.maxRel <= hf.maxRel, name + " [" + mode + "]: max_rel to HF-FP32 " + ours.maxRel
+                        + " exceeds HF-BF16's " + hf.maxRel);
+                assertTrue(ours.rms <= hf.rms, name + " [" + mode + "]: rms to HF-FP32 " + ours.rms
+                        + " exceeds HF-BF16's " + hf.rms);
+                if (firstDiff >= 0) {
+                    assertTrue(margins[firstDiff] < nearTie, name + " [" + mode + "]: greedy ids part from the golden"
+                            + " path at step " + firstDiff + " (" + ids[firstDiff] + " vs " + golden[firstDiff]
+                            + ") where HF-BF16's top-2 margin " + margins[firstDiff] + " is not a near tie (< "
+                            + nearTie + ")");
+                }
             }
         }
     }

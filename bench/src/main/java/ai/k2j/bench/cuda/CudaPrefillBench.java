@@ -94,7 +94,7 @@ public final class CudaPrefillBench {
             }
         }
         String mode = System.getProperty("k2j.cuda.prefillGemm", "auto") + "/"
-                + System.getProperty("k2j.cuda.prefillAttention", "flash") + "/chunk"
+                + System.getProperty("k2j.cuda.prefillAttention", "general") + "/chunk"
                 + System.getProperty("k2j.prefillChunk", "256");
         if (gemm != null) {
             gemmBench(gemm.split(","), rows, mode, json, label);

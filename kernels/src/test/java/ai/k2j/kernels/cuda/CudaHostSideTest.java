@@ -61,6 +61,33 @@ class CudaHostSideTest {
     }
 
     @Test
+    void tensorCoresAreTheDefaultAndFp32StaysSelectable() {
+        assumeFalse(System.getProperty("k2j.cuda.prefillGemm") != null
+                || System.getProperty("k2j.cuda.prefillAttention") != null, "prefill properties set for this JVM");
+        CudaBackend.Options d = CudaBackend.Options.defaults();
+        assertEquals(CudaBackend.PrefillGemm.AUTO, d.prefillGemm());
+        assertFalse(d.flashPrefill(), "the tensor-core prefill attention stays opt-in until it has run on a GPU");
+        assertFalse(new CudaBackend.Options(0, CudaBackend.PrefillGemm.AUTO, 9).flashPrefill());
+        CudaBackend.Options fp32 = d.withPrefillGemm(CudaBackend.PrefillGemm.FP32).withFlashPrefill(true);
+        assertEquals(CudaBackend.PrefillGemm.FP32, fp32.prefillGemm());
+        assertTrue(fp32.flashPrefill());
+        assertEquals(d.gemmMinTokens(), fp32.gemmMinTokens());
+        try {
+            System.setProperty("k2j.cuda.prefillGemm", "fp32");
+            System.setProperty("k2j.cuda.prefillAttention", "flash");
+            CudaBackend.Options p = CudaBackend.Options.defaults();
+            assertEquals(CudaBackend.PrefillGemm.FP32, p.prefillGemm());
+            assertTrue(p.flashPrefill());
+            System.setProperty("k2j.cuda.prefillAttention", "tiled");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend.Options::defaults);
+            assertTrue(e.getMessage().contains("k2j.cuda.prefillAttention=tiled"), e.getMessage());
+        } finally {
+            System.clearProperty("k2j.cuda.prefillGemm");
+            System.clearProperty("k2j.cuda.prefillAttention");
+        }
+    }
+
+    @Test
     void withoutADriverTheBackendReportsUnavailable() {
         boolean driverPresent = false;
         for (String dir : new String[] {"/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/lib/wsl/lib"}) {
