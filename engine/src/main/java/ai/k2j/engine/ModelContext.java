@@ -48,8 +48,24 @@ import java.util.function.Function;
  */
 public final class ModelContext {
 
-    /** Prompt tokens per prefill step (fewer when the limits allow fewer per step). */
-    public static final int PREFILL_CHUNK = 256;
+    /**
+     * Prompt tokens per prefill step (fewer when the limits allow fewer per step): 256, or {@code -Dk2j.prefillChunk}
+     * (larger steps give the GPU's tensor-core GEMMs more rows per launch; tools/gpu/bench-prefill.sh compares).
+     */
+    public static final int PREFILL_CHUNK = prefillChunk();
+
+    private static int prefillChunk() {
+        String v = System.getProperty("k2j.prefillChunk", "256");
+        try {
+            int c = Integer.parseInt(v.trim());
+            if (c >= 1 && c <= 65536) {
+                return c;
+            }
+        } catch (NumberFormatException e) {
+            // reported below
+        }
+        throw new IllegalArgumentException("-Dk2j.prefillChunk=" + v + ": expected a token count in [1, 65536]");
+    }
 
     /** Tokens per KV cache block. */
     public static final int KV_BLOCK_SIZE = 16;
@@ -74,9 +90,12 @@ public final class ModelContext {
             }
         }
 
-        /** One sequence of up to maxContext tokens: 256-token steps, 16 logit rows, a cache just big enough. */
+        /**
+         * One sequence of up to maxContext tokens: steps of {@link #PREFILL_CHUNK} tokens, 16 logit rows, a cache just
+         * big enough.
+         */
         public static Limits singleSequence(int maxContext) {
-            return new Limits(maxContext, 256, 1, 16, blocksFor(maxContext));
+            return new Limits(maxContext, PREFILL_CHUNK, 1, Math.min(16, PREFILL_CHUNK), blocksFor(maxContext));
         }
 
         public int maxBlocksPerSeq() {

@@ -39,10 +39,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * (CUDA graph) decode against eager decode, and device sampling.
  *
  * <p>Tolerances (docs/cuda.md, Precision): with {@code PrefillGemm.FP32} every path is FP32 and differs from the
- * CPU by summation order only: logits within {@value #EXACT}·max(1, max|cpu|), greedy ids identical. With the
- * opt-in {@code AUTO}, BF16 weights run prefill GEMMs on tensor cores with activations rounded to BF16, so those
- * logits get {@value #BF16_GEMM}·scale and their greedy ids are not compared (near-ties may flip); other dtypes
- * stay within {@value #EXACT} and must match greedily too.
+ * CPU by summation order only: logits within {@value #EXACT}·max(1, max|cpu|), greedy ids identical. The default
+ * tensor-core mode ({@code AUTO}: prefill GEMMs and attention on BF16 tensor cores) gets a sanity bound of
+ * {@value #BF16_GEMM}·scale here; its real contract — at least as close to HF-FP32 as HF's own BF16 run, greedy
+ * ids equal away from near ties — is {@link CudaTensorCoreContractTest}.
  *
  * <p>Needs a CUDA GPU: skipped when none is found, unless -Dk2j.cuda.required=true (tools/gpu/run-gpu-tests.sh).
  */
@@ -50,8 +50,11 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class CudaEngineTest {
 
     static final double EXACT = 1e-4;
-    /** Measured on the H200: up to 3.4e-2 (yarn_classic_bf16, 90-token YaRN prompt, weight std 0.15). */
-    static final double BF16_GEMM = 5e-2;
+    /**
+     * Sanity bound of the tensor-core mode against the FP32 CPU (GEMMs alone measured up to 3.4e-2 on the H200:
+     * yarn_classic_bf16, 90-token YaRN prompt, weight std 0.15; BF16 attention and BF16-rounded F16 weights add to it).
+     */
+    static final double BF16_GEMM = 1e-1;
     private static final ObjectMapper JSON = new ObjectMapper();
 
     /** A CUDA backend, or a skipped test (a failure when CUDA is required). */
@@ -111,7 +114,6 @@ class CudaEngineTest {
         int maxNew = expected.path("max_new_tokens").asInt(hfGreedy.length);
         int context = prompt.length + maxNew;
         String name = caseDir.getFileName().toString();
-        boolean bf16 = hasBf16Weights(caseDir);
 
         float[][] cpuLogits;
         int[] cpuIds;
@@ -122,7 +124,7 @@ class CudaEngineTest {
         assertArrayEquals(hfGreedy, cpuIds, name + ": the CPU side itself disagrees with HF's greedy ids");
 
         for (CudaBackend.PrefillGemm gemm : List.of(CudaBackend.PrefillGemm.FP32, CudaBackend.PrefillGemm.AUTO)) {
-            boolean exact = gemm == CudaBackend.PrefillGemm.FP32 || !bf16;
+            boolean exact = gemm == CudaBackend.PrefillGemm.FP32;
             double tol = exact ? EXACT : BF16_GEMM;
             try (LanguageModel gpu = open(caseDir, cuda(gemm), context)) {
                 float[][] ours = gpu.logits(prompt);
@@ -137,12 +139,6 @@ class CudaEngineTest {
                             java.util.Arrays.equals(cpuIds, ids) ? "equal" : "differ from");
                 }
             }
-        }
-    }
-
-    private static boolean hasBf16Weights(Path caseDir) {
-        try (Checkpoint cp = Checkpoint.open(caseDir)) {
-            return cp.find("model.embed_tokens.weight").map(t -> t.dtype() == DType.BF16).orElse(false);
         }
     }
 

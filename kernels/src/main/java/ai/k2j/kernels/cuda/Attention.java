@@ -13,6 +13,11 @@ final class Attention {
     static final int MAX_SPLITS = 1024;
     /** Bytes of partial results (acc, max, sum per split) the split count may use. */
     private static final long PARTIAL_BUDGET = 256L << 20;
+    /** (token, query head) rows per block of the tensor-core prefill kernel (FA_BM in prefill.cu). */
+    private static final int FLASH_ROWS = 64;
+    /** Its split lengths are multiples of this many keys (whole 64-key tiles, at least two per split). */
+    private static final int FLASH_SPLIT_QUANTUM = 128;
+    private static final double LOG2_E = 1.4426950408889634;
 
     private final CudaContext cx;
     private final String[] attentionNames = new String[MAX_SPLITS + 1];
@@ -29,6 +34,11 @@ final class Attention {
              int headDim, float scale, long out) {
         int n = batch.nTokens;
         int group = heads / kvHeads;
+        long flash = flashKernel(n, headDim, c, layer);
+        if (flash != 0) {
+            runFlash(flash, q, rowStride, c, layer, batch, db, heads, kvHeads, headDim, scale, out);
+            return;
+        }
         // Split the key range so that ~2 blocks per SM are busy; in a graph, size splits for the full capacity
         // (the kernel skips positions past each token's own length).
         long span;
@@ -102,6 +112,74 @@ final class Attention {
             return 0;
         }
         return cx.k.attentionDec[kv][di][gi];  // 0 where the group is too large for registers
+    }
+
+    /**
+     * The tensor-core prefill kernel ({@code native/prefill.cu}) for this call, or 0: the tensor-core mode with
+     * {@link CudaBackend.Options#flashPrefill}, batches of more than 8 tokens outside a graph (decode and
+     * verification keep the FP32 decode kernel), head dims 16/32/64/128, a cache whose rows take 16-byte loads, and
+     * compute capability 8.0+ (BF16 mma.sync).
+     */
+    private long flashKernel(int n, int headDim, DevKvCache c, int layer) {
+        if (cx.options.prefillGemm() != CudaBackend.PrefillGemm.AUTO || !cx.options.flashPrefill() || n <= 8
+                || cx.capture != null || cx.driver.computeMajor() < 8) {
+            return 0;
+        }
+        int i = switch (headDim) {
+            case 16 -> 0;
+            case 32 -> 1;
+            case 64 -> 2;
+            case 128 -> 3;
+            default -> -1;
+        };
+        if (i < 0 || c.kvDim() % 4 != 0 || c.k(layer) % 16 != 0 || c.v(layer) % 16 != 0) {
+            return 0;
+        }
+        return cx.k.flashPrefill[i];
+    }
+
+    /**
+     * Tiles of 64 (token, query head) rows per kv head; the keys split so ~2 blocks per SM are busy (splits of a
+     * multiple of 128 keys), merged by attention_combine. Not in a graph: the splits follow this batch's positions.
+     */
+    private void runFlash(long kernel, long q, int rowStride, DevKvCache c, int layer, Batch batch, DeviceBatch db,
+                          int heads, int kvHeads, int headDim, float scale, long out) {
+        int n = batch.nTokens;
+        int group = heads / kvHeads;
+        long span = 1;
+        for (int t = 0; t < n; t++) {
+            span = Math.max(span, batch.positions[t] + 1L);
+        }
+        long tiles = ceilDiv((long) n * group, FLASH_ROWS);
+        long blocks = tiles * kvHeads;
+        long wantSplits = Math.max(1, ceilDiv(2L * cx.driver.multiprocessors(), blocks));
+        long perSplitFloats = (long) n * heads * (headDim + 2L);
+        wantSplits = Math.min(wantSplits, Math.max(1, PARTIAL_BUDGET / (4 * perSplitFloats)));
+        wantSplits = Math.min(wantSplits, Math.min(MAX_SPLITS, 65535 / kvHeads));
+        long splitLen = roundUp(ceilDiv(span, wantSplits), FLASH_SPLIT_QUANTUM);
+        int nSplits = (int) ceilDiv(span, splitLen);
+        long pAcc = 0;
+        long pMax = 0;
+        long pSum = 0;
+        if (nSplits > 1) {
+            long accFloats = (long) n * heads * nSplits * headDim;
+            long mFloats = (long) n * heads * nSplits;
+            pAcc = cx.attnScratch.ensure(4 * (accFloats + 2 * mFloats));
+            pMax = pAcc + 4 * accFloats;
+            pSum = pMax + 4 * mFloats;
+        }
+        if (tiles > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("attention: " + n + " tokens x " + group + " heads is too many rows");
+        }
+        cx.args.reset().ptr(q).i32(rowStride).i32(n).i32(heads).i32(kvHeads).f32((float) (scale * LOG2_E))
+                .ptr(c.k(layer)).ptr(c.v(layer)).i32(c.kvDim())
+                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
+                .i32((int) splitLen).i32(nSplits).ptr(out).ptr(pAcc).ptr(pMax).ptr(pSum);
+        cx.launch(kernel, "flash_prefill", (int) tiles, kvHeads * nSplits, 128);
+        if (nSplits > 1) {
+            cx.args.reset().ptr(pAcc).ptr(pMax).ptr(pSum).i32(nSplits).i32(headDim).ptr(out);
+            cx.launch(cx.k.attentionCombine, "attention_combine", n * heads, 1, 128);
+        }
     }
 
     private String attentionName(int nSplits) {

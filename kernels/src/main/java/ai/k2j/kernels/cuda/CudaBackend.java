@@ -26,8 +26,9 @@ import static ai.k2j.kernels.cuda.Checks.positive;
 /**
  * The CUDA implementation of {@link Backend}: weights, activations and the paged KV cache live in device memory;
  * ops are kernels (native/*.cu, compiled by NVRTC at construction) launched on one stream, in submission order.
- * Results match the CPU backend to float rounding (see docs/cuda.md for the tolerances and the one exception:
- * the opt-in {@link PrefillGemm#AUTO} rounds activations to BF16 in BF16 prefill matmuls).
+ * Decode (up to 8 tokens) matches the CPU backend to float rounding; prefill and larger batches run on BF16
+ * tensor cores by default ({@link PrefillGemm#AUTO}, held to HF's BF16 computation) or, with
+ * {@link PrefillGemm#FP32}, in FP32 to float rounding (docs/cuda.md, Precision).
  *
  * <p>Beyond the interface: {@link #sample} (temperature / top-k / top-p on the device, only token ids come back)
  * and CUDA graphs — {@link #beginCapture}, {@link #endCapture}, {@link #replay} — to record a whole decode step
@@ -41,17 +42,25 @@ import static ai.k2j.kernels.cuda.Checks.positive;
  */
 public final class CudaBackend implements Backend, GraphCapable {
 
-    /** How matmuls with {@code n >= gemmMinTokens} rows (prefill) are computed. */
+    /**
+     * How matmuls with {@code n >= gemmMinTokens} rows (prefill, batched steps of more than 8 tokens) are computed,
+     * and with it the prefill attention ({@link Options#flashPrefill}). The exactness contract of each mode is in
+     * docs/cuda.md (Precision).
+     */
     public enum PrefillGemm {
         /**
-         * cuBLAS: BF16 weights on tensor cores with activations rounded to BF16 (FP32 accumulation and output;
-         * relative error up to ~2^-8 of sum|w·x|); F32 weights by SGEMM; F16/Q8_0/Q4_0 dequantized to F32 in
-         * row chunks, then SGEMM.
+         * The tensor-core mode (default): cuBLAS BF16×BF16 GEMMs with FP32 accumulation and output — activations
+         * rounded to BF16 once per GEMM input; BF16 weights as stored, F16/Q8_0/Q4_0 weights dequantized to BF16 in
+         * row chunks; F32 weights by SGEMM — and, with {@link Options#flashPrefill} (opt-in for now), prefill
+         * attention on BF16 tensor cores. Held to HF transformers' own BF16 computation (docs/cuda.md).
          */
         AUTO,
-        /** cuBLAS SGEMM for every dtype (BF16 dequantized to F32): matches the CPU backend to FP32 rounding. */
+        /**
+         * cuBLAS SGEMM for every dtype (BF16/F16/Q dequantized to F32) and the FP32 attention kernels: matches the
+         * CPU backend to FP32 rounding (HF-FP32 goldens within 1e-4). Select with -Dk2j.cuda.prefillGemm=fp32.
+         */
         FP32,
-        /** No cuBLAS: the GEMV kernels, 8 rows at a time (re-reads the weights every 8 rows). */
+        /** No cuBLAS: the GEMV kernels, 8 rows at a time (re-reads the weights every 8 rows); FP32 attention. */
         KERNEL
     }
 
@@ -70,9 +79,15 @@ public final class CudaBackend implements Backend, GraphCapable {
      * @param decodeSplitQuantum the decode attention kernel's split lengths are multiples of this many keys (32;
      *                           a positive multiple of 32)
      * @param profile            time every eager launch ({@link #profileReport}); off by default
+     * @param flashPrefill       in the tensor-core mode ({@link PrefillGemm#AUTO}), attention of batches of more
+     *                           than 8 tokens (prefill) runs the tiled BF16 tensor-core kernel
+     *                           ({@code native/prefill.cu}) where the head dim allows (16, 32, 64, 128); false keeps
+     *                           the FP32 general kernel. Off by default until its GPU test (CudaFlashPrefillTest)
+     *                           has passed on a GPU ({@code -Dk2j.cuda.prefillAttention=flash|general}; general)
      */
     public record Options(int device, PrefillGemm prefillGemm, int gemmMinTokens, int gemvRows, int gemvWarps,
-                          boolean fusedOps, boolean decodeAttention, int decodeSplitQuantum, boolean profile) {
+                          boolean fusedOps, boolean decodeAttention, int decodeSplitQuantum, boolean profile,
+                          boolean flashPrefill) {
         public Options {
             if (device < 0) {
                 throw new IllegalArgumentException("device must be >= 0, got " + device);
@@ -95,25 +110,37 @@ public final class CudaBackend implements Backend, GraphCapable {
             }
         }
 
+        /** Every setting but {@code flashPrefill}, which is off (its default). */
+        public Options(int device, PrefillGemm prefillGemm, int gemmMinTokens, int gemvRows, int gemvWarps,
+                       boolean fusedOps, boolean decodeAttention, int decodeSplitQuantum, boolean profile) {
+            this(device, prefillGemm, gemmMinTokens, gemvRows, gemvWarps, fusedOps, decodeAttention,
+                    decodeSplitQuantum, profile, false);
+        }
+
         /** The given device, prefill strategy and cuBLAS threshold; every other setting at its default. */
         public Options(int device, PrefillGemm prefillGemm, int gemmMinTokens) {
-            this(device, prefillGemm, gemmMinTokens, 0, 0, true, true, 32, false);
+            this(device, prefillGemm, gemmMinTokens, 0, 0, true, true, 32, false, false);
         }
 
         /**
          * The defaults, each overridable by its system property: {@code k2j.cuda.device} (0),
-         * {@code k2j.cuda.prefillGemm} (auto|fp32|kernel; fp32), {@code k2j.cuda.gemmMinTokens} (9),
+         * {@code k2j.cuda.prefillGemm} (auto|fp32|kernel; auto), {@code k2j.cuda.gemmMinTokens} (9),
          * {@code k2j.cuda.gemvRows} (0 = auto), {@code k2j.cuda.gemvWarps} (0 = auto), {@code k2j.cuda.fuse}
          * (true), {@code k2j.cuda.attention} (dec|split; dec), {@code k2j.cuda.decodeSplitQuantum} (32),
-         * {@code k2j.cuda.profile} (false).
+         * {@code k2j.cuda.profile} (false), {@code k2j.cuda.prefillAttention} (flash|general; general).
          */
         public static Options defaults() {
-            String gemm = System.getProperty("k2j.cuda.prefillGemm", "fp32");
+            String gemm = System.getProperty("k2j.cuda.prefillGemm", "auto");
             PrefillGemm prefill;
             try {
                 prefill = PrefillGemm.valueOf(gemm.trim().toUpperCase(Locale.ROOT));
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("-Dk2j.cuda.prefillGemm=" + gemm + ": expected auto, fp32 or kernel");
+            }
+            String attention = System.getProperty("k2j.cuda.prefillAttention", "general").trim();
+            if (!attention.equalsIgnoreCase("flash") && !attention.equalsIgnoreCase("general")) {
+                throw new IllegalArgumentException("-Dk2j.cuda.prefillAttention=" + attention
+                        + ": expected flash or general");
             }
             return new Options(Integer.getInteger("k2j.cuda.device", 0), prefill,
                     Integer.getInteger("k2j.cuda.gemmMinTokens", 9),
@@ -122,37 +149,48 @@ public final class CudaBackend implements Backend, GraphCapable {
                     !"false".equalsIgnoreCase(System.getProperty("k2j.cuda.fuse", "true")),
                     !"split".equalsIgnoreCase(System.getProperty("k2j.cuda.attention", "dec")),
                     Integer.getInteger("k2j.cuda.decodeSplitQuantum", 32),
-                    Boolean.getBoolean("k2j.cuda.profile"));
+                    Boolean.getBoolean("k2j.cuda.profile"),
+                    attention.equalsIgnoreCase("flash"));
         }
 
         public Options withGemvRows(int rows) {
             return new Options(device, prefillGemm, gemmMinTokens, rows, gemvWarps, fusedOps, decodeAttention,
-                    decodeSplitQuantum, profile);
+                    decodeSplitQuantum, profile, flashPrefill);
         }
 
         public Options withGemvWarps(int warps) {
             return new Options(device, prefillGemm, gemmMinTokens, gemvRows, warps, fusedOps, decodeAttention,
-                    decodeSplitQuantum, profile);
+                    decodeSplitQuantum, profile, flashPrefill);
         }
 
         public Options withFusedOps(boolean on) {
             return new Options(device, prefillGemm, gemmMinTokens, gemvRows, gemvWarps, on, decodeAttention,
-                    decodeSplitQuantum, profile);
+                    decodeSplitQuantum, profile, flashPrefill);
         }
 
         public Options withDecodeAttention(boolean on) {
             return new Options(device, prefillGemm, gemmMinTokens, gemvRows, gemvWarps, fusedOps, on,
-                    decodeSplitQuantum, profile);
+                    decodeSplitQuantum, profile, flashPrefill);
         }
 
         public Options withDecodeSplitQuantum(int keys) {
             return new Options(device, prefillGemm, gemmMinTokens, gemvRows, gemvWarps, fusedOps, decodeAttention,
-                    keys, profile);
+                    keys, profile, flashPrefill);
         }
 
         public Options withProfile(boolean on) {
             return new Options(device, prefillGemm, gemmMinTokens, gemvRows, gemvWarps, fusedOps, decodeAttention,
-                    decodeSplitQuantum, on);
+                    decodeSplitQuantum, on, flashPrefill);
+        }
+
+        public Options withPrefillGemm(PrefillGemm gemm) {
+            return new Options(device, gemm, gemmMinTokens, gemvRows, gemvWarps, fusedOps, decodeAttention,
+                    decodeSplitQuantum, profile, flashPrefill);
+        }
+
+        public Options withFlashPrefill(boolean on) {
+            return new Options(device, prefillGemm, gemmMinTokens, gemvRows, gemvWarps, fusedOps, decodeAttention,
+                    decodeSplitQuantum, profile, on);
         }
     }
 
@@ -268,7 +306,8 @@ public final class CudaBackend implements Backend, GraphCapable {
                 + computeCapability() + ", " + driver.multiprocessors() + " SMs, " + (driver.totalMemory() >> 20)
                 + " MiB; driver API " + driver.driverVersion() + ", NVRTC " + driver.nvrtcVersion() + "\n"
                 + driver.libraries() + "\nprefill GEMM: " + cx.options.prefillGemm() + " for n >= "
-                + cx.options.gemmMinTokens() + "\n" + k.report();
+                + cx.options.gemmMinTokens() + ", prefill attention: " + (cx.options.prefillGemm() == PrefillGemm.AUTO
+                && cx.options.flashPrefill() ? "flash (BF16 tensor cores)" : "general (FP32)") + "\n" + k.report();
     }
 
     CudaDriver driver() {
@@ -287,6 +326,23 @@ public final class CudaBackend implements Backend, GraphCapable {
     public double copyBandwidthGBs() {
         enterOutsideCapture("copyBandwidthGBs");
         return cx.copyBandwidthGBs();
+    }
+
+    /**
+     * The BF16 tensor-core GEMM throughput (TFLOP/s, median of {@code reps}) cuBLAS reaches here for
+     * out[n, m] = x[n, k]·W[m, k]ᵀ with the call the tensor-core prefill GEMMs use (BF16×BF16, FP32 accumulate and
+     * output), on random operands it allocates and frees: the peak benchmarks compare k2j's prefill GEMMs with.
+     * Synchronizes.
+     *
+     * @throws CudaException when cuBLAS cannot be loaded
+     */
+    public double cublasBf16GemmTflops(int m, int n, int k, int reps) {
+        enterOutsideCapture("cublasBf16GemmTflops");
+        Cublas cb = matmuls.cublas();
+        if (cb == null) {
+            throw new CudaException("cuBLAS unavailable: " + matmuls.cublasProblem(), -1);
+        }
+        return GemmPeak.bf16Tflops(cx, cb, m, n, k, reps);
     }
 
     /** Why cuBLAS is not used, or null when it is (or has not been needed yet). */

@@ -25,7 +25,7 @@ import java.util.List;
  */
 final class CudaKernels implements AutoCloseable {
 
-    static final String[] SOURCES = {"gemv", "ops", "attention", "sample"};
+    static final String[] SOURCES = {"gemv", "ops", "attention", "sample", "prefill"};
     private static final String RESOURCE_DIR = "/ai/k2j/kernels/cuda/";
     private static final String INCLUDE_LINE = "#include \"common.cuh\"";
 
@@ -110,6 +110,11 @@ final class CudaKernels implements AutoCloseable {
     final long topkSlices;
     final long sampleTopk;
     final long sampleFull;
+    /**
+     * flashPrefill[i]: the tensor-core prefill attention for head dim 16 << i (i = 0..3), {@code native/prefill.cu}.
+     */
+    final long[] flashPrefill = new long[4];
+    final long dequantBf16;
 
     CudaKernels(CudaDriver driver) {
         this.driver = driver;
@@ -173,6 +178,12 @@ final class CudaKernels implements AutoCloseable {
         topkSlices = driver.function(sample, "topk_slices");
         sampleTopk = driver.function(sample, "sample_topk");
         sampleFull = driver.function(sample, "sample_full");
+
+        long prefill = load("prefill");
+        for (int i = 0; i < 4; i++) {
+            flashPrefill[i] = driver.function(prefill, "flash_prefill_d" + (16 << i));
+        }
+        dequantBf16 = driver.function(prefill, "dequant_bf16");
     }
 
     /** NVRTC's error when a prebuilt CUBIN had to stand in for it, else null. */

@@ -7,7 +7,7 @@ import ai.k2j.loaders.DType;
  * optionally with the gate|up silu·mul epilogue) and cuBLAS for prefill ({@link CudaBackend.PrefillGemm}).
  */
 final class Matmuls {
-    /** Bytes of the F32 dequantization scratch for cuBLAS on F16/Q8_0/Q4_0 weights (row chunks). */
+    /** Bytes of the dequantization scratch (F32, or BF16 in the tensor-core mode) for cuBLAS on F16/Q8_0/Q4_0. */
     private static final long DEQUANT_SCRATCH_BYTES = 256L << 20;
 
     private final CudaContext cx;
@@ -99,11 +99,26 @@ final class Matmuls {
 
     void gemmCublas(Cublas cb, DevWeight w, DevBuffer bias, long x, int n, long out) {
         long count = (long) n * w.cols;
-        if (w.dtype == DType.BF16 && cx.options.prefillGemm() == CudaBackend.PrefillGemm.AUTO) {
+        // BF16 GEMMs need compute capability 8.0+; older cards run the tensor-core mode's GEMMs by SGEMM
+        boolean tensorCores = cx.options.prefillGemm() == CudaBackend.PrefillGemm.AUTO && w.dtype != DType.F32
+                && cx.driver.computeMajor() >= 8;
+        if (tensorCores) {
+            // BF16 activations (rounded once per GEMM input), BF16 weights: as stored, or dequantized in row chunks
             long bf = cx.bf16Scratch.ensure(count * 2);
             cx.args.reset().ptr(x).ptr(bf).i64(count);
             cx.launch(cx.k.f32ToBf16, "f32_to_bf16", cx.grid(count), 1, 256);
-            cb.gemm(w.data, bf, Cublas.CUDA_R_16BF, out, w.rows, n, w.cols, w.rows);
+            if (w.dtype == DType.BF16) {
+                cb.gemm(w.data, bf, Cublas.CUDA_R_16BF, out, w.rows, n, w.cols, w.rows);
+            } else {
+                int chunkRows = (int) Math.max(1, Math.min(w.rows, DEQUANT_SCRATCH_BYTES / (2L * w.cols)));
+                long scratch = cx.dequantScratch.ensure(2L * chunkRows * w.cols);
+                for (int r0 = 0; r0 < w.rows; r0 += chunkRows) {
+                    int nr = Math.min(chunkRows, w.rows - r0);
+                    cx.args.reset().ptr(w.data).ptr(w.scales).i32(w.code).i32(r0).i32(nr).i32(w.cols).ptr(scratch);
+                    cx.launch(cx.k.dequantBf16, "dequant_bf16", cx.grid((long) nr * w.cols), 1, 256);
+                    cb.gemm(scratch, bf, Cublas.CUDA_R_16BF, out + 4L * r0, nr, n, w.cols, w.rows);
+                }
+            }
         } else if (w.dtype == DType.F32) {
             cb.gemm(w.data, x, Cublas.CUDA_R_32F, out, w.rows, n, w.cols, w.rows);
         } else {

@@ -52,6 +52,12 @@ class CudaHostSideTest {
                 "attention_dec_g##G##_d##DL##_fp8("}) {
             assertTrue(all.contains(suffix), "the kernel macros lack " + suffix);
         }
+        // the tensor-core prefill kernels (native/prefill.cu): head dims 16 << i, and the BF16 dequantizer
+        String prefill = CudaKernels.source("prefill");
+        for (int i = 0; i < 4; i++) {
+            assertTrue(prefill.contains(" flash_prefill_d" + (16 << i) + "("), "flash_prefill_d" + (16 << i));
+        }
+        assertTrue(prefill.contains(" dequant_bf16("), "dequant_bf16");
         for (String prefix : new String[] {"gemv_f32", "gemv_f16", "gemv_bf16", "gemv_q8_0", "gemv_q4_0"}) {
             assertTrue(all.contains("GEMV_DTYPE(" + prefix + ","), prefix + " kernels not instantiated");
         }
@@ -61,6 +67,33 @@ class CudaHostSideTest {
                 String instance = "DEC_KERNEL(" + (1 << j) + ", " + (1 << i) + ")";
                 assertEquals((1 << i) * (1 << j) <= 32, all.contains(instance), instance);
             }
+        }
+    }
+
+    @Test
+    void tensorCoresAreTheDefaultAndFp32StaysSelectable() {
+        assumeFalse(System.getProperty("k2j.cuda.prefillGemm") != null
+                || System.getProperty("k2j.cuda.prefillAttention") != null, "prefill properties set for this JVM");
+        CudaBackend.Options d = CudaBackend.Options.defaults();
+        assertEquals(CudaBackend.PrefillGemm.AUTO, d.prefillGemm());
+        assertFalse(d.flashPrefill(), "the tensor-core prefill attention stays opt-in until it has run on a GPU");
+        assertFalse(new CudaBackend.Options(0, CudaBackend.PrefillGemm.AUTO, 9).flashPrefill());
+        CudaBackend.Options fp32 = d.withPrefillGemm(CudaBackend.PrefillGemm.FP32).withFlashPrefill(true);
+        assertEquals(CudaBackend.PrefillGemm.FP32, fp32.prefillGemm());
+        assertTrue(fp32.flashPrefill());
+        assertEquals(d.gemmMinTokens(), fp32.gemmMinTokens());
+        try {
+            System.setProperty("k2j.cuda.prefillGemm", "fp32");
+            System.setProperty("k2j.cuda.prefillAttention", "flash");
+            CudaBackend.Options p = CudaBackend.Options.defaults();
+            assertEquals(CudaBackend.PrefillGemm.FP32, p.prefillGemm());
+            assertTrue(p.flashPrefill());
+            System.setProperty("k2j.cuda.prefillAttention", "tiled");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, CudaBackend.Options::defaults);
+            assertTrue(e.getMessage().contains("k2j.cuda.prefillAttention=tiled"), e.getMessage());
+        } finally {
+            System.clearProperty("k2j.cuda.prefillGemm");
+            System.clearProperty("k2j.cuda.prefillAttention");
         }
     }
 
