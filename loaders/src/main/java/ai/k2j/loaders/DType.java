@@ -2,7 +2,8 @@ package ai.k2j.loaders;
 
 /**
  * Element types k2j reads and writes. The first group are safetensors' own dtype names; Q8_0 and Q4_0 are
- * k2j's block-quantized types (blocks of 32 values, llama.cpp's layout) stored in k2j-written safetensors.
+ * k2j's block-quantized types (blocks of 32 values, llama.cpp's layout) stored in k2j-written safetensors; Q4_K,
+ * Q5_K and Q6_K are ggml's K-quants, which only GGUF files carry.
  */
 public enum DType {
     F32("F32", 4, 1),
@@ -18,7 +19,11 @@ public enum DType {
     /** 32 values: f16 scale + 32 x int8 = 34 bytes. */
     Q8_0("Q8_0", 34, 32),
     /** 32 values: f16 scale + 16 bytes of packed 4-bit values = 18 bytes. */
-    Q4_0("Q4_0", 18, 32);
+    Q4_0("Q4_0", 18, 32),
+    /** ggml's K-quant super-blocks of 256 values (read from GGUF files; layouts in {@link KQuants}). */
+    Q4_K("Q4_K", 144, 256),
+    Q5_K("Q5_K", 176, 256),
+    Q6_K("Q6_K", 210, 256);
 
     private final String safetensorsName;
     private final int blockBytes;
@@ -34,7 +39,7 @@ public enum DType {
         return safetensorsName;
     }
 
-    /** Values per block (1 for plain types, 32 for Q8_0/Q4_0). */
+    /** Values per block (1 for plain types, 32 for Q8_0/Q4_0, 256 for the K-quants). */
     public int blockSize() {
         return blockSize;
     }

@@ -8,6 +8,7 @@ import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
+import ai.k2j.loaders.KQuants;
 import ai.k2j.loaders.Quantizer;
 import ai.k2j.loaders.Tensor;
 import ai.k2j.loaders.WeightFormat;
@@ -303,10 +304,10 @@ public final class CpuBackend implements Backend {
 
     private static void checkElementType(Tensor t) {
         switch (t.dtype()) {
-            case F32, BF16, F16, Q8_0, Q4_0 -> {
+            case F32, BF16, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> {
             }
             default -> throw new IllegalArgumentException("tensor '" + t.name() + "' has dtype " + t.dtype()
-                    + ", which the CPU backend does not support (F32, BF16, F16, Q8_0, Q4_0)");
+                    + ", which the CPU backend does not support (F32, BF16, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
         }
     }
 
@@ -863,6 +864,11 @@ public final class CpuBackend implements Backend {
                 continue;
             }
             long base = (first - w.partStart[p]) * w.rowBytes;
+            if (KQuants.isKQuant(w.dtype)) {
+                KQuantKernels.rows(w.dtype, w.segments[p], base, w.rowBytes, end - first, w.cols, x, n, out, first,
+                        w.rows, scratch);
+                continue;
+            }
             MatmulKernels.rows(w.dtype, w.segments[p], base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
                     scratch);
         }
