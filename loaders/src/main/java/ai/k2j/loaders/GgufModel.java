@@ -70,14 +70,19 @@ public final class GgufModel {
         }
         c.put("vocab_size", embed.dim(0));
         c.put("max_position_embeddings", gguf.integer(arch + ".context_length", 32768));
-        c.put("rms_norm_eps", gguf.real(arch + ".attention.layer_norm_rms_epsilon", 1e-6));
-        c.put("rope_theta", gguf.real(arch + ".rope.freq_base", 10000.0));
+        c.put("rms_norm_eps", decimal(gguf.real(arch + ".attention.layer_norm_rms_epsilon", 1e-6)));
+        c.put("rope_theta", decimal(gguf.real(arch + ".rope.freq_base", 10000.0)));
         if (gguf.has(arch + ".rope.scaling.type") && !gguf.string(arch + ".rope.scaling.type").equals("none")) {
             throw new ModelFormatException(src + ": metadata '" + arch + ".rope.scaling.type' = '"
                     + gguf.string(arch + ".rope.scaling.type") + "' is not supported in GGUF files yet");
         }
         c.put("tie_word_embeddings", !gguf.hasTensor("output.weight"));
-        c.put("torch_dtype", "bfloat16");
+        // what config.json would say of unquantized weights (info shows it); quantized files say bfloat16
+        c.put("torch_dtype", switch (embed.dtype()) {
+            case F32 -> "float32";
+            case F16 -> "float16";
+            default -> "bfloat16";
+        });
         ArrayNode eos = c.putArray("eos_token_id");
         for (String key : List.of("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")) {
             if (gguf.has(key)) {
@@ -116,6 +121,14 @@ public final class GgufModel {
             named.put(hf, new Tensor(hf, t.dtype(), t.shape(), t.data()));
         }
         return new GgufModel(gguf, config, generation, Collections.unmodifiableMap(named));
+    }
+
+    /**
+     * GGUF stores these as f32 that the converter rounded from config.json's decimal: the shortest decimal of that
+     * float is config.json's value (1e-6, not 9.99999997e-7), so the model computes as from config.json.
+     */
+    private static double decimal(double f32) {
+        return Double.parseDouble(Float.toString((float) f32));
     }
 
     private static long positive(GgufFile gguf, String key) {
