@@ -2,7 +2,6 @@ package ai.k2j.engine;
 
 import ai.k2j.loaders.Checkpoint;
 import ai.k2j.loaders.GgufFile;
-import ai.k2j.loaders.GgufModel;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.ModelFiles;
 import ai.k2j.loaders.ModelFormatException;
@@ -21,7 +20,7 @@ public final class ModelTokenizer {
      */
     public static Tokenizer load(Checkpoint checkpoint) {
         if (checkpoint.gguf().isPresent()) {
-            return fromGguf(checkpoint.gguf().get(), checkpoint.config());
+            return fromGguf(checkpoint.gguf().get().file(), checkpoint.config().vocabSize());
         }
         return load(checkpoint.dir(), checkpoint.config());
     }
@@ -30,8 +29,7 @@ public final class ModelTokenizer {
      * The tokenizer a GGUF file's {@code tokenizer.ggml.*} metadata describes, or null when it has no
      * {@code tokenizer.ggml.tokens}.
      */
-    public static Tokenizer fromGguf(GgufModel model, ModelConfig config) {
-        GgufFile f = model.file();
+    public static Tokenizer fromGguf(GgufFile f, int embeddingRows) {
         if (!f.has("tokenizer.ggml.tokens")) {
             return null;
         }
@@ -41,10 +39,10 @@ public final class ModelTokenizer {
                 f.has("tokenizer.ggml.merges") ? f.strings("tokenizer.ggml.merges") : java.util.List.of(),
                 f.has("tokenizer.ggml.pre") ? f.string("tokenizer.ggml.pre") : null,
                 f.has("tokenizer.chat_template") ? f.string("tokenizer.chat_template") : null);
-        if (tokenizer.vocabSize() > config.vocabSize()) {
+        if (tokenizer.vocabSize() > embeddingRows) {
             int id = tokenizer.vocabSize() - 1;
             throw new ModelFormatException(f.path() + ": token '" + tokenizer.token(id) + "' has id " + id
-                    + ", but the model has only " + config.vocabSize() + " embedding rows (token_embd.weight)");
+                    + ", but the model has only " + embeddingRows + " embedding rows (token_embd.weight)");
         }
         return tokenizer;
     }

@@ -394,6 +394,8 @@ public final class GgufFile {
 
         final Path file;
         final MemorySegment s;
+        final java.nio.charset.CharsetDecoder utf8 = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT).onUnmappableCharacter(CodingErrorAction.REPORT);
         long pos;
         int depth;
 
@@ -447,8 +449,7 @@ public final class GgufFile {
             byte[] b = s.asSlice(pos, n).toArray(ValueLayout.JAVA_BYTE);
             pos += n;
             try {
-                return StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)
-                        .onUnmappableCharacter(CodingErrorAction.REPORT).decode(ByteBuffer.wrap(b)).toString();
+                return utf8.decode(ByteBuffer.wrap(b)).toString();
             } catch (CharacterCodingException e) {
                 throw new ModelFormatException(file + ": " + field + " is not valid UTF-8");
             }
@@ -513,8 +514,9 @@ public final class GgufFile {
                         throw new ModelFormatException(file + ": " + field + " nests arrays deeper than " + MAX_DEPTH);
                     }
                     List<Object> list = new ArrayList<>((int) Math.min(count, 1 << 20));
+                    String element = field + " (an element)"; // not one label per element: arrays hold 150k tokens
                     for (long i = 0; i < count; i++) {
-                        list.add(value(elementType, field + "[" + i + "]"));
+                        list.add(value(elementType, element));
                     }
                     depth--;
                     return Collections.unmodifiableList(list);

@@ -17,7 +17,9 @@ import java.util.Map;
  * <ul>
  *   <li>{@code tokens} by id with {@code token_type}: NORMAL (1) tokens form the BPE vocabulary; CONTROL (3)
  *       tokens are special added tokens, USER_DEFINED (4) non-special added tokens; UNUSED (5) ids (the padding
- *       llama.cpp's converter fills the embedding rows with) are left out. Other types are refused.</li>
+ *       llama.cpp's converter fills the embedding rows with) are left out. Other types are refused. (The
+ *       converter writes every {@code <|...|>} added token as CONTROL, also those tokenizer.json calls non-special,
+ *       such as Qwen2.5's {@code <|fim_prefix|>}: GGUF keeps no other record, so those read back as special.)</li>
  *   <li>{@code merges} as "left right" strings, in rank order.</li>
  *   <li>{@code pre}: the pre-tokenizer by llama.cpp's name: {@code qwen2} (Qwen's split regex, NFC normalizer),
  *       {@code llama-bpe} (Llama 3's split regex), {@code default}/{@code gpt2} (GPT-2's ByteLevel regex).</li>
