@@ -22,8 +22,8 @@ import java.nio.ByteOrder;
  * then the lanes summed in a fixed order ({@link #sumLanes}). Decode (one token) decodes each weight vector in
  * registers: bytes widened to ints, nibbles (and Q5_K's / Q6_K's high bits) masked in, converted to float, then
  * {@code (d·scale)·q − dmin·min} (Q4_K/Q5_K) or {@code (d·scale)·(q − 32)} (Q6_K) with the per-sub-block factors
- * computed in scalar float32 as ggml does. Many tokens (prefill) decode a block of rows into scratch with
- * {@link KQuants#dequantizeRow} and reuse each weight vector for up to four tokens. Both give the same bits for
+ * computed in scalar float32 as ggml does. Many tokens (prefill) decode a block of rows into scratch the same way
+ * ({@link #decodeRow}) and reuse each weight vector for up to four tokens. Both give the same bits for
  * every (row, token): the result does not depend on the batch, the thread count or how rows are split.
  */
 final class KQuantKernels {
@@ -65,12 +65,88 @@ final class KQuantKernels {
         for (int r0 = 0; r0 < count; r0 += block) {
             int k = Math.min(block, count - r0);
             for (int i = 0; i < k; i++) {
-                KQuants.dequantizeRow(dtype, w, base + (r0 + i) * rowBytes, cols, scratch, i * cols);
+                decodeRow(dtype, w, base + (r0 + i) * rowBytes, cols, scratch, i * cols);
             }
             for (int i = 0; i < k; i++) {
                 for (int t = 0; t < n; t += TOKENS) {
                     dotTokens(scratch, i * cols, cols, x, t, Math.min(TOKENS, n - t), out,
                             t * outStride + outRow + r0 + i, outStride, scratch, lanes);
+                }
+            }
+        }
+    }
+
+    /** One row decoded into out[o, o + cols): vectorized where the register kernels are, the same values. */
+    static void decodeRow(DType dtype, MemorySegment w, long off, int cols, float[] out, int o) {
+        if (!IN_REGISTERS) {
+            KQuants.dequantizeRow(dtype, w, off, cols, out, o);
+            return;
+        }
+        switch (dtype) {
+            case Q4_K, Q5_K -> decodeQ45K(dtype == DType.Q5_K, w, off, cols, out, o);
+            case Q6_K -> decodeQ6K(w, off, cols, out, o);
+            default -> throw new IllegalStateException("not a K-quant: " + dtype);
+        }
+    }
+
+    /** Q4_K (or Q5_K with its high bits) rows decoded as {@link #dotQ4K} / {@link #dotQ5K} decode them. */
+    static void decodeQ45K(boolean five, MemorySegment w, long off, int cols, float[] out, int o) {
+        long bytes = five ? 176 : 144;
+        for (int b = 0; b < cols / 256; b++) {
+            long blk = off + bytes * b;
+            float d = f16(w, blk);
+            float dmin = f16(w, blk + 2);
+            long sc = blk + 4;
+            long qh = blk + 16;
+            long qs = blk + (five ? 48 : 16);
+            int ob = o + 256 * b;
+            for (int s = 0; s < 8; s++) {
+                float ds = d * KQuants.scaleK4(w, sc, s);
+                float ms = dmin * KQuants.minK4(w, sc, s);
+                int shift = 4 * (s & 1);
+                long q = qs + 32L * (s >> 1);
+                for (int l = 0; l < 32; l += L) {
+                    IntVector v = (IntVector) ByteVector.fromMemorySegment(B, w, q + l, LE)
+                            .convertShape(VectorOperators.B2I, I, 0);
+                    IntVector qv = v.lanewise(VectorOperators.ASHR, shift).and(0xF);
+                    if (five) {
+                        IntVector h = (IntVector) ByteVector.fromMemorySegment(B, w, qh + l, LE)
+                                .convertShape(VectorOperators.B2I, I, 0);
+                        qv = qv.or(h.lanewise(VectorOperators.ASHR, s).and(1).lanewise(VectorOperators.LSHL, 4));
+                    }
+                    FloatVector wv = (FloatVector) qv.convert(VectorOperators.I2F, 0);
+                    wv.mul(ds).sub(ms).intoArray(out, ob + 32 * s + l);
+                }
+            }
+        }
+    }
+
+    /** Q6_K rows decoded as {@link #dotQ6K} decodes them. */
+    static void decodeQ6K(MemorySegment w, long off, int cols, float[] out, int o) {
+        for (int b = 0; b < cols / 256; b++) {
+            long blk = off + 210L * b;
+            float d = f16(w, blk + 208);
+            int ob = o + 256 * b;
+            for (int n = 0; n < 2; n++) {
+                long ql = blk + 64L * n;
+                long qh = blk + 128 + 32L * n;
+                long sc = blk + 192 + 8L * n;
+                for (int quarter = 0; quarter < 4; quarter++) {
+                    long lowAt = ql + 32L * (quarter & 1);
+                    int lowShift = 4 * (quarter >> 1);
+                    int highShift = 2 * quarter;
+                    for (int l = 0; l < 32; l += L) {
+                        float ds = d * w.get(ValueLayout.JAVA_BYTE, sc + l / 16 + 2 * quarter);
+                        IntVector lo = (IntVector) ByteVector.fromMemorySegment(B, w, lowAt + l, LE)
+                                .convertShape(VectorOperators.B2I, I, 0);
+                        IntVector hi = (IntVector) ByteVector.fromMemorySegment(B, w, qh + l, LE)
+                                .convertShape(VectorOperators.B2I, I, 0);
+                        IntVector qv = lo.lanewise(VectorOperators.ASHR, lowShift).and(0xF)
+                                .or(hi.lanewise(VectorOperators.ASHR, highShift).and(3).lanewise(VectorOperators.LSHL, 4))
+                                .sub(32);
+                        ((FloatVector) qv.convert(VectorOperators.I2F, 0)).mul(ds)
+                                .intoArray(out, ob + 128 * n + 32 * quarter + l);
+                    }
                 }
             }
         }
