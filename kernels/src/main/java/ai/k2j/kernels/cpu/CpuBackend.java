@@ -248,6 +248,8 @@ public final class CpuBackend implements Backend {
         }
         int[] partStart = new int[rowsStacked.size() + 1];
         MemorySegment[] segments = new MemorySegment[rowsStacked.size()];
+        DType[] partDtypes = new DType[rowsStacked.size()];
+        boolean keep = format == null || format == WeightFormat.NATIVE;
         long rows = 0;
         for (int p = 0; p < segments.length; p++) {
             Tensor t = rowsStacked.get(p);
@@ -255,11 +257,18 @@ public final class CpuBackend implements Backend {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " cannot be stacked with '"
                         + first.name() + "' " + first + ": all parts need shape [rows, " + cols + "]");
             }
-            if (t.dtype() != source) {
+            if (t.dtype() != source && !(keep && mixable(t.dtype()) && mixable(source))) {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' is " + t.dtype() + " but '" + first.name()
-                        + "' is " + source + ": stacked parts must share a dtype");
+                        + "' is " + source + ": stacked parts must share a dtype (block-quantized parts kept as"
+                        + " stored may mix)");
             }
-            long expected = source.bytesFor(t.elements());
+            checkElementType(t);
+            if (t.dtype().isQuantized() && cols % t.dtype().blockSize() != 0) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' is " + t.dtype() + " with " + cols
+                        + " columns, not a multiple of " + t.dtype().blockSize());
+            }
+            partDtypes[p] = t.dtype();
+            long expected = t.dtype().bytesFor(t.elements());
             if (t.data().byteSize() != expected) {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " has " + t.data().byteSize()
                         + " bytes of data, expected " + expected);
@@ -271,7 +280,7 @@ public final class CpuBackend implements Backend {
             }
             partStart[p + 1] = (int) rows;
         }
-        CpuWeight weight = new CpuWeight(source, cols, segments, partStart);
+        CpuWeight weight = new CpuWeight(partDtypes, cols, segments, partStart);
         DType target = targetFormat(format, source, first.name());
         long scratch = MatmulKernels.scratchFloats(cols);
         if (scratch > rowScratch[0].length) {
@@ -302,6 +311,11 @@ public final class CpuBackend implements Backend {
                 + "not " + source + " to '" + format + "' (tensor '" + tensorName + "')");
     }
 
+    /** Block-quantized dtypes, which a mixed GGUF file may stack side by side (kept as stored). */
+    private static boolean mixable(DType d) {
+        return d.isQuantized();
+    }
+
     private static void checkElementType(Tensor t) {
         switch (t.dtype()) {
             case F32, BF16, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> {
@@ -322,7 +336,7 @@ public final class CpuBackend implements Backend {
         float[] row = new float[w.cols];
         for (int r = 0; r < w.rows; r++) {
             int p = w.partOf(r);
-            ScalarRows.decode(w.dtype, w.segments[p], (r - w.partStart[p]) * w.rowBytes, w.cols, row, 0);
+            ScalarRows.decode(w.partDtype[p], w.segments[p], (r - w.partStart[p]) * w.partRowBytes[p], w.cols, row, 0);
             MemorySegment.copy(row, 0, dst, ValueLayout.JAVA_FLOAT_UNALIGNED, (long) r * w.cols * Float.BYTES, w.cols);
         }
         return new CpuWeight(DType.F32, w.cols, new MemorySegment[] {dst}, new int[] {0, w.rows});
@@ -425,7 +439,8 @@ public final class CpuBackend implements Backend {
             // and interpreted or C1-compiled Vector API code allocates (see ScalarRows).
             int r = batch.tokens[t];
             int p = w.partOf(r);
-            ScalarRows.decode(w.dtype, w.segments[p], (r - w.partStart[p]) * w.rowBytes, w.cols, o, t * w.cols);
+            ScalarRows.decode(w.partDtype[p], w.segments[p], (r - w.partStart[p]) * w.partRowBytes[p], w.cols, o,
+                    t * w.cols);
         }
     }
 
@@ -863,13 +878,13 @@ public final class CpuBackend implements Backend {
             if (first >= end) {
                 continue;
             }
-            long base = (first - w.partStart[p]) * w.rowBytes;
-            if (KQuants.isKQuant(w.dtype)) {
-                KQuantKernels.rows(w.dtype, w.segments[p], base, w.rowBytes, end - first, w.cols, x, n, out, first,
-                        w.rows, scratch);
+            long base = (first - w.partStart[p]) * w.partRowBytes[p];
+            if (KQuants.isKQuant(w.partDtype[p])) {
+                KQuantKernels.rows(w.partDtype[p], w.segments[p], base, w.partRowBytes[p], end - first, w.cols, x, n,
+                        out, first, w.rows, scratch);
                 continue;
             }
-            MatmulKernels.rows(w.dtype, w.segments[p], base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
+            MatmulKernels.rows(w.partDtype[p], w.segments[p], base, w.partRowBytes[p], end - first, w.cols, x, n, out, first, w.rows,
                     scratch);
         }
     }

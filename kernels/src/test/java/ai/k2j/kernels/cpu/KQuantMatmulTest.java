@@ -156,6 +156,32 @@ class KQuantMatmulTest {
     }
 
     @Test
+    void partsOfDifferentBlockTypesStackAsStored() {
+        int cols = 512;
+        Tensor q = randomKQuant("attn_q", DType.Q4_K, 6, cols, 11);
+        Tensor v = randomKQuant("attn_v", DType.Q6_K, 3, cols, 12);
+        try (CpuBackend b = new CpuBackend(2, 0)) {
+            Weight fused = b.matrix(List.of(q, v), null);
+            assertEquals(6L * 2 * 144 + 3L * 2 * 210, fused.byteSize());
+            float[] x = random(new Random(13), 3 * cols);
+            float[] both = matmul(b, fused, x, 3);
+            float[] a = matmul(b, b.matrix(List.of(q), null), x, 3);
+            float[] c = matmul(b, b.matrix(List.of(v), null), x, 3);
+            for (int t = 0; t < 3; t++) {
+                for (int r = 0; r < 6; r++) {
+                    assertEquals(a[t * 6 + r], both[t * 9 + r], 0f);
+                }
+                for (int r = 0; r < 3; r++) {
+                    assertEquals(c[t * 3 + r], both[t * 9 + 6 + r], 0f);
+                }
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> b.matrix(List.of(q, v), ai.k2j.loaders.WeightFormat.F32));
+            assertTrue(e.getMessage().contains("attn_v") && e.getMessage().contains("share a dtype"), e.getMessage());
+        }
+    }
+
+    @Test
     void vectorDecodeIsTheScalarDecode() {
         for (DType type : TYPES) {
             Tensor t = randomKQuant("w", type, 3, 768, 9);
