@@ -57,7 +57,9 @@ public final class Checkpoint implements AutoCloseable {
         this.arena = arena;
         long total = 0;
         for (Tensor t : tensors.values()) {
-            total += t.byteSize();
+            if (t.packing() == null) { // an AWQ/GPTQ layer's weight is its qweight, already counted
+                total += t.byteSize();
+            }
         }
         this.totalBytes = total;
     }
@@ -89,6 +91,12 @@ public final class Checkpoint implements AutoCloseable {
             }
             if (tensors.isEmpty()) {
                 throw new ModelFormatException(dir + ": no weights: the safetensors files hold no tensors");
+            }
+            String configFile = dir.resolve("config.json").toString();
+            PackedInt.Config packed = PackedInt.config(Json.parseObject(Json.readFile(dir.resolve("config.json")),
+                    configFile), configFile);
+            if (packed != null) {
+                tensors = PackedInt.addPackedWeights(tensors, packed, dir.toString());
             }
             return new Checkpoint(dir, config, generation, Collections.unmodifiableMap(tensors), arena);
         } catch (RuntimeException e) {

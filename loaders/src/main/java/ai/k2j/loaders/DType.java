@@ -23,7 +23,14 @@ public enum DType {
     /** ggml's K-quant super-blocks of 256 values (read from GGUF files; layouts in {@link KQuants}). */
     Q4_K("Q4_K", 144, 256),
     Q5_K("Q5_K", 176, 256),
-    Q6_K("Q6_K", 210, 256);
+    Q6_K("Q6_K", 210, 256),
+    /**
+     * AWQ (GEMM) and GPTQ layers: int32-packed integers with zeros and scales per group ({@link PackedInt}); only
+     * the virtual weight tensors of such layers carry these (their bytes are the qweight: bits/8 per value).
+     */
+    AWQ_INT4("AWQ_INT4", 1, 2),
+    GPTQ_INT4("GPTQ_INT4", 1, 2),
+    GPTQ_INT8("GPTQ_INT8", 1, 1);
 
     private final String safetensorsName;
     private final int blockBytes;
@@ -50,7 +57,12 @@ public enum DType {
     }
 
     public boolean isQuantized() {
-        return blockSize > 1;
+        return blockSize > 1 || this == GPTQ_INT8;
+    }
+
+    /** AWQ/GPTQ layers, whose weights are several tensors ({@link Tensor#packing}). */
+    public boolean isPacked() {
+        return this == AWQ_INT4 || this == GPTQ_INT4 || this == GPTQ_INT8;
     }
 
     /** Bytes needed for {@code elements} values; elements must be a multiple of the block size. */

@@ -233,6 +233,9 @@ public final class CpuBackend implements Backend {
         }
         Tensor first = rowsStacked.getFirst();
         DType source = first.dtype();
+        if (source.isPacked()) {
+            return packedMatrix(rowsStacked, format);
+        }
         if (first.rank() != 2) {
             throw new IllegalArgumentException("tensor '" + first.name() + "' is not a matrix: " + first);
         }
@@ -309,6 +312,35 @@ public final class CpuBackend implements Backend {
         }
         throw new IllegalArgumentException("the CPU backend converts weights to f32, q8_0 or q4_0 (from F32/BF16/F16), "
                 + "not " + source + " to '" + format + "' (tensor '" + tensorName + "')");
+    }
+
+    /** AWQ/GPTQ layers stacked by output features, computed on the packed form (kept as stored). */
+    private Weight packedMatrix(List<Tensor> parts, WeightFormat format) {
+        Tensor first = parts.getFirst();
+        if (format != null && format != WeightFormat.NATIVE) {
+            throw new IllegalArgumentException("tensor '" + first.name() + "' is " + first.dtype() + ": the CPU backend"
+                    + " computes AWQ/GPTQ layers as stored, not converted to '" + format + "'");
+        }
+        int cols = (int) first.dim(1);
+        MemorySegment[] segments = new MemorySegment[parts.size()];
+        DType[] dtypes = new DType[parts.size()];
+        int[] partStart = new int[parts.size() + 1];
+        PackedIntKernels.Part[] prepared = new PackedIntKernels.Part[parts.size()];
+        for (int p = 0; p < parts.size(); p++) {
+            Tensor t = parts.get(p);
+            if (t.packing() == null || !t.dtype().isPacked() || t.dim(1) != cols) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " cannot be stacked with the "
+                        + first.dtype() + " layer '" + first.name() + "' (all parts must be AWQ/GPTQ layers of "
+                        + cols + " inputs)");
+            }
+            segments[p] = t.data();
+            dtypes[p] = t.dtype();
+            prepared[p] = new PackedIntKernels.Part(t.packing());
+            partStart[p + 1] = partStart[p] + (int) t.dim(0);
+        }
+        CpuWeight w = new CpuWeight(dtypes, cols, segments, partStart);
+        w.packed = prepared;
+        return w;
     }
 
     /** Block-quantized dtypes, which a mixed GGUF file may stack side by side (kept as stored). */
@@ -423,6 +455,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void embed(Weight table, Batch batch, Buffer out) {
         CpuWeight w = weight(table);
+        if (w.packed != null) {
+            throw new IllegalArgumentException("an embedding table cannot be an AWQ/GPTQ layer (" + w + ")");
+        }
         float[] o = data(out, "out");
         int n = tokens(batch);
         need(o, (long) n * w.cols, "embed out");
@@ -876,6 +911,10 @@ public final class CpuBackend implements Backend {
             int first = Math.max(r0, w.partStart[p]);
             int end = Math.min(r1, w.partStart[p + 1]);
             if (first >= end) {
+                continue;
+            }
+            if (w.packed != null) {
+                PackedIntKernels.rows(w.packed[p], first - w.partStart[p], end - first, x, n, out, first, w.rows);
                 continue;
             }
             long base = (first - w.partStart[p]) * w.partRowBytes[p];

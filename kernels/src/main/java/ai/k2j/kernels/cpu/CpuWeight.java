@@ -22,6 +22,8 @@ final class CpuWeight implements Weight {
     /** Each part's dtype and row length (all {@link #dtype} and {@link #rowBytes} unless mixed). */
     final DType[] partDtype;
     final long[] partRowBytes;
+    /** AWQ/GPTQ parts prepared for {@link PackedIntKernels} (their segment is the qweight), else null. */
+    PackedIntKernels.Part[] packed;
 
     CpuWeight(DType dtype, int cols, MemorySegment[] segments, int[] partStart) {
         this(filled(dtype, segments.length), cols, segments, partStart);
