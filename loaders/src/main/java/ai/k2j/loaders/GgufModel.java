@@ -253,6 +253,11 @@ public final class GgufModel {
         return sb.append(" tensors)").toString();
     }
 
+    /** llama.cpp's name of the file type (general.file_type), e.g. MOSTLY_Q4_K_M, or "mixed" when absent. */
+    public String fileType() {
+        return file.has("general.file_type") ? fileTypeName(file.integer("general.file_type")) : "mixed";
+    }
+
     /** llama.cpp's llama_ftype names (general.file_type). */
     static String fileTypeName(long ftype) {
         return switch ((int) ftype) {
