@@ -167,7 +167,8 @@ final class BenchCommand implements Command {
                 double p50 = steps.length == 0 ? 0 : steps[steps.length / 2] / 1e6;
                 double p99 = steps.length == 0 ? 0 : steps[Math.min(steps.length - 1, (int) Math.ceil(0.99 * steps.length) - 1)]
                         / 1e6;
-                String weights = quant != null ? quant.name() : ckpt.tensor(
+                String weights = quant != null ? quant.name() : ckpt.gguf().isPresent()
+                        ? "GGUF " + ckpt.gguf().get().fileType() : ckpt.tensor(
                         "model.layers.0.mlp.down_proj.weight").dtype().name();
                 int vectorBits = jdk.incubator.vector.FloatVector.SPECIES_PREFERRED.vectorBitSize();
                 return new Report(dir.toString(), backend.name(), weights, threads, prompt, gen,

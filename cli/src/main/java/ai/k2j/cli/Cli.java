@@ -20,8 +20,8 @@ final class Cli {
     /** A model directory that exists; otherwise a failure naming it (exit 1). */
     static Path modelDir(Args args) {
         Path dir = args.path("model");
-        if (!Files.isDirectory(dir)) {
-            throw new IllegalArgumentException("model directory not found: " + dir);
+        if (!isModel(dir)) {
+            throw new IllegalArgumentException("model directory (or GGUF file) not found: " + dir);
         }
         return dir;
     }
@@ -34,6 +34,11 @@ final class Cli {
         } catch (IllegalArgumentException e) {
             throw new UsageException("--kv-cache must be bf16, fp8 or f32, got '" + value + "'");
         }
+    }
+
+    /** A model is a checkpoint directory or a GGUF file. */
+    static boolean isModel(Path path) {
+        return Files.isDirectory(path) || (Files.isRegularFile(path) && ai.k2j.loaders.GgufFile.isGguf(path));
     }
 
     /** A {@code --quant}-style flag's value: null (not given) or a block format, q8_0 or q4_0. */

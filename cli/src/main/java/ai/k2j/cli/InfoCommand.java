@@ -50,9 +50,10 @@ final class InfoCommand implements Command {
                 s[0]++;
                 s[1] += t.byteSize();
             }
-            List<Path> shards = shards(dir);
+            List<Path> shards = ckpt.gguf().isPresent() ? List.of(dir) : shards(dir);
 
             row(out, "model", dir.toString());
+            row(out, "format", ckpt.format());
             row(out, "architecture", c.architecture() + " (model_type " + c.modelType() + ")");
             row(out, "layers", Integer.toString(c.numLayers()));
             row(out, "heads", c.numHeads() + " query, " + c.numKvHeads() + " key/value (group " + c.groupSize() + ")");
@@ -111,7 +112,12 @@ final class InfoCommand implements Command {
                     num(g.temperature()), num(g.topP()), g.topK())
                     : "greedy (generation_config.json has no do_sample: true)");
             boolean tok = Files.isRegularFile(dir.resolve("tokenizer.json"));
-            row(out, "tokenizer", tok ? "tokenizer.json" + (Files.isRegularFile(dir.resolve("tokenizer_config.json"))
+            var gguf = ckpt.gguf().map(m -> m.file());
+            if (gguf.isPresent() && gguf.get().has("tokenizer.ggml.tokens")) {
+                row(out, "tokenizer", "GGUF metadata (tokenizer.ggml.model " + gguf.get().string("tokenizer.ggml.model")
+                        + ", pre " + (gguf.get().has("tokenizer.ggml.pre") ? gguf.get().string("tokenizer.ggml.pre")
+                        : "default") + ", " + gguf.get().strings("tokenizer.ggml.tokens").size() + " tokens)");
+            } else row(out, "tokenizer", tok ? "tokenizer.json" + (Files.isRegularFile(dir.resolve("tokenizer_config.json"))
                     ? " + tokenizer_config.json" : "") : "none");
         }
         return 0;

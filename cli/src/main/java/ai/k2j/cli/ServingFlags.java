@@ -126,8 +126,8 @@ final class ServingFlags {
     }
 
     static void requireDir(Path dir) {
-        if (!Files.isDirectory(dir)) {
-            throw new IllegalArgumentException("model directory not found: " + dir);
+        if (!Cli.isModel(dir)) {
+            throw new IllegalArgumentException("model directory (or GGUF file) not found: " + dir);
         }
     }
 

@@ -107,8 +107,8 @@ record SpeculationFlags(Path model, Path draft, Speculation speculation) {
         }
 
         private static Path existing(Path dir, String what) {
-            if (!Files.isDirectory(dir)) {
-                throw new IllegalArgumentException(what + " directory not found: " + dir);
+            if (!Cli.isModel(dir)) {
+                throw new IllegalArgumentException(what + " directory (or GGUF file) not found: " + dir);
             }
             return dir;
         }

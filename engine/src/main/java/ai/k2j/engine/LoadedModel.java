@@ -47,12 +47,12 @@ public final class LoadedModel implements AutoCloseable {
                 Arrays.stream(config.eosTokenIds())).distinct().toArray();
     }
 
-    /** Opens the checkpoint in {@code dir} and loads its weights onto {@code backend} (converted to weightFormat). */
+    /** Opens the checkpoint in {@code dir} (or the GGUF file {@code dir}) and loads its weights onto {@code backend} (converted to weightFormat). */
     public static LoadedModel load(Path dir, Backend backend, WeightFormat weightFormat) {
         Checkpoint checkpoint = Checkpoint.open(dir);
         try {
             ModelConfig config = checkpoint.config();
-            Tokenizer tokenizer = ModelTokenizer.load(dir, config);
+            Tokenizer tokenizer = ModelTokenizer.load(checkpoint);
             DecoderModel model = Architectures.load(config, checkpoint::find, dir.toString(), backend, weightFormat);
             Path fileName = dir.toAbsolutePath().normalize().getFileName();
             return new LoadedModel(fileName == null ? dir.toString() : fileName.toString(), dir.toString(), config,

@@ -38,10 +38,18 @@ public final class Checkpoint implements AutoCloseable {
     private final Map<String, Tensor> tensors; // sorted, unmodifiable
     private final long totalBytes;
     private final Arena arena;
+    /** The GGUF file this checkpoint was read from, or null for a safetensors directory. */
+    private final GgufModel gguf;
     private final AtomicBoolean closed = new AtomicBoolean();
 
     private Checkpoint(Path dir, ModelConfig config, GenerationConfig generationConfig, Map<String, Tensor> tensors,
                        Arena arena) {
+        this(dir, config, generationConfig, tensors, arena, null);
+    }
+
+    private Checkpoint(Path dir, ModelConfig config, GenerationConfig generationConfig, Map<String, Tensor> tensors,
+                       Arena arena, GgufModel gguf) {
+        this.gguf = gguf;
         this.dir = dir;
         this.config = config;
         this.generationConfig = generationConfig;
@@ -49,13 +57,21 @@ public final class Checkpoint implements AutoCloseable {
         this.arena = arena;
         long total = 0;
         for (Tensor t : tensors.values()) {
-            total += t.byteSize();
+            if (t.packing() == null) { // an AWQ/GPTQ layer's weight is its qweight, already counted
+                total += t.byteSize();
+            }
         }
         this.totalBytes = total;
     }
 
-    /** Opens and validates every safetensors file of the directory. */
+    /**
+     * Opens and validates every safetensors file of the directory, or a single GGUF file (its metadata read as
+     * the config, its tensors under HF names: {@link GgufModel}).
+     */
     public static Checkpoint open(Path dir) {
+        if (Files.isRegularFile(dir) && GgufFile.isGguf(dir)) {
+            return openGguf(dir);
+        }
         if (!Files.isDirectory(dir)) {
             throw new ModelFormatException(dir + ": not a directory (expected a model directory with config.json"
                     + " and safetensors weights)");
@@ -76,11 +92,54 @@ public final class Checkpoint implements AutoCloseable {
             if (tensors.isEmpty()) {
                 throw new ModelFormatException(dir + ": no weights: the safetensors files hold no tensors");
             }
+            String configFile = dir.resolve("config.json").toString();
+            PackedInt.Config packed = PackedInt.config(Json.parseObject(Json.readFile(dir.resolve("config.json")),
+                    configFile), configFile);
+            if (packed != null) {
+                tensors = PackedInt.addPackedWeights(tensors, packed, dir.toString());
+            }
             return new Checkpoint(dir, config, generation, Collections.unmodifiableMap(tensors), arena);
         } catch (RuntimeException e) {
             arena.close();
             throw e;
         }
+    }
+
+    private static Checkpoint openGguf(Path file) {
+        Arena arena = Arena.ofShared();
+        try {
+            GgufModel model = GgufModel.of(GgufFile.open(file, arena), arena);
+            return new Checkpoint(file, model.config(), model.generationConfig(), model.tensors(), arena, model);
+        } catch (RuntimeException e) {
+            arena.close();
+            throw e;
+        }
+    }
+
+    /** The GGUF model this checkpoint was read from (metadata, tokenizer), if it is one. */
+    public Optional<GgufModel> gguf() {
+        return Optional.ofNullable(gguf);
+    }
+
+    /**
+     * The weight file format: "safetensors (BF16 ×n, ...)" by tensor dtype, or the GGUF description
+     * ({@link GgufModel#describe}).
+     */
+    public String format() {
+        if (gguf != null) {
+            return gguf.describe();
+        }
+        Map<DType, Integer> counts = new TreeMap<>();
+        for (Tensor t : tensors.values()) {
+            counts.merge(t.dtype(), 1, Integer::sum);
+        }
+        StringBuilder sb = new StringBuilder("safetensors (");
+        String sep = "";
+        for (Map.Entry<DType, Integer> e : counts.entrySet()) {
+            sb.append(sep).append(e.getKey()).append(" ×").append(e.getValue());
+            sep = ", ";
+        }
+        return sb.append(" tensors)").toString();
     }
 
     private static Map<String, Tensor> openShards(Path dir, Arena arena) {

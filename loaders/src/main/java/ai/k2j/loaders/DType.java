@@ -2,7 +2,8 @@ package ai.k2j.loaders;
 
 /**
  * Element types k2j reads and writes. The first group are safetensors' own dtype names; Q8_0 and Q4_0 are
- * k2j's block-quantized types (blocks of 32 values, llama.cpp's layout) stored in k2j-written safetensors.
+ * k2j's block-quantized types (blocks of 32 values, llama.cpp's layout) stored in k2j-written safetensors; Q4_K,
+ * Q5_K and Q6_K are ggml's K-quants, which only GGUF files carry.
  */
 public enum DType {
     F32("F32", 4, 1),
@@ -24,7 +25,18 @@ public enum DType {
     /** 32 values: f16 scale + 32 x int8 = 34 bytes. */
     Q8_0("Q8_0", 34, 32),
     /** 32 values: f16 scale + 16 bytes of packed 4-bit values = 18 bytes. */
-    Q4_0("Q4_0", 18, 32);
+    Q4_0("Q4_0", 18, 32),
+    /** ggml's K-quant super-blocks of 256 values (read from GGUF files; layouts in {@link KQuants}). */
+    Q4_K("Q4_K", 144, 256),
+    Q5_K("Q5_K", 176, 256),
+    Q6_K("Q6_K", 210, 256),
+    /**
+     * AWQ (GEMM) and GPTQ layers: int32-packed integers with zeros and scales per group ({@link PackedInt}); only
+     * the virtual weight tensors of such layers carry these (their bytes are the qweight: bits/8 per value).
+     */
+    AWQ_INT4("AWQ_INT4", 1, 2),
+    GPTQ_INT4("GPTQ_INT4", 1, 2),
+    GPTQ_INT8("GPTQ_INT8", 1, 1);
 
     private final String safetensorsName;
     private final int blockBytes;
@@ -40,7 +52,7 @@ public enum DType {
         return safetensorsName;
     }
 
-    /** Values per block (1 for plain types, 32 for Q8_0/Q4_0). */
+    /** Values per block (1 for plain types, 32 for Q8_0/Q4_0, 256 for the K-quants). */
     public int blockSize() {
         return blockSize;
     }
@@ -51,7 +63,12 @@ public enum DType {
     }
 
     public boolean isQuantized() {
-        return blockSize > 1;
+        return blockSize > 1 || this == GPTQ_INT8;
+    }
+
+    /** AWQ/GPTQ layers, whose weights are several tensors ({@link Tensor#packing}). */
+    public boolean isPacked() {
+        return this == AWQ_INT4 || this == GPTQ_INT4 || this == GPTQ_INT8;
     }
 
     /** Bytes needed for {@code elements} values; elements must be a multiple of the block size. */

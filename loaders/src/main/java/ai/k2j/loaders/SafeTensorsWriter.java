@@ -275,6 +275,8 @@ public final class SafeTensorsWriter {
             case F8_E4M3 -> 30;
             case Q4_0 -> 40;
             case Q8_0 -> 45;
+            case Q4_K, Q5_K, Q6_K -> 46;
+            case AWQ_INT4, GPTQ_INT4, GPTQ_INT8 -> 47;
             case I16 -> 50;
             case F16 -> 70;
             case BF16 -> 80;

@@ -6,11 +6,19 @@ import java.util.Arrays;
 /**
  * A named tensor whose bytes live off-heap (normally a zero-copy slice of a memory-mapped file).
  * Row-major; for a weight matrix shape is [rows = out features, cols = in features] as in PyTorch.
+ *
+ * <p>An AWQ or GPTQ layer's weight is a tensor of logical shape [out, in] whose dtype is the packed format
+ * ({@link DType#isPacked}), whose data is the int32 {@code qweight}, and whose {@code packing} holds the layer's
+ * other tensors (zeros, scales, g_idx); {@code packing} is null for every other tensor.
  */
-public record Tensor(String name, DType dtype, long[] shape, MemorySegment data) {
+public record Tensor(String name, DType dtype, long[] shape, MemorySegment data, PackedInt packing) {
 
     public Tensor {
         shape = shape.clone();
+    }
+
+    public Tensor(String name, DType dtype, long[] shape, MemorySegment data) {
+        this(name, dtype, shape, data, null);
     }
 
     @Override

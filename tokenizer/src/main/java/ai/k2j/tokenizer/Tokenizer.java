@@ -106,6 +106,21 @@ public final class Tokenizer {
         return new Tokenizer(TokenizerJson.load(path));
     }
 
+    /**
+     * A tokenizer from a GGUF file's {@code tokenizer.ggml.*} metadata (byte-level BPE, {@code model = "gpt2"}),
+     * tokenizing as the tokenizer.json it was converted from; see {@link GgufVocabulary} for the mapping.
+     *
+     * @param source       the GGUF file (named in errors)
+     * @param tokenTypes   tokenizer.ggml.token_type, or null when absent (every token NORMAL)
+     * @param pre          tokenizer.ggml.pre (qwen2, llama-bpe, default), or null
+     * @param chatTemplate tokenizer.chat_template, or null
+     * @throws TokenizerFormatException naming the file and the metadata field on anything it cannot use
+     */
+    public static Tokenizer fromGguf(Path source, String model, List<String> tokens, int[] tokenTypes,
+                                     List<String> merges, String pre, String chatTemplate) {
+        return GgufVocabulary.build(source, model, tokens, tokenTypes, merges, pre, chatTemplate);
+    }
+
     /** Encodes text; added/special tokens written inline (e.g. {@code <|im_start|>}) become their ids. */
     public int[] encode(String text) {
         return encode(text, true);

@@ -9,6 +9,7 @@ import ai.k2j.kernels.RopeTable;
 import ai.k2j.kernels.Rows;
 import ai.k2j.kernels.Weight;
 import ai.k2j.loaders.DType;
+import ai.k2j.loaders.KQuants;
 import ai.k2j.loaders.Quantizer;
 import ai.k2j.loaders.Tensor;
 import ai.k2j.loaders.WeightFormat;
@@ -238,6 +239,9 @@ public final class CpuBackend implements Backend {
         }
         Tensor first = rowsStacked.getFirst();
         DType source = first.dtype();
+        if (source.isPacked()) {
+            return packedMatrix(rowsStacked, format);
+        }
         if (first.rank() != 2) {
             throw new IllegalArgumentException("tensor '" + first.name() + "' is not a matrix: " + first);
         }
@@ -253,6 +257,8 @@ public final class CpuBackend implements Backend {
         }
         int[] partStart = new int[rowsStacked.size() + 1];
         MemorySegment[] segments = new MemorySegment[rowsStacked.size()];
+        DType[] partDtypes = new DType[rowsStacked.size()];
+        boolean keep = format == null || format == WeightFormat.NATIVE;
         long rows = 0;
         for (int p = 0; p < segments.length; p++) {
             Tensor t = rowsStacked.get(p);
@@ -260,11 +266,18 @@ public final class CpuBackend implements Backend {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " cannot be stacked with '"
                         + first.name() + "' " + first + ": all parts need shape [rows, " + cols + "]");
             }
-            if (t.dtype() != source) {
+            if (t.dtype() != source && !(keep && mixable(t.dtype()) && mixable(source))) {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' is " + t.dtype() + " but '" + first.name()
-                        + "' is " + source + ": stacked parts must share a dtype");
+                        + "' is " + source + ": stacked parts must share a dtype (block-quantized parts kept as"
+                        + " stored may mix)");
             }
-            long expected = source.bytesFor(t.elements());
+            checkElementType(t);
+            if (t.dtype().isQuantized() && cols % t.dtype().blockSize() != 0) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' is " + t.dtype() + " with " + cols
+                        + " columns, not a multiple of " + t.dtype().blockSize());
+            }
+            partDtypes[p] = t.dtype();
+            long expected = t.dtype().bytesFor(t.elements());
             if (t.data().byteSize() != expected) {
                 throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " has " + t.data().byteSize()
                         + " bytes of data, expected " + expected);
@@ -276,7 +289,7 @@ public final class CpuBackend implements Backend {
             }
             partStart[p + 1] = (int) rows;
         }
-        CpuWeight weight = new CpuWeight(source, cols, segments, partStart);
+        CpuWeight weight = new CpuWeight(partDtypes, cols, segments, partStart);
         DType target = targetFormat(format, source, first.name());
         long scratch = MatmulKernels.scratchFloats(cols);
         if (scratch > rowScratch[0].length) {
@@ -307,12 +320,46 @@ public final class CpuBackend implements Backend {
                 + "not " + source + " to '" + format + "' (tensor '" + tensorName + "')");
     }
 
+    /** AWQ/GPTQ layers stacked by output features, computed on the packed form (kept as stored). */
+    private Weight packedMatrix(List<Tensor> parts, WeightFormat format) {
+        Tensor first = parts.getFirst();
+        if (format != null && format != WeightFormat.NATIVE) {
+            throw new IllegalArgumentException("tensor '" + first.name() + "' is " + first.dtype() + ": the CPU backend"
+                    + " computes AWQ/GPTQ layers as stored, not converted to '" + format + "'");
+        }
+        int cols = (int) first.dim(1);
+        MemorySegment[] segments = new MemorySegment[parts.size()];
+        DType[] dtypes = new DType[parts.size()];
+        int[] partStart = new int[parts.size() + 1];
+        PackedIntKernels.Part[] prepared = new PackedIntKernels.Part[parts.size()];
+        for (int p = 0; p < parts.size(); p++) {
+            Tensor t = parts.get(p);
+            if (t.packing() == null || !t.dtype().isPacked() || t.dim(1) != cols) {
+                throw new IllegalArgumentException("tensor '" + t.name() + "' " + t + " cannot be stacked with the "
+                        + first.dtype() + " layer '" + first.name() + "' (all parts must be AWQ/GPTQ layers of "
+                        + cols + " inputs)");
+            }
+            segments[p] = t.data();
+            dtypes[p] = t.dtype();
+            prepared[p] = new PackedIntKernels.Part(t.packing());
+            partStart[p + 1] = partStart[p] + (int) t.dim(0);
+        }
+        CpuWeight w = new CpuWeight(dtypes, cols, segments, partStart);
+        w.packed = prepared;
+        return w;
+    }
+
+    /** Block-quantized dtypes, which a mixed GGUF file may stack side by side (kept as stored). */
+    private static boolean mixable(DType d) {
+        return d.isQuantized();
+    }
+
     private static void checkElementType(Tensor t) {
         switch (t.dtype()) {
-            case F32, BF16, F16, Q8_0, Q4_0 -> {
+            case F32, BF16, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> {
             }
             default -> throw new IllegalArgumentException("tensor '" + t.name() + "' has dtype " + t.dtype()
-                    + ", which the CPU backend does not support (F32, BF16, F16, Q8_0, Q4_0)");
+                    + ", which the CPU backend does not support (F32, BF16, F16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
         }
     }
 
@@ -327,7 +374,7 @@ public final class CpuBackend implements Backend {
         float[] row = new float[w.cols];
         for (int r = 0; r < w.rows; r++) {
             int p = w.partOf(r);
-            ScalarRows.decode(w.dtype, w.segments[p], (r - w.partStart[p]) * w.rowBytes, w.cols, row, 0);
+            ScalarRows.decode(w.partDtype[p], w.segments[p], (r - w.partStart[p]) * w.partRowBytes[p], w.cols, row, 0);
             MemorySegment.copy(row, 0, dst, ValueLayout.JAVA_FLOAT_UNALIGNED, (long) r * w.cols * Float.BYTES, w.cols);
         }
         return new CpuWeight(DType.F32, w.cols, new MemorySegment[] {dst}, new int[] {0, w.rows});
@@ -423,6 +470,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void embed(Weight table, Batch batch, Buffer out) {
         CpuWeight w = weight(table);
+        if (w.packed != null) {
+            throw new IllegalArgumentException("an embedding table cannot be an AWQ/GPTQ layer (" + w + ")");
+        }
         float[] o = data(out, "out");
         int n = tokens(batch);
         need(o, (long) n * w.cols, "embed out");
@@ -439,7 +489,8 @@ public final class CpuBackend implements Backend {
             // and interpreted or C1-compiled Vector API code allocates (see ScalarRows).
             int r = batch.tokens[t];
             int p = w.partOf(r);
-            ScalarRows.decode(w.dtype, w.segments[p], (r - w.partStart[p]) * w.rowBytes, w.cols, o, t * w.cols);
+            ScalarRows.decode(w.partDtype[p], w.segments[p], (r - w.partStart[p]) * w.partRowBytes[p], w.cols, o,
+                    t * w.cols);
         }
     }
 
@@ -957,8 +1008,17 @@ public final class CpuBackend implements Backend {
             if (first >= end) {
                 continue;
             }
-            long base = (first - w.partStart[p]) * w.rowBytes;
-            MatmulKernels.rows(w.dtype, w.segments[p], base, w.rowBytes, end - first, w.cols, x, n, out, first, w.rows,
+            if (w.packed != null) {
+                PackedIntKernels.rows(w.packed[p], first - w.partStart[p], end - first, x, n, out, first, w.rows);
+                continue;
+            }
+            long base = (first - w.partStart[p]) * w.partRowBytes[p];
+            if (KQuants.isKQuant(w.partDtype[p])) {
+                KQuantKernels.rows(w.partDtype[p], w.segments[p], base, w.partRowBytes[p], end - first, w.cols, x, n,
+                        out, first, w.rows, scratch);
+                continue;
+            }
+            MatmulKernels.rows(w.partDtype[p], w.segments[p], base, w.partRowBytes[p], end - first, w.cols, x, n, out, first, w.rows,
                     scratch);
         }
     }

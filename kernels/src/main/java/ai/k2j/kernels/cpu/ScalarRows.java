@@ -1,6 +1,7 @@
 package ai.k2j.kernels.cpu;
 
 import ai.k2j.loaders.DType;
+import ai.k2j.loaders.KQuants;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -59,6 +60,7 @@ public final class ScalarRows {
                     }
                 }
             }
+            case Q4_K, Q5_K, Q6_K -> KQuants.dequantizeRow(dtype, w, off, cols, out, o);
             default -> throw new IllegalStateException("no CPU decoder for " + dtype);
         }
     }
