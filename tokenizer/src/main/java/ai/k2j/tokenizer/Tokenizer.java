@@ -229,6 +229,20 @@ public final class Tokenizer {
         return Utf8.decodeLossy(buf, 0, len);
     }
 
+    /**
+     * The bytes id {@code id} contributes to decoded text (a byte-level token may hold part of a UTF-8 character;
+     * a special token its text), or an empty array for an unknown id.
+     */
+    public byte[] tokenBytes(int id) {
+        if (!known(id)) {
+            return new byte[0];
+        }
+        if (!byteLevelDecoder) {
+            return Utf8.encode(tokens[id]);
+        }
+        return Arrays.copyOfRange(decodeBytes, decodeOffsets[id], decodeOffsets[id + 1]);
+    }
+
     public String decode(int[] ids) {
         return decode(ids, false);
     }
