@@ -16,12 +16,13 @@ import java.util.Set;
  * linked to the values that contain it), so checking a token is a walk over its bytes from a shared state with no
  * copying, and a vocabulary is masked by walking a sorted token list depth-first, pruning at the first refused byte.
  *
- * <p>Termination: whitespace runs are bounded ({@link #MAX_WHITESPACE} bytes), numbers to 15 integer, 15 fraction
+ * <p>Termination: whitespace runs inside containers are bounded ({@link #MAX_WHITESPACE} bytes; none around the
+ * value), numbers to 15 integer, 15 fraction
  * and 3 exponent digits, nesting to {@link #MAX_DEPTH}, so every state reaches an end within a bounded number of
  * bytes — except free strings, which are bounded only by a schema's {@code maxLength} (or the request's max_tokens).
  */
 final class JsonGrammar {
-    static final int MAX_WHITESPACE = 16;
+    static final int MAX_WHITESPACE = 4;
     static final int MAX_DEPTH = 32;
     static final int MAX_PROPERTIES = 64;
 
@@ -167,10 +168,7 @@ final class JsonGrammar {
     static Frame step(Frame f, int c) {
         Node n = f.node;
         switch (n.kind) {
-            case ROOT -> {
-                if (ws(c)) {
-                    return f.a < MAX_WHITESPACE ? f.with(f.mode, f.a + 1, 0) : null;
-                }
+            case ROOT -> { // no whitespace around the value: a model that likes indentation would spend tokens on it
                 return f.mode == 0 ? start(n.child, f.with(1, 0, 0), c, 0) : null;
             }
             case OBJECT -> {
@@ -361,18 +359,25 @@ final class JsonGrammar {
     private static Frame stepString(Frame f, int c) {
         Node n = f.node;
         switch (f.mode) {
-            case 1 -> { // in the string (a: characters so far)
+            case 1 -> { // in the string (a: characters so far; b: UTF-8 continuation bytes due, see utf8)
+                if (f.b != 0) {
+                    int lo = UTF8_LOW[f.b & 15];
+                    int hi = UTF8_HIGH[f.b & 15];
+                    if (c < lo || c > hi) {
+                        return null;
+                    }
+                    int due = (f.b >> 4) - 1;
+                    return f.with(1, f.a, due == 0 ? 0 : due << 4);
+                }
                 if (c == '"') {
                     return f.a >= n.minLength ? complete(f.parent, -1) : null;
                 }
-                if (c < 0x20) {
+                if (c < 0x20 || f.a >= n.maxLength) {
                     return null;
                 }
-                if ((c & 0xC0) == 0x80) { // a UTF-8 continuation byte: same character
-                    return f;
-                }
-                if (f.a >= n.maxLength) {
-                    return null;
+                if (c >= 0x80) { // a UTF-8 lead byte: one character, its continuation bytes checked as they come
+                    int b = utf8(c);
+                    return b < 0 ? null : f.with(1, f.a + 1, b);
                 }
                 return c == '\\' ? f.with(2, f.a + 1, 0) : f.with(1, f.a + 1, 0);
             }
@@ -391,6 +396,24 @@ final class JsonGrammar {
             }
             default -> throw new IllegalStateException("string mode " + f.mode);
         }
+    }
+
+    // a UTF-8 lead byte's due continuation bytes, as (count << 4) | range of the first one (RFC 3629: no overlong
+    // forms, no surrogates, nothing past U+10FFFF)
+    private static final int[] UTF8_LOW = {0x80, 0xA0, 0x80, 0x90, 0x80};
+    private static final int[] UTF8_HIGH = {0xBF, 0xBF, 0x9F, 0xBF, 0x8F};
+
+    private static int utf8(int lead) {
+        if (lead >= 0xC2 && lead <= 0xDF) {
+            return 1 << 4;
+        }
+        if (lead >= 0xE0 && lead <= 0xEF) {
+            return (2 << 4) | (lead == 0xE0 ? 1 : lead == 0xED ? 2 : 0);
+        }
+        if (lead >= 0xF0 && lead <= 0xF4) {
+            return (3 << 4) | (lead == 0xF0 ? 3 : lead == 0xF4 ? 4 : 0);
+        }
+        return -1;
     }
 
     // number modes: 0 start, 1 after '-', 2 '0', 3 integer digits, 4 after '.', 5 fraction digits, 6 after 'e',

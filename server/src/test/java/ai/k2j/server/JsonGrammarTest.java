@@ -42,7 +42,12 @@ class JsonGrammarTest {
         assertTrue(accepts(g, "{\"city\": \"Paris\", \"unit\": \"celsius\"}"));
         assertTrue(accepts(g, "{\"unit\":\"fahrenheit\",\"city\":\"Z\u00fcrich\",\"days\":-3,\"temps\":[1.5,-2e3,0],"
                 + "\"ok\":true,\"note\":null,\"where\":{\"lat\":48.85}}"));
-        assertTrue(accepts(g, "\n{ \"city\" : \"a\\\"b\\u00e9\" ,\n  \"unit\": \"celsius\" }"));
+        assertTrue(accepts(g, "{ \"city\" : \"a\\\"b\\u00e9\" ,\n  \"unit\": \"celsius\" }"));
+        assertFalse(prefix(g, " {"), "no whitespace before the value");
+        byte[] badUtf8 = {'{', '"', 'c', 'i', 't', 'y', '"', ':', '"', (byte) 0xC3, (byte) 0x28};
+        assertEquals(null, JsonGrammar.walk(JsonGrammar.initial(g), badUtf8), "invalid UTF-8 in a string");
+        byte[] overlong = {'{', '"', 'c', 'i', 't', 'y', '"', ':', '"', (byte) 0xE0, (byte) 0x80};
+        assertEquals(null, JsonGrammar.walk(JsonGrammar.initial(g), overlong), "an overlong form");
         assertFalse(prefix(g, "{\"city\": \"Paris\", \"city\""), "a property twice");
         assertFalse(prefix(g, "{\"country\""), "an unknown property");
         assertFalse(prefix(g, "{\"unit\": \"kelvin\""), "a value outside the enum");
