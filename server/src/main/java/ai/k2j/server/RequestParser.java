@@ -264,6 +264,9 @@ final class RequestParser {
                 throw ApiException.invalid(where, where + " must be an object");
             }
             for (Map.Entry<String, JsonNode> e : m.properties()) {
+                if (e.getKey().equals("refusal") && (e.getValue().isNull() || e.getValue().isTextual())) {
+                    continue; // clients echo an assistant message back as they got it
+                }
                 if (!Set.of("role", "content", "name", "tool_calls", "tool_call_id").contains(e.getKey())) {
                     throw ApiException.invalid(where + "." + e.getKey(), "unknown_field", "unsupported message field '"
                             + e.getKey() + "' (k2j takes role, content, name, tool_calls and tool_call_id)");
