@@ -24,6 +24,15 @@ final class GrammarConstraint implements TokenConstraint {
         final int[] sortedIds;
         final byte[][] sortedBytes;
 
+        /**
+         * Tokens that are plain string content — no quote, backslash or control byte, and UTF-8 that is valid from a
+         * character boundary (possibly stopping inside a character) — and how many characters the longest holds:
+         * inside a free string all of them are allowed at once, and only the others need a grammar walk.
+         */
+        final int[] plainStringIds;
+        final int[] otherIds;
+        final int maxPlainChars;
+
         Vocabulary(Tokenizer tokenizer, int modelVocab, Set<String> specialsSpelled) {
             this.size = modelVocab;
             this.bytesById = new byte[modelVocab][];
@@ -52,6 +61,56 @@ final class GrammarConstraint implements TokenConstraint {
                 sortedIds[i] = order[i];
                 sortedBytes[i] = bytesById[order[i]];
             }
+            int[] plain = new int[n];
+            int[] other = new int[n];
+            int np = 0;
+            int no = 0;
+            int maxChars = 0;
+            for (int id : sortedIds) {
+                int chars = plainChars(bytesById[id]);
+                if (chars >= 0) {
+                    plain[np++] = id;
+                    maxChars = Math.max(maxChars, chars);
+                } else if ((bytesById[id][0] & 0xC0) != 0x80) { // one starting mid-character never follows a boundary
+                    other[no++] = id;
+                }
+            }
+            this.plainStringIds = Arrays.copyOf(plain, np);
+            this.otherIds = Arrays.copyOf(other, no);
+            this.maxPlainChars = maxChars;
+        }
+
+        /** The characters a plain-content token holds, or -1 when it is not plain string content. */
+        private static int plainChars(byte[] b) {
+            int chars = 0;
+            int due = 0;
+            for (byte x : b) {
+                int c = x & 0xFF;
+                if (due > 0) {
+                    if ((c & 0xC0) != 0x80) {
+                        return -1;
+                    }
+                    due--;
+                    continue;
+                }
+                if (c == '"' || c == '\\' || c < 0x20) {
+                    return -1;
+                }
+                if (c >= 0x80) {
+                    // lead bytes with restricted second bytes (E0, ED, F0, F4) are left to the exact walk
+                    if (c >= 0xC2 && c <= 0xDF) {
+                        due = 1;
+                    } else if (c >= 0xE1 && c <= 0xEF && c != 0xED) {
+                        due = 2;
+                    } else if (c >= 0xF1 && c <= 0xF3) {
+                        due = 3;
+                    } else {
+                        return -1;
+                    }
+                }
+                chars++;
+            }
+            return chars;
         }
     }
 
@@ -105,7 +164,23 @@ final class GrammarConstraint implements TokenConstraint {
         } else {
             Arrays.fill(allowed, false);
         }
-        boolean any = visit(state, 0, vocab.sortedIds.length, 0);
+        boolean any;
+        if (state.node.kind == JsonGrammar.Kind.STRING && state.mode == 1 && state.b == 0
+                && (long) state.node.maxLength - state.a >= vocab.maxPlainChars) {
+            // inside a free string, at a character boundary, with room for any token: plain content always fits
+            for (int id : vocab.plainStringIds) {
+                allowed[id] = true;
+            }
+            any = vocab.plainStringIds.length > 0;
+            for (int id : vocab.otherIds) {
+                if (JsonGrammar.walk(state, vocab.bytesById[id]) != null) {
+                    allowed[id] = true;
+                    any = true;
+                }
+            }
+        } else {
+            any = visit(state, 0, vocab.sortedIds.length, 0);
+        }
         if (JsonGrammar.canEnd(state)) {
             for (int id = 0; id < vocab.size; id++) {
                 if (eos[id]) {

@@ -120,6 +120,44 @@ class JsonGrammarTest {
     }
 
     @Test
+    void vocabularyMaskAgreesWithTokenByTokenChecks() throws Exception {
+        ai.k2j.tokenizer.Tokenizer tok = ai.k2j.tokenizer.Tokenizer.load(ai.k2j.testing.TestCheckpoints.demoDraft());
+        GrammarConstraint.Vocabulary v = new GrammarConstraint.Vocabulary(tok, tok.vocabSize(), java.util.Set.of());
+        JsonGrammar.Node g = schema("{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\"},"
+                + " \"short\": {\"type\": \"string\", \"maxLength\": 3}, \"n\": {\"type\": \"number\"}},"
+                + " \"required\": [\"name\"]}");
+        int eos = tok.id("<|endoftext|>").orElseThrow();
+        for (String prefix : List.of("", "{", "{\"name\": \"ab", "{\"name\": \"\u00e9", "{\"short\": \"ab",
+                "{\"name\": \"x\", \"n\": -1.5", "{\"name\": \"x\"}")) {
+            GrammarConstraint c = new GrammarConstraint(g, v, new int[] {eos});
+            for (byte b : prefix.getBytes(StandardCharsets.UTF_8)) { // byte by byte: any prefix, token-aligned or not
+                c = walkByte(c, tok, b);
+            }
+            float[] logits = new float[tok.vocabSize()];
+            c.mask(logits, 0);
+            int allowed = 0;
+            for (int id = 0; id < logits.length; id++) {
+                boolean masked = logits[id] == Float.NEGATIVE_INFINITY;
+                assertEquals(c.allows(id), !masked, "token " + id + " '" + tok.token(id) + "' after " + prefix);
+                allowed += masked ? 0 : 1;
+            }
+            assertTrue(allowed > 0, prefix);
+        }
+    }
+
+    /** The constraint advanced by one byte, through the single-byte token that spells it. */
+    private static GrammarConstraint walkByte(GrammarConstraint c, ai.k2j.tokenizer.Tokenizer tok, byte b) {
+        for (int id = 0; id < tok.vocabSize(); id++) {
+            byte[] t = tok.tokenBytes(id);
+            if (t.length == 1 && t[0] == b && !tok.isSpecial(id)) {
+                c.accept(id);
+                return c;
+            }
+        }
+        throw new AssertionError("no single-byte token for " + b);
+    }
+
+    @Test
     void unsupportedSchemaFeaturesAreNamed() {
         for (String[] c : new String[][] {
                 {"{\"type\": \"string\", \"pattern\": \"^a\"}", "pattern"},
