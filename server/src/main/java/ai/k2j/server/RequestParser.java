@@ -25,11 +25,11 @@ import java.util.concurrent.ThreadLocalRandom;
  *   <li>both endpoints: model, max_tokens, temperature, top_p, n, stream, stream_options.include_usage, stop,
  *       seed, user, presence_penalty = 0, frequency_penalty = 0, logit_bias = null/{}; k2j extensions top_k,
  *       min_p, ignore_eos, speculative;</li>
- *   <li>chat: messages (system/developer/user/assistant; text content as a string or text parts),
- *       max_completion_tokens, logprobs = false, top_logprobs = null/0, response_format {"type": "text"},
- *       tools = null/[], tool_choice = "none"/null, parallel_tool_calls, store = false, metadata = null; the
- *       scaffold extensions plan, best_of, verifier;</li>
- *   <li>completions: prompt (a string, or token ids; one prompt), echo = false, logprobs = null/0,
+ *   <li>chat: messages (system/developer/user/assistant/tool; text content as a string or text parts; tool_calls,
+ *       tool_call_id), max_completion_tokens, logprobs, top_logprobs, response_format (text, json_object,
+ *       json_schema), tools, tool_choice ({@link AgentOptions}), parallel_tool_calls, store = false,
+ *       metadata = null; the scaffold extensions plan, best_of, verifier;</li>
+ *   <li>completions: prompt (a string, or token ids; one prompt), echo = false, logprobs 0..5,
  *       best_of = null or n, suffix = null.</li>
  * </ul>
  */
