@@ -202,6 +202,17 @@ class AgentServingTest {
         assertEquals(plain.at("/choices/0/message/content").asText(), spec.at("/choices/0/message/content").asText());
         assertTrue(spec.at("/usage/draft_tokens_proposed").asInt() > 0, spec.toString());
         assertMatchesSchema(JSON.readTree(spec.at("/choices/0/message/content").asText()));
+        // sampled with speculation, two choices (each with its own constraint state): every output valid
+        JsonNode sampled = post(specServer, "{" + body.replace("\"temperature\": 0", "\"temperature\": 1, \"seed\": 3")
+                + ", \"speculative\": true, \"n\": 2}", 200);
+        assertEquals(2, sampled.get("choices").size());
+        for (JsonNode c : sampled.get("choices")) {
+            if (c.get("finish_reason").asText().equals("stop")) {
+                assertMatchesSchema(JSON.readTree(c.at("/message/content").asText()));
+            } else { // cut by max_tokens: still a prefix of a valid value
+                assertTrue(c.at("/message/content").asText().startsWith("{"), sampled.toString());
+            }
+        }
         String tools = user("Add 2 and 3.") + ", \"tools\": " + TOOLS + ", \"tool_choice\": \"required\","
                 + " \"temperature\": 0, \"max_tokens\": 200";
         JsonNode plainCall = post(specServer, "{" + tools + ", \"speculative\": false}", 200);
@@ -209,6 +220,32 @@ class AgentServingTest {
         assertEquals("tool_calls", specCall.at("/choices/0/finish_reason").asText(), specCall.toString());
         assertEquals(plainCall.at("/choices/0/message/tool_calls/0/function"),
                 specCall.at("/choices/0/message/tool_calls/0/function"));
+    }
+
+    @Test
+    void aTemplateThatRaisesIsA400NamingItsMessage(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path model = TestCheckpoints.write(dir.resolve("m"), 32, 1, 8192, 1, true, 8191);
+        java.nio.file.Files.writeString(model.resolve("tokenizer_config.json"), """
+                {"eos_token": "<|im_end|>", "chat_template": "{% for m in messages %}{% if m.role == 'system' %}\
+                {{ raise_exception('System messages are not supported by this model.') }}{% endif %}\
+                {{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endfor %}"}
+                """);
+        try (BatchEngine e = BatchEngine.load(model, null, EngineOptions.defaults().withBackend("reference")
+                .withMaxContext(128).withMaxBatch(2))) {
+            OpenAiServer s = OpenAiServer.start(e, ServerOptions.of("127.0.0.1", 0, "m"));
+            try {
+                JsonNode err = post(s, "{\"messages\": [{\"role\": \"system\", \"content\": \"x\"}, {\"role\":"
+                        + " \"user\", \"content\": \"hi\"}], \"max_tokens\": 2}", 400);
+                assertEquals("chat_template_error", err.at("/error/code").asText(), err.toString());
+                assertTrue(err.at("/error/message").asText().contains("System messages are not supported"));
+                JsonNode ok = post(s, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}],"
+                        + " \"max_tokens\": 2}", 200);
+                assertEquals("assistant", ok.at("/choices/0/message/role").asText(), "without a system turn it renders");
+            } finally {
+                s.close();
+            }
+        }
     }
 
     @Test
