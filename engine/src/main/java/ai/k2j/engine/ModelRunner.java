@@ -290,7 +290,7 @@ final class ModelRunner {
                 }
                 if (last) {
                     s.firstLogitRow = draftBatch.nLogits - 1;
-                    greedy &= s.request.greedy;
+                    greedy &= s.request.greedy && s.constraint == null;
                 } else {
                     s.firstLogitRow = -1;
                     more = true;
@@ -314,7 +314,7 @@ final class ModelRunner {
                     continue;
                 }
                 s.firstLogitRow = draftBatch.nLogits - 1;
-                greedy &= s.request.greedy;
+                greedy &= s.request.greedy && s.constraint == null;
             }
             if (draftBatch.nTokens == 0) {
                 break;
@@ -359,6 +359,15 @@ final class ModelRunner {
             }
             int row = s.firstLogitRow;
             int token;
+            if (s.constraint != null) {
+                // propose only what the constraint allows: a refused draft would be rejected anyway
+                if (j == 0) {
+                    s.draftConstraint = s.constraint.copy();
+                }
+                if (!s.request.greedy || !s.draftConstraint.allows(Sampler.argmax(logits, row * vocab, vocab))) {
+                    s.draftConstraint.mask(logits, row * vocab);
+                }
+            }
             if (logits == null) {
                 token = draftArgmax[row];
             } else if (s.request.greedy) {
@@ -373,6 +382,13 @@ final class ModelRunner {
             s.tokens[s.length + j] = token;
             s.emittedCount = j + 1;
             s.firstLogitRow = -1;
+            if (s.constraint != null) {
+                if (s.draftConstraint.allows(token)) {
+                    s.draftConstraint.accept(token);
+                } else {
+                    s.drafts = j + 1; // a dead end of the grammar: no further drafts from here
+                }
+            }
         }
     }
 

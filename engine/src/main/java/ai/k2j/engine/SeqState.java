@@ -32,6 +32,8 @@ final class SeqState {
     final TokenEmitter out;
     /** where the choice's output must go (constrained decoding), or null; advanced past each accepted token */
     final TokenConstraint constraint;
+    /** the constraint advanced over this step's drafts so far (the draft proposes only what it allows), or null */
+    TokenConstraint draftConstraint;
     /** log-probabilities of the generated tokens, when the request asked for them (else null) */
     final List<TokenLogprob> logprobs;
     /** this step's log-probabilities of {@code emitted[i]} (filled by the runner when {@link #logprobs} != null) */

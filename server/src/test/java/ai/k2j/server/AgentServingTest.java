@@ -201,6 +201,9 @@ class AgentServingTest {
         JsonNode spec = post(specServer, "{" + body + ", \"speculative\": true}", 200);
         assertEquals(plain.at("/choices/0/message/content").asText(), spec.at("/choices/0/message/content").asText());
         assertTrue(spec.at("/usage/draft_tokens_proposed").asInt() > 0, spec.toString());
+        // the draft proposes within the grammar, so forced structure (keys, punctuation) is accepted
+        assertTrue(spec.at("/usage/draft_tokens_accepted").asInt() > 0, spec.toString());
+        System.out.println("constrained speculation: " + spec.get("usage"));
         assertMatchesSchema(JSON.readTree(spec.at("/choices/0/message/content").asText()));
         // sampled with speculation, two choices (each with its own constraint state): every output valid
         JsonNode sampled = post(specServer, "{" + body.replace("\"temperature\": 0", "\"temperature\": 1, \"seed\": 3")
