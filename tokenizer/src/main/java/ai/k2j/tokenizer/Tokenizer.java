@@ -280,13 +280,13 @@ public final class Tokenizer {
     }
 
     /**
-     * ChatML prompt in the format of the tokenizer_config.json chat template for plain messages
-     * (no tools): {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, then
-     * {@code <|im_start|>assistant\n} if {@code addGenerationPrompt}. Qwen2.5 templates add their
-     * default system prompt when the first message is not a system message; Qwen3 templates render
-     * {@code <think>} blocks of assistant turns after the last user message and drop them before it.
-     * Llama 3 templates write {@code <|begin_of_text|>} and {@code <|start_header_id|>} headers instead.
-     * Without a tokenizer_config.json the plain format is used.
+     * The prompt text of the model's own chat template (tokenizer_config.json {@code chat_template} or
+     * chat_template.jinja), rendered as HF {@code apply_chat_template(..., tokenize=False)} renders it (see
+     * {@link #applyChatTemplate(List, List, boolean, boolean)}). Without a template, or with one the Jinja renderer
+     * cannot parse, the built-in renderer of its style: ChatML
+     * ({@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, then {@code <|im_start|>assistant\n}), with
+     * Qwen2.5's default system prompt, Qwen3's {@code <think>} handling or Llama 3's headers when the template text
+     * shows that style.
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt) {
         return applyChatTemplate(messages, addGenerationPrompt, true);
