@@ -259,6 +259,11 @@ public final class BatchEngine implements AutoCloseable {
         return targetContext.limits().maxSeqs();
     }
 
+    /** The target model's end-of-sequence ids (generation_config.json and config.json). */
+    public int[] eosIds() {
+        return target.eosIds();
+    }
+
     public int vocabSize() {
         return targetContext.vocabSize();
     }
@@ -409,7 +414,7 @@ public final class BatchEngine implements AutoCloseable {
         for (int i = 0; i < plan.size(); i++) {
             SeqState s = plan.get(i);
             for (int e = 0; e < s.emittedCount && !s.isFinished(); e++) {
-                accept(s, s.emitted[e], now);
+                accept(s, s.emitted[e], e, now);
             }
             if (s.logitRows > 0 && !s.forks.isEmpty()) {
                 for (int f = 0; f < s.forks.size(); f++) {
@@ -417,7 +422,7 @@ public final class BatchEngine implements AutoCloseable {
                     fork.awaitingFork = false;
                     if (!fork.isFinished()) {
                         scheduler.addForked(fork);
-                        accept(fork, fork.emitted[0], now);
+                        accept(fork, fork.emitted[0], 0, now);
                     }
                 }
                 s.forks.clear();
@@ -444,9 +449,28 @@ public final class BatchEngine implements AutoCloseable {
     }
 
     /** Appends a generated token: text, stop strings, end of sequence, budget; tells the observer. */
-    private void accept(SeqState s, int token, long now) {
+    private void accept(SeqState s, int token, int emittedIndex, long now) {
         RequestState r = s.request;
         s.tokens[s.length++] = token;
+        if (s.constraint != null) {
+            try {
+                s.constraint.accept(token);
+            } catch (RuntimeException e) { // the request's own constraint failed: end that request, not the engine
+                LOG.log(System.Logger.Level.ERROR, "constraint of request " + r.id + " failed", e);
+                fail(r, e);
+                return;
+            }
+        }
+        if (s.logprobs != null) {
+            TokenLogprob lp = s.emittedLogprobs[emittedIndex];
+            s.logprobs.add(lp);
+            try {
+                r.observer.onLogprob(s.choice, lp);
+            } catch (RuntimeException e) {
+                LOG.log(System.Logger.Level.WARNING, "observer of request " + r.id + " threw; cancelling it", e);
+                cancelChoices(r);
+            }
+        }
         int n = s.generated();
         if (n == 1) {
             s.firstTokenNanos = now - r.submitNanos;
@@ -499,7 +523,7 @@ public final class BatchEngine implements AutoCloseable {
         long now = System.nanoTime();
         ChoiceResult result = new ChoiceResult(s.choice, Arrays.copyOfRange(s.tokens, s.promptLength, s.length),
                 s.out.text(), reason, s.promptLength, s.firstTokenNanos, now - r.submitNanos, s.draftProposed,
-                s.draftAccepted);
+                s.draftAccepted, s.logprobs);
         r.results[s.choice] = result;
         r.unfinished--;
         try {

@@ -10,10 +10,19 @@ package ai.k2j.engine;
  * @param draftAccepted of those, how many the target accepted
  */
 public record ChoiceResult(int index, int[] ids, String text, FinishReason finishReason, int promptTokens,
-                           long timeToFirstTokenNanos, long totalNanos, int draftProposed, int draftAccepted) {
+                           long timeToFirstTokenNanos, long totalNanos, int draftProposed, int draftAccepted,
+                           java.util.List<TokenLogprob> logprobs) {
 
+    /** @param logprobs one per id when the request asked for them ({@link EngineRequest#topLogprobs}), else null */
     public ChoiceResult {
         ids = ids.clone();
+        logprobs = logprobs == null ? null : java.util.List.copyOf(logprobs);
+    }
+
+    public ChoiceResult(int index, int[] ids, String text, FinishReason finishReason, int promptTokens,
+                        long timeToFirstTokenNanos, long totalNanos, int draftProposed, int draftAccepted) {
+        this(index, ids, text, finishReason, promptTokens, timeToFirstTokenNanos, totalNanos, draftProposed,
+                draftAccepted, null);
     }
 
     @Override

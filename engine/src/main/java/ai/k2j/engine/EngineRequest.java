@@ -14,8 +14,17 @@ package ai.k2j.engine;
  * min(its {@code draftTokens}, the engine's) tokens per step (fixed: the batch does not adapt the length per
  * sequence); {@code PROMPT_LOOKUP} is not offered by the batching engine.
  */
-public record EngineRequest(GenerationRequest generation, int n, boolean speculative) {
+public record EngineRequest(GenerationRequest generation, int n, boolean speculative,
+                            java.util.function.Supplier<TokenConstraint> constraint, int topLogprobs) {
 
+    /** Most alternatives per token {@link #topLogprobs} may ask for (OpenAI's limit). */
+    public static final int MAX_TOP_LOGPROBS = 20;
+
+    /**
+     * @param constraint  makes each choice's {@link TokenConstraint} (constrained decoding), or null for none
+     * @param topLogprobs -1: no log-probabilities; k in [0, {@link #MAX_TOP_LOGPROBS}]: each generated token's
+     *                    {@link TokenLogprob} with the k most likely alternatives ({@link ChoiceResult#logprobs})
+     */
     public EngineRequest {
         if (generation == null) {
             throw new IllegalArgumentException("generation must not be null");
@@ -23,6 +32,14 @@ public record EngineRequest(GenerationRequest generation, int n, boolean specula
         if (n < 1) {
             throw new IllegalArgumentException("n must be >= 1, got " + n);
         }
+        if (topLogprobs < -1 || topLogprobs > MAX_TOP_LOGPROBS) {
+            throw new IllegalArgumentException("topLogprobs must be in [-1, " + MAX_TOP_LOGPROBS + "], got "
+                    + topLogprobs);
+        }
+    }
+
+    public EngineRequest(GenerationRequest generation, int n, boolean speculative) {
+        this(generation, n, speculative, null, -1);
     }
 
     public static EngineRequest of(GenerationRequest generation) {

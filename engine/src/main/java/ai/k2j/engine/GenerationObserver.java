@@ -18,6 +18,13 @@ public interface GenerationObserver {
     /** Choice {@code choice} is done; {@code result.finishReason()} says why. Called once per choice. */
     void onFinish(int choice, ChoiceResult result);
 
+    /**
+     * The log-probabilities of the token that the next {@link #onToken} call of this choice reports; called only
+     * when the request asked for them ({@link EngineRequest#topLogprobs}).
+     */
+    default void onLogprob(int choice, TokenLogprob logprob) {
+    }
+
     /** The request failed (no further calls follow). */
     default void onError(RuntimeException error) {
     }

@@ -116,7 +116,7 @@ final class ModelRunner {
             s.firstLogitRow = batch.nLogits;
             s.kv.addTo(batch, s.tokens, s.kvLength(), s.feed + s.drafts, s.logitRows);
             s.mayCopyOnWrite = false;
-            greedy &= s.logitRows == 0 || s.request.greedy;
+            greedy &= s.logitRows == 0 || (s.request.greedy && !s.request.needsLogits);
         }
         float[] logits = null;
         if (greedy) {
@@ -129,11 +129,20 @@ final class ModelRunner {
             if (s.logitRows == 0) {
                 continue;
             }
+            RowStats stats = s.logprobs == null ? null : rowStats(logits, s);
+            if (s.constraint != null) {
+                constrain(s, logits);
+            }
             if (s.drafts > 0) {
                 verify(s, logits);
             } else {
                 s.emitted[0] = pick(samplers[s.slot], logits, s.firstLogitRow);
                 s.emittedCount = 1;
+            }
+            if (stats != null) {
+                for (int e = 0; e < s.emittedCount; e++) {
+                    s.emittedLogprobs[e] = stats.logprob(logits, e, s.emitted[e]);
+                }
             }
             for (int f = 0; f < s.forks.size(); f++) {
                 SeqState fork = s.forks.get(f);
@@ -145,8 +154,93 @@ final class ModelRunner {
                 s.mayCopyOnWrite = true;
                 fork.emitted[0] = pick(samplers[fork.slot], logits, s.firstLogitRow);
                 fork.emittedCount = 1;
+                if (stats != null) {
+                    fork.emittedLogprobs[0] = stats.logprob(logits, 0, fork.emitted[0]);
+                }
             }
         }
+    }
+
+    // ---------------------------------------------------------------- constraints and log-probabilities
+
+    /**
+     * Masks the sequence's logit rows with its constraint: row j (after j drafts) with the constraint advanced over
+     * those drafts (on a copy), stopping after the first draft it refuses (that draft gets probability zero, so the
+     * verifier rejects it and never reads a later row). Greedy rows whose argmax the constraint allows are left as
+     * they are (the masked argmax is the same token), so a grammar that agrees with the model costs a token walk,
+     * not a vocabulary mask.
+     */
+    private void constrain(SeqState s, float[] logits) {
+        TokenConstraint c = s.constraint;
+        boolean greedy = s.request.greedy;
+        for (int j = 0; j <= s.drafts; j++) {
+            int off = (s.firstLogitRow + j) * vocab;
+            if (!greedy || !c.allows(Sampler.argmax(logits, off, vocab))) {
+                c.mask(logits, off);
+            }
+            if (j == s.drafts) {
+                break;
+            }
+            int draft = s.tokens[s.length + j];
+            if (!c.allows(draft)) {
+                break;
+            }
+            if (j == 0) {
+                c = c.copy();
+            }
+            c.accept(draft);
+        }
+    }
+
+    /** Log-sum-exp and top alternatives of a sequence's raw logit rows (before any mask), for its log-probabilities. */
+    private record RowStats(int firstRow, int vocab, float[] logSumExp, int[][] topIds, float[][] topLogprobs) {
+        TokenLogprob logprob(float[] logits, int e, int token) {
+            int row = firstRow + e;
+            // the emitted token was allowed, so its logit is still the raw one
+            return new TokenLogprob(token, logits[row * vocab + token] - logSumExp[e], topIds[e], topLogprobs[e]);
+        }
+    }
+
+    private RowStats rowStats(float[] logits, SeqState s) {
+        int rows = s.drafts + 1;
+        int k = s.request.request.topLogprobs();
+        float[] lse = new float[rows];
+        int[][] ids = new int[rows][];
+        float[][] lps = new float[rows][];
+        for (int j = 0; j < rows; j++) {
+            int off = (s.firstLogitRow + j) * vocab;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < vocab; i++) {
+                max = Math.max(max, logits[off + i]);
+            }
+            double sum = 0;
+            for (int i = 0; i < vocab; i++) {
+                sum += Math.exp(logits[off + i] - max);
+            }
+            lse[j] = (float) (max + Math.log(sum));
+            ids[j] = new int[k];
+            lps[j] = new float[k];
+            for (int t = 0; t < k; t++) { // k <= 20: selection by repeated scans
+                int best = -1;
+                for (int i = 0; i < vocab; i++) {
+                    if ((best < 0 || logits[off + i] > logits[off + best]) && !taken(ids[j], t, i)) {
+                        best = i;
+                    }
+                }
+                ids[j][t] = best;
+                lps[j][t] = logits[off + best] - lse[j];
+            }
+        }
+        return new RowStats(s.firstLogitRow, vocab, lse, ids, lps);
+    }
+
+    private static boolean taken(int[] ids, int n, int id) {
+        for (int i = 0; i < n; i++) {
+            if (ids[i] == id) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** argmax when the step ran greedy (logits == null), else the slot's sampler on the row. */
@@ -206,7 +300,7 @@ final class ModelRunner {
                 }
                 if (last) {
                     s.firstLogitRow = draftBatch.nLogits - 1;
-                    greedy &= s.request.greedy;
+                    greedy &= s.request.greedy && s.constraint == null;
                 } else {
                     s.firstLogitRow = -1;
                     more = true;
@@ -230,7 +324,7 @@ final class ModelRunner {
                     continue;
                 }
                 s.firstLogitRow = draftBatch.nLogits - 1;
-                greedy &= s.request.greedy;
+                greedy &= s.request.greedy && s.constraint == null;
             }
             if (draftBatch.nTokens == 0) {
                 break;
@@ -275,6 +369,15 @@ final class ModelRunner {
             }
             int row = s.firstLogitRow;
             int token;
+            if (s.constraint != null) {
+                // propose only what the constraint allows: a refused draft would be rejected anyway
+                if (j == 0) {
+                    s.draftConstraint = s.constraint.copy();
+                }
+                if (!s.request.greedy || !s.draftConstraint.allows(Sampler.argmax(logits, row * vocab, vocab))) {
+                    s.draftConstraint.mask(logits, row * vocab);
+                }
+            }
             if (logits == null) {
                 token = draftArgmax[row];
             } else if (s.request.greedy) {
@@ -290,6 +393,13 @@ final class ModelRunner {
             s.tokens[s.length + j] = token;
             s.emittedCount = j + 1;
             s.firstLogitRow = -1;
+            if (s.constraint != null) {
+                if (s.draftConstraint.allows(token)) {
+                    s.draftConstraint.accept(token);
+                } else {
+                    s.drafts = j + 1; // a dead end of the grammar: no further drafts from here
+                }
+            }
         }
     }
 

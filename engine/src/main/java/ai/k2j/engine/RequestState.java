@@ -10,6 +10,8 @@ final class RequestState {
     /** Most tokens each choice may generate: min(max_tokens, maxContext − prompt). */
     final int budget;
     final boolean greedy;
+    /** the runner needs this request's logit rows on the host: a constraint masks them, log-probabilities read them */
+    final boolean needsLogits;
     /** tokens drafted per step (0: plain decoding) */
     final int draftTokens;
     final long submitNanos;
@@ -28,6 +30,7 @@ final class RequestState {
         this.prompt = request.generation().promptIds();
         this.budget = budget;
         this.greedy = request.generation().sampling().isGreedy();
+        this.needsLogits = request.constraint() != null || request.topLogprobs() >= 0;
         this.draftTokens = draftTokens;
         this.submitNanos = System.nanoTime();
     }

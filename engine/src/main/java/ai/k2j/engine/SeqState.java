@@ -30,6 +30,14 @@ final class SeqState {
 
     /** text, stop strings, end of sequence and budget of this choice */
     final TokenEmitter out;
+    /** where the choice's output must go (constrained decoding), or null; advanced past each accepted token */
+    final TokenConstraint constraint;
+    /** the constraint advanced over this step's drafts so far (the draft proposes only what it allows), or null */
+    TokenConstraint draftConstraint;
+    /** log-probabilities of the generated tokens, when the request asked for them (else null) */
+    final List<TokenLogprob> logprobs;
+    /** this step's log-probabilities of {@code emitted[i]} (filled by the runner when {@link #logprobs} != null) */
+    final TokenLogprob[] emittedLogprobs;
 
     // ---- this step's plan (Scheduler) and outcome (ModelRunner)
     boolean planned;
@@ -57,6 +65,10 @@ final class SeqState {
         this.length = promptLength;
         this.out = out;
         this.emitted = new int[maxDrafts + 1];
+        this.constraint = request.request.constraint() == null ? null : request.request.constraint().get();
+        boolean wantLogprobs = request.request.topLogprobs() >= 0;
+        this.logprobs = wantLogprobs ? new ArrayList<>() : null;
+        this.emittedLogprobs = wantLogprobs ? new TokenLogprob[maxDrafts + 1] : null;
     }
 
     int kvLength() {

@@ -25,11 +25,11 @@ import java.util.concurrent.ThreadLocalRandom;
  *   <li>both endpoints: model, max_tokens, temperature, top_p, n, stream, stream_options.include_usage, stop,
  *       seed, user, presence_penalty = 0, frequency_penalty = 0, logit_bias = null/{}; k2j extensions top_k,
  *       min_p, ignore_eos, speculative;</li>
- *   <li>chat: messages (system/developer/user/assistant; text content as a string or text parts),
- *       max_completion_tokens, logprobs = false, top_logprobs = null/0, response_format {"type": "text"},
- *       tools = null/[], tool_choice = "none"/null, parallel_tool_calls, store = false, metadata = null; the
- *       scaffold extensions plan, best_of, verifier;</li>
- *   <li>completions: prompt (a string, or token ids; one prompt), echo = false, logprobs = null/0,
+ *   <li>chat: messages (system/developer/user/assistant/tool; text content as a string or text parts; tool_calls,
+ *       tool_call_id), max_completion_tokens, logprobs, top_logprobs, response_format (text, json_object,
+ *       json_schema), tools, tool_choice ({@link AgentOptions}), parallel_tool_calls, store = false,
+ *       metadata = null; the scaffold extensions plan, best_of, verifier;</li>
+ *   <li>completions: prompt (a string, or token ids; one prompt), echo = false, logprobs 0..5,
  *       best_of = null or n, suffix = null.</li>
  * </ul>
  */
@@ -155,25 +155,21 @@ final class RequestParser {
         int[] prompt;
         ScaffoldOptions scaffold = null;
         Integer maxTokens;
+        AgentOptions agent = AgentOptions.NONE;
+        int topLogprobs = -1;
         if (chat) {
-            requireNeutral(root, "logprobs", false);
+            boolean logprobs = present(root.get("logprobs")) && bool(root, "logprobs", false);
             JsonNode tl = root.get("top_logprobs");
-            if (present(tl) && !(tl.isInt() && tl.intValue() == 0)) {
-                throw ApiException.invalid("top_logprobs", "unsupported_value", "top_logprobs is not supported");
+            if (present(tl)) {
+                int k = integer(root, "top_logprobs", 0, 0, ai.k2j.engine.EngineRequest.MAX_TOP_LOGPROBS);
+                if (!logprobs && k > 0) {
+                    throw ApiException.invalid("top_logprobs", "top_logprobs needs logprobs: true");
+                }
+                topLogprobs = logprobs ? k : -1;
+            } else if (logprobs) {
+                topLogprobs = 0;
             }
-            JsonNode rf = root.get("response_format");
-            if (present(rf) && !(rf.isObject() && rf.size() == 1 && "text".equals(rf.path("type").textValue()))) {
-                throw ApiException.invalid("response_format", "unsupported_value",
-                        "only response_format {\"type\": \"text\"} is supported");
-            }
-            JsonNode tools = root.get("tools");
-            if (present(tools) && !(tools.isArray() && tools.isEmpty())) {
-                throw ApiException.invalid("tools", "unsupported_value", "tools are not supported");
-            }
-            JsonNode toolChoice = root.get("tool_choice");
-            if (present(toolChoice) && !"none".equals(toolChoice.textValue())) {
-                throw ApiException.invalid("tool_choice", "unsupported_value", "only tool_choice \"none\" is supported");
-            }
+            agent = AgentOptions.parse(root, ToolCalls.formatOf(engine.hasTokenizer() ? engine.tokenizer() : null));
             if (present(root.get("parallel_tool_calls"))) {
                 bool(root, "parallel_tool_calls", false);
             }
@@ -192,16 +188,25 @@ final class RequestParser {
                 throw ApiException.invalid("messages", "this model has no tokenizer, so it cannot take chat messages;"
                         + " use /v1/completions with token ids");
             }
-            prompt = engine.encodeChat(messages, specialTokensInMessages);
+            try {
+                prompt = engine.tokenizer().encodeChat(messages, agent.toolChoice().equals("none") ? null
+                        : agent.tools(), true, specialTokensInMessages, true);
+            } catch (ai.k2j.tokenizer.ChatTemplateException e) {
+                throw ApiException.invalid("messages", "chat_template_error", "the model's chat template cannot render"
+                        + " these messages: " + e.getMessage());
+            }
             scaffold = scaffold(root, n, stream);
+            if (scaffold != null && (agent.grammar() != null || agent.parsesToolCalls())) {
+                throw ApiException.invalid("tools", "the scaffold (plan, best_of) does not take tools or"
+                        + " response_format");
+            }
         } else {
             JsonNode echo = root.get("echo");
             if (present(echo) && bool(root, "echo", false)) {
                 throw ApiException.invalid("echo", "unsupported_value", "echo is not supported");
             }
-            JsonNode lp = root.get("logprobs");
-            if (present(lp) && !(lp.isInt() && lp.intValue() == 0)) {
-                throw ApiException.invalid("logprobs", "unsupported_value", "logprobs is not supported");
+            if (present(root.get("logprobs"))) { // the legacy form: how many alternatives per token
+                topLogprobs = integer(root, "logprobs", 0, 0, 5);
             }
             JsonNode bestOf = root.get("best_of");
             if (present(bestOf) && integer(root, "best_of", n, 1, 64) != n) {
@@ -239,7 +244,7 @@ final class RequestParser {
             resolvedMax = maxTokens;
         }
         return new ParsedRequest(chat, messages, prompt, resolvedMax, temperature, topP, topK, minP, seed, stop, n,
-                stream, includeUsage, ignoreEos, speculative, scaffold);
+                stream, includeUsage, ignoreEos, speculative, scaffold, agent, topLogprobs);
     }
 
     // ---------------------------------------------------------------- pieces
@@ -259,9 +264,12 @@ final class RequestParser {
                 throw ApiException.invalid(where, where + " must be an object");
             }
             for (Map.Entry<String, JsonNode> e : m.properties()) {
-                if (!Set.of("role", "content", "name").contains(e.getKey())) {
+                if (e.getKey().equals("refusal") && (e.getValue().isNull() || e.getValue().isTextual())) {
+                    continue; // clients echo an assistant message back as they got it
+                }
+                if (!Set.of("role", "content", "name", "tool_calls", "tool_call_id").contains(e.getKey())) {
                     throw ApiException.invalid(where + "." + e.getKey(), "unknown_field", "unsupported message field '"
-                            + e.getKey() + "' (k2j takes role, content and name)");
+                            + e.getKey() + "' (k2j takes role, content, name, tool_calls and tool_call_id)");
                 }
             }
             JsonNode roleNode = m.get("role");
@@ -272,16 +280,49 @@ final class RequestParser {
             if (role.equals("developer")) {
                 role = "system";
             }
-            if (!Set.of("system", "user", "assistant").contains(role)) {
+            if (!Set.of("system", "user", "assistant", "tool").contains(role)) {
                 throw ApiException.invalid(where + ".role", "unsupported role '" + role
-                        + "' (system, developer, user or assistant)");
+                        + "' (system, developer, user, assistant or tool)");
             }
-            if (present(m.get("name"))) {
-                string(m.get("name"), where + ".name");
+            String name = present(m.get("name")) ? string(m.get("name"), where + ".name") : null;
+            List<ai.k2j.tokenizer.ToolCall> calls = toolCalls(m.get("tool_calls"), role, where);
+            String callId = null;
+            if (present(m.get("tool_call_id"))) {
+                if (!role.equals("tool")) {
+                    throw ApiException.invalid(where + ".tool_call_id", "tool_call_id belongs to role 'tool' messages");
+                }
+                callId = string(m.get("tool_call_id"), where + ".tool_call_id");
             }
-            out.add(new ChatMessage(role, content(m.get("content"), where + ".content")));
+            String content = !calls.isEmpty() && !present(m.get("content")) ? null
+                    : content(m.get("content"), where + ".content");
+            out.add(new ChatMessage(role, content, calls, callId, name));
         }
         return out;
+    }
+
+    private static List<ai.k2j.tokenizer.ToolCall> toolCalls(JsonNode node, String role, String where) {
+        if (!present(node)) {
+            return List.of();
+        }
+        if (!role.equals("assistant")) {
+            throw ApiException.invalid(where + ".tool_calls", "tool_calls belong to role 'assistant' messages");
+        }
+        if (!node.isArray()) {
+            throw ApiException.invalid(where + ".tool_calls", "tool_calls must be an array");
+        }
+        List<ai.k2j.tokenizer.ToolCall> calls = new ArrayList<>();
+        for (int i = 0; i < node.size(); i++) {
+            JsonNode c = node.get(i);
+            String w = where + ".tool_calls[" + i + "]";
+            JsonNode fn = c.path("function");
+            if (!c.isObject() || !fn.path("name").isTextual() || !fn.path("arguments").isTextual()) {
+                throw ApiException.invalid(w, w + " must be {\"id\": ..., \"type\": \"function\", \"function\":"
+                        + " {\"name\": ..., \"arguments\": \"<JSON text>\"}}");
+            }
+            calls.add(new ai.k2j.tokenizer.ToolCall(c.path("id").textValue(), fn.get("name").textValue(),
+                    fn.get("arguments").textValue()));
+        }
+        return calls;
     }
 
     private static String content(JsonNode node, String where) {

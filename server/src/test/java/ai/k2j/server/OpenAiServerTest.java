@@ -317,7 +317,29 @@ class OpenAiServerTest {
         expectError(post(chat, "{" + msgs + ", \"n\": 100}"), 400, "n");
         expectError(post(chat, "{" + msgs + ", \"stream_options\": {\"include_usage\": true}}"), 400,
                 "stream_options");
-        expectError(post(chat, "{" + msgs + ", \"logprobs\": true}"), 400, "logprobs");
+        expectError(post(chat, "{" + msgs + ", \"top_logprobs\": 3}"), 400, "top_logprobs");
+        expectError(post(chat, "{" + msgs + ", \"logprobs\": true, \"top_logprobs\": 21}"), 400, "top_logprobs");
+        String tool = "\"tools\": [{\"type\": \"function\", \"function\": {\"name\": \"add\", \"parameters\":"
+                + " {\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"integer\"}}}}}]";
+        Reply unknownTool = post(chat, "{" + msgs + ", " + tool + ", \"tool_choice\": {\"type\": \"function\","
+                + " \"function\": {\"name\": \"delete_everything\"}}}");
+        expectError(unknownTool, 400, "tool_choice");
+        assertTrue(unknownTool.body().at("/error/message").asText().contains("delete_everything"));
+        expectError(post(chat, "{" + msgs + ", \"tool_choice\": \"required\"}"), 400, "tool_choice");
+        expectError(post(chat, "{" + msgs + ", " + tool + ", \"tool_choice\": \"sometimes\"}"), 400, "tool_choice");
+        expectError(post(chat, "{" + msgs + ", \"tools\": [{\"type\": \"function\", \"function\": {\"name\":"
+                + " \"a b\"}}]}"), 400, "tools[0].function.name");
+        Reply pattern = post(chat, "{" + msgs + ", \"response_format\": {\"type\": \"json_schema\", \"json_schema\":"
+                + " {\"name\": \"x\", \"schema\": {\"type\": \"object\", \"properties\": {\"s\": {\"type\":"
+                + " \"string\", \"pattern\": \"^a+$\"}}}}}}");
+        expectError(pattern, 400, "response_format.json_schema.schema");
+        assertEquals("unsupported_schema", pattern.body().at("/error/code").asText());
+        assertTrue(pattern.body().at("/error/message").asText().contains("'pattern'"));
+        expectError(post(chat, "{" + msgs + ", \"response_format\": {\"type\": \"yaml\"}}"), 400,
+                "response_format.type");
+        expectError(post(chat, "{\"messages\": [{\"role\": \"user\", \"content\": \"x\", \"tool_call_id\":"
+                + " \"c1\"}]}"), 400, "messages[0].tool_call_id");
+        expectError(post("/v1/completions", "{\"prompt\": \"x\", \"logprobs\": 6}"), 400, "logprobs");
         expectError(post(chat, "{" + msgs + ", \"presence_penalty\": 0.5}"), 400, "presence_penalty");
         expectError(post(chat, "{" + msgs + ", \"stop\": [1]}"), 400, "stop");
         expectError(post(chat, "{" + msgs + ", \"speculative\": true}"), 400, "speculative");

@@ -113,7 +113,7 @@ final class ChatTemplate {
         if (style == Style.QWEN3) {
             for (int i = n - 1; i >= 0; i--) {
                 ChatMessage m = messages.get(i);
-                String c = m.content();
+                String c = m.text();
                 if (m.role().equals("user") && !(c.startsWith("<tool_response>") && c.endsWith("</tool_response>"))) {
                     lastQuery = i;
                     break;
@@ -127,16 +127,16 @@ final class ChatTemplate {
                 if (i == 0 || !messages.get(i - 1).role().equals("tool")) {
                     sb.append("<|im_start|>user");
                 }
-                sb.append("\n<tool_response>\n").content(m.content()).append("\n</tool_response>");
+                sb.append("\n<tool_response>\n").content(m.text()).append("\n</tool_response>");
                 if (i == n - 1 || !messages.get(i + 1).role().equals("tool")) {
                     sb.append("<|im_end|>\n");
                 }
             } else if (style == Style.QWEN3 && role.equals("assistant")) {
-                assistantQwen3(sb, m.content(), i > lastQuery, i == n - 1);
+                assistantQwen3(sb, m.text(), i > lastQuery, i == n - 1);
             } else if (style == Style.QWEN3 && !role.equals("user") && !role.equals("system")) {
                 // the Qwen3 template renders no other roles
             } else {
-                turn(sb, role, m.content());
+                turn(sb, role, m.text());
             }
         }
         if (addGenerationPrompt) {
@@ -152,7 +152,7 @@ final class ChatTemplate {
         sb.append("<|begin_of_text|>");
         for (ChatMessage m : messages) {
             sb.append("<|start_header_id|>").append(m.role()).append("<|end_header_id|>\n\n")
-                    .content(m.content().strip()).append("<|eot_id|>");
+                    .content(m.text().strip()).append("<|eot_id|>");
         }
         if (addGenerationPrompt) {
             sb.append("<|start_header_id|>assistant<|end_header_id|>\n\n");

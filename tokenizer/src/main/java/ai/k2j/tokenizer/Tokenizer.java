@@ -33,6 +33,8 @@ public final class Tokenizer {
     private final byte[] decodeBytes;                 // concatenated decoded bytes of every id
     private final int[] decodeOffsets;                // id -> [decodeOffsets[id], decodeOffsets[id+1])
     private final ChatTemplate chatTemplate;
+    /** the model's own template, rendered by {@link Jinja}; null without one (then {@link #chatTemplate} renders) */
+    private final JinjaChatTemplate jinjaTemplate;
 
     Tokenizer(TokenizerJson.Parsed p) {
         this.bpe = p.bpe();
@@ -94,6 +96,25 @@ public final class Tokenizer {
         }
         decodeOffsets[size] = all.size();
         this.decodeBytes = all.toByteArray();
+        this.jinjaTemplate = jinjaTemplate(p.chat(), List.copyOf(specialContents));
+    }
+
+    /**
+     * The model's template for the Jinja renderer, or null when there is none; a template the renderer cannot
+     * parse leaves the built-in renderer of its style in charge, with a warning naming the problem.
+     */
+    private static JinjaChatTemplate jinjaTemplate(TokenizerJson.ChatTemplateConfig chat, List<String> specials) {
+        if (chat.template() == null && chat.toolUseTemplate() == null) {
+            return null;
+        }
+        try {
+            return new JinjaChatTemplate(chat.template(), chat.toolUseTemplate(), chat.specialTokens(), specials,
+                    java.time.Clock.systemDefaultZone());
+        } catch (ChatTemplateException e) {
+            System.getLogger(Tokenizer.class.getName()).log(System.Logger.Level.WARNING, "the chat template cannot"
+                    + " be parsed (" + e.getMessage() + "); using the built-in renderer of its style instead");
+            return null;
+        }
     }
 
     /**
@@ -145,7 +166,20 @@ public final class Tokenizer {
     /** As {@link #encodeChat(List, boolean, boolean)}, with Qwen3's {@code enable_thinking} (false: no reasoning). */
     public int[] encodeChat(List<ChatMessage> messages, boolean addGenerationPrompt, boolean specialTokensInContent,
                             boolean enableThinking) {
-        ChatTemplate.Rendered r = chatTemplate.render(List.copyOf(messages), addGenerationPrompt, enableThinking);
+        return encodeChat(messages, null, addGenerationPrompt, specialTokensInContent, enableThinking);
+    }
+
+    /**
+     * As {@link #encodeChat(List, boolean, boolean, boolean)}, with OpenAI tool definitions ({@code tools}: the
+     * request's {@code tools} array as plain Java values — Map, List, String, Number, Boolean — or null) rendered
+     * by the model's template. A model without a template (the built-in ChatML) cannot take tools.
+     *
+     * @throws ChatTemplateException when the template cannot render these messages (it raised, or used a feature
+     *                               the renderer lacks)
+     */
+    public int[] encodeChat(List<ChatMessage> messages, List<?> tools, boolean addGenerationPrompt,
+                            boolean specialTokensInContent, boolean enableThinking) {
+        ChatTemplate.Rendered r = render(messages, tools, addGenerationPrompt, enableThinking, !specialTokensInContent);
         if (specialTokensInContent) {
             return encode(r.text(), true);
         }
@@ -210,6 +244,20 @@ public final class Tokenizer {
         return Utf8.decodeLossy(buf, 0, len);
     }
 
+    /**
+     * The bytes id {@code id} contributes to decoded text (a byte-level token may hold part of a UTF-8 character;
+     * a special token its text), or an empty array for an unknown id.
+     */
+    public byte[] tokenBytes(int id) {
+        if (!known(id)) {
+            return new byte[0];
+        }
+        if (!byteLevelDecoder) {
+            return Utf8.encode(tokens[id]);
+        }
+        return Arrays.copyOfRange(decodeBytes, decodeOffsets[id], decodeOffsets[id + 1]);
+    }
+
     public String decode(int[] ids) {
         return decode(ids, false);
     }
@@ -247,16 +295,45 @@ public final class Tokenizer {
     }
 
     /**
-     * ChatML prompt in the format of the tokenizer_config.json chat template for plain messages
-     * (no tools): {@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, then
-     * {@code <|im_start|>assistant\n} if {@code addGenerationPrompt}. Qwen2.5 templates add their
-     * default system prompt when the first message is not a system message; Qwen3 templates render
-     * {@code <think>} blocks of assistant turns after the last user message and drop them before it.
-     * Llama 3 templates write {@code <|begin_of_text|>} and {@code <|start_header_id|>} headers instead.
-     * Without a tokenizer_config.json the plain format is used.
+     * The prompt text of the model's own chat template (tokenizer_config.json {@code chat_template} or
+     * chat_template.jinja), rendered as HF {@code apply_chat_template(..., tokenize=False)} renders it (see
+     * {@link #applyChatTemplate(List, List, boolean, boolean)}). Without a template, or with one the Jinja renderer
+     * cannot parse, the built-in renderer of its style: ChatML
+     * ({@code <|im_start|>{role}\n{content}<|im_end|>\n} per message, then {@code <|im_start|>assistant\n}), with
+     * Qwen2.5's default system prompt, Qwen3's {@code <think>} handling or Llama 3's headers when the template text
+     * shows that style.
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt) {
-        return chatTemplate.apply(List.copyOf(messages), addGenerationPrompt, true);
+        return applyChatTemplate(messages, addGenerationPrompt, true);
+    }
+
+    /**
+     * The prompt text exactly as HF {@code tokenizer.apply_chat_template(messages, tools=tools,
+     * add_generation_prompt=..., tokenize=False, enable_thinking=...)} renders it with the model's template.
+     *
+     * @throws ChatTemplateException when the template cannot render these messages
+     */
+    public String applyChatTemplate(List<ChatMessage> messages, List<?> tools, boolean addGenerationPrompt,
+                                    boolean enableThinking) {
+        return render(messages, tools, addGenerationPrompt, enableThinking, false).text();
+    }
+
+    /** Whether the model has its own chat template that the Jinja renderer runs (false: built-in ChatML). */
+    public boolean hasChatTemplate() {
+        return jinjaTemplate != null;
+    }
+
+    private ChatTemplate.Rendered render(List<ChatMessage> messages, List<?> tools, boolean addGenerationPrompt,
+                                         boolean enableThinking, boolean markSpecials) {
+        if (jinjaTemplate != null) {
+            return jinjaTemplate.render(List.copyOf(messages), tools, addGenerationPrompt,
+                    Map.of("enable_thinking", enableThinking), markSpecials);
+        }
+        if (tools != null) {
+            throw new ChatTemplateException("this model has no chat template of its own, and the built-in ChatML"
+                    + " format has no way to present tools");
+        }
+        return chatTemplate.render(List.copyOf(messages), addGenerationPrompt, enableThinking);
     }
 
     /**
@@ -266,7 +343,7 @@ public final class Tokenizer {
      * model itself). Templates without thinking ignore it.
      */
     public String applyChatTemplate(List<ChatMessage> messages, boolean addGenerationPrompt, boolean enableThinking) {
-        return chatTemplate.apply(List.copyOf(messages), addGenerationPrompt, enableThinking);
+        return render(messages, null, addGenerationPrompt, enableThinking, false).text();
     }
 
     /** Whether the chat template is Qwen3's (it has {@code <think>} reasoning blocks). */

@@ -32,7 +32,21 @@ final class TokenizerJson {
 
     record Parsed(Bpe bpe, Map<String, Integer> vocab, List<AddedVocabulary.AddedToken> addedTokens,
                   UnaryOperator<String> normalizer, PreTokenizer preTokenizer, boolean byteLevelDecoder,
-                  String chatTemplate) {}
+                  ChatTemplateConfig chat) {
+
+        String chatTemplate() {
+            return chat.template();
+        }
+    }
+
+    /**
+     * What tokenizer_config.json (and chat_template.jinja) say about chat: the default template, the
+     * {@code tool_use} one when the config names several, and the special-token strings templates read
+     * ({@code bos_token}, {@code eos_token}, {@code unk_token}, {@code pad_token}).
+     */
+    record ChatTemplateConfig(String template, String toolUseTemplate, Map<String, String> specialTokens) {
+        static final ChatTemplateConfig NONE = new ChatTemplateConfig(null, null, Map.of());
+    }
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -54,12 +68,22 @@ final class TokenizerJson {
         }
         requireRegularFile(file);
         Raw raw = readTokenizerJson(file);
-        String template = null;
+        ChatTemplateConfig chat = ChatTemplateConfig.NONE;
         if (config != null && Files.exists(config, LinkOption.NOFOLLOW_LINKS)) {
             requireRegularFile(config);
-            template = chatTemplate(config, readJson(config));
+            chat = chatConfig(config, readJson(config));
         }
-        return parse(file, raw, template);
+        // transformers >= 4.43 may save the template on its own, beside the config; that file wins, as in HF
+        Path jinja = (config != null ? config : file).resolveSibling("chat_template.jinja");
+        if (Files.exists(jinja, LinkOption.NOFOLLOW_LINKS)) {
+            requireRegularFile(jinja);
+            try {
+                chat = new ChatTemplateConfig(Files.readString(jinja), chat.toolUseTemplate(), chat.specialTokens());
+            } catch (java.io.IOException | java.io.UncheckedIOException e) {
+                throw new TokenizerFormatException(jinja, "cannot read: " + e, e);
+            }
+        }
+        return parse(file, raw, chat);
     }
 
     /**
@@ -232,29 +256,44 @@ final class TokenizerJson {
         }
     }
 
-    private static String chatTemplate(Path config, JsonNode root) {
+    private static ChatTemplateConfig chatConfig(Path config, JsonNode root) {
         if (!root.isObject()) {
             throw new TokenizerFormatException(config, "top level is not a JSON object");
         }
+        Map<String, String> specials = new java.util.LinkedHashMap<>();
+        for (String name : new String[] {"bos_token", "eos_token", "unk_token", "pad_token"}) {
+            JsonNode v = root.get(name);
+            if (v != null && v.isTextual()) {
+                specials.put(name, v.asText());
+            } else if (v != null && v.isObject() && v.path("content").isTextual()) { // an AddedToken
+                specials.put(name, v.get("content").asText());
+            }
+        }
         JsonNode t = root.get("chat_template");
         if (t == null || t.isNull()) {
-            return null;
+            return new ChatTemplateConfig(null, null, specials);
         }
         if (t.isTextual()) {
-            return t.asText();
+            return new ChatTemplateConfig(t.asText(), null, specials);
         }
-        if (t.isArray()) { // [{"name": ..., "template": ...}], HF uses the "default" one
+        if (t.isArray()) { // [{"name": ..., "template": ...}]: HF uses "default", and "tool_use" when given tools
+            String dflt = null;
+            String toolUse = null;
             for (JsonNode e : t) {
-                if ("default".equals(e.path("name").asText(null)) && e.path("template").isTextual()) {
-                    return e.get("template").asText();
+                if (e.path("template").isTextual()) {
+                    if ("default".equals(e.path("name").asText(null))) {
+                        dflt = e.get("template").asText();
+                    } else if ("tool_use".equals(e.path("name").asText(null))) {
+                        toolUse = e.get("template").asText();
+                    }
                 }
             }
-            return null;
+            return new ChatTemplateConfig(dflt, toolUse, specials);
         }
         throw new TokenizerFormatException(config, "chat_template is neither a string nor a list");
     }
 
-    static Parsed parse(Path file, Raw raw, String chatTemplate) {
+    static Parsed parse(Path file, Raw raw, ChatTemplateConfig chatTemplate) {
         JsonNode root = raw.root();
         JsonNode model = root.get("model");
         if (model == null || !model.isObject()) {
