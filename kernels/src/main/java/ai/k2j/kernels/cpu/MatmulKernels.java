@@ -78,9 +78,16 @@ final class MatmulKernels {
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
     private static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
 
-    /** Rows decoded per scratch block for matrices of {@code cols} columns: a multiple of 4, at least 4. */
+    /**
+     * Fewest rows per scratch block. Every block re-reads all n token rows of x, so for long rows (the MLP's down
+     * projection: 4864 columns in 0.5B) blocks of the 128 KB target's 4–6 rows streamed x from beyond L2 once per
+     * few rows; 16 rows cut that traffic 4× for a scratch that still fits L2 (see docs/performance.md).
+     */
+    static final int MIN_BLOCK_ROWS = 16;
+
+    /** Rows decoded per scratch block for matrices of {@code cols} columns: a multiple of 4, at least 16. */
     static int rowBlock(int cols) {
-        return Math.max(4, (TILE_FLOATS / Math.max(1, cols)) & ~3);
+        return Math.max(MIN_BLOCK_ROWS, (TILE_FLOATS / Math.max(1, cols)) & ~3);
     }
 
     /** Floats at the end of the scratch where kernels spill their accumulators to sum the lanes. */
