@@ -917,14 +917,14 @@ final class MatmulKernels {
             a23 = wv3.fma(xv2, a23);
             a33 = wv3.fma(xv3, a33);
         }
-        FloatVector p1 = REDUCE_P[0];
-        FloatVector q1 = REDUCE_Q[0];
-        FloatVector p2 = REDUCE_P[1];
-        FloatVector q2 = REDUCE_Q[1];
-        FloatVector p3 = REDUCE_P[2];
-        FloatVector q3 = REDUCE_Q[2];
-        FloatVector p4 = REDUCE_P[3];
-        FloatVector q4 = REDUCE_Q[3];
+        FloatVector p1 = FloatVector.fromArray(F, REDUCE_P, 0);
+        FloatVector q1 = FloatVector.fromArray(F, REDUCE_Q, 0);
+        FloatVector p2 = FloatVector.fromArray(F, REDUCE_P, 16);
+        FloatVector q2 = FloatVector.fromArray(F, REDUCE_Q, 16);
+        FloatVector p3 = FloatVector.fromArray(F, REDUCE_P, 32);
+        FloatVector q3 = FloatVector.fromArray(F, REDUCE_Q, 32);
+        FloatVector p4 = FloatVector.fromArray(F, REDUCE_P, 48);
+        FloatVector q4 = FloatVector.fromArray(F, REDUCE_Q, 48);
         FloatVector b0 = p1.selectFrom(a00, a01).add(q1.selectFrom(a00, a01));
         FloatVector b1 = p1.selectFrom(a02, a03).add(q1.selectFrom(a02, a03));
         FloatVector b2 = p1.selectFrom(a10, a11).add(q1.selectFrom(a10, a11));
@@ -940,16 +940,33 @@ final class MatmulKernels {
         FloatVector d0 = p3.selectFrom(c0, c1).add(q3.selectFrom(c0, c1));
         FloatVector d1 = p3.selectFrom(c2, c3).add(q3.selectFrom(c2, c3));
         p4.selectFrom(d0, d1).add(q4.selectFrom(d0, d1)).intoArray(lanes, lo);
-        // lane 4t + r holds row r · token t; the tail columns (cols not a multiple of 16) fuse in order after it
+        // lane 4t + r holds row r · token t; the stores are written out and the tail columns (if any) go to a
+        // scalar helper, so the main loop is the kernel's only loop
+        if (upper < cols) {
+            addTailColumns(w, w0, wStride, rows, upper, cols, x, x0, xStride, tokens, lanes, lo);
+        }
+        store4(out, o, 1, rows, lanes[lo], lanes[lo + 1], lanes[lo + 2], lanes[lo + 3]);
+        if (tokens > 1) {
+            store4(out, o + oStride, 1, rows, lanes[lo + 4], lanes[lo + 5], lanes[lo + 6], lanes[lo + 7]);
+        }
+        if (tokens > 2) {
+            store4(out, o + 2 * oStride, 1, rows, lanes[lo + 8], lanes[lo + 9], lanes[lo + 10], lanes[lo + 11]);
+        }
+        if (tokens > 3) {
+            store4(out, o + 3 * oStride, 1, rows, lanes[lo + 12], lanes[lo + 13], lanes[lo + 14], lanes[lo + 15]);
+        }
+    }
+
+    /** {@link #tile4x4}'s tail columns [from, cols), fused in order into the sums at lanes[lo + 4t + r]. */
+    private static void addTailColumns(float[] w, int w0, int wStride, int rows, int from, int cols, float[] x, int x0,
+            int xStride, int tokens, float[] lanes, int lo) {
         for (int t = 0; t < tokens; t++) {
-            int xt = x0 + t * xStride;
             for (int r = 0; r < rows; r++) {
-                int wr = w0 + r * wStride;
                 float s = lanes[lo + 4 * t + r];
-                for (int c = upper; c < cols; c++) {
-                    s = Math.fma(w[wr + c], x[xt + c], s);
+                for (int c = from; c < cols; c++) {
+                    s = Math.fma(w[w0 + r * wStride + c], x[x0 + t * xStride + c], s);
                 }
-                out[o + t * oStride + r] = s;
+                lanes[lo + 4 * t + r] = s;
             }
         }
     }
@@ -957,25 +974,22 @@ final class MatmulKernels {
     /**
      * Permute indices of {@link #tile4x4}'s lane reduction, step k = 0..3 (w = 8 >> k lanes per accumulator
      * after it): output lane l takes group l / w, offset l % w, of the two inputs laid end to end (groups of 2w),
-     * from P, and the lane w further on from Q; their sum is treeSum's step. Null unless floats have 16 lanes.
+     * from P, and the lane w further on from Q; their sum is treeSum's step. Step k is at [16k, 16k + 16). Kept
+     * as floats and loaded in the kernel with the static species: vectors read out of a FloatVector[] have no
+     * exact class for C2, which then leaves their operations as calls and boxes the results.
      */
-    static final FloatVector[] REDUCE_P = reduceIndices(0);
-    static final FloatVector[] REDUCE_Q = reduceIndices(1);
+    static final float[] REDUCE_P = reduceIndices(0);
+    static final float[] REDUCE_Q = reduceIndices(1);
 
-    private static FloatVector[] reduceIndices(int second) {
-        if (L != 16) {
-            return null;
-        }
-        FloatVector[] steps = new FloatVector[4];
+    private static float[] reduceIndices(int second) {
+        float[] idx = new float[64];
         for (int k = 0; k < 4; k++) {
             int width = 8 >> k;
-            float[] idx = new float[16];
             for (int l = 0; l < 16; l++) {
-                idx[l] = (l / width) * 2 * width + l % width + second * width;
+                idx[16 * k + l] = (l / width) * 2 * width + l % width + second * width;
             }
-            steps[k] = FloatVector.fromArray(F, idx, 0);
         }
-        return steps;
+        return idx;
     }
 
     /** {@link #rows} uses {@link #tile4x4} (four tokens a pass) when floats have 16 lanes. */
