@@ -78,9 +78,16 @@ final class MatmulKernels {
     private static final ValueLayout.OfFloat F32_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(LE);
     private static final ValueLayout.OfShort I16_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(LE);
 
-    /** Rows decoded per scratch block for matrices of {@code cols} columns: a multiple of 4, at least 4. */
+    /**
+     * Fewest rows per scratch block. Every block re-reads all n token rows of x, so for long rows (the MLP's down
+     * projection: 4864 columns in 0.5B) blocks of the 128 KB target's 4–6 rows streamed x from beyond L2 once per
+     * few rows; 16 rows cut that traffic 4× for a scratch that still fits L2 (see docs/performance.md).
+     */
+    static final int MIN_BLOCK_ROWS = 16;
+
+    /** Rows decoded per scratch block for matrices of {@code cols} columns: a multiple of 4, at least 16. */
     static int rowBlock(int cols) {
-        return Math.max(4, (TILE_FLOATS / Math.max(1, cols)) & ~3);
+        return Math.max(MIN_BLOCK_ROWS, (TILE_FLOATS / Math.max(1, cols)) & ~3);
     }
 
     /** Floats at the end of the scratch where kernels spill their accumulators to sum the lanes. */
@@ -221,6 +228,16 @@ final class MatmulKernels {
             int k = Math.min(block, count - r0);
             for (int i = 0; i < k; i++) {
                 dequantize(dtype, w, base + (r0 + i) * rowBytes, cols, scratch, i * cols);
+            }
+            if (TILE_4X4) {
+                for (int t = 0; t < n; t += 4) {
+                    int tokens = Math.min(4, n - t);
+                    for (int r = 0; r < k; r += 4) {
+                        tile4x4(scratch, r * cols, cols, Math.min(4, k - r), cols, x, t * cols, cols, tokens,
+                                out, t * outStride + outRow + r0 + r, outStride, scratch, lanes);
+                    }
+                }
+                continue;
             }
             for (int t = 0; t < n; t += TILE_TOKENS) {
                 int tokens = Math.min(TILE_TOKENS, n - t);
@@ -838,6 +855,145 @@ final class MatmulKernels {
             store4(out, o + 2 * oStride, 1, rows, s02, s12, s22, s32);
         }
     }
+
+    /**
+     * The prefill tile when floats have 16 lanes (AVX-512, 32 vector registers): 4 rows × 4 tokens, sixteen
+     * accumulators (+ four x + four w vectors), so each weight vector loaded serves four tokens and each x vector
+     * four rows. The sixteen lane sums are done together in vector registers ({@link #REDUCE_P}): each step adds
+     * lane i and lane i + w of every accumulator (w = 8, 4, 2, 1), exactly {@link #treeSum}'s pairs, two
+     * accumulators per permute pair, so 15 vector adds replace 240 scalar ones and every result has the same bits
+     * as {@link #tile} and the one-token kernels. Missing rows/tokens repeat the first and are not stored.
+     */
+    static void tile4x4(float[] w, int wOff, int wStride, int rows, int cols, float[] x, int xOff, int xStride,
+            int tokens, float[] out, int o, int oStride, float[] lanes, int lo) {
+        int w0 = wOff;
+        int w1 = rows > 1 ? w0 + wStride : w0;
+        int w2 = rows > 2 ? w0 + 2 * wStride : w0;
+        int w3 = rows > 3 ? w0 + 3 * wStride : w0;
+        int x0 = xOff;
+        int x1 = tokens > 1 ? x0 + xStride : x0;
+        int x2 = tokens > 2 ? x0 + 2 * xStride : x0;
+        int x3 = tokens > 3 ? x0 + 3 * xStride : x0;
+        FloatVector a00 = FloatVector.zero(F);
+        FloatVector a01 = a00;
+        FloatVector a02 = a00;
+        FloatVector a03 = a00;
+        FloatVector a10 = a00;
+        FloatVector a11 = a00;
+        FloatVector a12 = a00;
+        FloatVector a13 = a00;
+        FloatVector a20 = a00;
+        FloatVector a21 = a00;
+        FloatVector a22 = a00;
+        FloatVector a23 = a00;
+        FloatVector a30 = a00;
+        FloatVector a31 = a00;
+        FloatVector a32 = a00;
+        FloatVector a33 = a00;
+        int upper = F.loopBound(cols);
+        for (int c = 0; c < upper; c += L) {
+            FloatVector xv0 = FloatVector.fromArray(F, x, x0 + c);
+            FloatVector xv1 = FloatVector.fromArray(F, x, x1 + c);
+            FloatVector xv2 = FloatVector.fromArray(F, x, x2 + c);
+            FloatVector xv3 = FloatVector.fromArray(F, x, x3 + c);
+            FloatVector wv0 = FloatVector.fromArray(F, w, w0 + c);
+            a00 = wv0.fma(xv0, a00);
+            a10 = wv0.fma(xv1, a10);
+            a20 = wv0.fma(xv2, a20);
+            a30 = wv0.fma(xv3, a30);
+            FloatVector wv1 = FloatVector.fromArray(F, w, w1 + c);
+            a01 = wv1.fma(xv0, a01);
+            a11 = wv1.fma(xv1, a11);
+            a21 = wv1.fma(xv2, a21);
+            a31 = wv1.fma(xv3, a31);
+            FloatVector wv2 = FloatVector.fromArray(F, w, w2 + c);
+            a02 = wv2.fma(xv0, a02);
+            a12 = wv2.fma(xv1, a12);
+            a22 = wv2.fma(xv2, a22);
+            a32 = wv2.fma(xv3, a32);
+            FloatVector wv3 = FloatVector.fromArray(F, w, w3 + c);
+            a03 = wv3.fma(xv0, a03);
+            a13 = wv3.fma(xv1, a13);
+            a23 = wv3.fma(xv2, a23);
+            a33 = wv3.fma(xv3, a33);
+        }
+        FloatVector p1 = FloatVector.fromArray(F, REDUCE_P, 0);
+        FloatVector q1 = FloatVector.fromArray(F, REDUCE_Q, 0);
+        FloatVector p2 = FloatVector.fromArray(F, REDUCE_P, 16);
+        FloatVector q2 = FloatVector.fromArray(F, REDUCE_Q, 16);
+        FloatVector p3 = FloatVector.fromArray(F, REDUCE_P, 32);
+        FloatVector q3 = FloatVector.fromArray(F, REDUCE_Q, 32);
+        FloatVector p4 = FloatVector.fromArray(F, REDUCE_P, 48);
+        FloatVector q4 = FloatVector.fromArray(F, REDUCE_Q, 48);
+        FloatVector b0 = p1.selectFrom(a00, a01).add(q1.selectFrom(a00, a01));
+        FloatVector b1 = p1.selectFrom(a02, a03).add(q1.selectFrom(a02, a03));
+        FloatVector b2 = p1.selectFrom(a10, a11).add(q1.selectFrom(a10, a11));
+        FloatVector b3 = p1.selectFrom(a12, a13).add(q1.selectFrom(a12, a13));
+        FloatVector b4 = p1.selectFrom(a20, a21).add(q1.selectFrom(a20, a21));
+        FloatVector b5 = p1.selectFrom(a22, a23).add(q1.selectFrom(a22, a23));
+        FloatVector b6 = p1.selectFrom(a30, a31).add(q1.selectFrom(a30, a31));
+        FloatVector b7 = p1.selectFrom(a32, a33).add(q1.selectFrom(a32, a33));
+        FloatVector c0 = p2.selectFrom(b0, b1).add(q2.selectFrom(b0, b1));
+        FloatVector c1 = p2.selectFrom(b2, b3).add(q2.selectFrom(b2, b3));
+        FloatVector c2 = p2.selectFrom(b4, b5).add(q2.selectFrom(b4, b5));
+        FloatVector c3 = p2.selectFrom(b6, b7).add(q2.selectFrom(b6, b7));
+        FloatVector d0 = p3.selectFrom(c0, c1).add(q3.selectFrom(c0, c1));
+        FloatVector d1 = p3.selectFrom(c2, c3).add(q3.selectFrom(c2, c3));
+        p4.selectFrom(d0, d1).add(q4.selectFrom(d0, d1)).intoArray(lanes, lo);
+        // lane 4t + r holds row r · token t; the stores are written out and the tail columns (if any) go to a
+        // scalar helper, so the main loop is the kernel's only loop
+        if (upper < cols) {
+            addTailColumns(w, w0, wStride, rows, upper, cols, x, x0, xStride, tokens, lanes, lo);
+        }
+        store4(out, o, 1, rows, lanes[lo], lanes[lo + 1], lanes[lo + 2], lanes[lo + 3]);
+        if (tokens > 1) {
+            store4(out, o + oStride, 1, rows, lanes[lo + 4], lanes[lo + 5], lanes[lo + 6], lanes[lo + 7]);
+        }
+        if (tokens > 2) {
+            store4(out, o + 2 * oStride, 1, rows, lanes[lo + 8], lanes[lo + 9], lanes[lo + 10], lanes[lo + 11]);
+        }
+        if (tokens > 3) {
+            store4(out, o + 3 * oStride, 1, rows, lanes[lo + 12], lanes[lo + 13], lanes[lo + 14], lanes[lo + 15]);
+        }
+    }
+
+    /** {@link #tile4x4}'s tail columns [from, cols), fused in order into the sums at lanes[lo + 4t + r]. */
+    private static void addTailColumns(float[] w, int w0, int wStride, int rows, int from, int cols, float[] x, int x0,
+            int xStride, int tokens, float[] lanes, int lo) {
+        for (int t = 0; t < tokens; t++) {
+            for (int r = 0; r < rows; r++) {
+                float s = lanes[lo + 4 * t + r];
+                for (int c = from; c < cols; c++) {
+                    s = Math.fma(w[w0 + r * wStride + c], x[x0 + t * xStride + c], s);
+                }
+                lanes[lo + 4 * t + r] = s;
+            }
+        }
+    }
+
+    /**
+     * Permute indices of {@link #tile4x4}'s lane reduction, step k = 0..3 (w = 8 >> k lanes per accumulator
+     * after it): output lane l takes group l / w, offset l % w, of the two inputs laid end to end (groups of 2w),
+     * from P, and the lane w further on from Q; their sum is treeSum's step. Step k is at [16k, 16k + 16). Kept
+     * as floats and loaded in the kernel with the static species: vectors read out of a FloatVector[] have no
+     * exact class for C2, which then leaves their operations as calls and boxes the results.
+     */
+    static final float[] REDUCE_P = reduceIndices(0);
+    static final float[] REDUCE_Q = reduceIndices(1);
+
+    private static float[] reduceIndices(int second) {
+        float[] idx = new float[64];
+        for (int k = 0; k < 4; k++) {
+            int width = 8 >> k;
+            for (int l = 0; l < 16; l++) {
+                idx[16 * k + l] = (l / width) * 2 * width + l % width + second * width;
+            }
+        }
+        return idx;
+    }
+
+    /** {@link #rows} uses {@link #tile4x4} (four tokens a pass) when floats have 16 lanes. */
+    static final boolean TILE_4X4 = L == 16;
 
     /**
      * Most tokens for which {@link #rows} multiplies BF16 weights decoded in registers ({@link #tileBF16}) rather
