@@ -119,6 +119,7 @@ final class GgufVocabulary {
                     + "' is not supported (k2j reads qwen2, llama-bpe, default)");
         }
         root.putObject("decoder").put("type", "ByteLevel");
-        return new Tokenizer(TokenizerJson.parse(source, new TokenizerJson.Raw(root, vocab, pairs), chatTemplate));
+        return new Tokenizer(TokenizerJson.parse(source, new TokenizerJson.Raw(root, vocab, pairs),
+                new TokenizerJson.ChatTemplateConfig(chatTemplate, null, java.util.Map.of())));
     }
 }

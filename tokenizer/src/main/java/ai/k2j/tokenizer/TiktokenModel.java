@@ -102,11 +102,10 @@ final class TiktokenModel {
         Map<Integer, String> specials = specialTokens(dir.resolve("tokenizer_config.json"), ranks.size());
         specials.forEach((id, content) -> added.addObject().put("id", id).put("content", content)
                 .put("special", true).put("normalized", false));
-        String template = null;
+        TokenizerJson.ChatTemplateConfig template = TokenizerJson.ChatTemplateConfig.NONE;
         Path config = dir.resolve("tokenizer_config.json");
         if (Files.exists(config, LinkOption.NOFOLLOW_LINKS)) {
-            JsonNode c = readJson(config);
-            template = c.path("chat_template").isTextual() ? c.get("chat_template").asText() : null;
+            template = TokenizerJson.chatConfig(config, readJson(config));
         }
         TokenizerJson.Parsed p = TokenizerJson.parse(model, new TokenizerJson.Raw(root, vocab, merges), template);
         PreTokenizer pre = PreTokenizer.sequence(List.of(
@@ -114,7 +113,7 @@ final class TiktokenModel {
                         PreTokenizer.Behavior.ISOLATED, false),
                 new PreTokenizer.ByteLevelStep(false, null)));
         return new TokenizerJson.Parsed(p.bpe(), p.vocab(), p.addedTokens(), p.normalizer(), pre,
-                p.byteLevelDecoder(), p.chatTemplate());
+                p.byteLevelDecoder(), p.chat());
     }
 
     /** The ranks' byte strings by rank, which must be 0, 1, 2, ... in file order. */

@@ -256,7 +256,7 @@ final class TokenizerJson {
         }
     }
 
-    private static ChatTemplateConfig chatConfig(Path config, JsonNode root) {
+    static ChatTemplateConfig chatConfig(Path config, JsonNode root) {
         if (!root.isObject()) {
             throw new TokenizerFormatException(config, "top level is not a JSON object");
         }
