@@ -119,8 +119,12 @@ public record PackedInt(Method method, int bits, int groupSize, int inFeatures, 
                 }
                 return new Config(Method.GPTQ, bits, group, format.equals("gptq"));
             }
+            // block-scaled FP8 (DeepSeek-V3, Kimi K2) is read with the architecture's config (DeepseekConfig)
+            case "fp8" -> {
+                return null;
+            }
             default -> throw new ModelFormatException(src + ": quantization_config.quant_method '" + method
-                    + "' is not supported (k2j reads awq and gptq)");
+                    + "' is not supported (k2j reads awq, gptq and DeepSeek's block fp8)");
         }
     }
 
