@@ -525,7 +525,7 @@ public final class CpuBackend implements Backend {
         checkOpen();
         float[] valueCache = c.values[layer];
         for (int t = 0; t < n; t++) {
-            int pos = batch.positions[t];
+            int pos = batch.kvPositionOf(t);
             int block = batch.blockOf(batch.seqOfToken[t], pos, c.blockSize(), c.numBlocks());
             int j = pos % c.blockSize();
             c.putKey(layer, block, j, q, t * rowStride + keys.offset());
@@ -964,6 +964,14 @@ public final class CpuBackend implements Backend {
             for (int i = r0; i < r1; i++) {
                 int t = i / heads;
                 int h = i % heads;
+                if (batch.tree) {
+                    Kernels.attendTreeHead(q, t * rowStride + qOffset + h * headDim, keys, values, kvDim,
+                            (h / group) * headDim, headDim, batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq,
+                            blockSize, batch.kvPositions[t] + 1, batch.attendedPrefix(t),
+                            batch.seqTreeBase[batch.seqOfToken[t]], batch.treeMask[t], scale, scratch, lane, out,
+                            (t * heads + h) * headDim);
+                    continue;
+                }
                 Kernels.attendHead(q, t * rowStride + qOffset + h * headDim, keys, values, kvDim, (h / group) * headDim, headDim,
                         batch.blockTables, batch.seqOfToken[t] * batch.maxBlocksPerSeq, blockSize,
                         batch.positions[t] + 1, scale, scratch, lane, out, (t * heads + h) * headDim);
@@ -1077,8 +1085,9 @@ public final class CpuBackend implements Backend {
         int runMax = -1;
         for (int t = 0; t < n; t++) {
             int seq = batch.seqOfToken[t];
-            int pos = batch.positions[t];
+            int pos = batch.kvPositionOf(t);
             batch.blockOf(seq, pos, c.blockSize(), c.numBlocks());
+            batch.treeAncestors(t); // checks the tree mask stays within the token's own index
             if (pos + 1 > scores[0].length) {
                 throw new IllegalArgumentException("position " + pos + " of batch row " + t + " exceeds the "
                         + scores[0].length + " slots of the largest KV cache");

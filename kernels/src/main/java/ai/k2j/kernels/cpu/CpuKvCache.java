@@ -50,4 +50,18 @@ final class CpuKvCache extends PagedKvCache {
             System.arraycopy(values[l], src * len, values[l], dst * len, len);
         }
     }
+
+    @Override
+    protected void copySlotData(int src, int dst) {
+        // keys are column-major within a block: column c of slot j of block b at (b·kvDim + c)·blockSize + j
+        int srcKey = (src / blockSize) * kvDim * blockSize + src % blockSize;
+        int dstKey = (dst / blockSize) * kvDim * blockSize + dst % blockSize;
+        for (int l = 0; l < layers; l++) {
+            float[] k = keys[l];
+            for (int c = 0; c < kvDim; c++) {
+                k[dstKey + c * blockSize] = k[srcKey + c * blockSize];
+            }
+            System.arraycopy(values[l], src * kvDim, values[l], dst * kvDim, kvDim);
+        }
+    }
 }

@@ -32,4 +32,14 @@ final class DevKvCache extends PagedKvCache {
             owner.driver().copyDeviceAsync(v(l) + dst * blockBytes, v(l) + src * blockBytes, blockBytes);
         }
     }
+
+    @Override
+    protected void copySlotData(int src, int dst) {
+        owner.enterOutsideCapture("copySlot");
+        long slotBytes = 4L * kvDim; // slot-major: a slot's kvDim floats are contiguous
+        for (int l = 0; l < layers; l++) {
+            owner.driver().copyDeviceAsync(k(l) + dst * slotBytes, k(l) + src * slotBytes, slotBytes);
+            owner.driver().copyDeviceAsync(v(l) + dst * slotBytes, v(l) + src * slotBytes, slotBytes);
+        }
+    }
 }
