@@ -4,8 +4,11 @@ package ai.k2j.engine;
  * A draft tree for one speculative round (SpecInfer, Miao et al. 2024; EAGLE-2, Li et al. 2024): the draft's own
  * continuation (the <em>chain</em>, one draft pass per token) plus, where the draft is unsure, its runner-up tokens
  * at a depth as extra children (<em>siblings</em>, leaves: they cost no draft pass). Which nodes make the tree is
- * EAGLE-2's rule: the {@code nodes} candidates of highest path probability (the draft's probability of the whole
- * path from the root), each with its parent in the tree.
+ * EAGLE-2's rule: the {@code nodes} candidates of highest path probability (the chance that the whole path from
+ * the root is accepted), each with its parent in the tree. A small draft's raw probabilities are far from its
+ * real acceptance, so each is mapped through a calibration learned from the verifications so far: acceptance
+ * counts per tenth of the draft's probability, one table for chain tokens and one for siblings (tested only after
+ * the chain token and the earlier siblings were rejected).
  *
  * <p>Tree index 0 is the root (the newest token, not yet in the target's cache), indices 1..chain the chain
  * (depth d at index d + 1), then the siblings grouped by parent in rank order: every parent precedes its
@@ -46,6 +49,11 @@ final class DraftTree {
     private int chain;
     private final int[] siblingsAtDepth;
 
+    /** calibration: per tenth of the draft's probability, [0..10) chain tokens, [10..20) siblings */
+    private static final int BINS = 10;
+    private final double[] tested = new double[2 * BINS];
+    private final double[] acceptedCount = new double[2 * BINS];
+
     // verification result
     private final int[] path;
     private int pathLength;
@@ -69,6 +77,70 @@ final class DraftTree {
         this.siblingsAtDepth = new int[Math.max(1, maxNodes)];
         this.path = new int[maxNodes + 1];
         this.p = new float[vocab];
+        for (int b = 0; b < BINS; b++) { // priors worth 4 tests: chain tokens 0.8, siblings 0.25
+            tested[b] = 4;
+            acceptedCount[b] = 3.2;
+            tested[BINS + b] = 4;
+            acceptedCount[BINS + b] = 1;
+        }
+    }
+
+    private static int bin(double probability, boolean sibling) {
+        return Math.min(BINS - 1, Math.max(0, (int) (probability * BINS))) + (sibling ? BINS : 0);
+    }
+
+    /** The estimated chance that a candidate of this draft probability is accepted when tested. */
+    private double calibrated(double probability, boolean sibling) {
+        int b = bin(probability, sibling);
+        return acceptedCount[b] / tested[b];
+    }
+
+    /** Adds one test of a candidate with this draft probability to the calibration (package-private for tests). */
+    void record(double probability, boolean sibling, boolean accepted) {
+        int b = bin(probability, sibling);
+        tested[b]++;
+        if (accepted) {
+            acceptedCount[b]++;
+        }
+    }
+
+    /** The calibrated chance that the chain token at drafted depth d is accepted, given its parent is. */
+    private double chainChance(int d) {
+        return calibrated(candidateProbs[d * (MAX_SIBLINGS + 1)], false);
+    }
+
+    /** The calibrated chance that sibling rank r at depth d is accepted, given its parent is. */
+    private double siblingChance(int d, int r) {
+        int width = MAX_SIBLINGS + 1;
+        double reach = 1 - chainChance(d); // the chain token and siblings 1..r-1 rejected
+        for (int i = 1; i < r; i++) {
+            reach *= 1 - calibrated(candidateProbs[d * width + i], true);
+        }
+        return reach * calibrated(candidateProbs[d * width + r], true);
+    }
+
+    /** Records the tests of the last verification in the calibration (chain child, then siblings in rank order). */
+    private void recordWalk() {
+        int width = MAX_SIBLINGS + 1;
+        for (int i = 0; i < pathLength; i++) {
+            int node = path[i];
+            boolean last = i + 1 == pathLength;
+            int child = last ? -1 : path[i + 1];
+            boolean chainTested = node < chain && node == i && node <= chainAccepted;
+            if (chainTested) {
+                record(candidateProbs[node * width], false, child == node + 1);
+                if (child == node + 1) {
+                    continue;
+                }
+            }
+            for (int s = firstSibling[node]; s < firstSibling[node] + siblingCount[node]; s++) {
+                int rank = s - firstSibling[node] + 1;
+                record(candidateProbs[node * width + rank], true, s == child);
+                if (s == child) {
+                    break;
+                }
+            }
+        }
     }
 
     /** Starts a round: no depth drafted yet. */
@@ -149,7 +221,7 @@ final class DraftTree {
             double best = -1;
             int bestDepth = -1;
             if (chosenChain < depths) {
-                best = reach * candidateProbs[chosenChain * width];
+                best = reach * chainChance(chosenChain);
                 bestDepth = chosenChain;
             }
             boolean sibling = false;
@@ -157,14 +229,14 @@ final class DraftTree {
             for (int d = 0; d <= Math.min(chosenChain, depths - 1); d++) {
                 int r = siblingsAtDepth[d] + 1;
                 if (r < candidateCount[d]) {
-                    double score = prefix * candidateProbs[d * width + r];
+                    double score = prefix * siblingChance(d, r);
                     if (score > best) {
                         best = score;
                         bestDepth = d;
                         sibling = true;
                     }
                 }
-                prefix *= candidateProbs[d * width];
+                prefix *= chainChance(d);
             }
             if (bestDepth < 0) {
                 break;
@@ -173,7 +245,7 @@ final class DraftTree {
                 siblingsAtDepth[bestDepth]++;
                 chosenSiblings++;
             } else {
-                reach *= candidateProbs[chosenChain * width];
+                reach *= chainChance(chosenChain);
                 chosenChain++;
             }
         }
@@ -238,6 +310,12 @@ final class DraftTree {
      * target's token after them.
      */
     int verifyGreedy(int[] argmax) {
+        int ok = walkGreedy(argmax);
+        recordWalk();
+        return ok;
+    }
+
+    private int walkGreedy(int[] argmax) {
         int node = 0;
         path[0] = 0;
         pathLength = 1;
@@ -276,6 +354,12 @@ final class DraftTree {
      * row d is the draft's warped distribution at drafted depth d (from which the chain token was drawn).
      */
     int verifySampled(float[] logits, float[] draftProbs, Sampler sampler) {
+        int ok = walkSampled(logits, draftProbs, sampler);
+        recordWalk();
+        return ok;
+    }
+
+    private int walkSampled(float[] logits, float[] draftProbs, Sampler sampler) {
         int node = 0;
         path[0] = 0;
         pathLength = 1;

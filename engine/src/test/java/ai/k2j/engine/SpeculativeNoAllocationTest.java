@@ -55,6 +55,8 @@ class SpeculativeNoAllocationTest {
             check(decoder, target, sampled, Speculation.adaptiveDraftModel(3), 400, failures);
             check(decoder, target, SamplingParams.greedy(), Speculation.promptLookup(6), 400, failures);
             check(decoder, target, new SamplingParams(1.0, 1.0, 0, 0, 9), Speculation.promptLookup(6), 400, failures);
+            check(decoder, target, SamplingParams.greedy(), Speculation.draftTree(6), 600, failures);
+            check(decoder, target, sampled, Speculation.draftTree(6), 600, failures);
             assertEquals(List.of(), failures, "speculative steps allocated on " + backend);
             target.backend().close();
             draft.backend().close();
