@@ -480,7 +480,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         boolean valuesOutsideKeys = values.offset() + values.width() <= keys.offset()
                 || values.offset() >= keys.offset() + keys.width();
         if (!cx.options.fusedOps() || queries.buffer() != keys.buffer() || queries.stride() != keys.stride()
-                || !valuesOutsideKeys) {
+                || !valuesOutsideKeys || batch.tree) { // a tree step stores at kvPositions, rotates by positions
             Backend.super.ropeStoreKv(queries, keys, values, headDim, cache, layer, batch, table);
             return;
         }
@@ -526,8 +526,35 @@ public final class CudaBackend implements Backend, GraphCapable {
             throw new IllegalArgumentException("attention: out must not alias the queries' buffer");
         }
         batches.validateBlocks(db, c);
+        if (batch.tree) {
+            treeAttention(q.ptr + 4L * queries.offset(), queries.stride(), c, layer, batch, db, heads, kvHeads, headDim,
+                    scale, o.ptr);
+            return;
+        }
         attention.run(q.ptr + 4L * queries.offset(), queries.stride(), c, layer, batch, db, heads, kvHeads, headDim,
                 scale, o.ptr);
+    }
+
+    /** Draft-tree verification: the {@code attention_tree} kernel (masks checked here; never inside a graph). */
+    private void treeAttention(long q, int rowStride, DevKvCache c, int layer, Batch batch, DeviceBatch db, int heads,
+                               int kvHeads, int headDim, float scale, long out) {
+        if (cx.capture != null) {
+            throw new IllegalStateException("a draft-tree step cannot be recorded into a graph");
+        }
+        if (headDim > 512) {
+            throw new IllegalArgumentException("attention: tree steps take head dims up to 512, got " + headDim);
+        }
+        for (int t = 0; t < batch.nTokens; t++) {
+            batch.treeAncestors(t);
+            if (batch.kvPositions[t] >= batch.seqKvLength[batch.seqOfToken[t]]) {
+                throw new IllegalArgumentException("attention: cache index " + batch.kvPositions[t] + " of batch row "
+                        + t + " is not below its sequence's KV length");
+            }
+        }
+        cx.args.reset().ptr(q).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale).ptr(c.k(layer))
+                .ptr(c.v(layer)).i32(c.kvDim()).ptr(db.kvPositionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr)
+                .i32(db.maxBlocks).i32(c.blockSize()).ptr(db.treeMaskPtr).ptr(db.seqTreeBasePtr).ptr(out);
+        cx.launch(cx.k.attentionTree, "attention_tree", batch.nTokens * heads, 1, 128);
     }
 
     @Override

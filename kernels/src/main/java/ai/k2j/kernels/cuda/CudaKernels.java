@@ -84,6 +84,7 @@ final class CudaKernels implements AutoCloseable {
     /** attention[i] serves groups of up to 1 << i query heads per kv head (i = 0..4). */
     final long[] attention = new long[5];
     final long attentionCombine;
+    final long attentionTree;
     /**
      * attentionDec[i][j]: the decode kernel for head dim 32 << i (i = 0..3) and groups of up to 1 << j query heads
      * (0 where the kernel does not exist: (1 << j) * (1 << i) must be at most 32).
@@ -134,6 +135,7 @@ final class CudaKernels implements AutoCloseable {
             attention[i] = driver.function(att, "attention_g" + (1 << i));
         }
         attentionCombine = driver.function(att, "attention_combine");
+        attentionTree = driver.function(att, "attention_tree");
         for (int i = 0; i < 4; i++) {
             for (int j = 0; j < 5; j++) {
                 if ((1 << i) * (1 << j) <= 32) {

@@ -39,7 +39,7 @@ final class RopeKv {
         need(q, (long) (n - 1) * keys.stride() + Math.max(keys.offset(), values.offset()) + c.kvDim(), "storeKv keys/values");
         batches.validateBlocks(db, c);
         cx.args.reset().ptr(q.ptr).i32(keys.stride()).i32(keys.offset()).i32(values.offset()).i32(c.kvDim()).i32(n)
-                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
+                .ptr(batch.tree ? db.kvPositionsPtr : db.positionsPtr) // a tree token's cache index is not its position.ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .ptr(c.k(layer)).ptr(c.v(layer));
         cx.launch(cx.k.storeKv, "store_kv", cx.grid((long) n * c.kvDim()), 1, 256);
     }
