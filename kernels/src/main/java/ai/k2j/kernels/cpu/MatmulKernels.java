@@ -136,47 +136,6 @@ final class MatmulKernels {
      * sumLanes would push them past C2's inlining budget, and a vector passed to a call that is not inlined is
      * boxed.
      */
-    /** Lane i ↔ lane i ^ h for h = L/2, L/4, .., 1: the butterfly whose sum in lane 0 is {@link #treeSum}'s. */
-    private static final VectorShuffle<Float>[] BUTTERFLY = butterfly();
-
-    @SuppressWarnings("unchecked")
-    private static VectorShuffle<Float>[] butterfly() {
-        int levels = Integer.numberOfTrailingZeros(L);
-        VectorShuffle<Float>[] s = new VectorShuffle[levels];
-        for (int level = 0; level < levels; level++) {
-            int h = L >> (level + 1);
-            int[] idx = new int[L];
-            for (int i = 0; i < L; i++) {
-                idx[i] = i ^ h;
-            }
-            s[level] = VectorShuffle.fromArray(F, idx, 0);
-        }
-        return s;
-    }
-
-    /** Whether {@link #treeSum(FloatVector)} runs in registers (the vector widths whose treeSum is a butterfly). */
-    static final boolean BUTTERFLY_SUM = (L == 16 || L == 8)
-            && Boolean.parseBoolean(System.getProperty("k2j.cpu.registerSums", "true")); // false: A/B timing
-
-    /**
-     * {@link #treeSum(float[], int)} of a vector's lanes without storing it: for L = 16 and 8 the fixed tree is
-     * the butterfly (v + v[i ^ L/2], then ^ L/4, ..) read in lane 0, the same additions in the same order, so
-     * bit-identical (float addition is commutative).
-     */
-    static float treeSum(FloatVector v, float[] lanes, int o) {
-        if (!BUTTERFLY_SUM) {
-            v.intoArray(lanes, o);
-            return treeSum(lanes, o);
-        }
-        FloatVector r = v.add(v.rearrange(BUTTERFLY[0]));
-        r = r.add(r.rearrange(BUTTERFLY[1]));
-        r = r.add(r.rearrange(BUTTERFLY[2]));
-        if (L == 16) {
-            r = r.add(r.rearrange(BUTTERFLY[3]));
-        }
-        return r.lane(0);
-    }
-
     static float treeSum(float[] v, int o) {
         if (L == 16) { // the common shapes spelled out: loads and adds in registers, no stores
             float s0 = v[o] + v[o + 8];
@@ -940,20 +899,30 @@ final class MatmulKernels {
             a31 = wv.fma(xv1, a31);
             a32 = wv.fma(xv2, a32);
         }
-        // the 12 lane sums in registers (a butterfly, bit-identical to the stored tree sum decode uses): with rows
-        // of a few hundred columns, 12 stores and 12 × 15 scalar adds rival the multiply-adds in instructions
-        float s00 = treeSum(a00, lanes, lo + 0 * L);
-        float s01 = treeSum(a01, lanes, lo + 1 * L);
-        float s02 = treeSum(a02, lanes, lo + 2 * L);
-        float s10 = treeSum(a10, lanes, lo + 3 * L);
-        float s11 = treeSum(a11, lanes, lo + 4 * L);
-        float s12 = treeSum(a12, lanes, lo + 5 * L);
-        float s20 = treeSum(a20, lanes, lo + 6 * L);
-        float s21 = treeSum(a21, lanes, lo + 7 * L);
-        float s22 = treeSum(a22, lanes, lo + 8 * L);
-        float s30 = treeSum(a30, lanes, lo + 9 * L);
-        float s31 = treeSum(a31, lanes, lo + 10 * L);
-        float s32 = treeSum(a32, lanes, lo + 11 * L);
+        a00.intoArray(lanes, lo + 0 * L);
+        a01.intoArray(lanes, lo + 1 * L);
+        a02.intoArray(lanes, lo + 2 * L);
+        a10.intoArray(lanes, lo + 3 * L);
+        a11.intoArray(lanes, lo + 4 * L);
+        a12.intoArray(lanes, lo + 5 * L);
+        a20.intoArray(lanes, lo + 6 * L);
+        a21.intoArray(lanes, lo + 7 * L);
+        a22.intoArray(lanes, lo + 8 * L);
+        a30.intoArray(lanes, lo + 9 * L);
+        a31.intoArray(lanes, lo + 10 * L);
+        a32.intoArray(lanes, lo + 11 * L);
+        float s00 = treeSum(lanes, lo + 0 * L);
+        float s01 = treeSum(lanes, lo + 1 * L);
+        float s02 = treeSum(lanes, lo + 2 * L);
+        float s10 = treeSum(lanes, lo + 3 * L);
+        float s11 = treeSum(lanes, lo + 4 * L);
+        float s12 = treeSum(lanes, lo + 5 * L);
+        float s20 = treeSum(lanes, lo + 6 * L);
+        float s21 = treeSum(lanes, lo + 7 * L);
+        float s22 = treeSum(lanes, lo + 8 * L);
+        float s30 = treeSum(lanes, lo + 9 * L);
+        float s31 = treeSum(lanes, lo + 10 * L);
+        float s32 = treeSum(lanes, lo + 11 * L);
         for (int c = upper; c < cols; c++) {
             float xc0 = x[x0 + c];
             float xc1 = x[x1 + c];
