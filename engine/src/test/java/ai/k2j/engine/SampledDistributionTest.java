@@ -124,7 +124,8 @@ class SampledDistributionTest {
             SpeculativeStats st = decoder.stats();
             total = total == null ? st : total.plus(st);
         }
-        long rejected = total.verified() - total.accepted();
+        // a draft tree's rejected chain token followed by an accepted sibling is a rejection too
+        long rejected = total.verified() - total.accepted() + branches;
         assertTrue(total.accepted() > 1000 && rejected > 1000, "both verification outcomes must be exercised: "
                 + total.accepted() + " accepted, " + rejected + " rejected");
 
