@@ -32,6 +32,8 @@ final class SpeculativeBenchCommand implements Command {
             Flag.toggle("adaptive", "also measure the cost-aware draft length (starting at the first of the list), and"
                     + " with --lookup the cost-aware lookup length"),
             Flag.toggle("lookup", "also measure prompt lookup (n-gram 3, 6 tokens)"),
+            Flag.option("tree", "4,6", "none", "also measure draft trees of these sizes (drafted tokens per target"
+                    + " pass), comma-separated, 1 to 15"),
             Flag.option("prompts", "FILE", "models/demo/heldout_code.txt", "text to take prompts from"),
             Flag.option("num-prompts", "N", "8", "prompts, at evenly spaced line starts"),
             Flag.option("prompt-tokens", "N", "96", "tokens per prompt"),
@@ -57,19 +59,8 @@ final class SpeculativeBenchCommand implements Command {
         String draftFlag = args.string("draft", null);
         boolean noDraft = args.flag("no-draft") || "none".equals(draftFlag);
         List<Integer> ks = new ArrayList<>();
-        for (String part : args.string("draft-tokens", "4").split(",")) {
-            int k;
-            try {
-                k = Integer.parseInt(part.trim());
-            } catch (NumberFormatException e) {
-                throw new UsageException("--draft-tokens must be comma-separated integers, got '" + part + "'");
-            }
-            if (k < 1 || k > Speculation.MAX_DRAFT_TOKENS) {
-                throw new UsageException("--draft-tokens values must be in [1, " + Speculation.MAX_DRAFT_TOKENS
-                        + "], got " + k);
-            }
-            ks.add(k);
-        }
+        ks.addAll(draftSizes(args.string("draft-tokens", "4"), "--draft-tokens"));
+        List<Integer> trees = args.has("tree") ? draftSizes(args.string("tree", null), "--tree") : List.of();
         boolean adaptive = args.flag("adaptive");
         boolean lookup = args.flag("lookup");
         Path promptsFile = args.has("prompts") ? args.path("prompts") : null;
@@ -114,8 +105,11 @@ final class SpeculativeBenchCommand implements Command {
             if (adaptive) {
                 settings.add(Speculation.adaptiveDraftModel(ks.getFirst()));
             }
-        } else if ((adaptive && !lookup) || args.has("draft-tokens")) {
-            throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR)");
+            for (int n : trees) {
+                settings.add(Speculation.draftTree(n));
+            }
+        } else if ((adaptive && !lookup) || args.has("draft-tokens") || !trees.isEmpty()) {
+            throw new UsageException("--draft-tokens, --tree and --adaptive need a draft model (--draft DIR)");
         }
         if (lookup) {
             settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS, false,
@@ -165,5 +159,24 @@ final class SpeculativeBenchCommand implements Command {
             out.flush();
             return 0;
         }
+    }
+
+    /** A comma-separated list of draft sizes, each 1 to {@link Speculation#MAX_DRAFT_TOKENS}. */
+    private static List<Integer> draftSizes(String list, String flag) {
+        List<Integer> sizes = new ArrayList<>();
+        for (String part : list.split(",")) {
+            int k;
+            try {
+                k = Integer.parseInt(part.trim());
+            } catch (NumberFormatException e) {
+                throw new UsageException(flag + " must be comma-separated integers, got '" + part + "'");
+            }
+            if (k < 1 || k > Speculation.MAX_DRAFT_TOKENS) {
+                throw new UsageException(flag + " values must be in [1, " + Speculation.MAX_DRAFT_TOKENS + "], got "
+                        + k);
+            }
+            sizes.add(k);
+        }
+        return sizes;
     }
 }
