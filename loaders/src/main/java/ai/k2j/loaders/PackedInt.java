@@ -119,6 +119,9 @@ public record PackedInt(Method method, int bits, int groupSize, int inFeatures, 
                 }
                 return new Config(Method.GPTQ, bits, group, format.equals("gptq"));
             }
+            case "fp8" -> {
+                return null; // block FP8 (DeepSeek-V3) is no packed-int layout: DeepseekConfig reads and checks it
+            }
             default -> throw new ModelFormatException(src + ": quantization_config.quant_method '" + method
                     + "' is not supported (k2j reads awq and gptq)");
         }
