@@ -11,7 +11,7 @@ ROOT_DIR=$(pwd)
 timeout 150 bash "$(dirname "$0")/run-gpu-tests.sh" --include-classname '.*(CudaDraftTreeTest|CudaSpeculativeTest)'
 echo "draft-tree-gpu: tests exit status $?"
 timeout 150 "$JAVA" "${JAVA_FLAGS[@]}" -Dk2j.home="$ROOT_DIR" -cp "$CP" ai.k2j.cli.Main spec-bench --backend cuda \
-    --num-prompts 8 --max-tokens 64 --draft-tokens 2,4,6,8 --tree 2,4,6,8 --adaptive --json \
+    --num-prompts 8 --max-tokens 64 --draft-tokens 2,4,6,8 --tree 2,4,6,8 --adaptive --kv-cache f32 --json \
     > "$LOG_DIR/spec-demo-cuda.json" 2> "$LOG_DIR/spec-demo-cuda.log"
 echo "draft-tree-gpu: spec-bench exit status $?"
 tail -30 "$LOG_DIR/spec-demo-cuda.log"

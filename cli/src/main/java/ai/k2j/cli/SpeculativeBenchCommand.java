@@ -46,6 +46,7 @@ final class SpeculativeBenchCommand implements Command {
             Flag.option("seed", "S", "1", "sampling seed"),
             Flag.option("threads", "N", "all processors", "CPU threads"),
             Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
+            Flag.option("kv-cache", "bf16|fp8|f32", "bf16", "KV cache precision (CUDA draft trees need f32)"),
             Flag.toggle("json", "print the result as one JSON object")), null);
 
     @Override
@@ -131,7 +132,8 @@ final class SpeculativeBenchCommand implements Command {
             throw new UncheckedIOException("cannot read prompts from " + textFile + ": " + e.getMessage(), e);
         }
 
-        ModelOptions options = ModelOptions.defaults().withBackend(backend).withThreads(threads).withDraft(draftDir);
+        ModelOptions options = ModelOptions.defaults().withBackend(backend).withThreads(threads).withDraft(draftDir)
+                .withKvCache(Cli.kvPrecision(args));
         try (LanguageModel lm = LanguageModel.load(modelDir, options)) {
             List<int[]> prompts = SpeculativeBench.heldOutPrompts(text, lm::encode, numPrompts, promptTokens);
             if (prompts.isEmpty()) {

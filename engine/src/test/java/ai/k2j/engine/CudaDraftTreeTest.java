@@ -1,6 +1,8 @@
 package ai.k2j.engine;
 
+import ai.k2j.engine.model.Architectures;
 import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.KvPrecision;
 import ai.k2j.loaders.DType;
 import ai.k2j.loaders.ModelConfig;
 import ai.k2j.loaders.Tensor;
@@ -14,9 +16,11 @@ import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -85,7 +89,8 @@ class CudaDraftTreeTest {
         CudaEngineTest.cuda(ai.k2j.kernels.cuda.CudaBackend.PrefillGemm.AUTO).close();
         String root = System.getProperty("k2j.repoRoot");
         Path demo = (root != null ? Path.of(root) : Path.of("").toAbsolutePath().getParent()).resolve("models/demo");
-        ModelOptions options = ModelOptions.defaults().withBackend("cuda");
+        // CUDA's tree attention reads F32 caches only (the default is BF16)
+        ModelOptions options = ModelOptions.defaults().withBackend("cuda").withKvCache(ai.k2j.kernels.KvPrecision.F32);
         try (LanguageModel lm = LanguageModel.load(demo.resolve("target"), options.withDraft(demo.resolve("draft")))) {
             String text = Files.readString(demo.resolve("heldout_code.txt"), StandardCharsets.UTF_8);
             for (int start : new int[] {0, text.length() / 2}) {
@@ -99,6 +104,33 @@ class CudaDraftTreeTest {
                     assertArrayEquals(expected, r.ids(), "draft tree n=" + n + " on CUDA, prompt at " + start);
                     assertTrue(r.speculation().tokensPerTargetPass() > 1.5, "trees should accept: " + r.speculation());
                 }
+            }
+        }
+    }
+
+    /** attention_tree reads float caches: a tree step over a BF16 or FP8 device cache fails naming the precision. */
+    @Test
+    void treeStepsOverANarrowCacheFailClearlyOnCuda() {
+        CudaEngineTest.cuda(ai.k2j.kernels.cuda.CudaBackend.PrefillGemm.AUTO).close();
+        int vocab = 40;
+        ModelConfig c = SpecTestSupport.config(2, vocab);
+        for (KvPrecision precision : List.of(KvPrecision.BF16, KvPrecision.FP8_E4M3)) {
+            try (Arena arena = Arena.ofShared()) {
+                Map<String, Tensor> w = SpecTestSupport.weights(c, DType.F32, 21, arena);
+                ModelContext model = new ModelContext(Architectures.load(c, name -> Optional.ofNullable(w.get(name)),
+                        "test-model", LanguageModel.createBackend("cuda", 2), null),
+                        ModelContext.Limits.singleSequence(96), precision);
+                Batch batch = model.newBatch();
+                try (Sequence seq = model.newSequence()) {
+                    batch.clear();
+                    seq.addTo(batch, new int[] {1, 2, 3}, 0, 3, 0);
+                    model.forward(batch);
+                    batch.clear();
+                    seq.addTree(batch, new int[] {4, 5, 6}, 0, new int[] {-1, 0, 0}, 3);
+                    IllegalStateException e = assertThrows(IllegalStateException.class, () -> model.forward(batch));
+                    assertTrue(e.getMessage().contains(precision.toString()), e.getMessage());
+                }
+                model.backend().close();
             }
         }
     }
