@@ -582,3 +582,92 @@ DEC_KERNEL(1, 1) DEC_KERNEL(2, 1) DEC_KERNEL(4, 1) DEC_KERNEL(8, 1) DEC_KERNEL(1
 DEC_KERNEL(1, 2) DEC_KERNEL(2, 2) DEC_KERNEL(4, 2) DEC_KERNEL(8, 2) DEC_KERNEL(16, 2)
 DEC_KERNEL(1, 4) DEC_KERNEL(2, 4) DEC_KERNEL(4, 4) DEC_KERNEL(8, 4)
 DEC_KERNEL(1, 8) DEC_KERNEL(2, 8) DEC_KERNEL(4, 8)
+
+// Draft-tree verification (Batch.tree): token t attends to cache indices [0, prefix) of its sequence, prefix =
+// min(kvPositions[t] + 1, treeBase[seq]), then to treeBase[seq] + j for each set bit j of treeMask[t] (its tree
+// ancestors and itself), in that order. One block of TREE_THREADS per (token, query head); the keys go in chunks
+// of TREE_THREADS (a thread scores one key), with an online softmax across chunks; the output dims are split over
+// the threads. Simple rather than fast: a tree step is a few tokens once per speculative round.
+#define TREE_THREADS 128
+extern "C" __global__ void __launch_bounds__(TREE_THREADS) attention_tree(
+        const float* __restrict__ qkv, int rowStride, int heads, int kvHeads, int headDim, float scale,
+        const float* __restrict__ kCache, const float* __restrict__ vCache, int kvDim,
+        const int* __restrict__ kvPositions, const int* __restrict__ seqOfToken, const int* __restrict__ blockTables,
+        int maxBlocksPerSeq, int blockSize, const i64* __restrict__ treeMask, const int* __restrict__ treeBase,
+        float* __restrict__ out) {
+    __shared__ float sc[TREE_THREADS];
+    __shared__ i64 slots[TREE_THREADS];
+    __shared__ float red[TREE_THREADS];
+    __shared__ float mS, lS, alphaS;
+    const int t = blockIdx.x / heads, h = blockIdx.x % heads, tid = threadIdx.x;
+    const int D = headDim, G = heads / kvHeads;
+    const int seq = seqOfToken[t];
+    const int* __restrict__ table = blockTables + (i64) seq * maxBlocksPerSeq;
+    const int own = kvPositions[t];
+    const int base = treeBase[seq];
+    const int prefix = min(own + 1, base);
+    const u64 mask = (u64) treeMask[t];
+    const int count = prefix + __popcll(mask);
+    const float* __restrict__ q = qkv + (i64) t * rowStride + (i64) h * D;
+    const i64 headOff = (i64) (h / G) * D;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};  // dims tid, tid + 128, ... (headDim <= 512)
+    if (tid == 0) { mS = __int_as_float(0xff800000); lS = 0.f; }
+    __syncthreads();
+    for (int c0 = 0; c0 < count; c0 += TREE_THREADS) {
+        const int i = c0 + tid;
+        float s = __int_as_float(0xff800000);  // -inf
+        if (i < count) {
+            int pos;
+            if (i < prefix) {
+                pos = i;
+            } else {  // the (i - prefix)-th set bit of the mask
+                u64 m = mask;
+                for (int k = 0; k < i - prefix; k++) m &= m - 1;
+                pos = base + __ffsll((long long) m) - 1;
+            }
+            const i64 slot = (i64) table[pos / blockSize] * blockSize + pos % blockSize;
+            slots[tid] = slot;
+            const float* __restrict__ k = kCache + slot * kvDim + headOff;
+            float dot = 0.f;
+            for (int d = 0; d < D; d++) dot = fmaf(q[d], k[d], dot);
+            s = dot * scale;
+        }
+        sc[tid] = s;
+        red[tid] = s;
+        __syncthreads();
+        for (int w = TREE_THREADS / 2; w > 0; w >>= 1) {
+            if (tid < w) red[tid] = fmaxf(red[tid], red[tid + w]);
+            __syncthreads();
+        }
+        if (tid == 0) {
+            const float mNew = fmaxf(mS, red[0]);
+            alphaS = expf(mS - mNew);  // exp(-inf) = 0 on the first chunk
+            mS = mNew;
+        }
+        __syncthreads();
+        const float e = i < count ? expf(sc[tid] - mS) : 0.f;
+        sc[tid] = e;
+        red[tid] = e;
+        __syncthreads();
+        for (int w = TREE_THREADS / 2; w > 0; w >>= 1) {
+            if (tid < w) red[tid] += red[tid + w];
+            __syncthreads();
+        }
+        if (tid == 0) lS = lS * alphaS + red[0];
+        const int live = min(TREE_THREADS, count - c0);
+        for (int r = 0; r < 4; r++) {
+            const int d = tid + r * TREE_THREADS;
+            if (d < D) {
+                float a = acc[r] * alphaS;
+                for (int j = 0; j < live; j++) a = fmaf(sc[j], vCache[slots[j] * kvDim + headOff + d], a);
+                acc[r] = a;
+            }
+        }
+        __syncthreads();
+    }
+    const float inv = 1.f / lS;
+    for (int r = 0; r < 4; r++) {
+        const int d = tid + r * TREE_THREADS;
+        if (d < D) out[(i64) t * heads * D + (i64) h * D + d] = acc[r] * inv;
+    }
+}

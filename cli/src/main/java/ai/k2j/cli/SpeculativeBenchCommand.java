@@ -32,6 +32,8 @@ final class SpeculativeBenchCommand implements Command {
             Flag.toggle("adaptive", "also measure the cost-aware draft length (starting at the first of the list), and"
                     + " with --lookup the cost-aware lookup length"),
             Flag.toggle("lookup", "also measure prompt lookup (n-gram 3, 6 tokens)"),
+            Flag.option("tree", "4,6", "none", "also measure draft trees of these sizes (drafted tokens per target"
+                    + " pass), comma-separated, 1 to 15"),
             Flag.option("prompts", "FILE", "models/demo/heldout_code.txt", "text to take prompts from"),
             Flag.option("num-prompts", "N", "8", "prompts, at evenly spaced line starts"),
             Flag.option("prompt-tokens", "N", "96", "tokens per prompt"),
@@ -44,6 +46,7 @@ final class SpeculativeBenchCommand implements Command {
             Flag.option("seed", "S", "1", "sampling seed"),
             Flag.option("threads", "N", "all processors", "CPU threads"),
             Flag.option("backend", "cpu|cuda|reference", "cpu", "compute backend"),
+            Flag.option("kv-cache", "bf16|fp8|f32", "bf16", "KV cache precision (CUDA draft trees need f32)"),
             Flag.toggle("json", "print the result as one JSON object")), null);
 
     @Override
@@ -57,19 +60,8 @@ final class SpeculativeBenchCommand implements Command {
         String draftFlag = args.string("draft", null);
         boolean noDraft = args.flag("no-draft") || "none".equals(draftFlag);
         List<Integer> ks = new ArrayList<>();
-        for (String part : args.string("draft-tokens", "4").split(",")) {
-            int k;
-            try {
-                k = Integer.parseInt(part.trim());
-            } catch (NumberFormatException e) {
-                throw new UsageException("--draft-tokens must be comma-separated integers, got '" + part + "'");
-            }
-            if (k < 1 || k > Speculation.MAX_DRAFT_TOKENS) {
-                throw new UsageException("--draft-tokens values must be in [1, " + Speculation.MAX_DRAFT_TOKENS
-                        + "], got " + k);
-            }
-            ks.add(k);
-        }
+        ks.addAll(draftSizes(args.string("draft-tokens", "4"), "--draft-tokens"));
+        List<Integer> trees = args.has("tree") ? draftSizes(args.string("tree", null), "--tree") : List.of();
         boolean adaptive = args.flag("adaptive");
         boolean lookup = args.flag("lookup");
         Path promptsFile = args.has("prompts") ? args.path("prompts") : null;
@@ -114,8 +106,11 @@ final class SpeculativeBenchCommand implements Command {
             if (adaptive) {
                 settings.add(Speculation.adaptiveDraftModel(ks.getFirst()));
             }
-        } else if ((adaptive && !lookup) || args.has("draft-tokens")) {
-            throw new UsageException("--draft-tokens and --adaptive need a draft model (--draft DIR)");
+            for (int n : trees) {
+                settings.add(Speculation.draftTree(n));
+            }
+        } else if ((adaptive && !lookup) || args.has("draft-tokens") || !trees.isEmpty()) {
+            throw new UsageException("--draft-tokens, --tree and --adaptive need a draft model (--draft DIR)");
         }
         if (lookup) {
             settings.add(new Speculation(Speculation.Mode.PROMPT_LOOKUP, SpeculationFlags.DEFAULT_LOOKUP_TOKENS, false,
@@ -137,7 +132,8 @@ final class SpeculativeBenchCommand implements Command {
             throw new UncheckedIOException("cannot read prompts from " + textFile + ": " + e.getMessage(), e);
         }
 
-        ModelOptions options = ModelOptions.defaults().withBackend(backend).withThreads(threads).withDraft(draftDir);
+        ModelOptions options = ModelOptions.defaults().withBackend(backend).withThreads(threads).withDraft(draftDir)
+                .withKvCache(Cli.kvPrecision(args));
         try (LanguageModel lm = LanguageModel.load(modelDir, options)) {
             List<int[]> prompts = SpeculativeBench.heldOutPrompts(text, lm::encode, numPrompts, promptTokens);
             if (prompts.isEmpty()) {
@@ -165,5 +161,24 @@ final class SpeculativeBenchCommand implements Command {
             out.flush();
             return 0;
         }
+    }
+
+    /** A comma-separated list of draft sizes, each 1 to {@link Speculation#MAX_DRAFT_TOKENS}. */
+    private static List<Integer> draftSizes(String list, String flag) {
+        List<Integer> sizes = new ArrayList<>();
+        for (String part : list.split(",")) {
+            int k;
+            try {
+                k = Integer.parseInt(part.trim());
+            } catch (NumberFormatException e) {
+                throw new UsageException(flag + " must be comma-separated integers, got '" + part + "'");
+            }
+            if (k < 1 || k > Speculation.MAX_DRAFT_TOKENS) {
+                throw new UsageException(flag + " values must be in [1, " + Speculation.MAX_DRAFT_TOKENS + "], got "
+                        + k);
+            }
+            sizes.add(k);
+        }
+        return sizes;
     }
 }

@@ -101,6 +101,76 @@ public final class Sequence implements AutoCloseable {
     }
 
     /**
+     * Adds a draft tree of {@code count} tokens as one more sequence of the batch, every token with logits: token i
+     * ({@code tokens[offset + i]}) is the child of token {@code parents[i]} ({@code parents[0] = -1}: the root,
+     * which follows the sequence's last token; else {@code 0 ≤ parents[i] < i}). Token i's key/value go to cache
+     * position {@code length() + i}, its RoPE position is {@code length()} + its depth, and it attends to the
+     * sequence's cache before the tree plus its ancestors and itself ({@link Batch#tree}). Advances
+     * {@link #length()} by count; after the step, {@link #keepTreePath} keeps one root-to-node path.
+     *
+     * @throws IllegalArgumentException on a malformed tree (count outside [1, {@link Batch#MAX_TREE_TOKENS}], a
+     *                                  parent not before its child)
+     */
+    public void addTree(Batch batch, int[] tokens, int offset, int[] parents, int count) {
+        checkOpen();
+        if (count <= 0 || count > Batch.MAX_TREE_TOKENS || offset < 0 || offset + count > tokens.length
+                || count > parents.length) {
+            throw new IllegalArgumentException("a draft tree holds 1 to " + Batch.MAX_TREE_TOKENS + " tokens; got "
+                    + count + " (tokens [" + offset + ", " + (offset + count) + ") of " + tokens.length + ", "
+                    + parents.length + " parents)");
+        }
+        for (int i = 0; i < count; i++) {
+            if (i == 0 ? parents[0] != -1 : parents[i] < 0 || parents[i] >= i) {
+                throw new IllegalArgumentException("draft tree token " + i + " has parent " + parents[i]
+                        + "; the root's must be -1 and every other token's an earlier token");
+            }
+        }
+        checkRoom(batch, count, count);
+        reserve(length + count);
+        int seqIndex = appendSequence(batch, count);
+        batch.tree = true;
+        batch.seqTreeBase[seqIndex] = length;
+        int first = batch.nTokens;
+        for (int i = 0; i < count; i++) {
+            int parentRow = i == 0 ? -1 : first + parents[i];
+            int depth = i == 0 ? 0 : batch.positions[parentRow] - length + 1;
+            appendToken(batch, seqIndex, tokens[offset + i], length + depth, true);
+            int t = first + i;
+            batch.kvPositions[t] = length + i;
+            batch.treeMask[t] = (i == 0 ? 0 : batch.treeMask[parentRow]) | 1L << i;
+        }
+        length += count;
+    }
+
+    /**
+     * Keeps one path of the draft tree added last (at cache positions {@code treeStart ..}): moves the keys and
+     * values of tree tokens {@code path[0, n)} (root first, each the parent of the next, so strictly increasing)
+     * to positions {@code treeStart, treeStart + 1, ..} and forgets every position from {@code treeStart + n} on.
+     */
+    public void keepTreePath(int treeStart, int[] path, int n) {
+        checkOpen();
+        if (treeStart < 0 || n < 0 || treeStart + n > length) {
+            throw new IllegalArgumentException("tree path of " + n + " tokens from position " + treeStart
+                    + " does not fit the sequence's " + length);
+        }
+        for (int d = 0; d < n; d++) {
+            int from = treeStart + path[d];
+            if (path[d] < d || from >= length || (d > 0 && path[d] <= path[d - 1])) {
+                throw new IllegalArgumentException("tree path entry " + d + " is token " + path[d]
+                        + "; a path's tokens increase from the root and stay within the tree");
+            }
+            if (path[d] != d) { // the target index d ≤ path[d], and path[d'] > path[d] for d' > d: no source is overwritten
+                cache.copySlot(slotOf(from), slotOf(treeStart + d));
+            }
+        }
+        rollback(treeStart + n);
+    }
+
+    private int slotOf(int position) {
+        return blockTable[position / blockSize] * blockSize + position % blockSize;
+    }
+
+    /**
      * Forgets every position from {@code newLength} on (their KV stays in place and is overwritten by the
      * next tokens added) and returns the blocks no longer needed.
      */
@@ -202,6 +272,7 @@ public final class Sequence implements AutoCloseable {
         int seqIndex = batch.nSeqs++;
         System.arraycopy(blockTable, 0, batch.blockTables, seqIndex * batch.maxBlocksPerSeq, blocks);
         batch.seqKvLength[seqIndex] = length + count;
+        batch.seqTreeBase[seqIndex] = Integer.MAX_VALUE; // a plain sequence; addTree sets its tree's base
         return seqIndex;
     }
 
@@ -210,6 +281,8 @@ public final class Sequence implements AutoCloseable {
         batch.tokens[t] = token;
         batch.positions[t] = position;
         batch.seqOfToken[t] = seqIndex;
+        batch.kvPositions[t] = position;
+        batch.treeMask[t] = 0;
         if (wantLogits) {
             batch.logitRows[batch.nLogits++] = t;
         }

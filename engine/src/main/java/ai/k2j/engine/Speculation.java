@@ -21,8 +21,11 @@ package ai.k2j.engine;
  * @param draftTokens tokens proposed per target pass (the start length when adaptive), 1 to
  *                    {@link #MAX_DRAFT_TOKENS}
  * @param ngram       prompt lookup: the longest n-gram matched (1 to 8); ignored otherwise
+ * @param tree        draft model only: the draft proposes a tree of {@code draftTokens} tokens (its most likely
+ *                    continuation plus its next most likely tokens where it is unsure), verified in one target pass
+ *                    under a tree attention mask (see docs/speculative.md, "Draft trees"); not adaptive
  */
-public record Speculation(Mode mode, int draftTokens, boolean adaptive, int ngram) {
+public record Speculation(Mode mode, int draftTokens, boolean adaptive, int ngram, boolean tree) {
 
     /** The longest draft a target pass verifies (k + 1 = 16 logit rows, the engine's per-step maximum). */
     public static final int MAX_DRAFT_TOKENS = 15;
@@ -44,6 +47,23 @@ public record Speculation(Mode mode, int draftTokens, boolean adaptive, int ngra
         if (mode == Mode.PROMPT_LOOKUP && (ngram < 1 || ngram > 8)) {
             throw new IllegalArgumentException("prompt lookup n-gram must be in [1, 8], got " + ngram);
         }
+        if (tree && (mode != Mode.DRAFT_MODEL || adaptive)) {
+            throw new IllegalArgumentException("a draft tree needs a draft model and a fixed size, not " + mode
+                    + (adaptive ? " adaptive" : ""));
+        }
+    }
+
+    /** A linear setting (no draft tree). */
+    public Speculation(Mode mode, int draftTokens, boolean adaptive, int ngram) {
+        this(mode, draftTokens, adaptive, ngram, false);
+    }
+
+    /**
+     * The draft model proposes a tree of {@code nodes} tokens per target pass: its greedy (or sampled) continuation,
+     * and its runner-up tokens where it is unsure, chosen by the draft's path probability (EAGLE-2's rule).
+     */
+    public static Speculation draftTree(int nodes) {
+        return new Speculation(Mode.DRAFT_MODEL, nodes, false, 0, true);
     }
 
     /** Plain decoding. */
@@ -82,7 +102,8 @@ public record Speculation(Mode mode, int draftTokens, boolean adaptive, int ngra
     public String describe() {
         return switch (mode) {
             case NONE -> "none";
-            case DRAFT_MODEL -> adaptive ? "draft adaptive k0=" + draftTokens : "draft k=" + draftTokens;
+            case DRAFT_MODEL -> tree ? "draft tree n=" + draftTokens
+                    : adaptive ? "draft adaptive k0=" + draftTokens : "draft k=" + draftTokens;
             case PROMPT_LOOKUP -> (adaptive ? "lookup adaptive k0=" : "lookup k=") + draftTokens + " n=" + ngram;
         };
     }

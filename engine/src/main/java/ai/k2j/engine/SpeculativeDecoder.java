@@ -72,6 +72,8 @@ final class SpeculativeDecoder {
     /** the draft's warped distribution at each proposal (sampled mode) [maxDraft · vocab] */
     private final float[] draftProbs;
     private final SpeculativeVerifier verifier;
+    /** draft-tree rounds ({@link Speculation#tree()}); null without a draft model */
+    private final DraftTree tree;
 
     private Speculation speculation = Speculation.none();
     private boolean greedy = true;
@@ -93,6 +95,8 @@ final class SpeculativeDecoder {
     private long emitted;
     private long draftNanos;
     private long targetNanos;
+    /** draft-tree rounds whose accepted path took a sibling (a branch off the draft's own continuation) */
+    private long branchAccepts;
     private long totalNanos;
     /** rounds per draft length [maxDraft + 1] */
     private final long[] roundsByLength;
@@ -137,6 +141,7 @@ final class SpeculativeDecoder {
         this.targetArgmax = new int[maxDraft + 1];
         this.draftProbs = draft == null ? null : new float[Math.max(1, maxDraft) * vocab];
         this.verifier = new SpeculativeVerifier(vocab);
+        this.tree = draft == null ? null : new DraftTree(vocab, maxDraft);
         this.adaptiveLength = draft == null ? null
                 : new AdaptiveDraftLength(maxDraft, (double) draft.weightBytesPerToken() / target.weightBytesPerToken());
         this.lookupLength = new AdaptiveDraftLength(maxDraft, AdaptiveDraftLength.MIN_COST_RATIO);
@@ -174,7 +179,7 @@ final class SpeculativeDecoder {
         java.util.Arrays.fill(roundsByLength, 0);
         java.util.Arrays.fill(timelineRounds, 0);
         java.util.Arrays.fill(timelineDrafts, 0);
-        targetPasses = draftPasses = proposed = verified = accepted = emitted = 0;
+        targetPasses = draftPasses = proposed = verified = accepted = emitted = branchAccepts = 0;
         draftNanos = targetNanos = totalNanos = 0;
     }
 
@@ -255,6 +260,10 @@ final class SpeculativeDecoder {
 
     /** Drafts, verifies, and appends the accepted tokens plus the target's own one to the history. */
     private void round() {
+        if (speculation.tree()) {
+            treeRound();
+            return;
+        }
         long start = System.nanoTime();
         caughtUp = false;
         int limit = Math.min(maxDraft, end - length - 1); // a round yields up to k + 1 tokens
@@ -286,15 +295,7 @@ final class SpeculativeDecoder {
         while (k < max) {
             draftBatch.clear();
             if (k == 0) {
-                int missing = length - draftBase - draftSeq.length();
-                if (missing > CATCH_UP_WINDOW) {
-                    // after plain steps: restart the draft on the recent context rather than feed it everything
-                    draftSeq.rollback(0);
-                    draftBase = length - CATCH_UP_WINDOW;
-                    missing = CATCH_UP_WINDOW;
-                }
-                caughtUp = missing > 2;
-                draft.prefill(draftSeq, draftBatch, history, length - missing, missing, true);
+                feedDraftMissing();
             } else {
                 draftSeq.addTo(draftBatch, proposals[k - 1], true);
             }
@@ -322,6 +323,19 @@ final class SpeculativeDecoder {
             }
         }
         return k;
+    }
+
+    /** Puts the tokens the draft's cache lacks into the draft batch (the first pass of a round). */
+    private void feedDraftMissing() {
+        int missing = length - draftBase - draftSeq.length();
+        if (missing > CATCH_UP_WINDOW) {
+            // after plain steps: restart the draft on the recent context rather than feed it everything
+            draftSeq.rollback(0);
+            draftBase = length - CATCH_UP_WINDOW;
+            missing = CATCH_UP_WINDOW;
+        }
+        caughtUp = missing > 2;
+        draft.prefill(draftSeq, draftBatch, history, length - missing, missing, true);
     }
 
     /** One target pass over the newest token and k proposals; keeps the accepted prefix plus one target token. */
@@ -371,6 +385,85 @@ final class SpeculativeDecoder {
         }
     }
 
+    // ------------------------------------------------------------------------------------------------ draft trees
+
+    /**
+     * A draft-tree round: the draft extends its chain one pass per depth while the chain's next node could still
+     * make the tree ({@link DraftTree#select}), then the target verifies the whole tree in one pass under a tree
+     * attention mask and keeps the accepted path's cache entries ({@link Sequence#keepTreePath}).
+     */
+    private void treeRound() {
+        long start = System.nanoTime();
+        int limit = Math.min(maxDraft, end - length - 1); // the chain's depth: a round yields up to depth + 1 tokens
+        // every node takes a cache slot for the pass, siblings too: the tree must fit the context's room
+        int nodes = Math.min(Math.min(speculation.draftTokens(), maxDraft), history.length - length);
+        if (limit <= 0 || nodes <= 0) {
+            verify(0);
+            return;
+        }
+        tree.clear();
+        while (true) {
+            int d = tree.depths();
+            draftBatch.clear();
+            if (d == 0) {
+                feedDraftMissing();
+            } else {
+                draftSeq.addTo(draftBatch, tree.chainToken(d - 1), true);
+            }
+            if (greedy) {
+                float[] logits = draft.forward(draftBatch);
+                tree.addDepth(logits, 0, draftVocab, true, Sampler.argmax(logits, 0, draftVocab));
+            } else {
+                tree.addDepth(draftProbs, d * vocab, false, draftSampleInto(d));
+            }
+            draftPasses++;
+            if (tree.select(nodes) < tree.depths() || tree.depths() >= Math.min(limit, nodes)) {
+                break;
+            }
+        }
+        tree.build(history[length - 1]);
+        draftNanos += System.nanoTime() - start;
+
+        int size = tree.size();
+        int treeStart = targetSeq.length();
+        targetBatch.clear();
+        targetSeq.addTree(targetBatch, tree.tokens(), 0, tree.parents(), size);
+        long passStart = System.nanoTime();
+        int ok;
+        if (greedy) {
+            target.forwardArgmax(targetBatch, targetArgmax);
+            ok = tree.verifyGreedy(targetArgmax);
+        } else {
+            ok = tree.verifySampled(target.forward(targetBatch), draftProbs, targetSampler);
+        }
+        targetNanos += System.nanoTime() - passStart;
+        int[] path = tree.path();
+        for (int i = 0; i < ok; i++) {
+            history[length + i] = tree.tokens()[path[i + 1]];
+        }
+        history[length + ok] = tree.next();
+        targetSeq.keepTreePath(treeStart, path, ok + 1);
+        int chainOk = tree.chainAccepted(); // the draft has seen the chain, not the siblings
+        if (ok > chainOk) {
+            branchAccepts++;
+        }
+        if (draftBase + draftSeq.length() > length + chainOk) {
+            draftSeq.rollback(length + chainOk - draftBase);
+        }
+        targetPasses++;
+        proposed += size - 1;
+        verified += ok + (tree.rejected() ? 1 : 0);
+        accepted += ok;
+        emitted += ok + 1;
+        roundsByLength[size - 1]++;
+        int segment = (int) ((emitted - ok - 1) / SpeculativeStats.TIMELINE_TOKENS);
+        if (segment < timelineRounds.length) {
+            timelineRounds[segment]++;
+            timelineDrafts[segment] += size - 1;
+        }
+        length += ok + 1;
+    }
+
     /** softmax(logits)[token] over the draft's vocabulary. */
     private double softmaxAt(float[] logits, int token) {
         double max = logits[token]; // the argmax
@@ -416,6 +509,11 @@ final class SpeculativeDecoder {
 
     int[] history() {
         return history;
+    }
+
+    /** Draft-tree rounds since {@link #reset} whose accepted path left the draft's own continuation. */
+    long branchAccepts() {
+        return branchAccepts;
     }
 
     AdaptiveDraftLength adaptiveLength() {

@@ -37,7 +37,7 @@ final class StepGraphs implements AutoCloseable {
     }
 
     static boolean eligible(Batch batch) {
-        return batch.nTokens <= MAX_TOKENS;
+        return batch.nTokens <= MAX_TOKENS && !batch.tree; // a tree step's kernels differ (not recorded)
     }
 
     /** Runs {@code step} on {@code batch}: replays its recorded graph, recording it first when it recurs. */

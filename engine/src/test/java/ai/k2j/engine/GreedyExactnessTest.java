@@ -21,7 +21,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Greedy speculative decoding gives exactly the tokens of plain greedy decoding, whatever the draft: a random
  * draft (almost every proposal rejected), a noisy copy of the target (most accepted), the target itself (all
  * accepted: the bonus path), a layer-skip draft made of the target's first layer, and prompt lookup; for draft
- * lengths 1 to 15, adaptive, many prompts and several target seeds, on every backend in the build.
+ * lengths 1 to 15, adaptive, draft trees of 4 and 15 tokens, many prompts and several target seeds, on every
+ * backend in the build.
  */
 class GreedyExactnessTest {
 
@@ -52,7 +53,8 @@ class GreedyExactnessTest {
                 drafts.add(new Draft("layer-skip", SpecTestSupport.model(SpecTestSupport.withLayers(tc, 1), tw, limits,
                         backend)));
                 List<Speculation> settings = List.of(Speculation.draftModel(1), Speculation.draftModel(3),
-                        Speculation.draftModel(6), Speculation.draftModel(15), Speculation.adaptiveDraftModel(4));
+                        Speculation.draftModel(6), Speculation.draftModel(15), Speculation.adaptiveDraftModel(4),
+                        Speculation.draftTree(4), Speculation.draftTree(15));
                 for (int p = 0; p < 4; p++) {
                     int[] prompt = prompt(p, vocab, targetSeed);
                     int n = 48;
@@ -91,7 +93,7 @@ class GreedyExactnessTest {
                 }
             }
         }
-        assertEquals(3 * 4 * (4 * 5 + 2), cases);
+        assertEquals(3 * 4 * (4 * 7 + 2), cases);
         assertTrue(lowestAlpha < 0.3 && highestAlpha == 1.0,
                 "the drafts should span rejection-heavy to all-accepted: alpha in [" + lowestAlpha + ", "
                         + highestAlpha + "]");
@@ -113,9 +115,11 @@ class GreedyExactnessTest {
                 int[] prompt = SpecTestSupport.randomTokens(promptLength, vocab, promptLength);
                 int n = 40 - promptLength; // fills the context exactly
                 int[] expected = SpecTestSupport.plainGreedy(target, prompt, n);
-                SpeculativeStats stats = run(decoder, target, prompt, n, SamplingParams.greedy(),
-                        Speculation.draftModel(7), expected, "prompt " + promptLength);
-                assertEquals(n - 1, stats.emitted(), "no token is produced past the budget");
+                for (Speculation s : List.of(Speculation.draftModel(7), Speculation.draftTree(9))) {
+                    SpeculativeStats stats = run(decoder, target, prompt, n, SamplingParams.greedy(), s, expected,
+                            s.describe() + " prompt " + promptLength);
+                    assertEquals(n - 1, stats.emitted(), "no token is produced past the budget");
+                }
             }
             target.backend().close();
             self.backend().close();

@@ -48,12 +48,13 @@ class RollbackTest {
             int rounds = 0;
             for (ModelContext draft : drafts) {
                 SpeculativeDecoder decoder = new SpeculativeDecoder(target, draft);
-                for (SamplingParams sampling : List.of(SamplingParams.greedy(), SamplingParams.of(1.0, 1.0, 0, 5))) {
+                for (SamplingParams sampling : List.of(SamplingParams.greedy(), SamplingParams.of(1.0, 1.0, 0, 5)))
+                for (Speculation speculation : List.of(Speculation.draftModel(5), Speculation.draftTree(6))) {
                     int[] prompt = SpecTestSupport.randomTokens(21, vocab, 64);
                     int n = 90;
                     int[] expected = sampling.isGreedy() ? SpecTestSupport.plainGreedy(target, prompt, n) : null;
                     int[] got = new int[n];
-                    decoder.reset(sampling, Speculation.draftModel(5));
+                    decoder.reset(sampling, speculation);
                     try (Sequence seq = target.newSequence()) {
                         got[0] = decoder.prefill(seq, prompt, n);
                         int lastLength = -1;
@@ -67,7 +68,8 @@ class RollbackTest {
                             rounds++;
                             int[] accepted = Arrays.copyOf(decoder.history(), length);
                             assertEquals(length - 1, seq.length(), "the target caches all but the newest token");
-                            assertCacheIsFreshPrefill(target, seq, accepted, "target after round " + rounds);
+                            assertCacheIsFreshPrefill(target, seq, accepted, speculation.describe()
+                                    + " target after round " + rounds);
                             Sequence draftSeq = decoder.draftSequence();
                             assertTrue(draftSeq.length() <= length, "the draft caches only accepted tokens");
                             assertTrue(draftSeq.length() >= length - 2, "the draft lags by at most two tokens");

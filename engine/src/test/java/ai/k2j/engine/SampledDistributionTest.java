@@ -70,7 +70,25 @@ class SampledDistributionTest {
                 new int[] {1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3}, false);
     }
 
-    private static void check(SamplingParams params, Speculation spec, int[] prompt, boolean useDraft) {
+    @Test
+    void draftTreeMatchesTheTarget() {
+        // trees of 4 tokens: with 3 tokens generated the chain is 1 deep, so the root's chain child and up to three
+        // runner-up siblings, and siblings under the chain child, all run the multi-candidate rule
+        long branches = check(new SamplingParams(3.0, 1.0, 0, 0, 0), Speculation.draftTree(4),
+                new int[] {3, 7, 1, 0, 9, 4}, true);
+        assertTrue(branches > 1000, "the accepted path must leave the draft's own continuation often: " + branches
+                + " of " + SAMPLES + " generations");
+    }
+
+    @Test
+    void draftTreeWithFiltersMatchesTheTarget() {
+        long branches = check(new SamplingParams(4.0, 0.9, 7, 0.02, 0), Speculation.draftTree(6),
+                new int[] {5, 5, 2, 11, 8}, true);
+        assertTrue(branches > 1000, "branch acceptances: " + branches);
+    }
+
+    /** Returns the draft-tree rounds whose accepted path took a sibling, over all samples. */
+    private static long check(SamplingParams params, Speculation spec, int[] prompt, boolean useDraft) {
         Exact exact = exact(target, prompt, params);
         assertTrue(exact.spread() >= 4, "the test needs spread-out distributions: only " + exact.spread()
                 + " tokens carry 2% at position 1");
@@ -88,6 +106,7 @@ class SampledDistributionTest {
         long[] at2 = new long[VOCAB];
         long[] joint = new long[VOCAB * VOCAB];
         SpeculativeStats total = null;
+        long branches = 0;
         for (int s = 0; s < SAMPLES; s++) {
             decoder.reset(new SamplingParams(params.temperature(), params.topP(), params.topK(), params.minP(), s),
                     spec);
@@ -101,10 +120,12 @@ class SampledDistributionTest {
             } finally {
                 decoder.finish();
             }
+            branches += decoder.branchAccepts();
             SpeculativeStats st = decoder.stats();
             total = total == null ? st : total.plus(st);
         }
-        long rejected = total.verified() - total.accepted();
+        // a draft tree's rejected chain token followed by an accepted sibling is a rejection too
+        long rejected = total.verified() - total.accepted() + branches;
         assertTrue(total.accepted() > 1000 && rejected > 1000, "both verification outcomes must be exercised: "
                 + total.accepted() + " accepted, " + rejected + " rejected");
 
@@ -120,6 +141,7 @@ class SampledDistributionTest {
             assertTrue(p < SIGNIFICANCE, "the test cannot tell the draft's distribution from the target's (p = " + p
                     + "); it has no power");
         }
+        return branches;
     }
 
     // ---------------------------------------------------------------- exact distributions by enumeration

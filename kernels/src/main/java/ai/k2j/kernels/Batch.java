@@ -31,6 +31,25 @@ public final class Batch {
     /** which token rows need logits [maxTokens] */
     public final int[] logitRows;
 
+    /**
+     * Whether this step verifies a draft tree (tokens whose cache index differs from their position). Then, and
+     * only then, {@link #kvPositions}, {@link #treeMask} and {@link #seqTreeBase} are read: token t's key/value go
+     * to cache index kvPositions[t] (RoPE still uses positions[t], the token's depth in the text), and t attends to
+     * every cache index below seqTreeBase[s] (capped at its own index) plus index seqTreeBase[s] + j for each set
+     * bit j of treeMask[t] (its ancestors in the tree and itself). A plain sequence in a tree step has
+     * kvPositions = positions, seqTreeBase = {@link Integer#MAX_VALUE} and mask 0: causal as usual.
+     */
+    public boolean tree;
+    /** cache index of each token's key/value in a tree step [maxTokens] */
+    public final int[] kvPositions;
+    /** tree tokens each token attends to, bit j = cache index seqTreeBase[seq] + j [maxTokens] */
+    public final long[] treeMask;
+    /** cache index of each sequence's first tree token (its tree's root) [maxSeqs] */
+    public final int[] seqTreeBase;
+
+    /** The most tokens one draft tree may hold (a tree token's ancestors are bits of one long). */
+    public static final int MAX_TREE_TOKENS = 64;
+
     public Batch(int maxTokens, int maxSeqs, int maxBlocksPerSeq) {
         this.maxTokens = maxTokens;
         this.maxSeqs = maxSeqs;
@@ -41,6 +60,9 @@ public final class Batch {
         this.seqKvLength = new int[maxSeqs];
         this.blockTables = new int[maxSeqs * maxBlocksPerSeq];
         this.logitRows = new int[maxTokens];
+        this.kvPositions = new int[maxTokens];
+        this.treeMask = new long[maxTokens];
+        this.seqTreeBase = new int[maxSeqs];
     }
 
     /** Empties the batch for the next step (the arrays keep their contents; the counts say what is valid). */
@@ -48,6 +70,42 @@ public final class Batch {
         nTokens = 0;
         nSeqs = 0;
         nLogits = 0;
+        tree = false;
+    }
+
+    /** The cache index of token t's key/value: its position, except in a tree step. */
+    public int kvPositionOf(int t) {
+        return tree ? kvPositions[t] : positions[t];
+    }
+
+    /**
+     * How many leading cache indices of its sequence token t attends to in full: kvPositionOf(t) + 1 (causal),
+     * or in a tree step for a tree token the tree's base (its ancestors follow, {@link #treeMask}).
+     */
+    public int attendedPrefix(int t) {
+        int own = kvPositionOf(t) + 1;
+        return tree ? Math.min(own, seqTreeBase[seqOfToken[t]]) : own;
+    }
+
+    /**
+     * The tree tokens t attends to beyond {@link #attendedPrefix}: bit j = cache index seqTreeBase + j; 0 outside
+     * tree steps and for plain tokens. Checked: every bit names an index at or below t's own.
+     */
+    public long treeAncestors(int t) {
+        if (!tree) {
+            return 0;
+        }
+        long mask = treeMask[t];
+        if (mask != 0) {
+            int base = seqTreeBase[seqOfToken[t]];
+            int own = kvPositions[t];
+            int highest = 63 - Long.numberOfLeadingZeros(mask);
+            if (base < 0 || own < base || base + highest > own) {
+                throw new IllegalArgumentException("tree mask of batch row " + t + " names cache index " + (base + highest)
+                        + " past its own " + own + " (tree base " + base + ")");
+            }
+        }
+        return mask;
     }
 
     /**
@@ -81,6 +139,6 @@ public final class Batch {
 
     /** Cache slot of batch token {@code t} (its sequence's slot at its position), checked as {@link #blockOf}. */
     public int slotOf(int t, KvCache cache) {
-        return slotAt(seqOfToken[t], positions[t], cache.blockSize(), cache.numBlocks());
+        return slotAt(seqOfToken[t], kvPositionOf(t), cache.blockSize(), cache.numBlocks());
     }
 }

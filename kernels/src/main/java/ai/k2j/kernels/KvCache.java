@@ -22,4 +22,10 @@ public interface KvCache {
 
     /** Copies the slots of block {@code src} to block {@code dst} in every layer (for copy-on-write forks). */
     void copyBlock(int src, int dst);
+
+    /**
+     * Copies the key and value of slot {@code src} (block·blockSize + offset) to slot {@code dst} in every layer:
+     * after a draft tree is verified, the accepted path's entries move to consecutive positions.
+     */
+    void copySlot(int src, int dst);
 }

@@ -90,4 +90,18 @@ public abstract class PagedKvCache implements KvCache {
 
     /** Copies block {@code src}'s slots to block {@code dst} in every layer; both are valid and distinct. */
     protected abstract void copyBlockData(int src, int dst);
+
+    @Override
+    public final void copySlot(int src, int dst) {
+        if (src < 0 || src >= slots() || dst < 0 || dst >= slots()) {
+            throw new IndexOutOfBoundsException("copySlot(" + src + ", " + dst + ") outside the cache's slots [0, "
+                    + slots() + ")");
+        }
+        if (src != dst) {
+            copySlotData(src, dst);
+        }
+    }
+
+    /** Copies slot {@code src}'s key and value to slot {@code dst} in every layer; both are valid and distinct. */
+    protected abstract void copySlotData(int src, int dst);
 }

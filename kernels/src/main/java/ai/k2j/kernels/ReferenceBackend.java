@@ -294,20 +294,29 @@ public final class ReferenceBackend implements Backend {
         float[] keys = kv.keys[layer];
         float[] values = kv.values[layer];
         double[] scores = kv.scoreScratch;
+        int[] attended = kv.attendedScratch;
         int group = heads / kvHeads;
         for (int t = 0; t < batch.nTokens; t++) {
             int seq = batch.seqOfToken[t];
-            int last = batch.positions[t];
-            if (seq < 0 || seq >= batch.nSeqs || last >= batch.seqKvLength[seq]) {
-                throw new IllegalArgumentException("attention: position " + last + " of batch row " + t
+            int own = batch.kvPositionOf(t);
+            if (seq < 0 || seq >= batch.nSeqs || own >= batch.seqKvLength[seq]) {
+                throw new IllegalArgumentException("attention: position " + own + " of batch row " + t
                         + " is not below its sequence's KV length");
+            }
+            // the cache indices t attends to, in order: a causal prefix, then (draft trees) its ancestors
+            int last = batch.attendedPrefix(t) - 1;
+            for (int p = 0; p <= last; p++) {
+                attended[p] = p;
+            }
+            for (long m = batch.treeAncestors(t); m != 0; m &= m - 1) {
+                attended[++last] = batch.seqTreeBase[seq] + Long.numberOfTrailingZeros(m);
             }
             for (int h = 0; h < heads; h++) {
                 int qBase = t * rowStride + queries.offset() + h * headDim;
                 int kvCol = (h / group) * headDim;
                 double max = Double.NEGATIVE_INFINITY;
                 for (int p = 0; p <= last; p++) {
-                    int kBase = batch.slotAt(seq, p, kv.blockSize, kv.numBlocks) * kv.kvDim + kvCol;
+                    int kBase = batch.slotAt(seq, attended[p], kv.blockSize, kv.numBlocks) * kv.kvDim + kvCol;
                     double dot = 0;
                     for (int i = 0; i < headDim; i++) {
                         dot += (double) q[qBase + i] * keys[kBase + i];
@@ -324,7 +333,8 @@ public final class ReferenceBackend implements Backend {
                 for (int i = 0; i < headDim; i++) {
                     double acc = 0;
                     for (int p = 0; p <= last; p++) {
-                        acc += scores[p] * values[batch.slotAt(seq, p, kv.blockSize, kv.numBlocks) * kv.kvDim + kvCol + i];
+                        acc += scores[p] * values[batch.slotAt(seq, attended[p], kv.blockSize, kv.numBlocks) * kv.kvDim
+                                + kvCol + i];
                     }
                     o[oBase + i] = (float) (acc / sum);
                 }
@@ -447,6 +457,9 @@ public final class ReferenceBackend implements Backend {
     @Override
     public void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
                                 int latentDim, float scale, Buffer out) {
+        if (batch.tree) { // the latent kernels read a causal prefix; they have no tree mask
+            throw new UnsupportedOperationException("latentAttention (MLA) does not take draft-tree steps (Batch.tree)");
+        }
         RefKvCache kv = (RefKvCache) cache;
         int rowWidth = 2 * kv.kvDim;
         int ropeDim = rowWidth - latentDim;
@@ -662,6 +675,8 @@ public final class ReferenceBackend implements Backend {
         /** latentAttention's: one cached latent row, and the weighted sums of one head's output. */
         final float[] latentScratch;
         final double[] latentSums;
+        /** The cache indices one token attends to. */
+        final int[] attendedScratch;
 
         RefKvCache(int layers, int kvDim, int numBlocks, int blockSize, KvPrecision precision, int headDim) {
             super(layers, kvDim, numBlocks, blockSize, precision, headDim);
@@ -670,6 +685,7 @@ public final class ReferenceBackend implements Backend {
             this.keys = new float[layers][numBlocks * blockSize * kvDim];
             this.values = new float[layers][numBlocks * blockSize * kvDim];
             this.scoreScratch = new double[numBlocks * blockSize];
+            this.attendedScratch = new int[numBlocks * blockSize];
         }
 
         @Override
@@ -678,6 +694,14 @@ public final class ReferenceBackend implements Backend {
             for (int l = 0; l < layers; l++) {
                 System.arraycopy(keys[l], src * len, keys[l], dst * len, len);
                 System.arraycopy(values[l], src * len, values[l], dst * len, len);
+            }
+        }
+
+        @Override
+        protected void copySlotData(int src, int dst) {
+            for (int l = 0; l < layers; l++) {
+                System.arraycopy(keys[l], src * kvDim, keys[l], dst * kvDim, kvDim);
+                System.arraycopy(values[l], src * kvDim, values[l], dst * kvDim, kvDim);
             }
         }
     }

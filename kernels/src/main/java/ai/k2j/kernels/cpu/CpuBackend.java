@@ -590,7 +590,7 @@ public final class CpuBackend implements Backend {
         need(q, rowsNeed(n, rowStride, Math.max(keys.offset(), values.offset()) + kvDim), "storeKv keys/values");
         checkOpen();
         for (int t = 0; t < n; t++) {
-            int pos = batch.positions[t];
+            int pos = batch.kvPositionOf(t);
             int block = batch.blockOf(batch.seqOfToken[t], pos, c.blockSize(), c.numBlocks());
             c.put(layer, block, pos % c.blockSize(), q, t * rowStride + keys.offset(), t * rowStride + values.offset());
         }
@@ -772,6 +772,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
                                 int latentDim, float scale, Buffer out) {
+        if (batch.tree) { // the latent kernels read a causal prefix; they have no tree mask
+            throw new UnsupportedOperationException("latentAttention (MLA) does not take draft-tree steps (Batch.tree)");
+        }
         CpuKvCache c = kvCache(cache, layer);
         float[] ql = data(qLatent.buffer(), "latentAttention qLatent");
         float[] qr = data(qRope.buffer(), "latentAttention qRope");
@@ -1124,6 +1127,10 @@ public final class CpuBackend implements Backend {
                 int tableOff = batch.seqOfToken[t] * batch.maxBlocksPerSeq;
                 int len = batch.positions[t] + 1;
                 int o = (t * heads + h) * headDim;
+                if (batch.tree) {
+                    attendTree(c, q, qo, tableOff, t, h, o, scratch, lane);
+                    continue;
+                }
                 switch (c.precision()) {
                     case F32 -> Kernels.attendHead(q, qo, c.keys[layer], c.values[layer], kvDim, (h / group) * headDim,
                             headDim, batch.blockTables, tableOff, blockSize, len, scale, scratch, lane, out, o);
@@ -1134,6 +1141,27 @@ public final class CpuBackend implements Backend {
                             c.keyScales[layer], c.valueScales[layer], c.numBlocks() * blockSize, kvDim, h / group,
                             headDim, batch.blockTables, tableOff, blockSize, len, scale, scratch, lane, out, o);
                 }
+            }
+        }
+
+        /** A draft-tree token's head: the cache before the tree plus its ancestors and itself, in cache order. */
+        private void attendTree(CpuKvCache c, float[] q, int qo, int tableOff, int t, int h, int o, float[] scratch,
+                                float[] lane) {
+            int len = batch.kvPositions[t] + 1;
+            int prefix = batch.attendedPrefix(t);
+            int treeBase = batch.seqTreeBase[batch.seqOfToken[t]];
+            long mask = batch.treeMask[t];
+            switch (c.precision()) {
+                case F32 -> Kernels.attendTreeHead(q, qo, c.keys[layer], c.values[layer], kvDim, (h / group) * headDim,
+                        headDim, batch.blockTables, tableOff, blockSize, len, prefix, treeBase, mask, scale, scratch,
+                        lane, out, o);
+                case BF16 -> KvAttention.attendTreeHeadBf16(q, qo, c.keys16[layer], c.values16[layer], kvDim,
+                        (h / group) * headDim, headDim, batch.blockTables, tableOff, blockSize, len, prefix, treeBase,
+                        mask, scale, scratch, lane, out, o);
+                case FP8_E4M3 -> KvAttention.attendTreeHeadFp8(q, qo, c.keys8[layer], c.values8[layer],
+                        c.keyScales[layer], c.valueScales[layer], c.numBlocks() * blockSize, kvDim, h / group,
+                        headDim, batch.blockTables, tableOff, blockSize, len, prefix, treeBase, mask, scale, scratch,
+                        lane, out, o);
             }
         }
     }
@@ -1299,8 +1327,9 @@ public final class CpuBackend implements Backend {
         int runMax = -1;
         for (int t = 0; t < n; t++) {
             int seq = batch.seqOfToken[t];
-            int pos = batch.positions[t];
+            int pos = batch.kvPositionOf(t);
             batch.blockOf(seq, pos, c.blockSize(), c.numBlocks());
+            batch.treeAncestors(t); // checks the tree mask stays within the token's own index
             if (pos + 1 > scores[0].length) {
                 throw new IllegalArgumentException("position " + pos + " of batch row " + t + " exceeds the "
                         + scores[0].length + " slots of the largest KV cache");

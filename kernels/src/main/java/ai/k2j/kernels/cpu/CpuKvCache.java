@@ -156,4 +156,41 @@ final class CpuKvCache extends PagedKvCache {
             }
         }
     }
+
+    @Override
+    protected void copySlotData(int src, int dst) {
+        // keys are column-major within a block: column c of slot j of block b at (b·kvDim + c)·blockSize + j
+        int srcKey = (src / blockSize) * kvDim * blockSize + src % blockSize;
+        int dstKey = (dst / blockSize) * kvDim * blockSize + dst % blockSize;
+        int slots = numBlocks * blockSize;
+        for (int l = 0; l < layers; l++) {
+            switch (precision) {
+                case F32 -> {
+                    float[] k = keys[l];
+                    for (int c = 0; c < kvDim; c++) {
+                        k[dstKey + c * blockSize] = k[srcKey + c * blockSize];
+                    }
+                    System.arraycopy(values[l], src * kvDim, values[l], dst * kvDim, kvDim);
+                }
+                case BF16 -> {
+                    short[] k = keys16[l];
+                    for (int c = 0; c < kvDim; c++) {
+                        k[dstKey + c * blockSize] = k[srcKey + c * blockSize];
+                    }
+                    System.arraycopy(values16[l], src * kvDim, values16[l], dst * kvDim, kvDim);
+                }
+                case FP8_E4M3 -> {
+                    byte[] k = keys8[l];
+                    for (int c = 0; c < kvDim; c++) {
+                        k[dstKey + c * blockSize] = k[srcKey + c * blockSize];
+                    }
+                    System.arraycopy(values8[l], src * kvDim, values8[l], dst * kvDim, kvDim);
+                    for (int h = 0; h < kvDim / headDim; h++) { // the slot's per-head scales travel with it
+                        keyScales[l][h * slots + dst] = keyScales[l][h * slots + src];
+                        valueScales[l][h * slots + dst] = valueScales[l][h * slots + src];
+                    }
+                }
+            }
+        }
+    }
 }

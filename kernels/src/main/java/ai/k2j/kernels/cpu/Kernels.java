@@ -127,6 +127,62 @@ final class Kernels {
                            int[] table, int tableOff, int blockSize, int len, float scale, float[] scores,
                            float[] lanes, float[] out, int o) {
         int blocks = (len + blockSize - 1) / blockSize;
+        headScores(q, qo, keys, kvDim, headOff, headDim, table, tableOff, blockSize, len, scale, scores);
+        softmax(scores, len, lanes);
+        // Σ p·v: up to four vectors of output columns held in registers across all positions.
+        int upper = F.loopBound(headDim);
+        int i = 0;
+        for (; i + 4 * L <= upper; i += 4 * L) {
+            FloatVector a0 = FloatVector.zero(F);
+            FloatVector a1 = a0;
+            FloatVector a2 = a0;
+            FloatVector a3 = a0;
+            for (int b = 0; b < blocks; b++) {
+                int slot0 = table[tableOff + b] * blockSize;
+                int end = Math.min(blockSize, len - b * blockSize);
+                for (int j = 0; j < end; j++) {
+                    int v = (slot0 + j) * kvDim + headOff + i;
+                    FloatVector w = FloatVector.broadcast(F, scores[b * blockSize + j]);
+                    a0 = FloatVector.fromArray(F, values, v).fma(w, a0);
+                    a1 = FloatVector.fromArray(F, values, v + L).fma(w, a1);
+                    a2 = FloatVector.fromArray(F, values, v + 2 * L).fma(w, a2);
+                    a3 = FloatVector.fromArray(F, values, v + 3 * L).fma(w, a3);
+                }
+            }
+            a0.intoArray(out, o + i);
+            a1.intoArray(out, o + i + L);
+            a2.intoArray(out, o + i + 2 * L);
+            a3.intoArray(out, o + i + 3 * L);
+        }
+        for (; i < upper; i += L) {
+            FloatVector a0 = FloatVector.zero(F);
+            for (int b = 0; b < blocks; b++) {
+                int slot0 = table[tableOff + b] * blockSize;
+                int end = Math.min(blockSize, len - b * blockSize);
+                for (int j = 0; j < end; j++) {
+                    a0 = FloatVector.fromArray(F, values, (slot0 + j) * kvDim + headOff + i)
+                            .fma(FloatVector.broadcast(F, scores[b * blockSize + j]), a0);
+                }
+            }
+            a0.intoArray(out, o + i);
+        }
+        for (; i < headDim; i++) {
+            float a = 0f;
+            for (int p = 0; p < len; p++) {
+                int slot = table[tableOff + p / blockSize] * blockSize + p % blockSize;
+                a = Math.fma(values[slot * kvDim + headOff + i], scores[p], a);
+            }
+            out[o + i] = a;
+        }
+    }
+
+    /**
+     * scores[p] = q·k_p·scale for the cached positions p in [0, len) of one head (see {@link #attendHead}); slots of
+     * the last block past len are computed too (scores must hold len rounded up to whole blocks).
+     */
+    static void headScores(float[] q, int qo, float[] keys, int kvDim, int headOff, int headDim, int[] table,
+                           int tableOff, int blockSize, int len, float scale, float[] scores) {
+        int blocks = (len + blockSize - 1) / blockSize;
         if (blockSize % L == 0) {
             // Units of L slots; four units at a time share each broadcast of q[d] and keep four FMA chains going.
             int perBlock = blockSize / L;
@@ -170,48 +226,49 @@ final class Kernels {
                 scores[p] = s * scale;
             }
         }
-        softmax(scores, len, lanes);
-        // Σ p·v: up to four vectors of output columns held in registers across all positions.
+    }
+
+    /**
+     * {@link #attendHead} for a token of a draft tree: it attends to cached positions [0, prefix) and to
+     * {@code treeBase + j} for each set bit j of {@code ancestors} (its ancestors and itself, all below len). The
+     * attended positions are taken in that order, as one run: the result is bit-identical to attendHead over the
+     * same keys and values stored at consecutive positions (the scores are computed per position alike, softmax and
+     * Σ p·v run over the same sequence of values in the same order).
+     */
+    static void attendTreeHead(float[] q, int qo, float[] keys, float[] values, int kvDim, int headOff, int headDim,
+                               int[] table, int tableOff, int blockSize, int len, int prefix, int treeBase,
+                               long ancestors, float scale, float[] scores, float[] lanes, float[] out, int o) {
+        headScores(q, qo, keys, kvDim, headOff, headDim, table, tableOff, blockSize, len, scale, scores);
+        int n = prefix;
+        for (long m = ancestors; m != 0; m &= m - 1) { // treeBase + j >= n: compacting in place is safe
+            scores[n++] = scores[treeBase + Long.numberOfTrailingZeros(m)];
+        }
+        softmax(scores, n, lanes);
         int upper = F.loopBound(headDim);
         int i = 0;
-        for (; i + 4 * L <= upper; i += 4 * L) {
-            FloatVector a0 = FloatVector.zero(F);
-            FloatVector a1 = a0;
-            FloatVector a2 = a0;
-            FloatVector a3 = a0;
-            for (int b = 0; b < blocks; b++) {
-                int slot0 = table[tableOff + b] * blockSize;
-                int end = Math.min(blockSize, len - b * blockSize);
-                for (int j = 0; j < end; j++) {
-                    int v = (slot0 + j) * kvDim + headOff + i;
-                    FloatVector w = FloatVector.broadcast(F, scores[b * blockSize + j]);
-                    a0 = FloatVector.fromArray(F, values, v).fma(w, a0);
-                    a1 = FloatVector.fromArray(F, values, v + L).fma(w, a1);
-                    a2 = FloatVector.fromArray(F, values, v + 2 * L).fma(w, a2);
-                    a3 = FloatVector.fromArray(F, values, v + 3 * L).fma(w, a3);
-                }
-            }
-            a0.intoArray(out, o + i);
-            a1.intoArray(out, o + i + L);
-            a2.intoArray(out, o + i + 2 * L);
-            a3.intoArray(out, o + i + 3 * L);
-        }
         for (; i < upper; i += L) {
-            FloatVector a0 = FloatVector.zero(F);
-            for (int b = 0; b < blocks; b++) {
-                int slot0 = table[tableOff + b] * blockSize;
-                int end = Math.min(blockSize, len - b * blockSize);
-                for (int j = 0; j < end; j++) {
-                    a0 = FloatVector.fromArray(F, values, (slot0 + j) * kvDim + headOff + i)
-                            .fma(FloatVector.broadcast(F, scores[b * blockSize + j]), a0);
+            FloatVector a = FloatVector.zero(F);
+            long m = ancestors;
+            for (int p = 0; p < n; p++) {
+                int pos = p < prefix ? p : treeBase + Long.numberOfTrailingZeros(m);
+                if (p >= prefix) {
+                    m &= m - 1;
                 }
+                int slot = table[tableOff + pos / blockSize] * blockSize + pos % blockSize;
+                a = FloatVector.fromArray(F, values, slot * kvDim + headOff + i)
+                        .fma(FloatVector.broadcast(F, scores[p]), a);
             }
-            a0.intoArray(out, o + i);
+            a.intoArray(out, o + i);
         }
         for (; i < headDim; i++) {
             float a = 0f;
-            for (int p = 0; p < len; p++) {
-                int slot = table[tableOff + p / blockSize] * blockSize + p % blockSize;
+            long m = ancestors;
+            for (int p = 0; p < n; p++) {
+                int pos = p < prefix ? p : treeBase + Long.numberOfTrailingZeros(m);
+                if (p >= prefix) {
+                    m &= m - 1;
+                }
+                int slot = table[tableOff + pos / blockSize] * blockSize + pos % blockSize;
                 a = Math.fma(values[slot * kvDim + headOff + i], scores[p], a);
             }
             out[o + i] = a;

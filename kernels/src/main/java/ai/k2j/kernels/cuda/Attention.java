@@ -1,6 +1,7 @@
 package ai.k2j.kernels.cuda;
 
 import ai.k2j.kernels.Batch;
+import ai.k2j.kernels.KvPrecision;
 
 /**
  * Attention over the paged cache (flash-decoding): the decode kernel (up to 8 tokens, head dims 32·2^i) or the
@@ -117,12 +118,13 @@ final class Attention {
     /**
      * The tensor-core prefill kernel ({@code native/prefill.cu}) for this call, or 0: the tensor-core mode with
      * {@link CudaBackend.Options#flashPrefill}, batches of more than 8 tokens outside a graph (decode and
-     * verification keep the FP32 decode kernel), head dims 16/32/64/128, a cache whose rows take 16-byte loads, and
+     * verification keep the FP32 decode kernel), head dims 16/32/64/128, an F32 cache (the kernel reads float
+     * elements; BF16 and FP8 caches take the general kernel of their precision) whose rows take 16-byte loads, and
      * compute capability 8.0+ (BF16 mma.sync).
      */
     private long flashKernel(int n, int headDim, DevKvCache c, int layer) {
         if (cx.options.prefillGemm() != CudaBackend.PrefillGemm.AUTO || !cx.options.flashPrefill() || n <= 8
-                || cx.capture != null || cx.driver.computeMajor() < 8) {
+                || c.precision() != KvPrecision.F32 || cx.capture != null || cx.driver.computeMajor() < 8) {
             return 0;
         }
         int i = switch (headDim) {

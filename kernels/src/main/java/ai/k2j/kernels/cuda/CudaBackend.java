@@ -544,7 +544,7 @@ public final class CudaBackend implements Backend, GraphCapable {
         boolean valuesOutsideKeys = values.offset() + values.width() <= keys.offset()
                 || values.offset() >= keys.offset() + keys.width();
         if (!cx.options.fusedOps() || queries.buffer() != keys.buffer() || queries.stride() != keys.stride()
-                || !valuesOutsideKeys) {
+                || !valuesOutsideKeys || batch.tree) { // a tree step stores at kvPositions, rotates by positions
             Backend.super.ropeStoreKv(queries, keys, values, headDim, cache, layer, batch, table);
             return;
         }
@@ -594,8 +594,40 @@ public final class CudaBackend implements Backend, GraphCapable {
             throw new IllegalArgumentException("attention: out must not alias the queries' buffer");
         }
         batches.validateBlocks(db, c);
+        if (batch.tree) {
+            treeAttention(q.ptr + 4L * queries.offset(), queries.stride(), c, layer, batch, db, heads, kvHeads, headDim,
+                    scale, o.ptr);
+            return;
+        }
         attention.run(q.ptr + 4L * queries.offset(), queries.stride(), c, layer, batch, db, heads, kvHeads, headDim,
                 scale, o.ptr);
+    }
+
+    /** Draft-tree verification: the {@code attention_tree} kernel (masks checked here; never inside a graph). */
+    private void treeAttention(long q, int rowStride, DevKvCache c, int layer, Batch batch, DeviceBatch db, int heads,
+                               int kvHeads, int headDim, float scale, long out) {
+        if (cx.capture != null) {
+            throw new IllegalStateException("a draft-tree step cannot be recorded into a graph");
+        }
+        if (c.precision() != KvPrecision.F32) {
+            // the attention_tree kernel reads float elements; BF16/FP8 tree kernels are not written yet
+            throw new IllegalStateException("attention: draft-tree steps on the CUDA backend need an F32 KV cache,"
+                    + " this cache is " + c.precision() + " (use --kv-cache f32, or speculation without --tree)");
+        }
+        if (headDim > 512) {
+            throw new IllegalArgumentException("attention: tree steps take head dims up to 512, got " + headDim);
+        }
+        for (int t = 0; t < batch.nTokens; t++) {
+            batch.treeAncestors(t);
+            if (batch.kvPositions[t] >= batch.seqKvLength[batch.seqOfToken[t]]) {
+                throw new IllegalArgumentException("attention: cache index " + batch.kvPositions[t] + " of batch row "
+                        + t + " is not below its sequence's KV length");
+            }
+        }
+        cx.args.reset().ptr(q).i32(rowStride).i32(heads).i32(kvHeads).i32(headDim).f32(scale).ptr(c.k(layer))
+                .ptr(c.v(layer)).i32(c.kvDim()).ptr(db.kvPositionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr)
+                .i32(db.maxBlocks).i32(c.blockSize()).ptr(db.treeMaskPtr).ptr(db.seqTreeBasePtr).ptr(out);
+        cx.launch(cx.k.attentionTree, "attention_tree", batch.nTokens * heads, 1, 128);
     }
 
     @Override
@@ -710,6 +742,9 @@ public final class CudaBackend implements Backend, GraphCapable {
     @Override
     public void latentAttention(Rows qLatent, Rows qRope, KvCache cache, int layer, Batch batch, int heads,
                                 int latentDim, float scale, Buffer out) {
+        if (batch.tree) { // the latent kernels read a causal prefix; they have no tree mask
+            throw new UnsupportedOperationException("latentAttention (MLA) does not take draft-tree steps (Batch.tree)");
+        }
         enterOutsideCapture("latentAttention (MLA)");
         DevKvCache c = kv(cache, layer);
         DevBuffer ql = buffer(qLatent.buffer(), "latentAttention qLatent");

@@ -102,6 +102,7 @@ final class CudaKernels implements AutoCloseable {
      */
     final long[][] attention = new long[3][5];
     final long attentionCombine;
+    final long attentionTree;
     /**
      * attentionDec[kv][i][j]: the decode kernel for a cache of KV type kv, head dim 32 << i (i = 0..3) and groups of
      * up to 1 << j query heads (0 where the kernel does not exist: (1 << j) * (1 << i) must be at most 32).
@@ -173,6 +174,7 @@ final class CudaKernels implements AutoCloseable {
             }
         }
         attentionCombine = driver.function(att, "attention_combine");
+        attentionTree = driver.function(att, "attention_tree");
 
         long sample = load("sample");
         topkSlices = driver.function(sample, "topk_slices");

@@ -66,4 +66,19 @@ final class DevKvCache extends PagedKvCache {
             }
         }
     }
+
+    @Override
+    protected void copySlotData(int src, int dst) {
+        owner.enterOutsideCapture("copySlot");
+        long slotBytes = (long) precision.bytesPerValue() * kvDim; // slot-major: a slot's kvDim elements are contiguous
+        long scaleBytes = 4L * kvHeads(); // FP8: the slot's per-head scales, also slot-major
+        for (int l = 0; l < layers; l++) {
+            owner.driver().copyDeviceAsync(k(l) + dst * slotBytes, k(l) + src * slotBytes, slotBytes);
+            owner.driver().copyDeviceAsync(v(l) + dst * slotBytes, v(l) + src * slotBytes, slotBytes);
+            if (scaleRegionBytes != 0) {
+                owner.driver().copyDeviceAsync(kScale(l) + dst * scaleBytes, kScale(l) + src * scaleBytes, scaleBytes);
+                owner.driver().copyDeviceAsync(vScale(l) + dst * scaleBytes, vScale(l) + src * scaleBytes, scaleBytes);
+            }
+        }
+    }
 }

@@ -9,7 +9,9 @@ import java.util.Arrays;
 /**
  * The device copy of one {@link Batch} object's metadata, in one fixed int32 buffer (so a captured graph keeps
  * reading the same addresses): header [nTokens, nSeqs, nLogits, maxBlocksPerSeq, 0...], then tokens, positions,
- * seqOfToken, logitRows (maxTokens each), seqKvLength (maxSeqs), blockTables (maxSeqs × maxBlocksPerSeq).
+ * seqOfToken, logitRows (maxTokens each), seqKvLength (maxSeqs), blockTables (maxSeqs × maxBlocksPerSeq); then,
+ * read only by draft-tree steps ({@link Batch#tree}), kvPositions (maxTokens), seqTreeBase (maxSeqs) and treeMask
+ * (maxTokens int64, 8-byte aligned). A tree step re-uploads on every op (no shadow of the tree fields).
  *
  * <p>Ops call {@link #sync}: it compares what the op's kernels will read with a host shadow of the last upload
  * and, only when something differs, re-uploads with one asynchronous copy from pinned memory (double-buffered;
@@ -30,10 +32,17 @@ final class DeviceBatch {
     final long logitRowsPtr;
     final long seqKvLengthPtr;
     final long blockTablesPtr;
+    final long kvPositionsPtr;
+    final long seqTreeBasePtr;
+    final long treeMaskPtr;
     private final int btOff;
+    private final int treeOff;
+    private final int maskOff;
+    private final long totalInts;
 
     // shadow of the last upload
     private boolean valid;
+    private boolean lastTree;
     private int nTokens;
     private int nSeqs;
     private int nLogits;
@@ -66,8 +75,12 @@ final class DeviceBatch {
             throw new IllegalArgumentException("Batch capacities must be >= 1: maxTokens=" + maxTokens + ", maxSeqs="
                     + maxSeqs + ", maxBlocksPerSeq=" + maxBlocks);
         }
-        long ints = HEADER + 4L * maxTokens + maxSeqs + (long) maxSeqs * maxBlocks;
+        long plainInts = HEADER + 4L * maxTokens + maxSeqs + (long) maxSeqs * maxBlocks;
         this.btOff = Math.toIntExact(HEADER + 4L * maxTokens + maxSeqs);
+        this.treeOff = Math.toIntExact((plainInts + 1) & ~1L);
+        this.maskOff = Math.toIntExact((treeOff + (long) maxTokens + maxSeqs + 1) & ~1L);
+        long ints = maskOff + 2L * maxTokens;
+        this.totalInts = ints;
         this.dev = driver.malloc(ints * 4);
         this.tokensPtr = dev + 4L * HEADER;
         this.positionsPtr = tokensPtr + 4L * maxTokens;
@@ -75,6 +88,9 @@ final class DeviceBatch {
         this.logitRowsPtr = seqOfTokenPtr + 4L * maxTokens;
         this.seqKvLengthPtr = logitRowsPtr + 4L * maxTokens;
         this.blockTablesPtr = dev + 4L * btOff;
+        this.kvPositionsPtr = dev + 4L * treeOff;
+        this.seqTreeBasePtr = kvPositionsPtr + 4L * maxTokens;
+        this.treeMaskPtr = dev + 4L * maskOff;
         tokens = new int[maxTokens];
         positions = new int[maxTokens];
         seqOfToken = new int[maxTokens];
@@ -118,7 +134,7 @@ final class DeviceBatch {
 
     /** True when the device copy matches what ops read (blockSize > 0: also the block-table entries in use). */
     boolean matches(Batch b, int blockSize) {
-        if (!valid || b.nTokens != nTokens || b.nSeqs != nSeqs || b.nLogits != nLogits) {
+        if (!valid || b.tree || lastTree || b.nTokens != nTokens || b.nSeqs != nSeqs || b.nLogits != nLogits) {
             return false;
         }
         int n = b.nTokens;
@@ -166,7 +182,7 @@ final class DeviceBatch {
         Arrays.fill(maxPosOfSeq, 0, nSeqs, -1);
         for (int t = 0; t < n; t++) {
             int s = seqOfToken[t];
-            maxPosOfSeq[s] = Math.max(maxPosOfSeq[s], positions[t]);
+            maxPosOfSeq[s] = Math.max(maxPosOfSeq[s], b.kvPositionOf(t));
         }
         st.setAtIndex(ValueLayout.JAVA_INT, 0, nTokens);
         st.setAtIndex(ValueLayout.JAVA_INT, 1, nSeqs);
@@ -179,6 +195,13 @@ final class DeviceBatch {
         MemorySegment.copy(seqKvLength, 0, st, ValueLayout.JAVA_INT, 4L * (HEADER + 4L * maxTokens), nSeqs);
         MemorySegment.copy(blockTables, 0, st, ValueLayout.JAVA_INT, 4L * btOff, nSeqs * maxBlocks);
         long bytes = 4L * (btOff + (long) nSeqs * maxBlocks);
+        lastTree = b.tree;
+        if (b.tree) {
+            MemorySegment.copy(b.kvPositions, 0, st, ValueLayout.JAVA_INT, 4L * treeOff, n);
+            MemorySegment.copy(b.seqTreeBase, 0, st, ValueLayout.JAVA_INT, 4L * treeOff + 4L * maxTokens, nSeqs);
+            MemorySegment.copy(b.treeMask, 0, st, ValueLayout.JAVA_LONG, 4L * maskOff, n);
+            bytes = 4L * totalInts;
+        }
         driver.copyToDeviceAsync(dev, st.address(), bytes);
         driver.eventRecord(events[i]);
         eventPending[i] = true;

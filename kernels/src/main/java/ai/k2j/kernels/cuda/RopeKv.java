@@ -39,20 +39,23 @@ final class RopeKv {
         positive(n, "storeKv Batch.nTokens");
         need(q, (long) (n - 1) * keys.stride() + Math.max(keys.offset(), values.offset()) + c.kvDim(), "storeKv keys/values");
         batches.validateBlocks(db, c);
-        launchStore(c, layer, q.ptr, keys.stride(), keys.offset(), values.offset(), n, db);
+        // a tree token's cache index (kvPositions) is not its RoPE position; every store kernel takes the index array
+        launchStore(c, layer, q.ptr, keys.stride(), keys.offset(), values.offset(), n, db,
+                batch.tree ? db.kvPositionsPtr : db.positionsPtr);
     }
 
     /** The store kernel of the cache's precision: one thread per element (F32, BF16) or one warp per head (FP8). */
-    private void launchStore(DevKvCache c, int layer, long x, int rowStride, int kOff, int vOff, int n, DeviceBatch db) {
+    private void launchStore(DevKvCache c, int layer, long x, int rowStride, int kOff, int vOff, int n, DeviceBatch db,
+                             long slotPositionsPtr) {
         if (c.precision() == KvPrecision.FP8_E4M3) {
             cx.args.reset().ptr(x).i32(rowStride).i32(kOff).i32(vOff).i32(c.kvHeads()).i32(c.headDim()).i32(n)
-                    .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
+                    .ptr(slotPositionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks)
                     .i32(c.blockSize()).ptr(c.k(layer)).ptr(c.v(layer)).ptr(c.kScale(layer)).ptr(c.vScale(layer));
             cx.launch(cx.k.storeKvFp8, "store_kv_fp8", cx.grid(32L * n * c.kvHeads() * 2), 1, 256);
             return;
         }
         cx.args.reset().ptr(x).i32(rowStride).i32(kOff).i32(vOff).i32(c.kvDim()).i32(n)
-                .ptr(db.positionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
+                .ptr(slotPositionsPtr).ptr(db.seqOfTokenPtr).ptr(db.blockTablesPtr).i32(db.maxBlocks).i32(c.blockSize())
                 .ptr(c.k(layer)).ptr(c.v(layer));
         boolean bf16 = c.precision() == KvPrecision.BF16;
         cx.launch(bf16 ? cx.k.storeKvBf16 : cx.k.storeKv, bf16 ? "store_kv_bf16" : "store_kv",
@@ -86,7 +89,7 @@ final class RopeKv {
         if (c.precision() == KvPrecision.FP8_E4M3) {
             // FP8's per-head scale needs the whole rotated head: rope in place, then the warp-per-head store
             launchRope(xb.ptr, n, keys.stride(), ropeStart, ropeHeads, r, db);
-            launchStore(c, layer, xb.ptr, keys.stride(), keys.offset(), values.offset(), n, db);
+            launchStore(c, layer, xb.ptr, keys.stride(), keys.offset(), values.offset(), n, db, db.positionsPtr);
             return;
         }
         boolean bf16 = c.precision() == KvPrecision.BF16;

@@ -29,7 +29,7 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
  * what was stored (the reference backend's definition), attention over it matches a double-precision computation
  * over those rounded keys and values and the reference backend's cache of the same precision, with the vector
  * (block of 16) and scalar (block of 3) paths, GQA and MHA, a prefill step and then decode steps, scattered blocks;
- * copy-on-write block copies carry FP8's scales.
+ * copy-on-write block copies and single-slot copies carry FP8's scales.
  */
 class CpuKvPrecisionTest {
 
@@ -123,6 +123,11 @@ class CpuKvPrecisionTest {
                             scale, got, oracle);
                 }
             }
+            // a draft tree's accepted path moves single slots (KvCache.copySlot): the elements, FP8 with its scales
+            int slotBlock = free.getLast();
+            cc.copySlot(batch.blockTables[0] * block, slotBlock * block + block - 1);
+            assertArrayEquals(((CpuKvCache) cc).key(1, batch.blockTables[0], 0),
+                    ((CpuKvCache) cc).key(1, slotBlock, block - 1), what + ": key copied by copySlot");
             if (precision == KvPrecision.FP8_E4M3) {
                 int src = batch.blockTables[0];
                 int dst = free.removeFirst();
