@@ -526,14 +526,17 @@ public final class BatchEngine implements AutoCloseable {
                 s.draftAccepted, s.logprobs);
         r.results[s.choice] = result;
         r.unfinished--;
+        boolean last = r.unfinished == 0;
+        if (last) { // counted before the observer hears of it: a client that saw the end finds it in the metrics
+            metrics.requestsFinished.increment();
+            metrics.requestLatency.observeNanos(now - r.submitNanos);
+        }
         try {
             r.observer.onFinish(s.choice, result);
         } catch (RuntimeException e) {
             LOG.log(System.Logger.Level.WARNING, "observer of request " + r.id + " threw in onFinish", e);
         }
-        if (r.unfinished == 0) {
-            metrics.requestsFinished.increment();
-            metrics.requestLatency.observeNanos(now - r.submitNanos);
+        if (last) {
             r.handle.complete(List.of(r.results));
         }
     }
@@ -542,6 +545,10 @@ public final class BatchEngine implements AutoCloseable {
     private void finishUnadmitted(RequestState r, FinishReason reason) {
         ChoiceResult[] results = new ChoiceResult[r.n()];
         long total = System.nanoTime() - r.submitNanos;
+        if (reason == FinishReason.CANCELLED) {
+            metrics.choicesCancelled.add(results.length);
+        }
+        metrics.requestsFinished.increment();
         for (int c = 0; c < results.length; c++) {
             results[c] = new ChoiceResult(c, new int[0], "", reason, r.prompt.length, 0, total, 0, 0);
             try {
@@ -550,10 +557,6 @@ public final class BatchEngine implements AutoCloseable {
                 LOG.log(System.Logger.Level.WARNING, "observer of request " + r.id + " threw in onFinish", e);
             }
         }
-        if (reason == FinishReason.CANCELLED) {
-            metrics.choicesCancelled.add(results.length);
-        }
-        metrics.requestsFinished.increment();
         r.handle.complete(List.of(results));
     }
 
