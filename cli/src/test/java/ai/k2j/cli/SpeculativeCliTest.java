@@ -100,7 +100,7 @@ class SpeculativeCliTest {
     void aMissingDraftDirectoryIsAFailureNamingIt() {
         CliRunner r = CliRunner.run("generate", "--prompt", "a", "--draft", "/nonexistent/draft");
         assertEquals(1, r.code(), r::toString);
-        assertTrue(r.err().contains("draft model directory not found: /nonexistent/draft"), r::toString);
+        assertTrue(r.err().contains("draft model directory (or GGUF file) not found: /nonexistent/draft"), r::toString);
     }
 
     @Test

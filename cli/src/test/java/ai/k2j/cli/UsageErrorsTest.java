@@ -95,7 +95,7 @@ class UsageErrorsTest {
                 Arguments.of("k2j synth: missing required flag --preset", new String[] {"synth", "--out", "o"}),
                 Arguments.of("k2j synth: unknown preset 'qwen2.5-72b' (known: tiny, qwen2.5-0.5b, qwen2.5-1.5b, "
                         + "qwen2.5-3b, qwen2.5-7b, qwen2.5-14b, qwen2.5-32b, qwen3-0.6b, qwen3-8b, qwen3-32b, "
-                        + "qwen3-30b-a3b, llama3.2-1b, llama3.1-8b)",
+                        + "qwen3-30b-a3b, llama3.2-1b, llama3.1-8b, kimi-k2, deepseek-v3, deepseek-lite, kimi-mini)",
                         new String[] {"synth", "--preset", "qwen2.5-72b", "--out", "o"}),
                 Arguments.of("k2j synth: missing required flag --out", new String[] {"synth", "--preset", "tiny"}),
                 Arguments.of("k2j synth: --dtype must be bf16, f16 or f32, got 'q8_0'",
@@ -149,7 +149,7 @@ class UsageErrorsTest {
                 {"info", "--model", missing.toString()}}) {
             CliRunner r = CliRunner.run(argv);
             assertEquals(1, r.code(), r::toString);
-            assertEquals("k2j " + argv[0] + ": error: model directory not found: " + missing, r.err().strip(),
+            assertEquals("k2j " + argv[0] + ": error: model directory (or GGUF file) not found: " + missing, r.err().strip(),
                     r::toString);
             assertFalse(r.err().contains("\tat "), "no stack trace: " + r.err());
         }
